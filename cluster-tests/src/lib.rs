@@ -1,0 +1,1 @@
+//! Harness for running real shoal processes beside real registries and clients.

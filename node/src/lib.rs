@@ -1,0 +1,1 @@
+//! Shoal node: a pull-through cache for OCI registries.

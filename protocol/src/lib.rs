@@ -1,0 +1,14 @@
+//! Shoal's shared vocabulary: the types every part of the system agrees on.
+//!
+//! This crate has no I/O and no async runtime. It parses and validates what arrives from
+//! clients, upstream registries and peers — digests, repository names, tags, media types — so
+//! that the node never handles an unchecked string where one of these is meant.
+
+pub mod digest;
+pub mod media_type;
+pub mod name;
+pub mod reference;
+
+pub use digest::{Digest, DigestError, DigestMismatch, DigestVerifier};
+pub use name::{NameError, RepositoryName};
+pub use reference::{Reference, ReferenceError, Tag, TagError};

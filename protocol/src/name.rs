@@ -1,0 +1,141 @@
+//! Repository names as the OCI distribution spec defines them.
+//!
+//! A name is one or more `/`-separated path components, each lowercase alphanumerics joined by
+//! single separators (`.`, `_`, `__`, or a run of `-`). The grammar rules out `..`, empty
+//! components, upper case and percent-escapes, so a valid name is also safe in a path or a key.
+
+use std::fmt;
+
+/// The whole name, registry host excluded, is capped as distribution caps it.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A validated repository name such as `library/alpine` or `org/team/app`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepositoryName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("repository name is empty")]
+    Empty,
+    #[error("repository name is longer than {MAX_NAME_LEN} characters")]
+    TooLong,
+    #[error(
+        "repository name component {0:?} is invalid (lowercase a-z, 0-9 and single . _ __ - separators)"
+    )]
+    BadComponent(String),
+}
+
+impl RepositoryName {
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        if s.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if s.len() > MAX_NAME_LEN {
+            return Err(NameError::TooLong);
+        }
+        for component in s.split('/') {
+            if !valid_component(component) {
+                return Err(NameError::BadComponent(component.chars().take(64).collect()));
+            }
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number of `/`-separated components.
+    pub fn depth(&self) -> usize {
+        self.0.split('/').count()
+    }
+
+    /// Docker Hub's rule: an official image `alpine` lives at `library/alpine`.
+    pub fn with_library_prefix(&self) -> Self {
+        if self.depth() == 1 { Self(format!("library/{}", self.0)) } else { self.clone() }
+    }
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn valid_component(c: &str) -> bool {
+    let bytes = c.as_bytes();
+    if bytes.is_empty() || !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if is_alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !is_alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &bytes[start..i];
+        let ok = sep == b"." || sep == b"_" || sep == b"__" || sep.iter().all(|&b| b == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+impl fmt::Display for RepositoryName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RepositoryName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RepositoryName({:?})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_spec_examples() {
+        for ok in ["alpine", "library/alpine", "a/b/c", "my-org/my__app", "a.b_c--d/e0", "0"] {
+            assert!(RepositoryName::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        for bad in [
+            "", "/", "a/", "/a", "a//b", "..", "a/../b", "a/./b", "Alpine", "a%2fb", "a%2e%2e",
+            "a..b", "a___b", "-a", "a-", "a b", "a\\b", "a/b?c", "ä",
+        ] {
+            assert!(RepositoryName::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(RepositoryName::parse(&"a".repeat(256)), Err(NameError::TooLong));
+    }
+
+    #[test]
+    fn library_prefix_only_for_single_component() {
+        let one = RepositoryName::parse("alpine").unwrap();
+        assert_eq!(one.with_library_prefix().as_str(), "library/alpine");
+        let two = RepositoryName::parse("org/app").unwrap();
+        assert_eq!(two.with_library_prefix().as_str(), "org/app");
+    }
+
+    proptest! {
+        #[test]
+        fn valid_names_are_path_safe(s in "\\PC{0,80}") {
+            if let Ok(name) = RepositoryName::parse(&s) {
+                prop_assert!(!name.as_str().contains(".."));
+                prop_assert!(!name.as_str().contains('%'));
+                prop_assert!(!name.as_str().starts_with('/'));
+            }
+        }
+    }
+}
