@@ -1,6 +1,40 @@
 //! Content store: blob files named by digest, plus a crash-safe index of their metadata.
+//!
+//! Everything immutable — layers, configs, manifests — is a blob named by its sha256 and
+//! written with the durable discipline of `temp.rs`: a blob file is only ever visible complete
+//! and verified. Tags live in the same redb index (`tags.rs`). Sizes and access times are
+//! mirrored in memory (`state.rs`) so that hits and eviction decisions never wait on a commit.
 
+mod blob;
+mod error;
+mod evict;
+mod layout;
+mod maintenance;
+mod open;
+mod state;
+mod tables;
+mod tags;
+mod temp;
+#[cfg(test)]
+mod test_util;
+
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use redb::ReadableDatabase;
+use shoal_protocol::Digest;
+use tracing::warn;
+
+pub use blob::BlobReader;
+pub use error::StoreError;
+pub use tags::TagRecord;
+pub use temp::TempBlob;
+
+use layout::Paths;
+use state::State;
+use tables::BLOBS;
 
 /// Where the store keeps its files and how large it may grow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,4 +43,111 @@ pub struct StoreConfig {
     pub root: PathBuf,
     /// Total blob bytes above which least recently used blobs are evicted; `None` = no cap.
     pub max_size: Option<u64>,
+}
+
+/// What the store knows about a committed blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub size: u64,
+    /// The media type it was stored with, when the writer knew it (manifests do).
+    pub media_type: Option<String>,
+}
+
+/// A handle to the content store; cheap to clone, all clones share one store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    paths: Paths,
+    db: redb::Database,
+    max_size: Option<u64>,
+    state: Mutex<State>,
+    temp_seq: AtomicU64,
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves counters, not half-written files; carry on.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.state();
+        f.debug_struct("Store")
+            .field("root", &self.inner.paths.root)
+            .field("blobs", &state.len())
+            .field("total_size", &state.total())
+            .field("max_size", &self.inner.max_size)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the store at `config.root`, creating it if needed.
+    ///
+    /// Creates `blobs/sha256/` and `tmp/`, opens (or creates) `index.redb`, removes stale temp
+    /// files, and reconciles the index with the blob files; a missing or corrupt index is rebuilt
+    /// from the files. Evicts down to `max_size` if the store is over it. Blocking: call it from
+    /// `spawn_blocking` or before the runtime serves.
+    pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        let paths = Paths::new(config.root);
+        paths.create_dirs()?;
+        // The index is opened first: redb's file lock keeps a second node off this directory
+        // before it can delete the first one's temp files.
+        let (db, state) = open::open_index(&paths)?;
+        layout::remove_stale_temps(&paths)?;
+        let inner = Arc::new(Inner {
+            paths,
+            db,
+            max_size: config.max_size,
+            state: Mutex::new(state),
+            temp_seq: AtomicU64::new(0),
+        });
+        evict::evict_blocking(&inner)?;
+        Ok(Store { inner })
+    }
+
+    /// True when a committed blob with this digest is stored.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.inner.state().get(digest).is_some()
+    }
+
+    /// Size and media type of a committed blob, without recording an access.
+    pub fn blob_meta(&self, digest: &Digest) -> Option<BlobMeta> {
+        let size = self.inner.state().get(digest)?.size;
+        let media_type = match self.read_blob_row(digest) {
+            Ok(row) => row.and_then(|r| r.media_type),
+            Err(e) => {
+                warn!(%digest, error = %e, "could not read blob media type from the index");
+                None
+            }
+        };
+        Some(BlobMeta { size, media_type })
+    }
+
+    /// Bytes of all committed blobs.
+    pub fn total_size(&self) -> u64 {
+        self.inner.state().total()
+    }
+
+    /// The configured size cap.
+    pub fn max_size(&self) -> Option<u64> {
+        self.inner.max_size
+    }
+
+    fn read_blob_row(&self, digest: &Digest) -> Result<Option<tables::BlobRow>, StoreError> {
+        let index = &self.inner.paths.index;
+        let txn =
+            self.inner.db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
+        let table =
+            txn.open_table(BLOBS).map_err(|e| StoreError::index("open blobs table", index, e))?;
+        let value = table
+            .get(digest.as_bytes())
+            .map_err(|e| StoreError::index("read blob row", index, e))?;
+        Ok(value.and_then(|v| tables::decode(v.value())))
+    }
 }

@@ -1,0 +1,95 @@
+//! The store's background job: persist access times in batches, and keep within the size cap.
+//!
+//! Access times live in memory between flushes, so a crash loses at most one interval of LRU
+//! history — a cost paid in eviction order only, never in data.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::ReadableTable;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::error::blocking;
+use super::tables::{self, BLOBS, BlobRow};
+use super::{Inner, Store, StoreError};
+
+/// How often [`Store::run_maintenance`] flushes access times and checks the size cap.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
+
+impl Store {
+    /// Runs until `shutdown` is cancelled, flushing access times and evicting every
+    /// [`MAINTENANCE_INTERVAL`]; flushes once more before returning.
+    pub async fn run_maintenance(self, shutdown: CancellationToken) {
+        self.run_maintenance_every(MAINTENANCE_INTERVAL, shutdown).await;
+    }
+
+    /// [`Store::run_maintenance`] with a chosen interval.
+    pub async fn run_maintenance_every(self, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+            if let Err(e) = self.flush_access_times().await {
+                warn!(error = %e, "could not persist blob access times");
+            }
+            if let Err(e) = self.evict().await {
+                warn!(error = %e, "eviction failed");
+            }
+        }
+        if let Err(e) = self.flush_access_times().await {
+            warn!(error = %e, "could not persist blob access times at shutdown");
+        }
+    }
+
+    /// Writes the access times recorded since the last flush to the index in one transaction;
+    /// returns how many rows were updated.
+    pub async fn flush_access_times(&self) -> Result<usize, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking("flush access times", move || {
+            let dirty = inner.state().take_dirty();
+            if dirty.is_empty() {
+                return Ok(0);
+            }
+            let result = write_access_times(&inner, &dirty);
+            if result.is_err() {
+                inner.state().restore_dirty(dirty.iter().map(|(d, _)| *d));
+            }
+            result
+        })
+        .await
+    }
+}
+
+fn write_access_times(
+    inner: &Inner,
+    dirty: &[(shoal_protocol::Digest, u64)],
+) -> Result<usize, StoreError> {
+    let index = &inner.paths.index;
+    let txn = inner.db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
+    let mut updated = 0;
+    {
+        let mut table =
+            txn.open_table(BLOBS).map_err(|e| StoreError::index("open blobs table", index, e))?;
+        for (digest, ms) in dirty {
+            let row: Option<BlobRow> = table
+                .get(digest.as_bytes())
+                .map_err(|e| StoreError::index("read blob row", index, e))?
+                .and_then(|v| tables::decode(v.value()));
+            // No row: evicted meanwhile, or its commit has not written it yet.
+            let Some(mut row) = row else { continue };
+            if row.last_access_ms >= *ms {
+                continue;
+            }
+            row.last_access_ms = *ms;
+            table
+                .insert(digest.as_bytes(), tables::encode(&row).as_slice())
+                .map_err(|e| StoreError::index("write access time", index, e))?;
+            updated += 1;
+        }
+    }
+    txn.commit().map_err(|e| StoreError::index("commit access times", index, e))?;
+    debug!(updated, "persisted blob access times");
+    Ok(updated)
+}

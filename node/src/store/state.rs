@@ -1,0 +1,198 @@
+//! The store's in-memory view: which blobs exist, their sizes and last accesses, and which are
+//! in use by readers or writers.
+//!
+//! Reads of hot blobs update only this map; access times reach the index in batches (see
+//! `maintenance.rs`), so a cache hit never waits for a database commit. Every decision that must
+//! be atomic against eviction — "is it there, and mark it in use" — is taken under this one lock.
+
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
+
+use shoal_protocol::Digest;
+
+use super::tables::to_millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub size: u64,
+    pub last_access_ms: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    entries: HashMap<Digest, Entry>,
+    total: u64,
+    readers: HashMap<Digest, usize>,
+    writers: HashMap<Digest, usize>,
+    /// Blobs whose in-memory access time is newer than the index's.
+    dirty: HashSet<Digest>,
+    clock_ms: u64,
+}
+
+impl State {
+    /// A wall-clock stamp in milliseconds, strictly greater than every earlier one, so that LRU
+    /// order is exact even for accesses within the same millisecond.
+    pub fn stamp(&mut self) -> u64 {
+        self.clock_ms = to_millis(SystemTime::now()).max(self.clock_ms + 1);
+        self.clock_ms
+    }
+
+    /// Makes the clock at least `ms`, so stamps loaded from the index never compare newer.
+    pub fn observe(&mut self, ms: u64) {
+        self.clock_ms = self.clock_ms.max(ms);
+    }
+
+    pub fn get(&self, digest: &Digest) -> Option<Entry> {
+        self.entries.get(digest).copied()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Adds a blob; returns false (and changes nothing) when it is already present.
+    pub fn insert(&mut self, digest: Digest, entry: Entry) -> bool {
+        if self.entries.contains_key(&digest) {
+            return false;
+        }
+        self.observe(entry.last_access_ms);
+        self.total += entry.size;
+        self.entries.insert(digest, entry);
+        true
+    }
+
+    pub fn remove(&mut self, digest: &Digest) -> Option<Entry> {
+        let entry = self.entries.remove(digest)?;
+        self.total -= entry.size;
+        self.dirty.remove(digest);
+        Some(entry)
+    }
+
+    /// Records an access now; false when the blob is not present.
+    pub fn touch(&mut self, digest: &Digest) -> bool {
+        let stamp = self.stamp();
+        match self.entries.get_mut(digest) {
+            Some(entry) => {
+                entry.last_access_ms = stamp;
+                self.dirty.insert(*digest);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the access times that changed since the last call.
+    pub fn take_dirty(&mut self) -> Vec<(Digest, u64)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .filter_map(|d| self.entries.get(&d).map(|e| (d, e.last_access_ms)))
+            .collect()
+    }
+
+    /// Puts back access times whose flush failed, unless a newer access already did.
+    pub fn restore_dirty(&mut self, digests: impl IntoIterator<Item = Digest>) {
+        for d in digests {
+            if self.entries.contains_key(&d) {
+                self.dirty.insert(d);
+            }
+        }
+    }
+
+    pub fn acquire_reader(&mut self, digest: Digest) {
+        *self.readers.entry(digest).or_default() += 1;
+    }
+
+    pub fn release_reader(&mut self, digest: &Digest) {
+        release(&mut self.readers, digest);
+    }
+
+    pub fn acquire_writer(&mut self, digest: Digest) {
+        *self.writers.entry(digest).or_default() += 1;
+    }
+
+    pub fn release_writer(&mut self, digest: &Digest) {
+        release(&mut self.writers, digest);
+    }
+
+    pub fn in_use(&self, digest: &Digest) -> bool {
+        self.readers.contains_key(digest) || self.writers.contains_key(digest)
+    }
+
+    /// The least recently used blobs that are not in use, oldest first, just enough of them to
+    /// bring the total to `max` or below (fewer if the rest are in use).
+    pub fn pick_victims(&self, max: u64) -> Vec<(Digest, Entry)> {
+        if self.total <= max {
+            return Vec::new();
+        }
+        let mut candidates: Vec<(Digest, Entry)> =
+            self.entries.iter().filter(|(d, _)| !self.in_use(d)).map(|(d, e)| (*d, *e)).collect();
+        candidates.sort_by_key(|(d, e)| (e.last_access_ms, *d));
+        let mut excess = self.total - max;
+        let mut victims = Vec::new();
+        for (digest, entry) in candidates {
+            if excess == 0 {
+                break;
+            }
+            excess = excess.saturating_sub(entry.size);
+            victims.push((digest, entry));
+        }
+        victims
+    }
+}
+
+fn release(counts: &mut HashMap<Digest, usize>, digest: &Digest) {
+    if let Some(n) = counts.get_mut(digest) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(digest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::from_raw([n; 32])
+    }
+
+    #[test]
+    fn victims_are_oldest_first_and_skip_blobs_in_use() {
+        let mut s = State::default();
+        for n in 1..=4 {
+            let stamp = s.stamp();
+            s.insert(d(n), Entry { size: 10, last_access_ms: stamp });
+        }
+        assert_eq!(s.total(), 40);
+        assert!(s.touch(&d(1)));
+        s.acquire_reader(d(2));
+        let victims: Vec<Digest> = s.pick_victims(20).into_iter().map(|(d, _)| d).collect();
+        assert_eq!(victims, vec![d(3), d(4)]);
+        s.release_reader(&d(2));
+        let victims: Vec<Digest> = s.pick_victims(20).into_iter().map(|(d, _)| d).collect();
+        assert_eq!(victims, vec![d(2), d(3)]);
+        assert!(s.pick_victims(40).is_empty());
+    }
+
+    #[test]
+    fn stamps_strictly_increase_and_dirty_is_taken_once() {
+        let mut s = State::default();
+        let a = s.stamp();
+        let b = s.stamp();
+        assert!(b > a);
+        s.insert(d(1), Entry { size: 1, last_access_ms: a });
+        assert!(s.touch(&d(1)));
+        assert!(!s.touch(&d(2)));
+        let dirty = s.take_dirty();
+        assert_eq!(dirty.len(), 1);
+        assert_eq!(dirty[0].0, d(1));
+        assert!(dirty[0].1 > b);
+        assert!(s.take_dirty().is_empty());
+    }
+}

@@ -1,0 +1,107 @@
+//! Every table of the redb index, and the encoding of the values stored in them.
+//!
+//! Table names carry a version: a change to a key layout gets a new table, never a silent
+//! reinterpretation of old bytes. Values are a version byte followed by postcard; a value whose
+//! version this build does not know decodes as "missing", so an index written by a newer node is
+//! rebuilt or refetched rather than misread.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redb::TableDefinition;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Blob digest (raw sha256) → [`BlobRow`].
+pub(crate) const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs-1");
+
+/// (upstream, repository, tag) → [`TagRow`]. The tuple key sorts by upstream, then repository,
+/// then tag, so the tags of one repository are one contiguous range — the per-repo index that
+/// `tags/list` needs, without a second table to keep in step.
+pub(crate) const TAGS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("tags-1");
+
+const ROW_VERSION: u8 = 1;
+
+/// What the index knows about one stored blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BlobRow {
+    pub size: u64,
+    pub media_type: Option<String>,
+    /// Milliseconds since the Unix epoch; strictly increasing across accesses of one process.
+    pub last_access_ms: u64,
+}
+
+/// What the index knows about one tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TagRow {
+    // Raw bytes rather than `Digest`: the row layout must not depend on another crate's serde.
+    pub digest: [u8; 32],
+    pub media_type: String,
+    pub fetched_at_ms: u64,
+}
+
+/// Encodes a row as its version byte followed by postcard.
+pub(crate) fn encode<T: Serialize>(row: &T) -> Vec<u8> {
+    let mut out = vec![ROW_VERSION];
+    // Serializing these plain structs into a Vec has no failure case; an empty row would
+    // decode as missing rather than as something wrong.
+    if let Ok(body) = postcard::to_stdvec(row) {
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// Decodes a row; an unknown version, a malformed body or trailing bytes give `None`.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let (&version, body) = bytes.split_first()?;
+    if version != ROW_VERSION {
+        return None;
+    }
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((row, [])) => Some(row),
+        _ => None,
+    }
+}
+
+pub(crate) fn to_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip_with_a_leading_version_byte() {
+        let row = BlobRow { size: 42, media_type: Some("a/b".into()), last_access_ms: 7 };
+        let bytes = encode(&row);
+        assert_eq!(bytes[0], ROW_VERSION);
+        assert_eq!(decode::<BlobRow>(&bytes), Some(row));
+
+        let tag = TagRow { digest: [9; 32], media_type: "m".into(), fetched_at_ms: 1 };
+        assert_eq!(decode::<TagRow>(&encode(&tag)), Some(tag));
+    }
+
+    #[test]
+    fn unknown_version_or_garbage_decodes_as_missing() {
+        let row = BlobRow { size: 1, media_type: None, last_access_ms: 2 };
+        let mut bytes = encode(&row);
+        bytes[0] = ROW_VERSION + 1;
+        assert_eq!(decode::<BlobRow>(&bytes), None);
+        assert_eq!(decode::<BlobRow>(&[]), None);
+        assert_eq!(decode::<BlobRow>(&[ROW_VERSION, 0xff, 0xff, 0xff]), None);
+        let mut trailing = encode(&row);
+        trailing.push(0);
+        assert_eq!(decode::<BlobRow>(&trailing), None);
+    }
+
+    #[test]
+    fn millis_round_trip() {
+        let t = from_millis(1_700_000_000_123);
+        assert_eq!(to_millis(t), 1_700_000_000_123);
+        assert_eq!(to_millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
+}

@@ -1,0 +1,105 @@
+//! Tags: (upstream, repository, tag) → the digest it pointed to when last fetched.
+//!
+//! Tags are mutable upstream; this is the last known answer, kept so that a node can serve
+//! pulls by tag while its upstream is down and answer `tags/list` from what it has seen.
+
+use std::time::SystemTime;
+
+use redb::ReadableDatabase;
+use shoal_protocol::{Digest, RepositoryName, Tag};
+
+use super::tables::{self, TAGS, TagRow};
+use super::{Store, StoreError};
+
+/// The last known resolution of a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRecord {
+    pub digest: Digest,
+    /// Media type of the manifest the tag pointed to.
+    pub media_type: String,
+    /// When the upstream last confirmed this digest.
+    pub fetched_at: SystemTime,
+}
+
+impl Store {
+    /// The stored record of a tag; `None` when unknown (or stored by an incompatible version).
+    pub fn get_tag(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<TagRecord>, StoreError> {
+        let index = &self.inner.paths.index;
+        let txn =
+            self.inner.db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
+        let table =
+            txn.open_table(TAGS).map_err(|e| StoreError::index("open tags table", index, e))?;
+        let value = table
+            .get((upstream, repo.as_str(), tag.as_str()))
+            .map_err(|e| StoreError::index("read tag", index, e))?;
+        let row: Option<TagRow> = value.and_then(|v| tables::decode(v.value()));
+        Ok(row.map(|row| TagRecord {
+            digest: Digest::from_raw(row.digest),
+            media_type: row.media_type,
+            fetched_at: tables::from_millis(row.fetched_at_ms),
+        }))
+    }
+
+    /// Records (or replaces) the resolution of a tag, durably.
+    pub fn put_tag(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+        tag: &Tag,
+        record: &TagRecord,
+    ) -> Result<(), StoreError> {
+        let index = &self.inner.paths.index;
+        let row = TagRow {
+            digest: *record.digest.as_bytes(),
+            media_type: record.media_type.clone(),
+            fetched_at_ms: tables::to_millis(record.fetched_at),
+        };
+        let txn =
+            self.inner.db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
+        {
+            let mut table =
+                txn.open_table(TAGS).map_err(|e| StoreError::index("open tags table", index, e))?;
+            table
+                .insert((upstream, repo.as_str(), tag.as_str()), tables::encode(&row).as_slice())
+                .map_err(|e| StoreError::index("write tag", index, e))?;
+        }
+        txn.commit().map_err(|e| StoreError::index("commit tag", index, e))
+    }
+
+    /// The tags known for one repository of one upstream, sorted.
+    pub fn list_tags(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+    ) -> Result<Vec<String>, StoreError> {
+        let index = &self.inner.paths.index;
+        let txn =
+            self.inner.db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
+        let table =
+            txn.open_table(TAGS).map_err(|e| StoreError::index("open tags table", index, e))?;
+        let repo = repo.as_str();
+        // The empty tag sorts first, so the range starts at this repository's first tag; it
+        // ends where the key's first two parts change.
+        let range = table
+            .range((upstream, repo, "")..)
+            .map_err(|e| StoreError::index("scan tags", index, e))?;
+        let mut tags = Vec::new();
+        for item in range {
+            let (key, value) = item.map_err(|e| StoreError::index("scan tags", index, e))?;
+            let (u, r, t) = key.value();
+            if u != upstream || r != repo {
+                break;
+            }
+            // Rows this version cannot read are not listed, as get_tag would not find them.
+            if tables::decode::<TagRow>(value.value()).is_some() {
+                tags.push(t.to_owned());
+            }
+        }
+        Ok(tags)
+    }
+}

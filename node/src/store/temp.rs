@@ -1,0 +1,222 @@
+//! Writing a blob: a temp file that is hashed as it grows and becomes a blob only if verified.
+//!
+//! The discipline: write to `tmp/`, hash every byte, check the digest, fsync the file, rename it
+//! into `blobs/`, fsync the directory, then record it in the index. Until the rename nobody can
+//! open it by digest; after it, it is complete. A guard removes the temp file when the write is
+//! abandoned — dropped, cancelled, panicked, or failed.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use shoal_protocol::{Digest, DigestVerifier};
+use tracing::{debug, warn};
+
+use super::error::blocking;
+use super::layout::fsync_dir;
+use super::state::Entry;
+use super::tables::{self, BLOBS, BlobRow};
+use super::{Inner, Store, StoreError, evict};
+
+/// A blob being written. Dropped without [`TempBlob::commit`], its temp file is removed.
+pub struct TempBlob {
+    guard: TempGuard,
+    file: Arc<File>,
+    reader: Arc<File>,
+    verifier: Option<DigestVerifier>,
+    written: u64,
+}
+
+/// Owns the temp file's name and the blob's "being written" mark.
+struct TempGuard {
+    inner: Arc<Inner>,
+    digest: Digest,
+    path: PathBuf,
+    remove_file: bool,
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if self.remove_file {
+            let path = std::mem::take(&mut self.path);
+            // Unlinking a large file can take a while; keep it off the async threads.
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn_blocking(move || remove_temp(&path));
+                }
+                Err(_) => remove_temp(&path),
+            }
+        }
+        self.inner.state().release_writer(&self.digest);
+    }
+}
+
+fn remove_temp(path: &Path) {
+    match fs::remove_file(path) {
+        Ok(()) => debug!(path = %path.display(), "removed abandoned temp blob"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => warn!(path = %path.display(), error = %e, "could not remove temp blob"),
+    }
+}
+
+impl Store {
+    /// Starts writing the blob `digest` to a uniquely named temp file in `tmp/`.
+    pub async fn create_temp(&self, digest: &Digest) -> Result<TempBlob, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        let seq = inner.temp_seq.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}.{seq}.{:016x}.partial", digest.hex(), rand::random::<u64>());
+        let path = inner.paths.tmp.join(name);
+        let (file, reader, path) = blocking("create temp blob", move || {
+            let file = File::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| StoreError::io("create temp blob", &path, e))?;
+            let reader =
+                File::open(&path).map_err(|e| StoreError::io("open temp blob", &path, e))?;
+            Ok((file, reader, path))
+        })
+        .await?;
+        inner.state().acquire_writer(*digest);
+        Ok(TempBlob {
+            guard: TempGuard { inner, digest: *digest, path, remove_file: true },
+            file: Arc::new(file),
+            reader: Arc::new(reader),
+            verifier: Some(digest.verifier()),
+            written: 0,
+        })
+    }
+}
+
+impl TempBlob {
+    pub fn path(&self) -> &Path {
+        &self.guard.path
+    }
+
+    pub fn digest(&self) -> Digest {
+        self.guard.digest
+    }
+
+    /// A read-only handle to the same file, for readers following the growing blob with
+    /// positional reads (`FileExt::read_at`). It stays valid after commit renames the file
+    /// (same inode); bytes below [`TempBlob::written`] are on the file when it is read.
+    pub fn reader(&self) -> Arc<File> {
+        Arc::clone(&self.reader)
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Appends a chunk (copied; see [`TempBlob::write_bytes`] to avoid the copy).
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.write_bytes(Bytes::copy_from_slice(chunk)).await
+    }
+
+    /// Appends a chunk. Hashing and writing happen off the async threads. When this returns
+    /// `Ok`, the bytes are in the file for every reader. On error the temp file is removed at
+    /// once (freeing the space on a full disk) and the blob can no longer be committed.
+    pub async fn write_bytes(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        // Taken for the duration of the write: if this future is dropped midway, the verifier
+        // stays gone and commit refuses a blob whose file may be missing bytes.
+        let Some(mut verifier) = self.verifier.take() else {
+            return Err(StoreError::IncompleteWrite { path: self.guard.path.clone() });
+        };
+        let file = Arc::clone(&self.file);
+        let path = self.guard.path.clone();
+        let offset = self.written;
+        let verifier = blocking("write temp blob", move || {
+            if let Err(e) = file.write_all_at(&chunk, offset) {
+                remove_temp(&path);
+                return Err(StoreError::io("write temp blob", &path, e));
+            }
+            verifier.update(&chunk);
+            Ok(verifier)
+        })
+        .await?;
+        self.written = verifier.len();
+        self.verifier = Some(verifier);
+        Ok(())
+    }
+
+    /// Verifies the digest and makes the blob durable and visible; returns its size.
+    ///
+    /// On a mismatch the temp file is removed and [`StoreError::DigestMismatch`] returned. If
+    /// the blob was committed meanwhile by another writer, this copy is discarded. May evict
+    /// other blobs when the store is over its size cap.
+    pub async fn commit(mut self, media_type: Option<&str>) -> Result<u64, StoreError> {
+        let Some(verifier) = self.verifier.take() else {
+            return Err(StoreError::IncompleteWrite { path: self.guard.path.clone() });
+        };
+        // On mismatch the guard, dropped with `self`, removes the temp file.
+        let size = verifier.finish()?;
+        let inner = Arc::clone(&self.guard.inner);
+        let media_type = media_type.map(str::to_owned);
+        let TempBlob { guard, file, .. } = self;
+        blocking("commit blob", move || finish_commit(guard, &file, size, media_type)).await?;
+        if inner.max_size.is_some_and(|max| inner.state().total() > max)
+            && let Err(e) = evict::evict(&inner).await
+        {
+            warn!(error = %e, "eviction after commit failed");
+        }
+        Ok(size)
+    }
+}
+
+fn finish_commit(
+    mut guard: TempGuard,
+    file: &File,
+    size: u64,
+    media_type: Option<String>,
+) -> Result<(), StoreError> {
+    let inner = Arc::clone(&guard.inner);
+    let digest = guard.digest;
+    file.sync_all().map_err(|e| StoreError::io("sync temp blob", &guard.path, e))?;
+    let shard = inner.paths.shard_dir(&digest);
+    if !shard.exists() {
+        fs::create_dir_all(&shard)
+            .map_err(|e| StoreError::io("create blob directory", &shard, e))?;
+        fsync_dir(&inner.paths.blobs)?;
+    }
+    let final_path = inner.paths.blob(&digest);
+    let stamp = {
+        // Rename and state change under one lock, so eviction and open_blob see them together.
+        let mut state = inner.state();
+        if state.get(&digest).is_some() {
+            debug!(%digest, "blob already committed by another writer; discarding this copy");
+            return Ok(());
+        }
+        fs::rename(&guard.path, &final_path)
+            .map_err(|e| StoreError::io("rename blob into place", &final_path, e))?;
+        guard.remove_file = false;
+        let stamp = state.stamp();
+        state.insert(digest, Entry { size, last_access_ms: stamp });
+        stamp
+    };
+    fsync_dir(&shard)?;
+    // The file is the truth from here on: if the row cannot be written, open() re-adds it.
+    let row = BlobRow { size, media_type, last_access_ms: stamp };
+    if let Err(e) = write_row(&inner, &digest, &row) {
+        warn!(%digest, error = %e, "blob stored but its index row was not written");
+    }
+    debug!(%digest, size, "committed blob");
+    Ok(())
+}
+
+fn write_row(inner: &Inner, digest: &Digest, row: &BlobRow) -> Result<(), StoreError> {
+    let index = &inner.paths.index;
+    let txn = inner.db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
+    {
+        let mut table =
+            txn.open_table(BLOBS).map_err(|e| StoreError::index("open blobs table", index, e))?;
+        table
+            .insert(digest.as_bytes(), tables::encode(row).as_slice())
+            .map_err(|e| StoreError::index("write blob row", index, e))?;
+    }
+    txn.commit().map_err(|e| StoreError::index("commit blob row", index, e))
+}
