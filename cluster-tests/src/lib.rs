@@ -1,1 +1,33 @@
 //! Harness for running real shoal processes beside real registries and clients.
+//!
+//! Every process the harness starts listens on a free loopback port, keeps its files in its own
+//! temporary directory, writes its output to a log file there, and is killed when its handle is
+//! dropped, so tests can run side by side and leave nothing behind.
+
+pub mod clients;
+pub mod error;
+pub mod image;
+pub mod ports;
+pub mod process;
+pub mod push;
+pub mod registry;
+pub mod require;
+pub mod shoal;
+pub mod token_server;
+
+mod access_log;
+mod jwt;
+mod registry_config;
+
+pub use access_log::LoggedRequest;
+pub use error::HarnessError;
+pub use image::{BlobInfo, ImageSpec, ManifestInfo, PushedImage};
+pub use ports::free_port;
+pub use push::{Credentials, RegistryClient};
+pub use registry::{ProxyUpstream, Registry, RegistryAuth, RegistryOptions};
+pub use require::{require_tool, require_tools};
+pub use shoal::{ShoalNode, ShoalOptions};
+pub use token_server::{TokenServer, TokenServerOptions};
+
+/// Result type of the harness.
+pub type Result<T, E = HarnessError> = std::result::Result<T, E>;

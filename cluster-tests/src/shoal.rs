@@ -1,0 +1,161 @@
+//! A real `shoal` node process on a free loopback port, with its own data directory.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::process::{ChildProcess, http_answers};
+use crate::{HarnessError, Result, free_port};
+
+/// How long a node may take to answer `/v2/` after it is started.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to run a node.
+#[derive(Debug, Clone, Default)]
+pub struct ShoalOptions {
+    /// `--upstream NAME=URL` pairs, e.g. `("docker.io", registry.url())`.
+    pub upstreams: Vec<(String, String)>,
+    /// Further command-line arguments, after the ones the harness sets.
+    pub extra_args: Vec<String>,
+    /// Environment variables for the process (e.g. `RUST_LOG`).
+    pub env: Vec<(String, String)>,
+}
+
+impl ShoalOptions {
+    /// A node whose `docker.io` is `url`.
+    pub fn docker_io(url: impl Into<String>) -> Self {
+        Self { upstreams: vec![("docker.io".to_owned(), url.into())], ..Self::default() }
+    }
+
+    pub fn upstream(mut self, name: impl Into<String>, url: impl Into<String>) -> Self {
+        self.upstreams.push((name.into(), url.into()));
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+}
+
+/// A running node. Dropping it kills the process and removes its data directory.
+#[derive(Debug)]
+pub struct ShoalNode {
+    // Declared first so that the process is killed before its directory is removed.
+    process: Option<ChildProcess>,
+    port: u16,
+    options: ShoalOptions,
+    binary: PathBuf,
+    dir: TempDir,
+}
+
+impl ShoalNode {
+    /// Starts `shoal run` and waits until `GET /v2/` answers 200.
+    pub async fn start(options: ShoalOptions) -> Result<Self> {
+        let binary = shoal_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("shoal-node-")
+            .tempdir()
+            .map_err(|source| HarnessError::io("creating the node directory", source))?;
+        let mut node = Self { process: None, port: free_port()?, options, binary, dir };
+        node.launch().await?;
+        Ok(node)
+    }
+
+    /// `127.0.0.1:PORT`, as a registry host in image references.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The node's `--data-dir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The file the node's stdout and stderr go to.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("shoal.log")
+    }
+
+    /// Kills the node (SIGKILL); its data directory is kept.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts the node again with the same port, data directory and options.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.launch().await
+    }
+
+    async fn launch(&mut self) -> Result<()> {
+        let mut command = Command::new(&self.binary);
+        command.arg("run").arg("--listen").arg(self.host()).arg("--data-dir").arg(self.data_dir());
+        for (name, url) in &self.options.upstreams {
+            command.arg("--upstream").arg(format!("{name}={url}"));
+        }
+        command.args(&self.options.extra_args);
+        command.envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        command.current_dir(self.dir.path());
+        let log = self.log_path();
+        let mut process = ChildProcess::spawn("shoal", command, &log, &log)?;
+        let url = format!("{}/v2/", self.url());
+        let http = reqwest::Client::new();
+        process
+            .wait_until(START_TIMEOUT, || http_answers(&http, &url, |s| s.as_u16() == 200))
+            .await?;
+        tracing::debug!(port = self.port, pid = process.id(), "shoal ready");
+        self.process = Some(process);
+        Ok(())
+    }
+}
+
+/// The `shoal` binary: `$SHOAL_BIN`, else the workspace's `target/debug/shoal`, built once
+/// per test process with `cargo build` so that tests never run a stale binary.
+pub fn shoal_binary() -> Result<PathBuf> {
+    static BINARY: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| find_or_build().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| HarnessError::io("finding the shoal binary", std::io::Error::other(e)))
+}
+
+fn find_or_build() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("SHOAL_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let workspace = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let status = Command::new(cargo)
+        .args(["build", "-p", "shoal", "--bin", "shoal"])
+        .current_dir(&workspace)
+        .status()
+        .map_err(|source| HarnessError::Spawn { program: "cargo".to_owned(), source })?;
+    if !status.success() {
+        return Err(HarnessError::BuildShoal { status });
+    }
+    Ok(target.join("debug").join("shoal"))
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_owned()
+}
