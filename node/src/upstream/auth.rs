@@ -1,0 +1,225 @@
+//! Authentication to one registry: the bearer-token dance, basic auth, and the token cache.
+//!
+//! `Credentials::Token` follows Docker's rule for an `identitytoken`: it is a refresh token,
+//! exchanged at the realm with an OAuth2 `refresh_token` grant (POST) for a short-lived bearer
+//! token. Sending it to the registry directly as a bearer token would only work where the
+//! registry and its token service are the same program, which is not the case for Docker Hub.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use reqwest::header::HeaderValue;
+use reqwest::{Client, StatusCode, Url};
+use serde::Deserialize;
+
+use super::body::read_limited;
+use super::challenge::{Challenge, parse_challenges};
+use super::{Credentials, UpstreamError};
+
+/// Token responses are a few KiB; anything far larger is not a token service.
+const MAX_TOKEN_RESPONSE: u64 = 1024 * 1024;
+/// Docker's token spec: a token without `expires_in` lives 60 s.
+const DEFAULT_TOKEN_LIFETIME: u64 = 60;
+const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+
+pub(crate) struct Auth {
+    registry: String,
+    credentials: Option<Credentials>,
+    /// Bearer headers per request scope (`repository:<name>:pull`).
+    tokens: Mutex<HashMap<String, CachedToken>>,
+    /// Set once the registry asked for basic auth: later requests send it up front.
+    basic_learned: AtomicBool,
+}
+
+struct CachedToken {
+    header: HeaderValue,
+    renew_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl Auth {
+    pub fn new(registry: String, credentials: Option<Credentials>) -> Self {
+        Self {
+            registry,
+            credentials,
+            tokens: Mutex::new(HashMap::new()),
+            basic_learned: AtomicBool::new(false),
+        }
+    }
+
+    /// The `Authorization` for a first attempt in `scope`, if one is known to be needed.
+    pub fn cached(&self, scope: &str) -> Option<HeaderValue> {
+        if self.basic_learned.load(Ordering::Relaxed) {
+            return self.basic_header();
+        }
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let token = tokens.get(scope)?;
+        (token.renew_at > Instant::now()).then(|| token.header.clone())
+    }
+
+    /// Answers a 401's challenge with the `Authorization` to retry with.
+    pub async fn answer(
+        &self,
+        client: &Client,
+        www_authenticate: Option<&HeaderValue>,
+        scope: &str,
+        timeout: Duration,
+    ) -> Result<HeaderValue, UpstreamError> {
+        let challenges = www_authenticate
+            .and_then(|h| h.to_str().ok())
+            .map(parse_challenges)
+            .unwrap_or_default();
+        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
+            return self.fetch_token(client, bearer, scope, timeout).await;
+        }
+        if challenges.iter().any(|c| c.scheme == "basic") {
+            let header = self.basic_header().ok_or_else(|| {
+                self.unauthorized("the registry asks for a username and password; none configured")
+            })?;
+            self.basic_learned.store(true, Ordering::Relaxed);
+            return Ok(header);
+        }
+        Err(self.unauthorized("401 without a bearer or basic challenge"))
+    }
+
+    async fn fetch_token(
+        &self,
+        client: &Client,
+        challenge: &Challenge,
+        scope: &str,
+        timeout: Duration,
+    ) -> Result<HeaderValue, UpstreamError> {
+        let realm = challenge
+            .param("realm")
+            .and_then(|r| Url::parse(r).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| self.bad("bearer challenge without an http(s) realm"))?;
+        let service = challenge.param("service");
+        let mut scopes: Vec<&str> = challenge.params_named("scope").collect();
+        if scopes.is_empty() {
+            scopes.push(scope);
+        }
+        let request = match &self.credentials {
+            Some(Credentials::Token(refresh_token)) => {
+                let joined = scopes.join(" ");
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "shoal"),
+                    ("refresh_token", refresh_token.as_str()),
+                    ("scope", joined.as_str()),
+                ];
+                form.extend(service.map(|s| ("service", s)));
+                client.post(realm).form(&form)
+            }
+            basic => {
+                let mut url = realm;
+                {
+                    let mut query = url.query_pairs_mut();
+                    if let Some(service) = service {
+                        query.append_pair("service", service);
+                    }
+                    for scope in &scopes {
+                        query.append_pair("scope", scope);
+                    }
+                }
+                let request = client.get(url);
+                match basic {
+                    Some(Credentials::Basic { username, password }) => {
+                        request.basic_auth(username, Some(password))
+                    }
+                    _ => request,
+                }
+            }
+        };
+        let resp = match tokio::time::timeout(timeout, request.send()).await {
+            Err(_) => {
+                let what = "token service".to_owned();
+                return Err(UpstreamError::Timeout { registry: self.registry.clone(), what });
+            }
+            Ok(Err(e)) => {
+                let detail = format!("token service: {}", e.without_url());
+                return Err(UpstreamError::Unavailable { registry: self.registry.clone(), detail });
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        match resp.status() {
+            StatusCode::OK => {}
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                return Err(self.unauthorized(&format!("token service refused with HTTP {s}")));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                let registry = self.registry.clone();
+                return Err(UpstreamError::TooManyRequests { registry, retry_after: None });
+            }
+            s if s.is_server_error() => {
+                let detail = format!("token service answered HTTP {s}");
+                return Err(UpstreamError::Unavailable { registry: self.registry.clone(), detail });
+            }
+            s => return Err(self.bad(&format!("token service answered HTTP {s}"))),
+        }
+        let body = read_limited(resp, MAX_TOKEN_RESPONSE, timeout, &self.registry, |_| {
+            self.bad("token response too large")
+        })
+        .await?;
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|_| self.bad("token response is not JSON"))?;
+        let token = parsed
+            .token
+            .filter(|t| !t.is_empty())
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| self.bad("token response without a token"))?;
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| self.bad("token is not a valid header value"))?;
+        header.set_sensitive(true);
+        self.remember(scope, header.clone(), parsed.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME));
+        Ok(header)
+    }
+
+    /// Caches a token until shortly before it expires, so that no request carries a token that
+    /// dies in flight.
+    fn remember(&self, scope: &str, header: HeaderValue, expires_in: u64) {
+        let lifetime = Duration::from_secs(expires_in);
+        let margin = (lifetime / 10).clamp(Duration::from_secs(1), MAX_EXPIRY_MARGIN);
+        let Some(usable) = lifetime.checked_sub(margin).filter(|d| !d.is_zero()) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.retain(|_, t| t.renew_at > now);
+        tokens.insert(scope.to_owned(), CachedToken { header, renew_at: now + usable });
+    }
+
+    /// Drops a token the registry refused, so the next request fetches a new one.
+    pub fn forget(&self, scope: &str) {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).remove(scope);
+    }
+
+    fn basic_header(&self) -> Option<HeaderValue> {
+        let Some(Credentials::Basic { username, password }) = &self.credentials else {
+            return None;
+        };
+        let encoded = BASE64.encode(format!("{username}:{password}"));
+        let mut header = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+        header.set_sensitive(true);
+        Some(header)
+    }
+
+    fn unauthorized(&self, detail: &str) -> UpstreamError {
+        UpstreamError::Unauthorized { registry: self.registry.clone(), detail: detail.to_owned() }
+    }
+
+    fn bad(&self, detail: &str) -> UpstreamError {
+        UpstreamError::BadResponse { registry: self.registry.clone(), detail: detail.to_owned() }
+    }
+}
