@@ -220,3 +220,141 @@ fn write_row(inner: &Inner, digest: &Digest, row: &BlobRow) -> Result<(), StoreE
     }
     txn.commit().map_err(|e| StoreError::index("commit blob row", index, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    use std::time::Duration;
+
+    use futures_util::FutureExt;
+    use shoal_protocol::Digest;
+
+    use super::super::StoreError;
+    use super::super::test_util::{content, files_under, fresh, put};
+
+    /// Temp removal after a drop runs on a blocking thread; give it a moment.
+    async fn wait_until_empty(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        for _ in 0..200 {
+            if files_under(dir).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        files_under(dir)
+    }
+
+    #[tokio::test]
+    async fn write_commit_read_round_trip() {
+        let (dir, store) = fresh(None);
+        let bytes = content(1, 200_000);
+        let digest = put(&store, &bytes).await;
+
+        let hex = digest.hex();
+        let path = dir.path().join("blobs/sha256").join(&hex[..2]).join(&hex);
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert!(files_under(&dir.path().join("tmp")).is_empty());
+        assert!(store.contains(&digest));
+        assert_eq!(store.blob_meta(&digest).unwrap().size, bytes.len() as u64);
+        assert_eq!(store.total_size(), bytes.len() as u64);
+
+        let reader = store.open_blob(&digest).await.unwrap().expect("stored");
+        assert_eq!(reader.size, bytes.len() as u64);
+        let mut back = vec![0; bytes.len()];
+        reader.file.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(back, bytes);
+    }
+
+    #[tokio::test]
+    async fn digest_mismatch_leaves_nothing() {
+        let (dir, store) = fresh(None);
+        let digest = Digest::of(b"what was promised");
+        let mut temp = store.create_temp(&digest).await.unwrap();
+        temp.write(b"what arrived instead").await.unwrap();
+        let err = temp.commit(None).await.unwrap_err();
+        match err {
+            StoreError::DigestMismatch(m) => {
+                assert_eq!(m.expected, digest);
+                assert_eq!(m.actual, Digest::of(b"what arrived instead"));
+            }
+            other => panic!("expected a digest mismatch, got {other:?}"),
+        }
+        assert!(!store.contains(&digest));
+        assert_eq!(store.total_size(), 0);
+        assert!(wait_until_empty(&dir.path().join("tmp")).await.is_empty());
+        assert!(files_under(&dir.path().join("blobs")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn dropped_without_commit_leaves_nothing() {
+        let (dir, store) = fresh(None);
+        let bytes = content(2, 10_000);
+        let digest = Digest::of(&bytes);
+        let mut temp = store.create_temp(&digest).await.unwrap();
+        temp.write(&bytes).await.unwrap();
+        assert!(temp.path().exists());
+        assert_eq!(temp.written(), bytes.len() as u64);
+        drop(temp);
+        assert!(wait_until_empty(&dir.path().join("tmp")).await.is_empty());
+        assert!(!store.contains(&digest));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_write_cannot_be_committed() {
+        let (dir, store) = fresh(None);
+        let bytes = content(3, 1 << 20);
+        let digest = Digest::of(&bytes);
+        // Polling once starts the write and dropping the future abandons it; retry in the
+        // unlikely case the blocking thread finished within that single poll.
+        let temp = loop {
+            let mut temp = store.create_temp(&digest).await.unwrap();
+            if temp.write(&bytes).now_or_never().is_none() {
+                break temp;
+            }
+        };
+        let err = temp.commit(None).await.unwrap_err();
+        assert!(matches!(err, StoreError::IncompleteWrite { .. }), "{err:?}");
+        assert!(!store.contains(&digest));
+        assert!(wait_until_empty(&dir.path().join("tmp")).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn temp_reader_keeps_working_after_commit_renames_the_file() {
+        let (dir, store) = fresh(None);
+        let bytes = content(4, 100_000);
+        let digest = Digest::of(&bytes);
+        let mut temp = store.create_temp(&digest).await.unwrap();
+        let reader = temp.reader();
+        let temp_path = temp.path().to_owned();
+        temp.write(&bytes[..40_000]).await.unwrap();
+        let mut head = vec![0; 40_000];
+        reader.read_exact_at(&mut head, 0).unwrap();
+        assert_eq!(head, bytes[..40_000]);
+
+        temp.write(&bytes[40_000..]).await.unwrap();
+        temp.commit(None).await.unwrap();
+        assert!(!temp_path.exists());
+        let hex = digest.hex();
+        let committed = dir.path().join("blobs/sha256").join(&hex[..2]).join(&hex);
+        assert_eq!(reader.metadata().unwrap().ino(), std::fs::metadata(&committed).unwrap().ino());
+        let mut tail = vec![0; 60_000];
+        reader.read_exact_at(&mut tail, 40_000).unwrap();
+        assert_eq!(tail, bytes[40_000..]);
+    }
+
+    #[tokio::test]
+    async fn two_writers_of_one_digest_store_it_once() {
+        let (dir, store) = fresh(None);
+        let bytes = content(5, 5_000);
+        let digest = Digest::of(&bytes);
+        let mut first = store.create_temp(&digest).await.unwrap();
+        let mut second = store.create_temp(&digest).await.unwrap();
+        assert_ne!(first.path(), second.path());
+        first.write(&bytes).await.unwrap();
+        second.write(&bytes).await.unwrap();
+        assert_eq!(first.commit(None).await.unwrap(), bytes.len() as u64);
+        assert_eq!(second.commit(None).await.unwrap(), bytes.len() as u64);
+        assert_eq!(store.total_size(), bytes.len() as u64);
+        assert_eq!(files_under(&dir.path().join("blobs")).len(), 1);
+        assert!(wait_until_empty(&dir.path().join("tmp")).await.is_empty());
+    }
+}
