@@ -178,3 +178,106 @@ impl Store {
         evict::forget(&self.inner, digest, Some(target)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use shoal_protocol::Digest;
+    use shoal_protocol::media_type::OCI_MANIFEST;
+
+    use super::super::StoreError;
+    use super::super::test_util::{content, files_under, fresh, put};
+
+    #[tokio::test]
+    async fn small_blobs_round_trip_with_their_media_type() {
+        let (_dir, store) = fresh(None);
+        let manifest = br#"{"schemaVersion":2}"#;
+        let digest = Digest::of(manifest);
+        store.put_small(&digest, Some(OCI_MANIFEST), manifest).await.unwrap();
+        // A second put of the same bytes is a no-op, not a second copy.
+        store.put_small(&digest, Some(OCI_MANIFEST), manifest).await.unwrap();
+        assert_eq!(store.total_size(), manifest.len() as u64);
+
+        let (meta, bytes) = store.read_small(&digest, 1024).await.unwrap().expect("stored");
+        assert_eq!(&bytes[..], manifest);
+        assert_eq!(meta.size, manifest.len() as u64);
+        assert_eq!(meta.media_type.as_deref(), Some(OCI_MANIFEST));
+        assert_eq!(store.blob_meta(&digest).unwrap().media_type.as_deref(), Some(OCI_MANIFEST));
+
+        let err = store.read_small(&digest, 4).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooLarge { size, max: 4, .. } if size == manifest.len() as u64)
+        );
+    }
+
+    #[tokio::test]
+    async fn put_small_refuses_wrong_bytes_and_oversized_blobs() {
+        let (dir, store) = fresh(None);
+        let digest = Digest::of(b"one");
+        let err = store.put_small(&digest, None, b"two").await.unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch(_)), "{err:?}");
+        assert!(!store.contains(&digest));
+
+        let big = vec![0u8; (shoal_protocol::media_type::MAX_MANIFEST_SIZE + 1) as usize];
+        let err = store.put_small(&Digest::of(&big), None, &big).await.unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err:?}");
+        assert!(files_under(&dir.path().join("blobs")).is_empty());
+        assert_eq!(store.total_size(), 0);
+    }
+
+    #[tokio::test]
+    async fn missing_blobs_read_as_none() {
+        let (_dir, store) = fresh(None);
+        let digest = Digest::of(b"never stored");
+        assert!(store.open_blob(&digest).await.unwrap().is_none());
+        assert!(store.read_small(&digest, 100).await.unwrap().is_none());
+        assert!(store.blob_meta(&digest).is_none());
+    }
+
+    #[tokio::test]
+    async fn read_chunk_reads_ranges_and_stops_at_the_end() {
+        let (_dir, store) = fresh(None);
+        let bytes = content(7, 70_000);
+        let digest = put(&store, &bytes).await;
+        let reader = Arc::new(store.open_blob(&digest).await.unwrap().expect("stored"));
+        assert_eq!(reader.digest(), digest);
+        let chunk = Arc::clone(&reader).read_chunk(1000, 5000).await.unwrap();
+        assert_eq!(&chunk[..], &bytes[1000..6000]);
+        let tail = Arc::clone(&reader).read_chunk(69_000, 5000).await.unwrap();
+        assert_eq!(&tail[..], &bytes[69_000..]);
+        assert!(reader.read_chunk(70_000, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_small_blob_is_quarantined_not_served() {
+        let (dir, store) = fresh(None);
+        let manifest = br#"{"schemaVersion":2,"layers":[]}"#;
+        let digest = Digest::of(manifest);
+        store.put_small(&digest, None, manifest).await.unwrap();
+        let hex = digest.hex();
+        let path = dir.path().join("blobs/sha256").join(&hex[..2]).join(&hex);
+        let mut damaged = manifest.to_vec();
+        damaged[3] ^= 1;
+        std::fs::write(&path, &damaged).unwrap();
+
+        assert!(store.read_small(&digest, 1024).await.unwrap().is_none());
+        assert!(!store.contains(&digest));
+        assert!(!path.exists());
+        let quarantined = files_under(&dir.path().join("quarantine"));
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(std::fs::read(&quarantined[0]).unwrap(), damaged);
+        assert_eq!(store.total_size(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_blob_file_deleted_behind_our_back_is_forgotten() {
+        let (dir, store) = fresh(None);
+        let digest = put(&store, &content(8, 3000)).await;
+        let hex = digest.hex();
+        std::fs::remove_file(dir.path().join("blobs/sha256").join(&hex[..2]).join(&hex)).unwrap();
+        assert!(store.open_blob(&digest).await.unwrap().is_none());
+        assert!(!store.contains(&digest));
+        assert_eq!(store.total_size(), 0);
+    }
+}

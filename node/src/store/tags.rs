@@ -103,3 +103,85 @@ impl Store {
         Ok(tags)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::store::tables;
+    use crate::store::test_util::{fresh, open};
+
+    fn repo(s: &str) -> RepositoryName {
+        RepositoryName::parse(s).unwrap()
+    }
+
+    fn tag(s: &str) -> Tag {
+        Tag::parse(s).unwrap()
+    }
+
+    fn record(content: &[u8]) -> TagRecord {
+        TagRecord {
+            digest: Digest::of(content),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            fetched_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+        }
+    }
+
+    #[test]
+    fn tags_round_trip_and_survive_reopen() {
+        let (dir, store) = fresh(None);
+        assert_eq!(store.get_tag("docker.io", &repo("library/app"), &tag("v1")).unwrap(), None);
+        store.put_tag("docker.io", &repo("library/app"), &tag("v1"), &record(b"one")).unwrap();
+        store.put_tag("docker.io", &repo("library/app"), &tag("v1"), &record(b"two")).unwrap();
+        drop(store);
+        let store = open(dir.path(), None);
+        let got = store.get_tag("docker.io", &repo("library/app"), &tag("v1")).unwrap();
+        assert_eq!(got, Some(record(b"two")));
+        assert_eq!(store.get_tag("ghcr.io", &repo("library/app"), &tag("v1")).unwrap(), None);
+    }
+
+    #[test]
+    fn list_tags_is_sorted_and_isolated_per_upstream_and_repository() {
+        let (_dir, store) = fresh(None);
+        let puts = [
+            ("docker.io", "a", "v2"),
+            ("docker.io", "a", "latest"),
+            ("docker.io", "a", "v1"),
+            ("docker.io", "a/b", "only-a-b"),
+            ("docker.io", "ab", "only-ab"),
+            ("docker.io", "a.b", "only-a-dot"),
+            ("ghcr.io", "a", "only-ghcr"),
+            ("docker.i", "a", "only-docker-i"),
+        ];
+        for (u, r, t) in puts {
+            store.put_tag(u, &repo(r), &tag(t), &record(t.as_bytes())).unwrap();
+        }
+        assert_eq!(store.list_tags("docker.io", &repo("a")).unwrap(), ["latest", "v1", "v2"]);
+        assert_eq!(store.list_tags("docker.io", &repo("a/b")).unwrap(), ["only-a-b"]);
+        assert_eq!(store.list_tags("docker.io", &repo("ab")).unwrap(), ["only-ab"]);
+        assert_eq!(store.list_tags("ghcr.io", &repo("a")).unwrap(), ["only-ghcr"]);
+        assert!(store.list_tags("docker.io", &repo("b")).unwrap().is_empty());
+        assert!(store.list_tags("quay.io", &repo("a")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_tag_row_of_an_unknown_version_reads_as_missing() {
+        let (_dir, store) = fresh(None);
+        store.put_tag("docker.io", &repo("app"), &tag("good"), &record(b"g")).unwrap();
+        let mut future_row =
+            tables::encode(&TagRow { digest: [1; 32], media_type: "m".into(), fetched_at_ms: 5 });
+        future_row[0] = 99;
+        let txn = store.inner.db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(TAGS).unwrap();
+            table.insert(("docker.io", "app", "future"), future_row.as_slice()).unwrap();
+            table.insert(("docker.io", "app", "garbage"), &[1u8, 0xff][..]).unwrap();
+        }
+        txn.commit().unwrap();
+
+        assert_eq!(store.get_tag("docker.io", &repo("app"), &tag("future")).unwrap(), None);
+        assert_eq!(store.get_tag("docker.io", &repo("app"), &tag("garbage")).unwrap(), None);
+        assert_eq!(store.list_tags("docker.io", &repo("app")).unwrap(), ["good"]);
+    }
+}
