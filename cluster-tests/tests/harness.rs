@@ -273,3 +273,11 @@ async fn restart_keeps_port_and_storage() {
         client.get_manifest("library/app", "v1").await.expect("manifest after restart");
     assert_eq!(Digest::of(&bytes), pushed.root.digest);
 }
+
+#[test]
+fn shoal_binary_is_built_once_and_found() {
+    let first = shoal_cluster_tests::shoal::shoal_binary().expect("shoal binary");
+    assert!(first.is_file(), "{}", first.display());
+    let second = shoal_cluster_tests::shoal::shoal_binary().expect("shoal binary");
+    assert_eq!(first, second);
+}
