@@ -117,3 +117,91 @@ fn drop_rows(inner: &Inner, digests: &[Digest]) -> Result<(), StoreError> {
     }
     txn.commit().map_err(|e| StoreError::index("commit blob removal", index, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use shoal_protocol::Digest;
+
+    use crate::store::Store;
+    use crate::store::test_util::{content, files_under, fresh, open, put};
+
+    fn blob_path(dir: &std::path::Path, digest: &Digest) -> std::path::PathBuf {
+        let hex = digest.hex();
+        dir.join("blobs/sha256").join(&hex[..2]).join(&hex)
+    }
+
+    async fn touch(store: &Store, digest: &Digest) {
+        drop(store.open_blob(digest).await.unwrap().expect("stored"));
+    }
+
+    #[tokio::test]
+    async fn evicts_least_recently_used_first() {
+        let (dir, store) = fresh(Some(250));
+        let a = put(&store, &content(1, 100)).await;
+        let b = put(&store, &content(2, 100)).await;
+        touch(&store, &a).await;
+        let c = put(&store, &content(3, 100)).await;
+
+        assert!(store.contains(&a) && store.contains(&c));
+        assert!(!store.contains(&b));
+        assert!(!blob_path(dir.path(), &b).exists());
+        assert!(store.blob_meta(&b).is_none());
+        assert_eq!(store.total_size(), 200);
+        assert!(files_under(&dir.path().join("tmp")).is_empty());
+
+        // The row went with the file: a reopen without the cap finds the same two blobs.
+        drop(store);
+        let store = open(dir.path(), None);
+        assert_eq!(store.total_size(), 200);
+        assert!(!store.contains(&b));
+    }
+
+    #[tokio::test]
+    async fn never_evicts_a_blob_being_read_or_written() {
+        let (dir, store) = fresh(Some(250));
+        let a_bytes = content(1, 100);
+        let a = put(&store, &a_bytes).await;
+        let b = put(&store, &content(2, 100)).await;
+        let reader = store.open_blob(&a).await.unwrap().expect("stored");
+        touch(&store, &b).await;
+        // `a` is the oldest access now that `b` was touched, but it is being read.
+        let c = put(&store, &content(3, 100)).await;
+        assert!(store.contains(&a), "a blob with a live reader was evicted");
+        assert!(!store.contains(&b));
+        assert!(store.contains(&c));
+
+        // A blob being written is not a candidate either, even over the cap.
+        let d_bytes = content(4, 100);
+        let d = Digest::of(&d_bytes);
+        let mut writing = store.create_temp(&d).await.unwrap();
+        writing.write(&d_bytes).await.unwrap();
+        let mut back = vec![0; 100];
+        std::os::unix::fs::FileExt::read_exact_at(&reader.file, &mut back, 0).unwrap();
+        assert_eq!(back, a_bytes);
+
+        drop(reader);
+        let evicted = store.evict().await.unwrap();
+        assert!(evicted.is_empty(), "within the cap, nothing to evict: {evicted:?}");
+        writing.commit(None).await.unwrap();
+        // 300 bytes with a, c, d: the oldest unused one (a, its reader gone) goes.
+        assert!(!store.contains(&a));
+        assert!(store.contains(&c) && store.contains(&d));
+        assert!(!blob_path(dir.path(), &a).exists());
+    }
+
+    #[tokio::test]
+    async fn open_evicts_down_to_a_lowered_cap() {
+        let (dir, store) = fresh(None);
+        let a = put(&store, &content(1, 100)).await;
+        let b = put(&store, &content(2, 100)).await;
+        let c = put(&store, &content(3, 100)).await;
+        touch(&store, &a).await;
+        store.flush_access_times().await.unwrap();
+        drop(store);
+
+        let store = open(dir.path(), Some(150));
+        assert_eq!(store.total_size(), 100);
+        assert!(store.contains(&a), "the most recently used blob should survive");
+        assert!(!store.contains(&b) && !store.contains(&c));
+    }
+}

@@ -93,3 +93,76 @@ fn write_access_times(
     debug!(updated, "persisted blob access times");
     Ok(updated)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+
+    use crate::store::test_util::{content, fresh, open, put};
+
+    #[tokio::test]
+    async fn access_times_reach_the_index_only_when_flushed() {
+        let (dir, store) = fresh(None);
+        let a = put(&store, &content(1, 100)).await;
+        let b = put(&store, &content(2, 100)).await;
+        drop(store.open_blob(&a).await.unwrap());
+        assert_eq!(store.flush_access_times().await.unwrap(), 1);
+        assert_eq!(store.flush_access_times().await.unwrap(), 0);
+
+        // Touched but never flushed: after a restart `b` still counts as the older one.
+        drop(store.open_blob(&b).await.unwrap());
+        drop(store);
+        let store = open(dir.path(), Some(150));
+        assert!(store.contains(&a));
+        assert!(!store.contains(&b));
+    }
+
+    #[tokio::test]
+    async fn maintenance_flushes_on_shutdown_and_stops() {
+        let (dir, store) = fresh(None);
+        let a = put(&store, &content(1, 100)).await;
+        let b = put(&store, &content(2, 100)).await;
+        drop(store.open_blob(&a).await.unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            store.clone().run_maintenance_every(Duration::from_secs(3600), shutdown.clone()),
+        );
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("maintenance stops when cancelled")
+            .unwrap();
+        drop(store);
+
+        let store = open(dir.path(), Some(150));
+        assert!(store.contains(&a), "the access recorded before shutdown was lost");
+        assert!(!store.contains(&b));
+    }
+
+    #[tokio::test]
+    async fn maintenance_flushes_periodically() {
+        let (_dir, store) = fresh(None);
+        let a = put(&store, &content(1, 100)).await;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            store.clone().run_maintenance_every(Duration::from_millis(20), shutdown.clone()),
+        );
+        drop(store.open_blob(&a).await.unwrap());
+        let touched = store.inner.state().get(&a).unwrap().last_access_ms;
+        let persisted = || store.read_blob_row(&a).unwrap().unwrap().last_access_ms;
+        assert!(persisted() < touched);
+        let mut flushed = false;
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if persisted() == touched {
+                flushed = true;
+                break;
+            }
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+        assert!(flushed, "the periodic flush never wrote the access time");
+    }
+}
