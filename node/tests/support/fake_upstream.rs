@@ -1,0 +1,310 @@
+//! An in-process fake OCI registry on `127.0.0.1:0`, for what the real one cannot show here:
+//! Docker Hub's token service, redirects to blob storage, 429s, and misbehaviour.
+//!
+//! ```ignore
+//! let fake = FakeUpstream::builder().token_auth().blob_storage().start().await;
+//! let image = fake.put_image("library/app", "v1", &[b"layer one", b"layer two"]);
+//! fake.set_fault(&FakeUpstream::blob_path("library/app", &image.layers[0]), Fault::Truncate { after: 3 });
+//! // … point the code under test at fake.url() …
+//! assert_eq!(fake.count("GET", &FakeUpstream::manifest_path("library/app", "v1")), 1);
+//! ```
+//!
+//! Faults are keyed by the exact request path (helpers below build the paths) and can be set
+//! and cleared while the server runs. Every request is counted per method and path.
+
+mod serve;
+mod token;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use shoal_protocol::Digest;
+use shoal_protocol::media_type::OCI_MANIFEST;
+use tokio::task::JoinHandle;
+
+/// Misbehaviour for one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 500 for the next `times` requests, then normal service.
+    ServerError { times: u32 },
+    /// HTTP 429 with `Retry-After: <secs>`.
+    TooManyRequests { retry_after_secs: u64 },
+    /// HTTP 200 with an HTML page, as captive portals and broken proxies send.
+    Html,
+    /// A plain status with an OCI error body.
+    Status(u16),
+    /// Never sends the response headers.
+    Hang,
+    /// The right headers (length, digest) but the middle byte of the body flipped.
+    WrongBytes,
+    /// The right headers but these bytes as the body.
+    Replace(Bytes),
+    /// Announces the full length, sends `after` bytes, then drops the connection.
+    Truncate { after: usize },
+    /// Announces the full length, sends `after` bytes, then nothing more.
+    Stall { after: usize },
+    /// Answers a `Range` request with the whole blob and a 200.
+    IgnoreRange,
+    /// Leaves out `Docker-Content-Digest`.
+    OmitDigestHeader,
+    /// Sends the body chunked, without `Content-Length`.
+    NoContentLength,
+}
+
+/// The parts of an image put with [`FakeUpstream::put_image`].
+#[derive(Debug, Clone)]
+pub struct FakeImage {
+    pub manifest: Digest,
+    pub manifest_bytes: Bytes,
+    pub config: Digest,
+    pub layers: Vec<Digest>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) enum AuthMode {
+    #[default]
+    Anonymous,
+    Basic {
+        username: String,
+        password: String,
+    },
+    Token(token::TokenService),
+}
+
+#[derive(Default)]
+pub(crate) struct Repo {
+    pub tags: BTreeMap<String, Digest>,
+    pub manifests: HashMap<Digest, (Bytes, String)>,
+    pub blobs: HashMap<Digest, Bytes>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub repos: HashMap<String, Repo>,
+    pub faults: HashMap<String, Fault>,
+    /// (method, path) → (requests, requests carrying `Authorization`).
+    pub counts: HashMap<(String, String), (usize, usize)>,
+    pub auth: AuthMode,
+    pub tokens: token::Issued,
+    pub registry_url: String,
+    pub storage_url: Option<String>,
+}
+
+pub(crate) type Shared = Arc<Mutex<State>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Configures a [`FakeUpstream`] before it starts.
+#[derive(Default)]
+pub struct FakeUpstreamBuilder {
+    state: State,
+    blob_storage: bool,
+}
+
+impl FakeUpstreamBuilder {
+    /// Docker Hub's scheme: 401 with a `Bearer` challenge; tokens from `<url>/token`,
+    /// anonymous unless [`Self::token_credentials`] or [`Self::refresh_token`] say otherwise.
+    pub fn token_auth(mut self) -> Self {
+        self.state.auth = AuthMode::Token(token::TokenService::default());
+        self
+    }
+
+    /// The token service wants these as basic auth on its `GET`.
+    pub fn token_credentials(mut self, username: &str, password: &str) -> Self {
+        self.token_service().basic = Some((username.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// The token service accepts this refresh token in an OAuth2 `POST`.
+    pub fn refresh_token(mut self, token: &str) -> Self {
+        self.token_service().refresh_token = Some(token.to_owned());
+        self
+    }
+
+    /// `expires_in` of issued tokens (`None`: left out of the response); tokens die then.
+    pub fn token_expires_in(mut self, seconds: Option<u64>) -> Self {
+        self.token_service().expires_in = seconds;
+        self
+    }
+
+    /// The registry itself asks for basic auth.
+    pub fn basic_auth(mut self, username: &str, password: &str) -> Self {
+        let (username, password) = (username.to_owned(), password.to_owned());
+        self.state.auth = AuthMode::Basic { username, password };
+        self
+    }
+
+    /// Blob requests are redirected (307) to a second server with a presigned-looking URL;
+    /// that server refuses (400) any request that carries `Authorization`.
+    pub fn blob_storage(mut self) -> Self {
+        self.blob_storage = true;
+        self
+    }
+
+    pub fn fault(mut self, path: &str, fault: Fault) -> Self {
+        self.state.faults.insert(path.to_owned(), fault);
+        self
+    }
+
+    fn token_service(&mut self) -> &mut token::TokenService {
+        if !matches!(self.state.auth, AuthMode::Token(_)) {
+            self.state.auth = AuthMode::Token(token::TokenService::default());
+        }
+        match &mut self.state.auth {
+            AuthMode::Token(service) => service,
+            _ => unreachable!("set just above"),
+        }
+    }
+
+    pub async fn start(self) -> FakeUpstream {
+        let shared: Shared = Arc::new(Mutex::new(self.state));
+        let (addr, registry) = serve::spawn(shared.clone()).await;
+        lock(&shared).registry_url = format!("http://{addr}");
+        let mut tasks = vec![registry];
+        if self.blob_storage {
+            let (storage_addr, storage) = serve::spawn(shared.clone()).await;
+            lock(&shared).storage_url = Some(format!("http://{storage_addr}"));
+            tasks.push(storage);
+        }
+        FakeUpstream { addr, shared, tasks }
+    }
+}
+
+/// A running fake registry; stops when dropped.
+pub struct FakeUpstream {
+    addr: SocketAddr,
+    shared: Shared,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl FakeUpstream {
+    pub fn builder() -> FakeUpstreamBuilder {
+        FakeUpstreamBuilder::default()
+    }
+
+    /// `http://127.0.0.1:<port>`, to configure as the upstream's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stores a manifest under its digest and, if given, a tag; returns the digest.
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Digest {
+        let digest = Digest::of(bytes);
+        let mut state = lock(&self.shared);
+        let repo = state.repos.entry(repo.to_owned()).or_default();
+        repo.manifests.insert(digest, (Bytes::copy_from_slice(bytes), media_type.to_owned()));
+        if let Some(tag) = tag {
+            repo.tags.insert(tag.to_owned(), digest);
+        }
+        digest
+    }
+
+    pub fn put_blob(&self, repo: &str, bytes: &[u8]) -> Digest {
+        let digest = Digest::of(bytes);
+        let mut state = lock(&self.shared);
+        let repo = state.repos.entry(repo.to_owned()).or_default();
+        repo.blobs.insert(digest, Bytes::copy_from_slice(bytes));
+        digest
+    }
+
+    /// An OCI image: a config blob, one blob per layer, and a manifest tagged `tag`.
+    pub fn put_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> FakeImage {
+        let config_bytes = format!(r#"{{"architecture":"amd64","os":"linux","tag":"{tag}"}}"#);
+        let config = self.put_blob(repo, config_bytes.as_bytes());
+        let layers: Vec<(Digest, usize)> =
+            layers.iter().map(|l| (self.put_blob(repo, l), l.len())).collect();
+        let descriptor = |media_type: &str, digest: &Digest, size: usize| {
+            format!(r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{size}}}"#)
+        };
+        let layer_json: Vec<String> = layers
+            .iter()
+            .map(|(d, n)| descriptor("application/vnd.oci.image.layer.v1.tar+gzip", d, *n))
+            .collect();
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{}]}}"#,
+            descriptor("application/vnd.oci.image.config.v1+json", &config, config_bytes.len()),
+            layer_json.join(",")
+        );
+        let digest = self.put_manifest(repo, Some(tag), manifest.as_bytes(), OCI_MANIFEST);
+        FakeImage {
+            manifest: digest,
+            manifest_bytes: Bytes::from(manifest),
+            config,
+            layers: layers.into_iter().map(|(d, _)| d).collect(),
+        }
+    }
+
+    pub fn set_fault(&self, path: &str, fault: Fault) {
+        lock(&self.shared).faults.insert(path.to_owned(), fault);
+    }
+
+    pub fn clear_fault(&self, path: &str) {
+        lock(&self.shared).faults.remove(path);
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.shared).faults.clear();
+    }
+
+    /// Makes every issued token invalid, as if they had expired.
+    pub fn revoke_tokens(&self) {
+        lock(&self.shared).tokens.clear();
+    }
+
+    /// Requests seen with this method (`"GET"`, `"HEAD"`, `"POST"`) and exact path.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        let key = (method.to_owned(), path.to_owned());
+        lock(&self.shared).counts.get(&key).map_or(0, |c| c.0)
+    }
+
+    /// Requests to this path, any method.
+    pub fn requests_to(&self, path: &str) -> usize {
+        lock(&self.shared).counts.iter().filter(|((_, p), _)| p == path).map(|(_, c)| c.0).sum()
+    }
+
+    /// Requests to this path, any method, that carried an `Authorization` header.
+    pub fn authorized_requests_to(&self, path: &str) -> usize {
+        lock(&self.shared).counts.iter().filter(|((_, p), _)| p == path).map(|(_, c)| c.1).sum()
+    }
+
+    pub fn manifest_path(repo: &str, reference: &str) -> String {
+        format!("/v2/{repo}/manifests/{reference}")
+    }
+
+    pub fn blob_path(repo: &str, digest: &Digest) -> String {
+        format!("/v2/{repo}/blobs/{digest}")
+    }
+
+    pub fn tags_path(repo: &str) -> String {
+        format!("/v2/{repo}/tags/list")
+    }
+
+    /// Where [`FakeUpstreamBuilder::blob_storage`] redirects a blob.
+    pub fn storage_path(digest: &Digest) -> String {
+        format!("/storage/sha256/{}", digest.hex())
+    }
+
+    pub const TOKEN_PATH: &str = "/token";
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
