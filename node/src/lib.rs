@@ -5,6 +5,10 @@
 //! `fetch` (the miss path: single-flight, tag resolution) → `store` (blob files + index) and
 //! `upstream` (the registry client). `server` wires them; `config` and `cli` feed it.
 
-// INTEGRATION: cli, config, fetch, registry and server join once store and upstream build.
+pub mod cli;
+pub mod config;
+pub mod fetch;
+pub mod registry;
+pub mod server;
 pub mod store;
 pub mod upstream;

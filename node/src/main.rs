@@ -1,1 +1,45 @@
-fn main() {}
+//! The `shoal` binary: parse the command line, set up logging, run the node.
+
+use clap::Parser;
+use shoal::cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let Cli { command } = Cli::parse();
+    let result = match command {
+        Command::Run(args) => match args.resolve() {
+            Ok(config) => run(config),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("shoal: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: shoal::config::Config) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        shoal::server::run(config, listener, shoal::server::shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}

@@ -1,0 +1,129 @@
+//! The command line: `shoal run` and its flags, each also a `SHOAL_*` variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ByteSize, Config, ConfigError, FileConfig, HumanDuration, Overrides};
+
+/// A peer-to-peer pull-through cache for OCI container registries.
+///
+/// Point containerd, Docker, CRI-O or podman at a node as a registry mirror; it fetches each
+/// image from the upstream registry once and serves it from its local store afterwards.
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a cache node: serve the registry API and fetch misses from upstream.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML configuration file; flags and SHOAL_* variables override its keys.
+    #[arg(long, env = "SHOAL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to serve the registry API on [default: 0.0.0.0:5000]
+    #[arg(long, env = "SHOAL_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Directory for blobs and the index [default: ./shoal-data]
+    #[arg(long, env = "SHOAL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Map a registry name, as clients spell it, to the URL to fetch from. Repeatable;
+    /// overrides the built-in entry of the same name (docker.io, ghcr.io, quay.io,
+    /// registry.k8s.io, public.ecr.aws, gcr.io, mcr.microsoft.com).
+    #[arg(
+        long = "upstream",
+        env = "SHOAL_UPSTREAM",
+        value_name = "NAME=URL",
+        value_delimiter = ','
+    )]
+    pub upstreams: Vec<String>,
+
+    /// Registry for names with no registry host and no ?ns= [default: docker.io]
+    #[arg(long, env = "SHOAL_DEFAULT_UPSTREAM", value_name = "NAME")]
+    pub default_upstream: Option<String>,
+
+    /// Fetch from registries that are not configured (over HTTPS at their own name) instead
+    /// of refusing them.
+    #[arg(long, env = "SHOAL_ALLOW_ANY_UPSTREAM")]
+    pub allow_any_upstream: bool,
+
+    /// Cap on the store's size, e.g. 50GiB; least recently used blobs are evicted [default: no cap]
+    #[arg(long, env = "SHOAL_MAX_SIZE", value_name = "SIZE")]
+    pub max_size: Option<ByteSize>,
+
+    /// How long a tag's digest is trusted before the upstream is asked again [default: 5m]
+    #[arg(long, env = "SHOAL_TAG_TTL", value_name = "DURATION")]
+    pub tag_ttl: Option<HumanDuration>,
+
+    /// Docker config.json whose `auths` supply upstream credentials.
+    #[arg(long, env = "SHOAL_DOCKER_CONFIG", value_name = "FILE")]
+    pub docker_config: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Loads the config file, if any, and applies the flags on top of it.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let overrides = Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            upstreams: self.upstreams,
+            default_upstream: self.default_upstream,
+            allow_any_upstream: self.allow_any_upstream,
+            max_size: self.max_size,
+            tag_ttl: self.tag_ttl,
+            docker_config: self.docker_config,
+        };
+        Config::resolve(file, overrides)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shoal.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\ntag_ttl = \"1m\"\nmax_size = \"1GiB\"\n")
+            .unwrap();
+        let cli = Cli::try_parse_from([
+            "shoal",
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:7001",
+            "--upstream",
+            "docker.io=http://127.0.0.1:9",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command;
+        let config = args.resolve().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7001");
+        assert_eq!(config.tag_ttl.as_secs(), 60);
+        assert_eq!(config.store.max_size, Some(1 << 30));
+        assert_eq!(config.routing.upstreams["docker.io"].url, "http://127.0.0.1:9");
+        assert_eq!(config.routing.upstreams["ghcr.io"].url, "https://ghcr.io");
+    }
+}

@@ -1,0 +1,85 @@
+//! The TOML configuration file, as written by an operator. Every key is optional.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{ByteSize, ConfigError, HumanDuration};
+use crate::upstream::Credentials;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub default_upstream: Option<String>,
+    pub allow_any_upstream: Option<bool>,
+    pub max_size: Option<ByteSize>,
+    pub tag_ttl: Option<HumanDuration>,
+    pub docker_config: Option<PathBuf>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamEntry>,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    pub upstream_client: Option<ClientEntry>,
+}
+
+/// `[upstreams."ghcr.io"]`: where to fetch, and how to log in.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamEntry {
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+}
+
+// Hand-written so that a password or token never reaches a log line through `{:?}`.
+impl std::fmt::Debug for UpstreamEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamEntry")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl UpstreamEntry {
+    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, ConfigError> {
+        match (&self.username, &self.password, &self.token) {
+            (_, Some(_), Some(_)) => {
+                Err(ConfigError::AmbiguousCredentials { name: name.to_owned() })
+            }
+            (Some(username), Some(password), None) => Ok(Some(Credentials::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            })),
+            (_, None, Some(token)) => Ok(Some(Credentials::Token(token.clone()))),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientEntry {
+    pub connect_timeout: Option<HumanDuration>,
+    pub read_timeout: Option<HumanDuration>,
+    pub retries: Option<u32>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text)
+            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
+    }
+}

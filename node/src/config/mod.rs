@@ -1,0 +1,283 @@
+//! One configuration tree: built-in defaults, then the TOML file, then `SHOAL_*` variables and
+//! flags (clap merges those two), each later source winning. Every subsystem receives only its
+//! own part of the resolved [`Config`].
+
+mod file;
+mod units;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use file::{FileConfig, UpstreamEntry};
+pub use units::{ByteSize, HumanDuration, UnitError};
+
+use crate::store::StoreConfig;
+use crate::upstream::{ClientSettings, Credentials, UpstreamConfig};
+
+/// Registries a fresh node knows without configuration, as clients spell them → where to fetch.
+pub const BUILTIN_UPSTREAMS: &[(&str, &str)] = &[
+    ("docker.io", "https://registry-1.docker.io"),
+    ("ghcr.io", "https://ghcr.io"),
+    ("quay.io", "https://quay.io"),
+    ("registry.k8s.io", "https://registry.k8s.io"),
+    ("public.ecr.aws", "https://public.ecr.aws"),
+    ("gcr.io", "https://gcr.io"),
+    ("mcr.microsoft.com", "https://mcr.microsoft.com"),
+];
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
+pub const DEFAULT_DATA_DIR: &str = "./shoal-data";
+pub const DEFAULT_UPSTREAM: &str = "docker.io";
+pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// The fully resolved configuration of a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+    pub routing: RoutingConfig,
+    pub client: ClientSettings,
+    pub tag_ttl: Duration,
+}
+
+/// Which upstream a request's repository name belongs to.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// Registry name (as clients spell it) → how to reach it.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Used when the name carries no registry host and no `?ns=`.
+    pub default_upstream: String,
+    /// Path-prefix aliases such as `docker-hub` → `docker.io`, as ECR pull-through rules have.
+    pub aliases: BTreeMap<String, String>,
+    /// Fetch from registries that are not configured, over HTTPS at their own name.
+    pub allow_any_upstream: bool,
+    /// Credentials for registries reached through `allow_any_upstream`, from a Docker config.
+    pub extra_credentials: BTreeMap<String, Credentials>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is invalid: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid listen address {0:?}: expected HOST:PORT such as 0.0.0.0:5000")]
+    Listen(String),
+    #[error("invalid --upstream {0:?}: expected NAME=URL such as ghcr.io=https://ghcr.io")]
+    UpstreamFlag(String),
+    #[error("upstream {name:?} has URL {url:?}, which is not http:// or https://")]
+    UpstreamUrl { name: String, url: String },
+    #[error("upstream {name:?} sets both a password and a token; keep one")]
+    AmbiguousCredentials { name: String },
+    #[error("default upstream {0:?} is not a configured upstream")]
+    UnknownDefault(String),
+    #[error("alias {alias:?} points at {target:?}, which is not a configured upstream")]
+    UnknownAliasTarget { alias: String, target: String },
+    #[error("cannot load Docker credentials from {path}: {detail}")]
+    DockerConfig { path: PathBuf, detail: String },
+}
+
+/// Values given on the command line or in the environment; `None` means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub upstreams: Vec<String>,
+    pub default_upstream: Option<String>,
+    pub allow_any_upstream: bool,
+    pub max_size: Option<ByteSize>,
+    pub tag_ttl: Option<HumanDuration>,
+    pub docker_config: Option<PathBuf>,
+}
+
+impl Config {
+    /// Resolves defaults ← file ← overrides into a checked configuration.
+    pub fn resolve(file: FileConfig, overrides: Overrides) -> Result<Self, ConfigError> {
+        let listen_text = overrides
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().map_err(|_| ConfigError::Listen(listen_text.clone()))?;
+
+        let mut upstreams: BTreeMap<String, UpstreamConfig> = BUILTIN_UPSTREAMS
+            .iter()
+            .map(|(name, url)| {
+                let config = UpstreamConfig {
+                    name: (*name).to_owned(),
+                    url: (*url).to_owned(),
+                    credentials: None,
+                };
+                ((*name).to_owned(), config)
+            })
+            .collect();
+        for (name, entry) in file.upstreams {
+            let credentials = entry.credentials(&name)?;
+            let url = match (entry.url, upstreams.get(&name)) {
+                (Some(url), _) => url,
+                (None, Some(builtin)) => builtin.url.clone(),
+                (None, None) => format!("https://{name}"),
+            };
+            upstreams.insert(name.clone(), UpstreamConfig { name, url, credentials });
+        }
+        let docker_credentials = match overrides.docker_config.or(file.docker_config) {
+            Some(path) => crate::upstream::load_docker_config(&path)
+                .map_err(|e| ConfigError::DockerConfig { path, detail: e.to_string() })?,
+            None => Default::default(),
+        };
+        for flag in &overrides.upstreams {
+            let (name, url) =
+                flag.split_once('=').ok_or_else(|| ConfigError::UpstreamFlag(flag.clone()))?;
+            if name.is_empty() || url.is_empty() {
+                return Err(ConfigError::UpstreamFlag(flag.clone()));
+            }
+            let entry = upstreams.entry(name.to_owned()).or_insert_with(|| UpstreamConfig {
+                name: name.to_owned(),
+                url: String::new(),
+                credentials: None,
+            });
+            entry.url = url.to_owned();
+        }
+        let mut extra_credentials = BTreeMap::new();
+        for (host, credentials) in docker_credentials {
+            match upstreams.get_mut(&host) {
+                // Credentials written in Shoal's own config win over the Docker config's.
+                Some(upstream) if upstream.credentials.is_none() => {
+                    upstream.credentials = Some(credentials)
+                }
+                Some(_) => {}
+                None => {
+                    extra_credentials.insert(host, credentials);
+                }
+            }
+        }
+        for upstream in upstreams.values() {
+            if !(upstream.url.starts_with("http://") || upstream.url.starts_with("https://")) {
+                return Err(ConfigError::UpstreamUrl {
+                    name: upstream.name.clone(),
+                    url: upstream.url.clone(),
+                });
+            }
+        }
+
+        let allow_any_upstream = overrides.allow_any_upstream || file.allow_any_upstream.unwrap_or(false);
+        let default_upstream = overrides
+            .default_upstream
+            .or(file.default_upstream)
+            .unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned());
+        if !upstreams.contains_key(&default_upstream) {
+            return Err(ConfigError::UnknownDefault(default_upstream));
+        }
+        for (alias, target) in &file.aliases {
+            if !upstreams.contains_key(target) {
+                return Err(ConfigError::UnknownAliasTarget {
+                    alias: alias.clone(),
+                    target: target.clone(),
+                });
+            }
+        }
+
+        let client_file = file.upstream_client.unwrap_or_default();
+        let defaults = ClientSettings::default();
+        let client = ClientSettings {
+            connect_timeout: client_file.connect_timeout.map_or(defaults.connect_timeout, |d| d.0),
+            read_timeout: client_file.read_timeout.map_or(defaults.read_timeout, |d| d.0),
+            retries: client_file.retries.unwrap_or(defaults.retries),
+        };
+
+        Ok(Config {
+            listen,
+            store: StoreConfig {
+                root: overrides
+                    .data_dir
+                    .or(file.data_dir)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+                max_size: overrides.max_size.or(file.max_size).map(|s| s.0),
+            },
+            routing: RoutingConfig {
+                upstreams,
+                default_upstream,
+                aliases: file.aliases,
+                allow_any_upstream,
+                extra_credentials,
+            },
+            client,
+            tag_ttl: overrides.tag_ttl.or(file.tag_ttl).map_or(DEFAULT_TAG_TTL, |d| d.0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn documented_example() -> String {
+        let doc = include_str!("../../../docs/configuration.md");
+        let start = doc.find("```toml\n").expect("docs/configuration.md has a toml example") + 8;
+        let end = start + doc[start..].find("```").expect("the example is closed");
+        doc[start..end].to_owned()
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let file = FileConfig::parse(&documented_example(), Path::new("configuration.md")).unwrap();
+        let config = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(config.store.max_size, Some(200 << 30));
+        assert_eq!(config.routing.aliases["docker-hub"], "docker.io");
+        assert!(matches!(
+            config.routing.upstreams["docker.io"].credentials,
+            Some(Credentials::Basic { .. })
+        ));
+        assert_eq!(
+            config.routing.upstreams["registry.example.com:5443"].url,
+            "https://registry.example.com:5443"
+        );
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.tag_ttl, DEFAULT_TAG_TTL);
+        assert_eq!(config.routing.upstreams.len(), BUILTIN_UPSTREAMS.len());
+        assert_eq!(config.store.max_size, None);
+    }
+
+    #[test]
+    fn refuses_bad_values_with_their_name() {
+        let bad = |text: &str| FileConfig::parse(text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(bad("max_size = \"lots\"").contains("size"));
+        assert!(bad("tag_ttl = \"soon\"").contains("duration"));
+        assert!(bad("listn = \"x\"").contains("listn"));
+
+        let resolve = |file: &str, o: Overrides| {
+            Config::resolve(FileConfig::parse(file, Path::new("x.toml")).unwrap(), o)
+        };
+        let o = Overrides { upstreams: vec!["no-equals".into()], ..Default::default() };
+        assert!(matches!(resolve("", o), Err(ConfigError::UpstreamFlag(_))));
+        let o = Overrides { upstreams: vec!["x.io=ftp://x".into()], ..Default::default() };
+        assert!(matches!(resolve("", o), Err(ConfigError::UpstreamUrl { .. })));
+        let o = Overrides { default_upstream: Some("nowhere.io".into()), ..Default::default() };
+        assert!(matches!(resolve("", o), Err(ConfigError::UnknownDefault(_))));
+        assert!(matches!(
+            resolve("[aliases]\nhub = \"nowhere.io\"", Overrides::default()),
+            Err(ConfigError::UnknownAliasTarget { .. })
+        ));
+        assert!(matches!(
+            resolve("[upstreams.\"a.io\"]\npassword = \"p\"\ntoken = \"t\"", Overrides::default()),
+            Err(ConfigError::AmbiguousCredentials { .. })
+        ));
+    }
+
+    #[test]
+    fn credentials_are_not_in_debug_output() {
+        let file = FileConfig::parse(&documented_example(), Path::new("c.md")).unwrap();
+        let text = format!("{file:?}");
+        assert!(!text.contains("dckr_pat_example"), "{text}");
+        let config = Config::resolve(file, Overrides::default()).unwrap();
+        let text = format!("{config:?}");
+        assert!(!text.contains("dckr_pat_example") && !text.contains("refresh-token-example"));
+    }
+}

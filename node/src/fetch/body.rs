@@ -1,0 +1,126 @@
+//! Response bodies read from files in fixed-size chunks, so a blob of any size streams through
+//! the node in constant memory.
+//!
+//! Reads are positional (`pread`) on a shared handle: a reader never disturbs another's offset,
+//! and a reader of a file being downloaded keeps the same inode after it is renamed into place.
+
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use shoal_protocol::Digest;
+
+use super::FetchError;
+use super::inflight::{FetchState, InFlight};
+use crate::store::BlobReader;
+
+/// Large enough that the per-chunk hop to the blocking pool costs little next to the copy.
+const CHUNK: u64 = 512 * 1024;
+
+pub type BlobBody = BoxStream<'static, Result<Bytes, FetchError>>;
+
+/// Something that holds an open file for positional reads.
+pub trait HasFile: Send + Sync + 'static {
+    fn file(&self) -> &std::fs::File;
+}
+
+impl HasFile for std::fs::File {
+    fn file(&self) -> &std::fs::File {
+        self
+    }
+}
+
+impl HasFile for BlobReader {
+    fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+}
+
+/// Streams bytes `[start, end)` of a committed blob. The reader lives as long as the stream,
+/// and with it the in-use mark that keeps eviction away from the file.
+pub fn complete_file(digest: Digest, reader: BlobReader, start: u64, end: u64) -> BlobBody {
+    let reader = Arc::new(reader);
+    stream::try_unfold((reader, start), move |(reader, pos)| async move {
+        if pos >= end {
+            return Ok(None);
+        }
+        let len = (end - pos).min(CHUNK);
+        let chunk = read_at(reader.clone(), pos, len)
+            .await
+            .map_err(|source| FetchError::Read { digest, source })?;
+        let next = pos + chunk.len() as u64;
+        Ok(Some((chunk, (reader, next))))
+    })
+    .boxed()
+}
+
+/// Streams bytes `[start, end)` of a blob that is still being downloaded: reads what has been
+/// written, then waits for more. Ends with the fetch's error if the fetch fails.
+pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
+    let progress = inflight.subscribe();
+    stream::try_unfold((inflight, progress, start), move |(inflight, mut progress, pos)| async move {
+        loop {
+            if pos >= end {
+                return Ok(None);
+            }
+            let snapshot = progress.borrow_and_update().clone();
+            if snapshot.written > pos {
+                let len = (snapshot.written.min(end) - pos).min(CHUNK);
+                let chunk = read_at(inflight.reader.clone(), pos, len)
+                    .await
+                    .map_err(|source| FetchError::Read { digest: inflight.digest, source })?;
+                let next = pos + chunk.len() as u64;
+                return Ok(Some((chunk, (inflight, progress, next))));
+            }
+            match snapshot.state {
+                FetchState::Failed(cause) => {
+                    return Err(FetchError::Joined { digest: inflight.digest, cause });
+                }
+                FetchState::Committed => {
+                    // Everything is written and we are short of `end`: the range outran the blob.
+                    return Err(FetchError::Truncated {
+                        digest: inflight.digest,
+                        expected: end,
+                        got: pos,
+                    });
+                }
+                FetchState::Running => {
+                    if progress.changed().await.is_err() {
+                        // The sender is gone without a final state: only a panicked fetch task.
+                        return Err(FetchError::Truncated {
+                            digest: inflight.digest,
+                            expected: end,
+                            got: pos,
+                        });
+                    }
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+async fn read_at<F: HasFile>(file: Arc<F>, pos: u64, len: u64) -> io::Result<Bytes> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = BytesMut::zeroed(len as usize);
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.file().read_at(&mut buf[filled..], pos + filled as u64) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "blob file is shorter than its recorded size",
+                    ));
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(buf.freeze())
+    })
+    .await
+    .map_err(io::Error::other)?
+}

@@ -1,0 +1,56 @@
+//! What can go wrong on the miss path, by where it went wrong: the request, the upstream, the
+//! store, or a fetch this request joined.
+
+use std::sync::Arc;
+
+use shoal_protocol::{Digest, DigestMismatch};
+
+use crate::store::StoreError;
+use crate::upstream::UpstreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("registry {0:?} is not a configured upstream")]
+    UnknownRegistry(String),
+    #[error("manifest {reference} is unknown to {registry}/{repo}")]
+    ManifestUnknown { registry: String, repo: String, reference: String },
+    #[error("blob {0} is unknown upstream")]
+    BlobUnknown(Digest),
+    #[error("range not satisfiable for a blob of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("upstream sent more bytes than it announced for {digest} ({size} bytes)")]
+    Oversized { digest: Digest, size: u64 },
+    #[error("upstream ended {digest} after {got} of {expected} bytes")]
+    Truncated { digest: Digest, expected: u64, got: u64 },
+    #[error("{0}")]
+    Mismatch(DigestMismatch),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Store(StoreError),
+    /// The fetch this request was following failed; every follower sees the same cause.
+    #[error("fetch of {digest} failed: {cause}")]
+    Joined { digest: Digest, cause: Arc<FetchError> },
+    #[error("reading {digest} from the store failed: {source}")]
+    Read { digest: Digest, source: std::io::Error },
+}
+
+impl From<StoreError> for FetchError {
+    fn from(e: StoreError) -> Self {
+        // A digest mismatch surfaces at commit time, but it is the source's fault, not the disk's.
+        match e {
+            StoreError::DigestMismatch(m) => FetchError::Mismatch(m),
+            other => FetchError::Store(other),
+        }
+    }
+}
+
+impl FetchError {
+    /// The error behind a joined fetch, for mapping to a status code.
+    pub fn root(&self) -> &FetchError {
+        match self {
+            FetchError::Joined { cause, .. } => cause.root(),
+            other => other,
+        }
+    }
+}

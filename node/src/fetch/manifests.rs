@@ -1,0 +1,180 @@
+//! Manifests: by digest (immutable, cached forever) and by tag (resolved upstream at most once
+//! per TTL, last known digest served when the upstream is down).
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use shoal_protocol::media_type::{MAX_MANIFEST_SIZE, OCI_MANIFEST, sniff_manifest_media_type};
+use shoal_protocol::{Digest, Reference, Tag};
+
+use super::{FetchError, Fetcher, Target};
+use crate::store::TagRecord;
+use crate::upstream::{Manifest, UpstreamError};
+
+/// A manifest as served: the upstream's exact bytes and media type.
+#[derive(Debug, Clone)]
+pub struct ManifestData {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+impl From<Manifest> for ManifestData {
+    fn from(m: Manifest) -> Self {
+        Self { digest: m.digest, media_type: m.media_type, bytes: m.bytes }
+    }
+}
+
+impl Fetcher {
+    pub async fn manifest(
+        &self,
+        target: &Target,
+        reference: &Reference,
+    ) -> Result<ManifestData, FetchError> {
+        match reference {
+            Reference::Digest(digest) => self.manifest_by_digest(target, digest).await,
+            Reference::Tag(tag) => self.manifest_by_tag(target, tag).await,
+        }
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        target: &Target,
+        digest: &Digest,
+    ) -> Result<ManifestData, FetchError> {
+        if let Some(found) = self.stored_manifest(digest, None).await? {
+            return Ok(found);
+        }
+        let _guard = self.manifest_locks.lock(digest).await;
+        if let Some(found) = self.stored_manifest(digest, None).await? {
+            return Ok(found);
+        }
+        let manifest = self
+            .upstream_manifest(target, &Reference::Digest(*digest))
+            .await?;
+        self.keep_manifest(&manifest).await?;
+        Ok(manifest)
+    }
+
+    async fn manifest_by_tag(&self, target: &Target, tag: &Tag) -> Result<ManifestData, FetchError> {
+        if let Some(found) = self.fresh_tag(target, tag).await? {
+            return Ok(found);
+        }
+        let key = (target.registry.clone(), target.repo.clone(), tag.clone());
+        let _guard = self.tag_locks.lock(&key).await;
+        // Whoever held the lock before us may have just resolved it.
+        if let Some(found) = self.fresh_tag(target, tag).await? {
+            return Ok(found);
+        }
+        let known = self.store.get_tag(&target.registry, &target.repo, tag)?;
+        let Some(known) = known else {
+            // Never seen: one GET by tag gives the digest and the bytes at once.
+            let manifest = self.upstream_manifest(target, &Reference::Tag(tag.clone())).await?;
+            self.keep_manifest(&manifest).await?;
+            self.remember_tag(target, tag, &manifest.digest, &manifest.media_type)?;
+            return Ok(manifest);
+        };
+
+        let upstream = self.upstreams.get(&target.registry)?;
+        // HEAD, because registries (Docker Hub) do not count it against pull rate limits.
+        match upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await {
+            Ok(head) => {
+                let manifest = match self.stored_manifest(&head.digest, Some(&head.media_type)).await? {
+                    Some(stored) => stored,
+                    None => {
+                        let m = self.upstream_manifest(target, &Reference::Digest(head.digest)).await?;
+                        self.keep_manifest(&m).await?;
+                        m
+                    }
+                };
+                if manifest.digest != known.digest {
+                    tracing::info!(registry = %target.registry, repo = %target.repo, %tag, old = %known.digest, new = %manifest.digest, "tag moved");
+                }
+                self.remember_tag(target, tag, &manifest.digest, &manifest.media_type)?;
+                Ok(manifest)
+            }
+            Err(e) if stale_if_error(&e) => {
+                tracing::warn!(registry = %target.registry, repo = %target.repo, %tag, digest = %known.digest, error = %e, "upstream unavailable; serving last known digest");
+                match self.stored_manifest(&known.digest, Some(&known.media_type)).await? {
+                    Some(stored) => Ok(stored),
+                    None => Err(e.into()),
+                }
+            }
+            Err(UpstreamError::NotFound { .. }) => Err(FetchError::ManifestUnknown {
+                registry: target.registry.clone(),
+                repo: target.repo.to_string(),
+                reference: tag.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The cached manifest for a tag whose record is younger than the TTL.
+    async fn fresh_tag(&self, target: &Target, tag: &Tag) -> Result<Option<ManifestData>, FetchError> {
+        let Some(record) = self.store.get_tag(&target.registry, &target.repo, tag)? else {
+            return Ok(None);
+        };
+        let age = SystemTime::now().duration_since(record.fetched_at).unwrap_or(Duration::MAX);
+        if age > self.tag_ttl {
+            return Ok(None);
+        }
+        self.stored_manifest(&record.digest, Some(&record.media_type)).await
+    }
+
+    async fn stored_manifest(
+        &self,
+        digest: &Digest,
+        media_type: Option<&str>,
+    ) -> Result<Option<ManifestData>, FetchError> {
+        let Some((meta, bytes)) = self.store.read_small(digest, MAX_MANIFEST_SIZE).await? else {
+            return Ok(None);
+        };
+        let media_type = meta
+            .media_type
+            .or_else(|| media_type.map(str::to_owned))
+            .or_else(|| sniff_manifest_media_type(&bytes))
+            .unwrap_or_else(|| OCI_MANIFEST.to_owned());
+        Ok(Some(ManifestData { digest: *digest, media_type, bytes }))
+    }
+
+    async fn upstream_manifest(
+        &self,
+        target: &Target,
+        reference: &Reference,
+    ) -> Result<ManifestData, FetchError> {
+        let upstream = self.upstreams.get(&target.registry)?;
+        match upstream.get_manifest(&target.repo, reference).await {
+            Ok(m) => Ok(m.into()),
+            Err(UpstreamError::NotFound { .. }) => Err(FetchError::ManifestUnknown {
+                registry: target.registry.clone(),
+                repo: target.repo.to_string(),
+                reference: reference.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn keep_manifest(&self, m: &ManifestData) -> Result<(), FetchError> {
+        Ok(self.store.put_small(&m.digest, Some(&m.media_type), &m.bytes).await?)
+    }
+
+    fn remember_tag(
+        &self,
+        target: &Target,
+        tag: &Tag,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<(), FetchError> {
+        let record = TagRecord {
+            digest: *digest,
+            media_type: media_type.to_owned(),
+            fetched_at: SystemTime::now(),
+        };
+        Ok(self.store.put_tag(&target.registry, &target.repo, tag, &record)?)
+    }
+}
+
+/// Failures for which a cache serves what it last saw rather than an error.
+fn stale_if_error(e: &UpstreamError) -> bool {
+    e.is_unavailable() || matches!(e, UpstreamError::TooManyRequests { .. })
+}

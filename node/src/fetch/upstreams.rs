@@ -1,0 +1,92 @@
+//! The set of upstream registries a node may fetch from, by the name clients use for them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use crate::config::RoutingConfig;
+use crate::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, UpstreamError};
+
+use super::FetchError;
+
+pub struct Upstreams {
+    configured: HashMap<String, Upstream>,
+    /// Clients for registries reached through `allow_any_upstream`, made on first use.
+    dynamic: Mutex<HashMap<String, Upstream>>,
+    allow_any: bool,
+    extra_credentials: BTreeMap<String, Credentials>,
+    settings: ClientSettings,
+}
+
+impl Upstreams {
+    pub fn new(routing: &RoutingConfig, settings: &ClientSettings) -> Result<Self, UpstreamError> {
+        let configured = routing
+            .upstreams
+            .iter()
+            .map(|(name, config)| Ok((name.clone(), Upstream::new(config.clone(), settings)?)))
+            .collect::<Result<_, UpstreamError>>()?;
+        Ok(Self {
+            configured,
+            dynamic: Mutex::new(HashMap::new()),
+            allow_any: routing.allow_any_upstream,
+            extra_credentials: routing.extra_credentials.clone(),
+            settings: settings.clone(),
+        })
+    }
+
+    /// The client for a registry name, or `UnknownRegistry` when the node may not fetch from it.
+    pub fn get(&self, registry: &str) -> Result<Upstream, FetchError> {
+        if let Some(upstream) = self.configured.get(registry) {
+            return Ok(upstream.clone());
+        }
+        if !self.allow_any || !is_registry_host(registry) {
+            return Err(FetchError::UnknownRegistry(registry.to_owned()));
+        }
+        let mut dynamic = self.dynamic.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(upstream) = dynamic.get(registry) {
+            return Ok(upstream.clone());
+        }
+        let config = UpstreamConfig {
+            name: registry.to_owned(),
+            url: format!("https://{registry}"),
+            credentials: self.extra_credentials.get(registry).cloned(),
+        };
+        let upstream = Upstream::new(config, &self.settings)?;
+        dynamic.insert(registry.to_owned(), upstream.clone());
+        Ok(upstream)
+    }
+}
+
+/// A DNS name or `host:port` as a registry name may be: the syntax check that keeps
+/// `allow_any_upstream` from building URLs out of arbitrary request text.
+pub fn is_registry_host(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (s, None),
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
+    let labels_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    port_ok && labels_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts() {
+        for ok in ["docker.io", "localhost:5000", "my-registry.example.com", "10.0.0.1:443"] {
+            assert!(is_registry_host(ok), "{ok}");
+        }
+        for bad in ["", "a..b", "-a.com", "a.com:", "a.com:99999", "A.com", "a/b", "a.com:5000:1", "a@b"] {
+            assert!(!is_registry_host(bad), "{bad}");
+        }
+    }
+}

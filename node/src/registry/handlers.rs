@@ -1,0 +1,104 @@
+//! One handler per endpoint: ask the fetcher, shape the response headers the spec requires.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use shoal_protocol::media_type::OCTET_STREAM;
+use shoal_protocol::{Digest, Reference};
+
+use super::error::ApiError;
+use super::route::TagsQuery;
+use crate::fetch::{Fetcher, RangeSpec, Target};
+
+const DIGEST_HEADER: &str = "docker-content-digest";
+
+pub fn base() -> Response {
+    json_response(StatusCode::OK, Body::from("{}"), 2, false)
+}
+
+pub async fn manifest(
+    fetcher: &Fetcher,
+    target: &Target,
+    reference: &Reference,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let m = fetcher.manifest(target, reference).await?;
+    let len = m.bytes.len() as u64;
+    let body = if head { Body::empty() } else { Body::from(m.bytes) };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(&m.media_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    insert_digest(headers, &m.digest);
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", m.digest)) {
+        headers.insert(header::ETAG, v);
+    }
+    Ok(response)
+}
+
+pub async fn blob(
+    fetcher: &Fetcher,
+    target: &Target,
+    digest: &Digest,
+    range: Option<RangeSpec>,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let blob = fetcher.blob(target, digest, range).await?;
+    let (status, len) = match blob.range {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, end - start),
+        None => (StatusCode::OK, blob.size),
+    };
+    // A HEAD drops the body stream here; a miss's download goes on in its own task.
+    let body = if head { Body::empty() } else { Body::from_stream(blob.body) };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    insert_digest(headers, digest);
+    if let Some((start, end)) = blob.range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{}", end - 1, blob.size))
+    {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(response)
+}
+
+pub async fn tags(
+    fetcher: &Fetcher,
+    target: &Target,
+    client_name: &str,
+    ns: Option<&str>,
+    page: TagsQuery,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let list = fetcher.tags(target, page.n, page.last.as_deref()).await?;
+    let len = list.body.len() as u64;
+    let mut response = json_response(StatusCode::OK, Body::from(list.body), len, head);
+    if let Some(next) = list.next {
+        let ns = ns.map(|ns| format!("&{ns}")).unwrap_or_default();
+        let link = format!("</v2/{client_name}/tags/list?{next}{ns}>; rel=\"next\"");
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(response)
+}
+
+fn json_response(status: StatusCode, body: Body, len: u64, head: bool) -> Response {
+    let mut response = Response::new(if head { Body::empty() } else { body });
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+fn insert_digest(headers: &mut axum::http::HeaderMap, digest: &Digest) {
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        headers.insert(DIGEST_HEADER, v);
+    }
+}

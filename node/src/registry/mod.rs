@@ -1,0 +1,82 @@
+//! The OCI distribution HTTP API.
+//!
+//! One fallback handler parses every request into an [`Endpoint`] and calls the matching
+//! `handle_*`; errors become OCI error bodies in one place ([`ApiError`]). This layer never
+//! touches files or the network itself: it asks the [`Fetcher`].
+
+mod error;
+mod handlers;
+mod range;
+mod route;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+
+pub use error::ApiError;
+pub use route::{Endpoint, Routing, TagsQuery};
+
+use crate::fetch::Fetcher;
+
+/// Every response says which API it speaks; Docker refuses a mirror whose `/v2/` does not.
+const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
+
+#[derive(Clone)]
+pub struct AppState {
+    pub fetcher: Arc<Fetcher>,
+    pub routing: Arc<Routing>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let mut response = match serve(&state, request).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    response.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    response
+}
+
+async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    let (parts, _body) = request.into_parts();
+    let endpoint = state.routing.endpoint(parts.uri.path(), parts.uri.query())?;
+    let head = match parts.method {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ if matches!(endpoint, Endpoint::Unsupported(_)) => {
+            return Err(ApiError::Unsupported("push is not supported by a pull-through cache"));
+        }
+        _ => {
+            return Err(ApiError::Unsupported(
+                "only GET and HEAD are served by a pull-through cache",
+            ));
+        }
+    };
+    let fetcher = &state.fetcher;
+    match endpoint {
+        Endpoint::Base => Ok(handlers::base()),
+        Endpoint::Manifest { target, reference } => {
+            handlers::manifest(fetcher, &target, &reference, head).await
+        }
+        Endpoint::Blob { target, digest } => {
+            let range = range::parse(&parts.headers)?;
+            handlers::blob(fetcher, &target, &digest, range, head).await
+        }
+        Endpoint::Tags { target, client_name, page } => {
+            let ns = parts.uri.query().and_then(ns_param);
+            handlers::tags(fetcher, &target, &client_name, ns.as_deref(), page, head).await
+        }
+        Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
+    }
+}
+
+/// The raw `ns=...` pair of a query, to carry it into the next page's link unchanged.
+fn ns_param(query: &str) -> Option<String> {
+    query.split('&').find(|kv| kv.starts_with("ns=")).map(str::to_owned)
+}

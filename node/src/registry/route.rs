@@ -1,0 +1,206 @@
+//! Turns a request line into a typed [`Endpoint`]: which API, which upstream, which repository.
+//!
+//! The raw, still percent-encoded path is parsed, so `%2e%2e` or `%2f` can never sneak past the
+//! name grammar by being decoded later. The upstream registry is named in one of three ways:
+//! containerd's `?ns=docker.io`, a first path component that is a host (`/v2/ghcr.io/org/app/`)
+//! or a configured alias, or nothing (the default upstream, with Docker's `library/` rule).
+
+use std::collections::BTreeMap;
+
+use shoal_protocol::{Digest, Reference, RepositoryName};
+
+use super::error::ApiError;
+use crate::fetch::Target;
+
+/// Names Docker clients use for Docker Hub besides `docker.io`.
+const DOCKER_HUB_SPELLINGS: &[&str] = &["index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v2/`: the API version check.
+    Base,
+    Manifest { target: Target, reference: Reference },
+    Blob { target: Target, digest: Digest },
+    /// `client_name` is the name as the client wrote it, to build the next page's link.
+    Tags { target: Target, client_name: String, page: TagsQuery },
+    /// Uploads, pushes, deletes, catalog: not served by a pull-through cache.
+    Unsupported(&'static str),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct TagsQuery {
+    pub n: Option<u32>,
+    pub last: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct CommonQuery {
+    ns: Option<String>,
+}
+
+/// The part of the configuration that decides which upstream a name belongs to.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    pub default_upstream: String,
+    pub aliases: BTreeMap<String, String>,
+}
+
+impl Routing {
+    pub fn endpoint(&self, path: &str, query: Option<&str>) -> Result<Endpoint, ApiError> {
+        let Some(rest) = path.strip_prefix("/v2/") else {
+            return if path == "/v2" { Ok(Endpoint::Base) } else { Err(ApiError::NotFound) };
+        };
+        if rest.is_empty() {
+            return Ok(Endpoint::Base);
+        }
+        let query_text = query.unwrap_or("");
+        if rest == "_catalog" {
+            return Ok(Endpoint::Unsupported("the catalog is not served by a pull-through cache"));
+        }
+        if let Some(name) = rest.strip_suffix("/tags/list") {
+            let page: TagsQuery = serde_urlencoded_query(query_text)?;
+            let target = self.target(name, query_text)?;
+            return Ok(Endpoint::Tags { target, client_name: name.to_owned(), page });
+        }
+        if rest.contains("/blobs/uploads") {
+            return Ok(Endpoint::Unsupported("push is not supported by a pull-through cache"));
+        }
+        if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
+            let target = self.target(name, query_text)?;
+            let reference =
+                Reference::parse(reference).map_err(|e| ApiError::ReferenceInvalid(e.to_string()))?;
+            return Ok(Endpoint::Manifest { target, reference });
+        }
+        if let Some((name, digest)) = rest.rsplit_once("/blobs/") {
+            let target = self.target(name, query_text)?;
+            let digest = Digest::parse(digest).map_err(|e| ApiError::DigestInvalid(e.to_string()))?;
+            return Ok(Endpoint::Blob { target, digest });
+        }
+        Err(ApiError::NotFound)
+    }
+
+    fn target(&self, name: &str, query: &str) -> Result<Target, ApiError> {
+        let common: CommonQuery = serde_urlencoded_query(query)?;
+        let (registry, repo) = match common.ns {
+            Some(ns) => (ns, name),
+            None => match name.split_once('/') {
+                Some((first, rest)) if is_host_like(first) || self.aliases.contains_key(first) => {
+                    (first.to_owned(), rest)
+                }
+                _ => (self.default_upstream.clone(), name),
+            },
+        };
+        let registry = self.canonical_registry(&registry);
+        let repo = RepositoryName::parse(repo).map_err(|e| ApiError::NameInvalid(e.to_string()))?;
+        let repo = if registry == "docker.io" { repo.with_library_prefix() } else { repo };
+        Ok(Target { registry, repo })
+    }
+
+    fn canonical_registry(&self, name: &str) -> String {
+        if let Some(target) = self.aliases.get(name) {
+            return target.clone();
+        }
+        if DOCKER_HUB_SPELLINGS.contains(&name) {
+            return "docker.io".to_owned();
+        }
+        name.to_owned()
+    }
+}
+
+/// Docker's rule for "is this first component a registry host".
+fn is_host_like(component: &str) -> bool {
+    component.contains('.') || component.contains(':') || component == "localhost"
+}
+
+fn serde_urlencoded_query<T: serde::de::DeserializeOwned + Default>(query: &str) -> Result<T, ApiError> {
+    if query.is_empty() {
+        return Ok(T::default());
+    }
+    let uri: http::Uri = format!("/?{query}").parse().map_err(|_| ApiError::QueryInvalid(query.to_owned()))?;
+    axum::extract::Query::<T>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::QueryInvalid(e.body_text()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routing() -> Routing {
+        Routing {
+            default_upstream: "docker.io".to_owned(),
+            aliases: [("docker-hub".to_owned(), "docker.io".to_owned())].into(),
+        }
+    }
+
+    fn target(e: Endpoint) -> Target {
+        match e {
+            Endpoint::Manifest { target, .. } | Endpoint::Blob { target, .. } | Endpoint::Tags { target, .. } => target,
+            other => panic!("no target in {other:?}"),
+        }
+    }
+
+    #[test]
+    fn three_addressing_modes() {
+        let r = routing();
+        let t = target(r.endpoint("/v2/library/alpine/manifests/3", Some("ns=docker.io")).unwrap());
+        assert_eq!((t.registry.as_str(), t.repo.as_str()), ("docker.io", "library/alpine"));
+
+        let t = target(r.endpoint("/v2/ghcr.io/org/app/manifests/v1", None).unwrap());
+        assert_eq!((t.registry.as_str(), t.repo.as_str()), ("ghcr.io", "org/app"));
+
+        let t = target(r.endpoint("/v2/localhost:5000/app/tags/list", None).unwrap());
+        assert_eq!((t.registry.as_str(), t.repo.as_str()), ("localhost:5000", "app"));
+
+        let t = target(r.endpoint("/v2/docker-hub/alpine/manifests/3", None).unwrap());
+        assert_eq!((t.registry.as_str(), t.repo.as_str()), ("docker.io", "library/alpine"));
+
+        let t = target(r.endpoint("/v2/alpine/manifests/latest", None).unwrap());
+        assert_eq!((t.registry.as_str(), t.repo.as_str()), ("docker.io", "library/alpine"));
+
+        let t = target(r.endpoint("/v2/index.docker.io/alpine/manifests/latest", None).unwrap());
+        assert_eq!((t.registry.as_str(), t.repo.as_str()), ("docker.io", "library/alpine"));
+
+        let t = target(r.endpoint("/v2/org/app/blobs/sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", None).unwrap());
+        assert_eq!((t.registry.as_str(), t.repo.as_str()), ("docker.io", "org/app"));
+    }
+
+    #[test]
+    fn base_and_unsupported() {
+        let r = routing();
+        assert_eq!(r.endpoint("/v2/", None).unwrap(), Endpoint::Base);
+        assert_eq!(r.endpoint("/v2", None).unwrap(), Endpoint::Base);
+        assert!(matches!(r.endpoint("/v2/app/blobs/uploads/", None).unwrap(), Endpoint::Unsupported(_)));
+        assert!(matches!(r.endpoint("/v2/_catalog", None).unwrap(), Endpoint::Unsupported(_)));
+        assert!(matches!(r.endpoint("/v3/", None), Err(ApiError::NotFound)));
+    }
+
+    #[test]
+    fn refuses_traversal_and_bad_names() {
+        let r = routing();
+        for path in [
+            "/v2/../etc/manifests/latest",
+            "/v2/a/../b/manifests/latest",
+            "/v2/%2e%2e/app/manifests/latest",
+            "/v2/a%2fb/manifests/latest",
+            "/v2/UPPER/manifests/latest",
+            "/v2//manifests/latest",
+            "/v2/app/manifests/",
+        ] {
+            assert!(r.endpoint(path, None).is_err(), "{path} should be refused");
+        }
+        assert!(matches!(r.endpoint("/v2/app/manifests/bad$tag", None), Err(ApiError::ReferenceInvalid(_))));
+        assert!(matches!(r.endpoint("/v2/app/blobs/sha256:ABC", None), Err(ApiError::DigestInvalid(_))));
+        assert!(matches!(r.endpoint("/v2/app/blobs/md5:abc", None), Err(ApiError::DigestInvalid(_))));
+        assert!(matches!(r.endpoint("/v2/app/tags/list", Some("n=abc")), Err(ApiError::QueryInvalid(_))));
+    }
+
+    #[test]
+    fn tags_query() {
+        let r = routing();
+        let e = r.endpoint("/v2/app/tags/list", Some("n=2&last=v1")).unwrap();
+        let Endpoint::Tags { page, client_name, .. } = e else { panic!() };
+        assert_eq!(page, TagsQuery { n: Some(2), last: Some("v1".to_owned()) });
+        assert_eq!(client_name, "app");
+    }
+}
