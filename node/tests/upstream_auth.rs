@@ -1,0 +1,214 @@
+//! The upstream client's authentication and redirects against the fake registry: Docker Hub's
+//! token dance, token caching, basic auth, refresh tokens, and blob storage that must never see
+//! the registry's `Authorization`.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use shoal::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, UpstreamError};
+use shoal_protocol::{Reference, RepositoryName};
+use support::fake_upstream::FakeUpstream;
+
+fn client(fake: &FakeUpstream, credentials: Option<Credentials>) -> Upstream {
+    let config = UpstreamConfig { name: "fake.io".into(), url: fake.url(), credentials };
+    let settings = ClientSettings {
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_secs(2),
+        retries: 1,
+    };
+    Upstream::new(config, &settings).unwrap()
+}
+
+fn basic(username: &str, password: &str) -> Option<Credentials> {
+    Some(Credentials::Basic { username: username.into(), password: password.into() })
+}
+
+fn repo(s: &str) -> RepositoryName {
+    RepositoryName::parse(s).unwrap()
+}
+
+fn tag(s: &str) -> Reference {
+    Reference::parse(s).unwrap()
+}
+
+const TOKEN: &str = FakeUpstream::TOKEN_PATH;
+
+#[tokio::test]
+async fn anonymous_token_dance_caches_the_token_per_scope() {
+    let fake = FakeUpstream::builder().token_auth().start().await;
+    let image = fake.put_image("library/app", "v1", &[b"layer"]);
+    fake.put_image("library/other", "v1", &[b"other layer"]);
+    let up = client(&fake, None);
+    let manifest = FakeUpstream::manifest_path("library/app", "v1");
+
+    up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.count("GET", TOKEN), 1);
+    assert_eq!(fake.count("HEAD", &manifest), 2, "one 401, one retry with the token");
+
+    // Same scope: the cached token goes with the first attempt.
+    up.get_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
+    let blob = up.get_blob(&repo("library/app"), &image.layers[0], 0).await.unwrap();
+    assert_eq!(blob.size, Some(5));
+    assert_eq!(fake.count("GET", &manifest), 1);
+    assert_eq!(fake.count("GET", TOKEN), 1);
+
+    // Another repository is another scope.
+    up.get_manifest(&repo("library/other"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.count("GET", TOKEN), 2);
+}
+
+#[tokio::test]
+async fn expired_and_revoked_tokens_are_replaced() {
+    let fake = FakeUpstream::builder().token_auth().token_expires_in(Some(2)).start().await;
+    fake.put_image("library/app", "v1", &[b"layer"]);
+    let up = client(&fake, None);
+    up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.count("GET", TOKEN), 1);
+    // Renewed shortly before the 2 s expiry, not after it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.count("GET", TOKEN), 2);
+
+    fake.revoke_tokens();
+    up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.count("GET", TOKEN), 3);
+}
+
+#[tokio::test]
+async fn token_without_expiry_lives_sixty_seconds() {
+    let fake = FakeUpstream::builder().token_auth().token_expires_in(None).start().await;
+    fake.put_image("library/app", "v1", &[b"layer"]);
+    let up = client(&fake, None);
+    for _ in 0..3 {
+        up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
+    }
+    assert_eq!(fake.count("GET", TOKEN), 1);
+}
+
+#[tokio::test]
+async fn token_service_with_basic_credentials() {
+    let fake = FakeUpstream::builder().token_credentials("alice", "pw").start().await;
+    fake.put_image("org/private", "v1", &[b"layer"]);
+
+    let ok = client(&fake, basic("alice", "pw"));
+    ok.get_manifest(&repo("org/private"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.authorized_requests_to(TOKEN), 1);
+
+    for credentials in [basic("alice", "wrong"), None] {
+        let err = client(&fake, credentials)
+            .get_manifest(&repo("org/private"), &tag("v1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UpstreamError::Unauthorized { .. }), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn identity_token_is_exchanged_as_a_refresh_token() {
+    let fake = FakeUpstream::builder().refresh_token("refresh-1").start().await;
+    fake.put_image("org/private", "v1", &[b"layer"]);
+    let up = client(&fake, Some(Credentials::Token("refresh-1".into())));
+    up.get_manifest(&repo("org/private"), &tag("v1")).await.unwrap();
+    up.get_manifest(&repo("org/private"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.count("POST", TOKEN), 1);
+    assert_eq!(fake.count("GET", TOKEN), 0);
+
+    let wrong = client(&fake, Some(Credentials::Token("refresh-2".into())));
+    let err = wrong.get_manifest(&repo("org/private"), &tag("v1")).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Unauthorized { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn registry_basic_auth_is_learned_and_sent_up_front() {
+    let fake = FakeUpstream::builder().basic_auth("alice", "pw").start().await;
+    fake.put_image("org/app", "v1", &[b"layer"]);
+    let manifest = FakeUpstream::manifest_path("org/app", "v1");
+    let up = client(&fake, basic("alice", "pw"));
+    up.head_manifest(&repo("org/app"), &tag("v1")).await.unwrap();
+    up.head_manifest(&repo("org/app"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.count("HEAD", &manifest), 3, "one 401, then credentials every time");
+
+    let err = client(&fake, basic("alice", "nope"))
+        .head_manifest(&repo("org/app"), &tag("v1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UpstreamError::Unauthorized { .. }), "{err:?}");
+    let err = client(&fake, None).head_manifest(&repo("org/app"), &tag("v1")).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Unauthorized { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn blob_redirects_never_carry_the_registry_authorization() {
+    let fake = FakeUpstream::builder().token_auth().blob_storage().start().await;
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let digest = fake.put_blob("library/app", &data);
+    let up = client(&fake, None);
+
+    for offset in [0, 1234] {
+        let blob = up.get_blob(&repo("library/app"), &digest, offset).await.unwrap();
+        assert_eq!(blob.size, Some(data.len() as u64));
+        let mut got = Vec::new();
+        let mut stream = blob.stream;
+        while let Some(chunk) = stream.next().await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(got, &data[offset as usize..]);
+    }
+    let storage = FakeUpstream::storage_path(&digest);
+    assert_eq!(fake.requests_to(&storage), 2);
+    assert_eq!(fake.authorized_requests_to(&storage), 0);
+    // The registry itself did get the token.
+    assert!(fake.authorized_requests_to(&FakeUpstream::blob_path("library/app", &digest)) >= 2);
+}
+
+/// Collects everything logged while it is the default subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn credentials_and_tokens_never_reach_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = FakeUpstream::builder().token_credentials("alice", "s3cret-pw").start().await;
+    fake.put_image("org/private", "v1", &[b"layer"]);
+    let up = client(&fake, basic("alice", "s3cret-pw"));
+    up.get_manifest(&repo("org/private"), &tag("v1")).await.unwrap();
+    // A failure path logs too.
+    fake.set_fault(
+        &FakeUpstream::manifest_path("org/private", "v1"),
+        support::fake_upstream::Fault::ServerError { times: 1 },
+    );
+    up.get_manifest(&repo("org/private"), &tag("v1")).await.unwrap();
+    let err = client(&fake, basic("alice", "wrong-s3cret"))
+        .get_manifest(&repo("org/private"), &tag("v1"))
+        .await
+        .unwrap_err();
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("retrying"), "the capture works: {logs}");
+    for secret in ["s3cret-pw", "wrong-s3cret", "YWxpY2U6czNjcmV0LXB3", "fake-token-"] {
+        assert!(!logs.contains(secret), "{secret} logged");
+        assert!(!err.to_string().contains(secret));
+    }
+}
