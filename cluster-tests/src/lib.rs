@@ -7,6 +7,7 @@
 pub mod clients;
 pub mod error;
 pub mod image;
+pub mod nginx;
 pub mod ports;
 pub mod process;
 pub mod push;

@@ -9,6 +9,8 @@ use crate::{HarnessError, Result};
 
 /// How often readiness is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long a graceful stop may take before SIGKILL.
+const GRACE_PERIOD: Duration = Duration::from_secs(5);
 
 /// A running child process. Dropping it kills the process and reaps it.
 #[derive(Debug)]
@@ -16,6 +18,8 @@ pub struct ChildProcess {
     name: String,
     child: Child,
     log: PathBuf,
+    /// Dropping sends SIGTERM first, for processes whose children outlive a SIGKILL.
+    graceful: bool,
 }
 
 impl ChildProcess {
@@ -36,7 +40,7 @@ impl ChildProcess {
             },
         )?;
         tracing::debug!(name, pid = child.id(), "started");
-        Ok(Self { name: name.to_owned(), child, log: stderr_log.to_owned() })
+        Ok(Self { name: name.to_owned(), child, log: stderr_log.to_owned(), graceful: false })
     }
 
     /// The process id.
@@ -85,6 +89,32 @@ impl ChildProcess {
         }
     }
 
+    /// Makes dropping send SIGTERM and wait a moment before SIGKILL: nginx's workers, for
+    /// one, keep serving after their master is killed.
+    pub fn terminate_on_drop(mut self) -> Self {
+        self.graceful = true;
+        self
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit; true if it did.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let start = Instant::now();
+        while sent && start.elapsed() < timeout {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Kills the process (SIGKILL, as a crash or a pulled cable would) and reaps it.
     pub fn kill(&mut self) {
         if let Err(err) = self.child.kill() {
@@ -98,6 +128,9 @@ impl ChildProcess {
 
 impl Drop for ChildProcess {
     fn drop(&mut self) {
+        if self.graceful && self.terminate(GRACE_PERIOD) {
+            return;
+        }
         self.kill();
     }
 }

@@ -281,3 +281,51 @@ fn shoal_binary_is_built_once_and_found() {
     let second = shoal_cluster_tests::shoal::shoal_binary().expect("shoal binary");
     assert_eq!(first, second);
 }
+
+#[tokio::test]
+async fn nginx_serves_a_file_and_stops_with_its_workers() {
+    if !require_tools(&["nginx"]) {
+        return;
+    }
+    let root = tempfile::tempdir().expect("root");
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.path().join("blob"), &content).expect("write");
+    let nginx = shoal_cluster_tests::nginx::Nginx::start(root.path()).await.expect("nginx");
+    let url = format!("{}/blob", nginx.url());
+    let body = reqwest::get(&url).await.expect("get").bytes().await.expect("body");
+    assert_eq!(body.as_ref(), content.as_slice());
+    drop(nginx);
+    assert!(reqwest::get(&url).await.is_err(), "no worker is left listening");
+}
+
+#[tokio::test]
+async fn proxy_mode_registry_pulls_through_from_its_remote() {
+    if !require_tools(&["docker-registry"]) {
+        return;
+    }
+    let mut origin = Registry::start(RegistryOptions::plain()).await.expect("origin");
+    let pushed = image::push_image(&origin.client(), "library/app", "v1", &ImageSpec::oci(71))
+        .await
+        .expect("push");
+    origin.reset_requests().await.expect("reset");
+    let proxy = Registry::start(RegistryOptions::proxy(origin.url())).await.expect("proxy");
+    let client = proxy.client();
+    let layer = &pushed.root.blobs[1];
+    let blob_path = format!("/v2/library/app/blobs/{}", layer.digest);
+    let mut first_pull = None;
+    for round in 0..3 {
+        let (_, bytes) = client.get_manifest("library/app", "v1").await.expect("manifest");
+        assert_eq!(bytes.as_ref(), pushed.root.bytes.as_slice());
+        let data = client.get_blob("library/app", &layer.digest).await.expect("blob");
+        assert_eq!(Digest::of(&data), layer.digest);
+        if round == 0 {
+            // The proxy commits a blob after it has served it: give it a moment.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            first_pull = Some(origin.count("GET", &blob_path).await.expect("count"));
+        }
+    }
+    let first_pull = first_pull.expect("first round ran");
+    assert!(first_pull >= 1, "the proxy fetched the blob from its remote");
+    let after = origin.count("GET", &blob_path).await.expect("count");
+    assert_eq!(after, first_pull, "later pulls are served from the proxy's storage");
+}

@@ -49,7 +49,8 @@ impl Containerd {
         let mut command = Command::new("containerd");
         command.arg("--config").arg(&config_path);
         let log = dir.path().join("containerd.log");
-        let mut process = ChildProcess::spawn("containerd", command, &log, &log)?;
+        let mut process =
+            ChildProcess::spawn("containerd", command, &log, &log)?.terminate_on_drop();
         let probe_socket = socket.clone();
         process
             .wait_until(START_TIMEOUT, || {
