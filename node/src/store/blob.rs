@@ -14,7 +14,7 @@ use shoal_protocol::media_type::MAX_MANIFEST_SIZE;
 use shoal_protocol::{Digest, DigestMismatch};
 use tracing::warn;
 
-use super::error::blocking;
+use super::blocking;
 use super::{BlobMeta, Inner, Store, StoreError, evict};
 
 /// A committed blob opened for reading. Use positional reads (`FileExt::read_at`, or

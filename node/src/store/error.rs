@@ -81,12 +81,3 @@ impl StoreError {
 fn is_disk_full(err: &io::Error) -> bool {
     matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
 }
-
-/// Runs blocking store work off the async threads.
-pub(crate) async fn blocking<T, F>(op: &'static str, f: F) -> Result<T, StoreError>
-where
-    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f).await.map_err(|source| StoreError::TaskFailed { op, source })?
-}

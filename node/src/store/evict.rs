@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use shoal_protocol::Digest;
 use tracing::{info, warn};
 
-use super::error::blocking;
+use super::blocking;
 use super::tables::BLOBS;
 use super::{Inner, Store, StoreError};
 

@@ -10,7 +10,7 @@ use redb::ReadableTable;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::error::blocking;
+use super::blocking;
 use super::tables::{self, BLOBS, BlobRow};
 use super::{Inner, Store, StoreError};
 

@@ -6,6 +6,8 @@
 //! mirrored in memory (`state.rs`) so that hits and eviction decisions never wait on a commit.
 
 mod blob;
+#[cfg(test)]
+mod disk_full_tests;
 mod error;
 mod evict;
 mod layout;
@@ -150,4 +152,13 @@ impl Store {
             .map_err(|e| StoreError::index("read blob row", index, e))?;
         Ok(value.and_then(|v| tables::decode(v.value())))
     }
+}
+
+/// Runs blocking store work off the async threads.
+pub(crate) async fn blocking<T, F>(op: &'static str, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|source| StoreError::TaskFailed { op, source })?
 }

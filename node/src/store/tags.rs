@@ -23,6 +23,7 @@ pub struct TagRecord {
 
 impl Store {
     /// The stored record of a tag; `None` when unknown (or stored by an incompatible version).
+    /// A short index read; fine on an async thread.
     pub fn get_tag(
         &self,
         upstream: &str,
@@ -45,7 +46,8 @@ impl Store {
         }))
     }
 
-    /// Records (or replaces) the resolution of a tag, durably.
+    /// Records (or replaces) the resolution of a tag, durably. Blocking (an index commit with
+    /// fsync): call it from `spawn_blocking` on a busy server.
     pub fn put_tag(
         &self,
         upstream: &str,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use shoal_protocol::{Digest, DigestVerifier};
 use tracing::{debug, warn};
 
-use super::error::blocking;
+use super::blocking;
 use super::layout::fsync_dir;
 use super::state::Entry;
 use super::tables::{self, BLOBS, BlobRow};
