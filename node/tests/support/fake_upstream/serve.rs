@@ -228,8 +228,12 @@ fn content(
         }
         Some(Fault::Truncate { after }) => {
             let sent = bytes.slice(..after.min(bytes.len()));
-            let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected cut");
-            Body::from_stream(stream::iter([Ok(sent), Err(cut)]))
+            // The pause lets the sent part reach the client before the connection drops.
+            let cut = stream::once(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected cut"))
+            });
+            Body::from_stream(stream::iter([Ok(sent)]).chain(cut))
         }
         Some(Fault::Stall { after }) => {
             let sent = bytes.slice(..after.min(bytes.len()));
