@@ -2,6 +2,7 @@
 //! real gzip-compressed tar layers, OCI and Docker schema2 manifests, a multi-arch OCI index,
 //! and images with one large random layer streamed from a generator.
 
+mod pushed;
 mod random;
 mod tar;
 
@@ -12,6 +13,7 @@ use serde_json::json;
 use shoal_protocol::Digest;
 use shoal_protocol::media_type::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 
+pub use pushed::{BlobInfo, ManifestInfo, PushedImage};
 pub use random::{StreamDigest, stream as random_stream};
 
 use crate::{HarnessError, RegistryClient, Result};
@@ -21,61 +23,6 @@ const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-
-/// A blob as a manifest references it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobInfo {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-}
-
-/// One pushed manifest (an image manifest or an index).
-#[derive(Debug, Clone)]
-pub struct ManifestInfo {
-    pub digest: Digest,
-    pub media_type: String,
-    pub bytes: Vec<u8>,
-    /// `(os, architecture)` of an image manifest inside an index.
-    pub platform: Option<(String, String)>,
-    /// Config then layers; empty for an index.
-    pub blobs: Vec<BlobInfo>,
-}
-
-/// What was pushed under `repo:tag`: the tagged manifest and, for an index, its images.
-#[derive(Debug, Clone)]
-pub struct PushedImage {
-    pub repo: String,
-    pub tag: String,
-    pub root: ManifestInfo,
-    pub children: Vec<ManifestInfo>,
-}
-
-impl PushedImage {
-    /// The root manifest then the children.
-    pub fn manifests(&self) -> impl Iterator<Item = &ManifestInfo> {
-        std::iter::once(&self.root).chain(&self.children)
-    }
-
-    /// Every blob of every manifest, each digest once.
-    pub fn blobs(&self) -> Vec<&BlobInfo> {
-        let mut out: Vec<&BlobInfo> = Vec::new();
-        for blob in self.manifests().flat_map(|m| &m.blobs) {
-            if !out.iter().any(|b| b.digest == blob.digest) {
-                out.push(blob);
-            }
-        }
-        out
-    }
-
-    /// The image manifest for `architecture` (the root itself when it is not an index).
-    pub fn for_arch(&self, architecture: &str) -> Option<&ManifestInfo> {
-        if self.children.is_empty() {
-            return Some(&self.root);
-        }
-        self.children.iter().find(|m| m.platform.as_ref().is_some_and(|(_, a)| a == architecture))
-    }
-}
 
 /// Manifest format of a generated image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -205,14 +205,17 @@ impl RegistryClient {
         request: reqwest::RequestBuilder,
         status: StatusCode,
     ) -> Result<reqwest::Response> {
-        let response = request.send().await.map_err(|e| HarnessError::http(&self.base, e))?;
+        let request = request.build().map_err(|e| HarnessError::http(&self.base, e))?;
+        let method = request.method().to_string();
+        let response =
+            self.http.execute(request).await.map_err(|e| HarnessError::http(&self.base, e))?;
         if response.status() == status {
             return Ok(response);
         }
         let url = response.url().to_string();
         let got = response.status().as_u16();
         let body = response.text().await.unwrap_or_default();
-        Err(HarnessError::Status { method: "request".to_owned(), url, status: got, body })
+        Err(HarnessError::Status { method, url, status: got, body })
     }
 
     fn url(&self, path: &str) -> Result<Url> {

@@ -80,6 +80,11 @@ impl ShoalNode {
         self.port
     }
 
+    /// A client of the node's registry API.
+    pub fn client(&self) -> crate::RegistryClient {
+        crate::RegistryClient::new(self.url(), None)
+    }
+
     /// The node's `--data-dir`.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
