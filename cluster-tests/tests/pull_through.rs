@@ -27,9 +27,11 @@ async fn skopeo_pulls_through_a_node_by_path_and_by_prefix_mirror() {
     }
     let registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
     let client = registry.client();
-    let oci = image::push_image(&client, "library/app", "v1", &ImageSpec::oci(101)).await.expect("oci");
-    let docker =
-        image::push_image(&client, "library/app", "v2", &ImageSpec::docker(102)).await.expect("docker");
+    let oci =
+        image::push_image(&client, "library/app", "v1", &ImageSpec::oci(101)).await.expect("oci");
+    let docker = image::push_image(&client, "library/app", "v2", &ImageSpec::docker(102))
+        .await
+        .expect("docker");
     let multi = image::push_multi_arch(&client, "library/multi", "v1", 103).await.expect("index");
     let node = ShoalNode::start(ShoalOptions::docker_io(registry.url())).await.expect("node");
     let skopeo = Skopeo::new().expect("skopeo");
@@ -55,8 +57,9 @@ async fn skopeo_pulls_through_a_node_by_path_and_by_prefix_mirror() {
     assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&multi));
 
     // CRI-O and podman: a registries.conf mirror with the registry as a path prefix.
-    let conf =
-        skopeo.prefix_mirror_conf("docker.io", &format!("{}/docker.io", node.host())).expect("conf");
+    let conf = skopeo
+        .prefix_mirror_conf("docker.io", &format!("{}/docker.io", node.host()))
+        .expect("conf");
     let via_mirror = CopyOptions { registries_conf: Some(conf), ..CopyOptions::default() };
     let dest = out.path().join("mirror");
     let copied = skopeo.copy("docker.io/library/app:v2", &dest, &via_mirror).await.expect("mirror");
@@ -88,7 +91,10 @@ async fn containerd_pulls_through_a_hosts_toml_mirror() {
     // Every byte came through the node: the upstream saw the node's requests, not containerd's.
     let requests = registry.requests().await.expect("log");
     assert!(!requests.is_empty());
-    assert!(requests.iter().all(|r| r.query.is_none()), "the node never forwards ?ns=: {requests:?}");
+    assert!(
+        requests.iter().all(|r| r.query.is_none()),
+        "the node never forwards ?ns=: {requests:?}"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +144,8 @@ async fn pulls_survive_the_upstream_going_away() {
         return;
     }
     let mut registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
-    let pushed = image::push_multi_arch(&registry.client(), "library/app", "v1", 131).await.expect("push");
+    let pushed =
+        image::push_multi_arch(&registry.client(), "library/app", "v1", 131).await.expect("push");
     // A short TTL so that the pull after the outage has to revalidate the tag, and cannot.
     let options = ShoalOptions::docker_io(registry.url()).arg("--tag-ttl").arg("1s");
     let node = ShoalNode::start(options).await.expect("node");
@@ -151,12 +158,14 @@ async fn pulls_survive_the_upstream_going_away() {
     registry.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let by_tag = skopeo.copy(&warm, &out.path().join("tag"), &all).await.expect("by tag, upstream down");
+    let by_tag =
+        skopeo.copy(&warm, &out.path().join("tag"), &all).await.expect("by tag, upstream down");
     assert_eq!(by_tag.manifest().expect("manifest"), pushed.root.bytes);
     assert_eq!(by_tag.verified_blobs().expect("blobs"), blob_digests(&pushed));
 
     let by_digest = format!("{}/library/app@{}", node.host(), pushed.root.digest);
-    let copied = skopeo.copy(&by_digest, &out.path().join("digest"), &all).await.expect("by digest");
+    let copied =
+        skopeo.copy(&by_digest, &out.path().join("digest"), &all).await.expect("by digest");
     assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
 
     let log = std::fs::read_to_string(node.log_path()).expect("node log");

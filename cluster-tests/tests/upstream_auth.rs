@@ -36,19 +36,21 @@ async fn node_pulls_from_an_htpasswd_registry_with_configured_credentials() {
 
     // Without credentials the upstream refuses the node, and the node says so.
     let anonymous = ShoalNode::start(ShoalOptions::docker_io(registry.url())).await.expect("node");
-    let refused = reqwest::get(format!("{}/v2/team/app/manifests/v1", anonymous.url()))
-        .await
-        .expect("get");
+    let refused =
+        reqwest::get(format!("{}/v2/team/app/manifests/v1", anonymous.url())).await.expect("get");
     assert_eq!(refused.status(), 401);
     let body: serde_json::Value = refused.json().await.expect("json");
     assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED");
 
     let config = config_file(dir.path(), &registry.url(), Some(&credentials));
-    let node = ShoalNode::start(ShoalOptions::default().arg("--config").arg(config))
-        .await
-        .expect("node");
+    let node =
+        ShoalNode::start(ShoalOptions::default().arg("--config").arg(config)).await.expect("node");
     let copied = skopeo
-        .copy(&format!("{}/team/app:v1", node.host()), &dir.path().join("out"), &CopyOptions::default())
+        .copy(
+            &format!("{}/team/app:v1", node.host()),
+            &dir.path().join("out"),
+            &CopyOptions::default(),
+        )
         .await
         .expect("pull through the node");
     assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
@@ -66,18 +68,15 @@ async fn node_does_the_token_dance_against_a_token_auth_registry() {
         return;
     }
     let pusher = Credentials::new("pusher", "push-secret");
-    let tokens = TokenServer::start(TokenServerOptions {
-        credentials: Some(pusher),
-        anonymous_pull: true,
-    })
-    .await
-    .expect("token server");
+    let tokens =
+        TokenServer::start(TokenServerOptions { credentials: Some(pusher), anonymous_pull: true })
+            .await
+            .expect("token server");
     let options =
         RegistryOptions { auth: RegistryAuth::Token(tokens.registry_auth()), proxy: None };
     let mut registry = Registry::start(options).await.expect("registry");
-    let pushed = image::push_multi_arch(&registry.client(), "library/app", "v1", 211)
-        .await
-        .expect("push");
+    let pushed =
+        image::push_multi_arch(&registry.client(), "library/app", "v1", 211).await.expect("push");
     registry.reset_requests().await.expect("reset");
     let issued_before = tokens.issued();
 
@@ -96,5 +95,7 @@ async fn node_does_the_token_dance_against_a_token_auth_registry() {
     let requests = registry.requests().await.expect("log");
     let refused = requests.iter().filter(|r| r.status == 401).count();
     assert_eq!(refused, 1, "one challenge, then the cached token: {requests:?}");
-    assert!(requests.iter().filter(|r| r.method == "GET").all(|r| r.status == 401 || r.status == 200));
+    assert!(
+        requests.iter().filter(|r| r.method == "GET").all(|r| r.status == 401 || r.status == 200)
+    );
 }

@@ -105,8 +105,11 @@ mod tests {
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shoal.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\ntag_ttl = \"1m\"\nmax_size = \"1GiB\"\n")
-            .unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\ntag_ttl = \"1m\"\nmax_size = \"1GiB\"\n",
+        )
+        .unwrap();
         let cli = Cli::try_parse_from([
             "shoal",
             "run",

@@ -50,9 +50,8 @@ pub async fn run(
 
     let address = listener.local_addr().map_err(ServerError::Serve)?;
     tracing::info!(%address, data_dir = %config.store.root.display(), "shoal is serving the registry API");
-    let served = axum::serve(listener, registry::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served =
+        axum::serve(listener, registry::router(state)).with_graceful_shutdown(shutdown).await;
     stop.cancel();
     if let Err(e) = maintenance.await {
         tracing::warn!(error = %e, "store maintenance task ended abnormally");

@@ -95,10 +95,8 @@ pub struct Overrides {
 impl Config {
     /// Resolves defaults ← file ← overrides into a checked configuration.
     pub fn resolve(file: FileConfig, overrides: Overrides) -> Result<Self, ConfigError> {
-        let listen_text = overrides
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen_text =
+            overrides.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen_text.parse().map_err(|_| ConfigError::Listen(listen_text.clone()))?;
 
         let mut upstreams: BTreeMap<String, UpstreamConfig> = BUILTIN_UPSTREAMS
@@ -161,7 +159,8 @@ impl Config {
             }
         }
 
-        let allow_any_upstream = overrides.allow_any_upstream || file.allow_any_upstream.unwrap_or(false);
+        let allow_any_upstream =
+            overrides.allow_any_upstream || file.allow_any_upstream.unwrap_or(false);
         let default_upstream = overrides
             .default_upstream
             .or(file.default_upstream)
@@ -247,7 +246,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_with_their_name() {
-        let bad = |text: &str| FileConfig::parse(text, Path::new("x.toml")).unwrap_err().to_string();
+        let bad =
+            |text: &str| FileConfig::parse(text, Path::new("x.toml")).unwrap_err().to_string();
         assert!(bad("max_size = \"lots\"").contains("size"));
         assert!(bad("tag_ttl = \"soon\"").contains("duration"));
         assert!(bad("listn = \"x\"").contains("listn"));

@@ -46,9 +46,10 @@ impl FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] =
+            [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         for (name, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{name}", self.0 / size);
             }
         }
@@ -87,9 +88,9 @@ impl fmt::Display for HumanDuration {
         let d = self.0;
         if d.subsec_millis() != 0 {
             write!(f, "{}ms", d.as_millis())
-        } else if d.as_secs() % 3600 == 0 && d.as_secs() > 0 {
+        } else if d.as_secs().is_multiple_of(3600) && d.as_secs() > 0 {
             write!(f, "{}h", d.as_secs() / 3600)
-        } else if d.as_secs() % 60 == 0 && d.as_secs() > 0 {
+        } else if d.as_secs().is_multiple_of(60) && d.as_secs() > 0 {
             write!(f, "{}m", d.as_secs() / 60)
         } else {
             write!(f, "{}s", d.as_secs())

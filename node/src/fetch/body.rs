@@ -60,45 +60,48 @@ pub fn complete_file(digest: Digest, reader: BlobReader, start: u64, end: u64) -
 /// written, then waits for more. Ends with the fetch's error if the fetch fails.
 pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
     let progress = inflight.subscribe();
-    stream::try_unfold((inflight, progress, start), move |(inflight, mut progress, pos)| async move {
-        loop {
-            if pos >= end {
-                return Ok(None);
-            }
-            let snapshot = progress.borrow_and_update().clone();
-            if snapshot.written > pos {
-                let len = (snapshot.written.min(end) - pos).min(CHUNK);
-                let chunk = read_at(inflight.reader.clone(), pos, len)
-                    .await
-                    .map_err(|source| FetchError::Read { digest: inflight.digest, source })?;
-                let next = pos + chunk.len() as u64;
-                return Ok(Some((chunk, (inflight, progress, next))));
-            }
-            match snapshot.state {
-                FetchState::Failed(cause) => {
-                    return Err(FetchError::Joined { digest: inflight.digest, cause });
+    stream::try_unfold(
+        (inflight, progress, start),
+        move |(inflight, mut progress, pos)| async move {
+            loop {
+                if pos >= end {
+                    return Ok(None);
                 }
-                FetchState::Committed => {
-                    // Everything is written and we are short of `end`: the range outran the blob.
-                    return Err(FetchError::Truncated {
-                        digest: inflight.digest,
-                        expected: end,
-                        got: pos,
-                    });
+                let snapshot = progress.borrow_and_update().clone();
+                if snapshot.written > pos {
+                    let len = (snapshot.written.min(end) - pos).min(CHUNK);
+                    let chunk = read_at(inflight.reader.clone(), pos, len)
+                        .await
+                        .map_err(|source| FetchError::Read { digest: inflight.digest, source })?;
+                    let next = pos + chunk.len() as u64;
+                    return Ok(Some((chunk, (inflight, progress, next))));
                 }
-                FetchState::Running => {
-                    if progress.changed().await.is_err() {
-                        // The sender is gone without a final state: only a panicked fetch task.
+                match snapshot.state {
+                    FetchState::Failed(cause) => {
+                        return Err(FetchError::Joined { digest: inflight.digest, cause });
+                    }
+                    FetchState::Committed => {
+                        // Everything is written and we are short of `end`: the range outran the blob.
                         return Err(FetchError::Truncated {
                             digest: inflight.digest,
                             expected: end,
                             got: pos,
                         });
                     }
+                    FetchState::Running => {
+                        if progress.changed().await.is_err() {
+                            // The sender is gone without a final state: only a panicked fetch task.
+                            return Err(FetchError::Truncated {
+                                digest: inflight.digest,
+                                expected: end,
+                                got: pos,
+                            });
+                        }
+                    }
                 }
             }
-        }
-    })
+        },
+    )
     .boxed()
 }
 

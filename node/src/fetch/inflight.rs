@@ -97,7 +97,8 @@ impl InFlightBlobs {
             return Ok(Joined::Stored);
         }
         let temp = store.create_temp(&digest).await?;
-        let (tx, rx) = watch::channel(Progress { written: 0, size: None, state: FetchState::Running });
+        let (tx, rx) =
+            watch::channel(Progress { written: 0, size: None, state: FetchState::Running });
         let inflight = Arc::new(InFlight { digest, reader: temp.reader(), progress: rx });
         downloads.insert(digest, inflight.clone());
         drop(downloads);
@@ -187,7 +188,7 @@ async fn copy(
         {
             return Err(FetchError::Oversized { digest, size });
         }
-        temp.write(&chunk).await?;
+        temp.write_bytes(chunk).await?;
         let written = temp.written();
         progress.send_modify(|p| p.written = written);
     }

@@ -8,7 +8,7 @@ use shoal_protocol::media_type::{MAX_MANIFEST_SIZE, OCI_MANIFEST, sniff_manifest
 use shoal_protocol::{Digest, Reference, Tag};
 
 use super::{FetchError, Fetcher, Target};
-use crate::store::TagRecord;
+use crate::store::{StoreError, TagRecord};
 use crate::upstream::{Manifest, UpstreamError};
 
 /// A manifest as served: the upstream's exact bytes and media type.
@@ -49,14 +49,16 @@ impl Fetcher {
         if let Some(found) = self.stored_manifest(digest, None).await? {
             return Ok(found);
         }
-        let manifest = self
-            .upstream_manifest(target, &Reference::Digest(*digest))
-            .await?;
+        let manifest = self.upstream_manifest(target, &Reference::Digest(*digest)).await?;
         self.keep_manifest(&manifest).await?;
         Ok(manifest)
     }
 
-    async fn manifest_by_tag(&self, target: &Target, tag: &Tag) -> Result<ManifestData, FetchError> {
+    async fn manifest_by_tag(
+        &self,
+        target: &Target,
+        tag: &Tag,
+    ) -> Result<ManifestData, FetchError> {
         if let Some(found) = self.fresh_tag(target, tag).await? {
             return Ok(found);
         }
@@ -71,7 +73,7 @@ impl Fetcher {
             // Never seen: one GET by tag gives the digest and the bytes at once.
             let manifest = self.upstream_manifest(target, &Reference::Tag(tag.clone())).await?;
             self.keep_manifest(&manifest).await?;
-            self.remember_tag(target, tag, &manifest.digest, &manifest.media_type)?;
+            self.remember_tag(target, tag, &manifest.digest, &manifest.media_type).await?;
             return Ok(manifest);
         };
 
@@ -79,18 +81,21 @@ impl Fetcher {
         // HEAD, because registries (Docker Hub) do not count it against pull rate limits.
         match upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await {
             Ok(head) => {
-                let manifest = match self.stored_manifest(&head.digest, Some(&head.media_type)).await? {
-                    Some(stored) => stored,
-                    None => {
-                        let m = self.upstream_manifest(target, &Reference::Digest(head.digest)).await?;
-                        self.keep_manifest(&m).await?;
-                        m
-                    }
-                };
+                let manifest =
+                    match self.stored_manifest(&head.digest, Some(&head.media_type)).await? {
+                        Some(stored) => stored,
+                        None => {
+                            let m = self
+                                .upstream_manifest(target, &Reference::Digest(head.digest))
+                                .await?;
+                            self.keep_manifest(&m).await?;
+                            m
+                        }
+                    };
                 if manifest.digest != known.digest {
                     tracing::info!(registry = %target.registry, repo = %target.repo, %tag, old = %known.digest, new = %manifest.digest, "tag moved");
                 }
-                self.remember_tag(target, tag, &manifest.digest, &manifest.media_type)?;
+                self.remember_tag(target, tag, &manifest.digest, &manifest.media_type).await?;
                 Ok(manifest)
             }
             Err(e) if stale_if_error(&e) => {
@@ -110,7 +115,11 @@ impl Fetcher {
     }
 
     /// The cached manifest for a tag whose record is younger than the TTL.
-    async fn fresh_tag(&self, target: &Target, tag: &Tag) -> Result<Option<ManifestData>, FetchError> {
+    async fn fresh_tag(
+        &self,
+        target: &Target,
+        tag: &Tag,
+    ) -> Result<Option<ManifestData>, FetchError> {
         let Some(record) = self.store.get_tag(&target.registry, &target.repo, tag)? else {
             return Ok(None);
         };
@@ -158,7 +167,7 @@ impl Fetcher {
         Ok(self.store.put_small(&m.digest, Some(&m.media_type), &m.bytes).await?)
     }
 
-    fn remember_tag(
+    async fn remember_tag(
         &self,
         target: &Target,
         tag: &Tag,
@@ -170,7 +179,14 @@ impl Fetcher {
             media_type: media_type.to_owned(),
             fetched_at: SystemTime::now(),
         };
-        Ok(self.store.put_tag(&target.registry, &target.repo, tag, &record)?)
+        // A durable commit: off the async threads.
+        let (store, target, tag) = (self.store.clone(), target.clone(), tag.clone());
+        tokio::task::spawn_blocking(move || {
+            store.put_tag(&target.registry, &target.repo, &tag, &record)
+        })
+        .await
+        .map_err(|e| FetchError::Store(StoreError::TaskFailed { op: "put tag", source: e }))??;
+        Ok(())
     }
 }
 

@@ -15,7 +15,9 @@ impl RangeSpec {
     /// The half-open interval `[start, end)` it selects, or `None` when it is not satisfiable.
     pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
         match self {
-            RangeSpec::FromTo(a, b) if a <= b && a < size => Some((a, b.saturating_add(1).min(size))),
+            RangeSpec::FromTo(a, b) if a <= b && a < size => {
+                Some((a, b.saturating_add(1).min(size)))
+            }
             RangeSpec::From(a) if a < size => Some((a, size)),
             RangeSpec::Suffix(n) if n > 0 && size > 0 => Some((size - n.min(size), size)),
             _ => None,

@@ -21,7 +21,9 @@ impl Fetcher {
     ) -> Result<TagList, FetchError> {
         let upstream = self.upstreams.get(&target.registry)?;
         match upstream.list_tags(&target.repo, n, last).await {
-            Ok(page) => Ok(TagList { body: page.body, next: page.link.as_deref().and_then(next_query) }),
+            Ok(page) => {
+                Ok(TagList { body: page.body, next: page.link.as_deref().and_then(next_query) })
+            }
             Err(e) if e.is_unavailable() => {
                 tracing::warn!(registry = %target.registry, repo = %target.repo, error = %e, "upstream unavailable; listing cached tags");
                 let known = self.store.list_tags(&target.registry, &target.repo)?;
@@ -38,7 +40,12 @@ fn next_query(link: &str) -> Option<String> {
     Some(inner.split_once('?')?.1.to_owned())
 }
 
-fn local_page(target: &Target, mut tags: Vec<String>, n: Option<u32>, last: Option<&str>) -> TagList {
+fn local_page(
+    target: &Target,
+    mut tags: Vec<String>,
+    n: Option<u32>,
+    last: Option<&str>,
+) -> TagList {
     tags.sort();
     if let Some(last) = last {
         tags.retain(|t| t.as_str() > last);
@@ -70,7 +77,8 @@ mod tests {
 
     #[test]
     fn local_pagination() {
-        let target = Target { registry: "docker.io".into(), repo: RepositoryName::parse("a/b").unwrap() };
+        let target =
+            Target { registry: "docker.io".into(), repo: RepositoryName::parse("a/b").unwrap() };
         let tags = vec!["c".to_owned(), "a".to_owned(), "b".to_owned()];
         let page = local_page(&target, tags.clone(), Some(2), None);
         assert_eq!(page.next.as_deref(), Some("n=2&last=b"));

@@ -85,7 +85,9 @@ mod tests {
         for ok in ["docker.io", "localhost:5000", "my-registry.example.com", "10.0.0.1:443"] {
             assert!(is_registry_host(ok), "{ok}");
         }
-        for bad in ["", "a..b", "-a.com", "a.com:", "a.com:99999", "A.com", "a/b", "a.com:5000:1", "a@b"] {
+        for bad in
+            ["", "a..b", "-a.com", "a.com:", "a.com:99999", "A.com", "a/b", "a.com:5000:1", "a@b"]
+        {
             assert!(!is_registry_host(bad), "{bad}");
         }
     }

@@ -49,7 +49,9 @@ impl ApiError {
             ApiError::NameInvalid(_) => mapped(StatusCode::BAD_REQUEST, "NAME_INVALID"),
             ApiError::ReferenceInvalid(_) => mapped(StatusCode::BAD_REQUEST, "TAG_INVALID"),
             ApiError::DigestInvalid(_) => mapped(StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
-            ApiError::QueryInvalid(_) => mapped(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
+            ApiError::QueryInvalid(_) => {
+                mapped(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID")
+            }
             ApiError::RangeInvalid(_) => mapped(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
             ApiError::Unsupported(_) | ApiError::MethodNotAllowed => {
                 mapped(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
@@ -92,7 +94,9 @@ fn map_upstream(e: &UpstreamError) -> Mapped {
             ..mapped(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
         },
         UpstreamError::Timeout { .. } => mapped(StatusCode::GATEWAY_TIMEOUT, "UNAVAILABLE"),
-        UpstreamError::ManifestTooLarge { .. } => mapped(StatusCode::BAD_GATEWAY, "MANIFEST_INVALID"),
+        UpstreamError::ManifestTooLarge { .. } => {
+            mapped(StatusCode::BAD_GATEWAY, "MANIFEST_INVALID")
+        }
         UpstreamError::DigestMismatch(_) => mapped(StatusCode::BAD_GATEWAY, "DIGEST_INVALID"),
         UpstreamError::Config { .. } => mapped(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         _ => mapped(StatusCode::BAD_GATEWAY, "UNAVAILABLE"),

@@ -13,16 +13,27 @@ use super::error::ApiError;
 use crate::fetch::Target;
 
 /// Names Docker clients use for Docker Hub besides `docker.io`.
-const DOCKER_HUB_SPELLINGS: &[&str] = &["index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"];
+const DOCKER_HUB_SPELLINGS: &[&str] =
+    &["index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// `/v2/`: the API version check.
     Base,
-    Manifest { target: Target, reference: Reference },
-    Blob { target: Target, digest: Digest },
+    Manifest {
+        target: Target,
+        reference: Reference,
+    },
+    Blob {
+        target: Target,
+        digest: Digest,
+    },
     /// `client_name` is the name as the client wrote it, to build the next page's link.
-    Tags { target: Target, client_name: String, page: TagsQuery },
+    Tags {
+        target: Target,
+        client_name: String,
+        page: TagsQuery,
+    },
     /// Uploads, pushes, deletes, catalog: not served by a pull-through cache.
     Unsupported(&'static str),
 }
@@ -67,13 +78,14 @@ impl Routing {
         }
         if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
             let target = self.target(name, query_text)?;
-            let reference =
-                Reference::parse(reference).map_err(|e| ApiError::ReferenceInvalid(e.to_string()))?;
+            let reference = Reference::parse(reference)
+                .map_err(|e| ApiError::ReferenceInvalid(e.to_string()))?;
             return Ok(Endpoint::Manifest { target, reference });
         }
         if let Some((name, digest)) = rest.rsplit_once("/blobs/") {
             let target = self.target(name, query_text)?;
-            let digest = Digest::parse(digest).map_err(|e| ApiError::DigestInvalid(e.to_string()))?;
+            let digest =
+                Digest::parse(digest).map_err(|e| ApiError::DigestInvalid(e.to_string()))?;
             return Ok(Endpoint::Blob { target, digest });
         }
         Err(ApiError::NotFound)
@@ -112,11 +124,14 @@ fn is_host_like(component: &str) -> bool {
     component.contains('.') || component.contains(':') || component == "localhost"
 }
 
-fn serde_urlencoded_query<T: serde::de::DeserializeOwned + Default>(query: &str) -> Result<T, ApiError> {
+fn serde_urlencoded_query<T: serde::de::DeserializeOwned + Default>(
+    query: &str,
+) -> Result<T, ApiError> {
     if query.is_empty() {
         return Ok(T::default());
     }
-    let uri: http::Uri = format!("/?{query}").parse().map_err(|_| ApiError::QueryInvalid(query.to_owned()))?;
+    let uri: http::Uri =
+        format!("/?{query}").parse().map_err(|_| ApiError::QueryInvalid(query.to_owned()))?;
     axum::extract::Query::<T>::try_from_uri(&uri)
         .map(|q| q.0)
         .map_err(|e| ApiError::QueryInvalid(e.body_text()))
@@ -135,7 +150,9 @@ mod tests {
 
     fn target(e: Endpoint) -> Target {
         match e {
-            Endpoint::Manifest { target, .. } | Endpoint::Blob { target, .. } | Endpoint::Tags { target, .. } => target,
+            Endpoint::Manifest { target, .. }
+            | Endpoint::Blob { target, .. }
+            | Endpoint::Tags { target, .. } => target,
             other => panic!("no target in {other:?}"),
         }
     }
@@ -170,7 +187,10 @@ mod tests {
         let r = routing();
         assert_eq!(r.endpoint("/v2/", None).unwrap(), Endpoint::Base);
         assert_eq!(r.endpoint("/v2", None).unwrap(), Endpoint::Base);
-        assert!(matches!(r.endpoint("/v2/app/blobs/uploads/", None).unwrap(), Endpoint::Unsupported(_)));
+        assert!(matches!(
+            r.endpoint("/v2/app/blobs/uploads/", None).unwrap(),
+            Endpoint::Unsupported(_)
+        ));
         assert!(matches!(r.endpoint("/v2/_catalog", None).unwrap(), Endpoint::Unsupported(_)));
         assert!(matches!(r.endpoint("/v3/", None), Err(ApiError::NotFound)));
     }
@@ -189,10 +209,22 @@ mod tests {
         ] {
             assert!(r.endpoint(path, None).is_err(), "{path} should be refused");
         }
-        assert!(matches!(r.endpoint("/v2/app/manifests/bad$tag", None), Err(ApiError::ReferenceInvalid(_))));
-        assert!(matches!(r.endpoint("/v2/app/blobs/sha256:ABC", None), Err(ApiError::DigestInvalid(_))));
-        assert!(matches!(r.endpoint("/v2/app/blobs/md5:abc", None), Err(ApiError::DigestInvalid(_))));
-        assert!(matches!(r.endpoint("/v2/app/tags/list", Some("n=abc")), Err(ApiError::QueryInvalid(_))));
+        assert!(matches!(
+            r.endpoint("/v2/app/manifests/bad$tag", None),
+            Err(ApiError::ReferenceInvalid(_))
+        ));
+        assert!(matches!(
+            r.endpoint("/v2/app/blobs/sha256:ABC", None),
+            Err(ApiError::DigestInvalid(_))
+        ));
+        assert!(matches!(
+            r.endpoint("/v2/app/blobs/md5:abc", None),
+            Err(ApiError::DigestInvalid(_))
+        ));
+        assert!(matches!(
+            r.endpoint("/v2/app/tags/list", Some("n=abc")),
+            Err(ApiError::QueryInvalid(_))
+        ));
     }
 
     #[test]
