@@ -48,7 +48,8 @@ impl fmt::Debug for Credentials {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientSettings {
     pub connect_timeout: Duration,
-    /// The longest wait for response headers, and for each next chunk of a body.
+    /// The longest wait, once connected, for response headers, and for each next chunk of a
+    /// body.
     pub read_timeout: Duration,
     /// Further attempts after a connection error or a 5xx; 4xx is never retried.
     pub retries: u32,
