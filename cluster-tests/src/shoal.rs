@@ -115,6 +115,8 @@ impl ShoalNode {
             command.arg("--upstream").arg(format!("{name}={url}"));
         }
         command.args(&self.options.extra_args);
+        // Plain log lines, so tests can search the log for messages.
+        command.env("NO_COLOR", "1");
         command.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         command.current_dir(self.dir.path());
         let log = self.log_path();

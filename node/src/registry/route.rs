@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use shoal_protocol::{Digest, Reference, RepositoryName};
 
 use super::error::ApiError;
-use crate::fetch::Target;
+use crate::fetch::{Target, is_registry_host};
 
 /// Names Docker clients use for Docker Hub besides `docker.io`.
 const DOCKER_HUB_SPELLINGS: &[&str] =
@@ -103,6 +103,12 @@ impl Routing {
             },
         };
         let registry = self.canonical_registry(&registry);
+        if !is_registry_host(&registry) {
+            return Err(ApiError::NameInvalid(format!(
+                "{:?} is not a registry host name",
+                registry.chars().take(64).collect::<String>()
+            )));
+        }
         let repo = RepositoryName::parse(repo).map_err(|e| ApiError::NameInvalid(e.to_string()))?;
         let repo = if registry == "docker.io" { repo.with_library_prefix() } else { repo };
         Ok(Target { registry, repo })
@@ -206,6 +212,7 @@ mod tests {
             "/v2/UPPER/manifests/latest",
             "/v2//manifests/latest",
             "/v2/app/manifests/",
+            "/v2/a..b/app/manifests/latest",
         ] {
             assert!(r.endpoint(path, None).is_err(), "{path} should be refused");
         }

@@ -56,7 +56,7 @@ impl Node {
         if let Some(ttl) = &options.tag_ttl {
             toml.push_str(&format!("tag_ttl = \"{ttl}\"\n"));
         }
-        toml.push_str("[upstream_client]\nconnect_timeout = \"2s\"\n");
+        toml.push_str("[upstream_client]\nconnect_timeout = \"1s\"\n");
         if let Some(timeout) = &options.read_timeout {
             toml.push_str(&format!("read_timeout = \"{timeout}\"\n"));
         }
@@ -131,6 +131,28 @@ impl Node {
         let mut out = Vec::new();
         collect_files(&self.data_dir.join(sub), &mut out);
         out
+    }
+
+    /// Asserts that nothing of `digest` stays in the data dir: no committed blob, and no temp
+    /// file in `tmp/` once the failed download has cleaned up after itself.
+    pub async fn assert_nothing_kept(&self, digest: &Digest) {
+        let hex = digest.hex();
+        let leftovers = || -> Vec<PathBuf> {
+            let mut files = self.files_under("tmp");
+            files.extend(self.files_under("blobs"));
+            files.retain(|p| p.to_string_lossy().contains(&hex));
+            files
+        };
+        // The download task removes its temp file when it fails, just after the client saw the
+        // failure; give it a moment.
+        for _ in 0..100 {
+            if leftovers().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(leftovers(), Vec::<PathBuf>::new(), "files of {digest} stayed in the data dir");
+        assert!(!self.blob_file(digest).exists(), "{digest} was stored");
     }
 
     /// Pulls `image` from [`HEALTH_REPO`] (manifest by tag, config, layers) and checks every byte:
