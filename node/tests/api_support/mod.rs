@@ -133,6 +133,18 @@ impl Node {
         out
     }
 
+    /// Waits for the download of `digest` to commit: a client can finish reading a blob just
+    /// before the node has renamed it into place.
+    pub async fn assert_stored(&self, digest: &Digest) {
+        for _ in 0..100 {
+            if self.blob_file(digest).exists() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{digest} was not stored");
+    }
+
     /// Asserts that nothing of `digest` stays in the data dir: no committed blob, and no temp
     /// file in `tmp/` once the failed download has cleaned up after itself.
     pub async fn assert_nothing_kept(&self, digest: &Digest) {
