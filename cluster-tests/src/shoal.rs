@@ -80,6 +80,11 @@ impl ShoalNode {
         self.port
     }
 
+    /// The process id while the node runs (for reading its memory use from /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildProcess::id)
+    }
+
     /// A client of the node's registry API.
     pub fn client(&self) -> crate::RegistryClient {
         crate::RegistryClient::new(self.url(), None)
