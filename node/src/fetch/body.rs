@@ -58,46 +58,47 @@ pub fn complete_file(digest: Digest, reader: BlobReader, start: u64, end: u64) -
 
 /// Streams bytes `[start, end)` of a blob that is still being downloaded: reads what has been
 /// written, then waits for more. Ends with the fetch's error if the fetch fails.
+///
+/// The blob's last byte is held back until the download is verified: a client must never
+/// receive every byte of a blob whose digest turns out wrong, or it would see a complete,
+/// well-formed response. Without the last byte its response is cut short, which every client
+/// treats as a failed pull.
 pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
     let progress = inflight.subscribe();
     stream::try_unfold(
         (inflight, progress, start),
         move |(inflight, mut progress, pos)| async move {
+            let digest = inflight.digest;
             loop {
                 if pos >= end {
                     return Ok(None);
                 }
                 let snapshot = progress.borrow_and_update().clone();
-                if snapshot.written > pos {
-                    let len = (snapshot.written.min(end) - pos).min(CHUNK);
+                let verified = match snapshot.state {
+                    FetchState::Failed(cause) => return Err(FetchError::Joined { digest, cause }),
+                    FetchState::Committed => true,
+                    FetchState::Running => false,
+                };
+                let available = snapshot.written.min(end);
+                let readable = match snapshot.size {
+                    Some(size) if !verified && available == size => available - 1,
+                    _ => available,
+                };
+                if readable > pos {
+                    let len = (readable - pos).min(CHUNK);
                     let chunk = read_at(inflight.reader.clone(), pos, len)
                         .await
-                        .map_err(|source| FetchError::Read { digest: inflight.digest, source })?;
+                        .map_err(|source| FetchError::Read { digest, source })?;
                     let next = pos + chunk.len() as u64;
                     return Ok(Some((chunk, (inflight, progress, next))));
                 }
-                match snapshot.state {
-                    FetchState::Failed(cause) => {
-                        return Err(FetchError::Joined { digest: inflight.digest, cause });
-                    }
-                    FetchState::Committed => {
-                        // Everything is written and we are short of `end`: the range outran the blob.
-                        return Err(FetchError::Truncated {
-                            digest: inflight.digest,
-                            expected: end,
-                            got: pos,
-                        });
-                    }
-                    FetchState::Running => {
-                        if progress.changed().await.is_err() {
-                            // The sender is gone without a final state: only a panicked fetch task.
-                            return Err(FetchError::Truncated {
-                                digest: inflight.digest,
-                                expected: end,
-                                got: pos,
-                            });
-                        }
-                    }
+                if verified {
+                    // Everything is written and we are short of `end`: the range outran the blob.
+                    return Err(FetchError::Truncated { digest, expected: end, got: pos });
+                }
+                if progress.changed().await.is_err() {
+                    // The sender is gone without a final state: only a panicked fetch task.
+                    return Err(FetchError::Truncated { digest, expected: end, got: pos });
                 }
             }
         },
