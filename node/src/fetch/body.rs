@@ -40,20 +40,34 @@ impl HasFile for BlobReader {
 
 /// Streams bytes `[start, end)` of a committed blob. The reader lives as long as the stream,
 /// and with it the in-use mark that keeps eviction away from the file.
+///
+/// One chunk is read ahead: the disk read of the next chunk overlaps the socket write of this
+/// one. Memory per response stays at two chunks.
 pub fn complete_file(digest: Digest, reader: BlobReader, start: u64, end: u64) -> BlobBody {
     let reader = Arc::new(reader);
-    stream::try_unfold((reader, start), move |(reader, pos)| async move {
-        if pos >= end {
-            return Ok(None);
-        }
-        let len = (end - pos).min(CHUNK);
-        let chunk = read_at(reader.clone(), pos, len)
+    let first = spawn_read(&reader, start, end);
+    stream::try_unfold((reader, start, first), move |(reader, pos, pending)| async move {
+        let Some(pending) = pending else { return Ok(None) };
+        let chunk = pending
             .await
+            .map_err(io::Error::other)
+            .and_then(|read| read)
             .map_err(|source| FetchError::Read { digest, source })?;
         let next = pos + chunk.len() as u64;
-        Ok(Some((chunk, (reader, next))))
+        let ahead = spawn_read(&reader, next, end);
+        Ok(Some((chunk, (reader, next, ahead))))
     })
     .boxed()
+}
+
+type PendingRead = tokio::task::JoinHandle<io::Result<Bytes>>;
+
+fn spawn_read(reader: &Arc<BlobReader>, pos: u64, end: u64) -> Option<PendingRead> {
+    if pos >= end {
+        return None;
+    }
+    let (reader, len) = (reader.clone(), (end - pos).min(CHUNK));
+    Some(tokio::task::spawn_blocking(move || read_blocking(reader.file(), pos, len)))
 }
 
 /// Streams bytes `[start, end)` of a blob that is still being downloaded: reads what has been
@@ -107,24 +121,26 @@ pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
 }
 
 async fn read_at<F: HasFile>(file: Arc<F>, pos: u64, len: u64) -> io::Result<Bytes> {
-    tokio::task::spawn_blocking(move || {
-        let mut buf = BytesMut::zeroed(len as usize);
-        let mut filled = 0;
-        while filled < buf.len() {
-            match file.file().read_at(&mut buf[filled..], pos + filled as u64) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "blob file is shorter than its recorded size",
-                    ));
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+    tokio::task::spawn_blocking(move || read_blocking(file.file(), pos, len))
+        .await
+        .map_err(io::Error::other)?
+}
+
+fn read_blocking(file: &std::fs::File, pos: u64, len: u64) -> io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(len as usize);
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], pos + filled as u64) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob file is shorter than its recorded size",
+                ));
             }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        Ok(buf.freeze())
-    })
-    .await
-    .map_err(io::Error::other)?
+    }
+    Ok(buf.freeze())
 }

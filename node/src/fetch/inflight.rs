@@ -8,16 +8,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use shoal_protocol::Digest;
 use tokio::sync::{Mutex, watch};
 
+use super::download;
 use super::source::BlobSource;
 use super::{FetchError, Target};
-use crate::store::{Store, TempBlob};
-
-/// Resume a broken transfer at most this many times per source before trying the next one.
-const RESUMES_PER_SOURCE: u32 = 3;
+use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct Progress {
@@ -99,6 +96,7 @@ impl InFlightBlobs {
         let temp = store.create_temp(&digest).await?;
         let (tx, rx) =
             watch::channel(Progress { written: 0, size: None, state: FetchState::Running });
+        let tx = Arc::new(tx);
         let inflight = Arc::new(InFlight { digest, reader: temp.reader(), progress: rx });
         downloads.insert(digest, inflight.clone());
         drop(downloads);
@@ -107,10 +105,13 @@ impl InFlightBlobs {
         let this = self.clone();
         let (sources, target) = (sources.clone(), target.clone());
         tokio::spawn(async move {
-            let outcome = download(temp, &sources, &target, digest, &tx).await;
+            let started = std::time::Instant::now();
+            let outcome = download::download(temp, &sources, &target, digest, &tx).await;
             match outcome {
                 Ok(size) => {
-                    tracing::info!(%digest, size, "blob stored");
+                    let seconds = started.elapsed().as_secs_f64();
+                    let mib_s = size as f64 / (1024.0 * 1024.0) / seconds.max(1e-9);
+                    tracing::info!(%digest, size, seconds, mib_s, "blob stored");
                     tx.send_modify(|p| p.state = FetchState::Committed);
                 }
                 Err(e) => {
@@ -121,81 +122,5 @@ impl InFlightBlobs {
             this.downloads.lock().await.remove(&digest);
         });
         Ok(Joined::Following(inflight))
-    }
-}
-
-async fn download(
-    mut temp: TempBlob,
-    sources: &[Arc<dyn BlobSource>],
-    target: &Target,
-    digest: Digest,
-    progress: &watch::Sender<Progress>,
-) -> Result<u64, FetchError> {
-    let mut last_error = None;
-    for source in sources {
-        let mut resumes = 0;
-        loop {
-            let offset = temp.written();
-            let stream = match source.open(target, &digest, offset).await {
-                Ok(Some(stream)) => stream,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(%digest, source = source.describe(), offset, error = %e, "source failed");
-                    last_error = Some(e);
-                    break;
-                }
-            };
-            match copy(&mut temp, stream, digest, progress).await {
-                Ok(()) => return Ok(temp.commit(None).await?),
-                // Local failures (disk full) will not get better with another source.
-                Err(e @ FetchError::Store(_)) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(%digest, source = source.describe(), written = temp.written(), error = %e, "transfer broke");
-                    last_error = Some(e);
-                    resumes += 1;
-                    if resumes > RESUMES_PER_SOURCE {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    Err(last_error.unwrap_or(FetchError::BlobUnknown(digest)))
-}
-
-/// Appends one source's stream to the temp file, publishing progress after every chunk.
-async fn copy(
-    temp: &mut TempBlob,
-    mut stream: super::source::SourceStream,
-    digest: Digest,
-    progress: &watch::Sender<Progress>,
-) -> Result<(), FetchError> {
-    let announced = stream.size;
-    let known = progress.borrow().size;
-    let size = match (known, announced) {
-        (Some(known), Some(announced)) if known != announced => {
-            return Err(FetchError::Oversized { digest, size: known.min(announced) });
-        }
-        (known, announced) => known.or(announced),
-    };
-    if known.is_none() && size.is_some() {
-        progress.send_modify(|p| p.size = size);
-    }
-    while let Some(chunk) = stream.chunks.next().await {
-        let chunk = chunk?;
-        if let Some(size) = size
-            && temp.written() + chunk.len() as u64 > size
-        {
-            return Err(FetchError::Oversized { digest, size });
-        }
-        temp.write_bytes(chunk).await?;
-        let written = temp.written();
-        progress.send_modify(|p| p.written = written);
-    }
-    match size {
-        Some(size) if temp.written() < size => {
-            Err(FetchError::Truncated { digest, expected: size, got: temp.written() })
-        }
-        _ => Ok(()),
     }
 }

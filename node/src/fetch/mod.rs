@@ -5,6 +5,7 @@
 //! arrive), and tag lists.
 
 mod body;
+mod download;
 mod error;
 mod inflight;
 mod keyed_lock;

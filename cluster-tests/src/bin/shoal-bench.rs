@@ -1,0 +1,161 @@
+//! `shoal-bench`: cache throughput and memory of one node against the baselines, on one layer.
+//!
+//! Starts a real `docker-registry` as the origin with one large layer, a second
+//! `docker-registry` in proxy mode (distribution's pull-through cache), `nginx` serving the same
+//! file, and a `shoal` node (use a release build: `SHOAL_BIN=target/release/shoal`). Then it
+//! measures, with the same HTTP client for all:
+//! - cold pull-through MiB/s: the first GET of the layer through shoal and through the proxy;
+//! - hot GET MiB/s: later GETs from shoal, the proxy and nginx (best of three);
+//! - peak RSS of a fresh node while N clients pull the cold layer at once.
+//!
+//! Prints a Markdown table for docs/benchmarks.md. Usage:
+//! `shoal-bench [--size-mib 1024] [--clients 8]`
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use shoal_cluster_tests::image;
+use shoal_cluster_tests::nginx::Nginx;
+use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
+use shoal_protocol::Digest;
+
+struct Args {
+    size_mib: u64,
+    clients: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args { size_mib: 1024, clients: 8 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--size-mib" => args.size_mib = value.parse().context("--size-mib")?,
+            "--clients" => args.clients = value.parse().context("--clients")?,
+            other => bail!("unknown flag {other}; use --size-mib N --clients N"),
+        }
+    }
+    Ok(args)
+}
+
+/// Downloads `url` and discards the bytes; returns MiB/s. Fails unless exactly `size` arrive.
+async fn download(http: &reqwest::Client, url: &str, size: u64) -> Result<f64> {
+    let start = Instant::now();
+    let response = http.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    if !response.status().is_success() {
+        bail!("GET {url}: {}", response.status());
+    }
+    let mut stream = response.bytes_stream();
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        received += chunk.with_context(|| format!("body of {url}"))?.len() as u64;
+    }
+    if received != size {
+        bail!("GET {url}: {received} bytes, expected {size}");
+    }
+    Ok(mib_per_s(size, start.elapsed()))
+}
+
+fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
+}
+
+async fn best_of(http: &reqwest::Client, url: &str, size: u64, runs: usize) -> Result<f64> {
+    let mut best = 0f64;
+    for _ in 0..runs {
+        best = best.max(download(http, url, size).await?);
+    }
+    Ok(best)
+}
+
+/// Peak resident set size of a process, from the kernel's high-water mark.
+fn peak_rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
+    let kib: f64 = line.split_whitespace().nth(1).context("VmHWM value")?.parse()?;
+    Ok(kib / 1024.0)
+}
+
+/// Finds the blob's data file in the origin's filesystem storage, for nginx to serve.
+fn origin_blob_file(origin: &Registry, digest: &Digest) -> Result<std::path::PathBuf> {
+    let hex = digest.hex();
+    let relative = format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]);
+    for candidate in [origin.dir().join(&relative), origin.dir().join("storage").join(&relative)] {
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    bail!("blob {digest} not found under {}", origin.dir().display())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    if !require_tools(&["docker-registry", "nginx"]) {
+        bail!("docker-registry and nginx are needed");
+    }
+    let size = args.size_mib << 20;
+    eprintln!("seeding a {} MiB layer into the origin registry", args.size_mib);
+    let origin = Registry::start(RegistryOptions::plain()).await?;
+    let pushed = image::push_large_layer_image(&origin.client(), "bench/big", "v1", size, 7).await?;
+    let layer = pushed.root.blobs.iter().find(|b| b.size == size).context("layer")?.digest;
+    let path = format!("/v2/bench/big/blobs/{layer}");
+    let http = reqwest::Client::builder().no_proxy().build()?;
+
+    let file = origin_blob_file(&origin, &layer)?;
+    let nginx_root = tempfile::tempdir()?;
+    std::fs::hard_link(&file, nginx_root.path().join("layer"))
+        .or_else(|_| std::fs::copy(&file, nginx_root.path().join("layer")).map(|_| ()))?;
+    let nginx = Nginx::start(nginx_root.path()).await?;
+    let proxy = Registry::start(RegistryOptions::proxy(origin.url())).await?;
+    let node = ShoalNode::start(ShoalOptions::docker_io(origin.url())).await?;
+
+    eprintln!("origin direct");
+    let origin_speed = best_of(&http, &format!("{}{path}", origin.url()), size, 1).await?;
+    eprintln!("cold: shoal, then distribution's proxy");
+    let shoal_cold = download(&http, &format!("{}{path}", node.url()), size).await?;
+    let proxy_cold = download(&http, &format!("{}{path}", proxy.url()), size).await?;
+    eprintln!("hot: shoal, distribution's proxy, nginx");
+    let shoal_hot = best_of(&http, &format!("{}{path}", node.url()), size, 3).await?;
+    let proxy_hot = best_of(&http, &format!("{}{path}", proxy.url()), size, 3).await?;
+    let nginx_hot = best_of(&http, &format!("{}/layer", nginx.url()), size, 3).await?;
+    if let Ok(log) = std::fs::read_to_string(node.log_path()) {
+        for line in log.lines().filter(|l| l.contains("blob stored")) {
+            eprintln!("node: {line}");
+        }
+    }
+    drop(node);
+
+    eprintln!("peak RSS: {} clients pulling the cold layer through a fresh node", args.clients);
+    let fresh = ShoalNode::start(ShoalOptions::docker_io(origin.url())).await?;
+    let pid = fresh.pid().context("node pid")?;
+    let idle_rss = peak_rss_mib(pid)?;
+    let url = format!("{}{path}", fresh.url());
+    let start = Instant::now();
+    let pulls: Vec<_> = (0..args.clients)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move { download(&http, &url, size).await })
+        })
+        .collect();
+    for pull in pulls {
+        pull.await??;
+    }
+    let fleet_elapsed = start.elapsed();
+    let peak_rss = peak_rss_mib(pid)?;
+
+    println!("| measurement ({} MiB layer) | shoal | distribution proxy | nginx | origin direct |", args.size_mib);
+    println!("|---|---|---|---|---|");
+    println!("| cold pull-through, MiB/s | {shoal_cold:.0} | {proxy_cold:.0} | — | {origin_speed:.0} |");
+    println!("| hot GET, MiB/s (best of 3) | {shoal_hot:.0} | {proxy_hot:.0} | {nginx_hot:.0} | — |");
+    println!(
+        "| peak RSS, {} clients on the cold layer | {peak_rss:.1} MiB (idle {idle_rss:.1} MiB; all done in {:.1} s) | — | — | — |",
+        args.clients,
+        fleet_elapsed.as_secs_f64()
+    );
+    println!();
+    println!("hot shoal / nginx = {:.2}; cold shoal / proxy = {:.2}", shoal_hot / nginx_hot, shoal_cold / proxy_cold);
+    Ok(())
+}
