@@ -30,6 +30,8 @@ pub struct NodeOptions {
     pub retries: Option<u32>,
     /// Use this directory instead of a fresh temp dir.
     pub data_dir: Option<PathBuf>,
+    /// `max_size`, as written in the config file (`"3MiB"`).
+    pub max_size: Option<String>,
 }
 
 /// A running node; stops when dropped.
@@ -55,6 +57,9 @@ impl Node {
         let mut toml = String::new();
         if let Some(ttl) = &options.tag_ttl {
             toml.push_str(&format!("tag_ttl = \"{ttl}\"\n"));
+        }
+        if let Some(size) = &options.max_size {
+            toml.push_str(&format!("max_size = \"{size}\"\n"));
         }
         toml.push_str("[upstream_client]\nconnect_timeout = \"1s\"\n");
         if let Some(timeout) = &options.read_timeout {

@@ -1,0 +1,66 @@
+//! `--max-size`: the store stays under its cap by evicting the least recently used blobs, and an
+//! evicted blob is simply fetched again.
+
+mod api_support;
+mod support;
+
+use api_support::{Node, NodeOptions, fake_with_health, pattern, read_body};
+use support::fake_upstream::FakeUpstream;
+
+const MIB: usize = 1024 * 1024;
+
+fn stored_bytes(node: &Node) -> u64 {
+    fn walk(dir: &std::path::Path) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        entries
+            .flatten()
+            .map(|e| {
+                let meta = e.metadata().expect("metadata");
+                if meta.is_dir() { walk(&e.path()) } else { meta.len() }
+            })
+            .sum()
+    }
+    walk(&node.data_dir.join("blobs"))
+}
+
+#[tokio::test]
+async fn least_recently_used_blobs_are_evicted_to_stay_under_the_cap() {
+    let (fake, _health) = fake_with_health().await;
+    let options = NodeOptions { max_size: Some("3MiB".to_owned()), ..NodeOptions::default() };
+    let node = Node::start(&fake.url(), options).await;
+    let blobs: Vec<_> = (0..4u8).map(|i| pattern(MIB, i)).collect();
+    let digests: Vec<_> = blobs.iter().map(|b| fake.put_blob("library/big", b)).collect();
+    let path = |i: usize| FakeUpstream::blob_path("library/big", &digests[i]);
+
+    for (i, bytes) in blobs.iter().enumerate().take(3) {
+        let (got, err) = read_body(node.get_ok(&path(i)).await).await;
+        assert!(err.is_none());
+        assert_eq!(&got, bytes);
+        node.assert_stored(&digests[i]).await;
+    }
+    // Blob 0 is used again, so blob 1 is now the least recently used.
+    let (got, _) = read_body(node.get_ok(&path(0)).await).await;
+    assert_eq!(got, blobs[0]);
+    let (got, _) = read_body(node.get_ok(&path(3)).await).await;
+    assert_eq!(got, blobs[3]);
+    node.assert_stored(&digests[3]).await;
+
+    let mut evicted = false;
+    for _ in 0..100 {
+        if !node.blob_file(&digests[1]).exists() {
+            evicted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(evicted, "the least recently used blob is evicted");
+    assert!(node.blob_file(&digests[0]).exists(), "a recently used blob stays");
+    assert!(stored_bytes(&node) <= 3 * MIB as u64, "the store is under its cap");
+
+    // The evicted blob comes back from upstream on the next pull.
+    let (got, err) = read_body(node.get_ok(&path(1)).await).await;
+    assert!(err.is_none());
+    assert_eq!(got, blobs[1]);
+    assert_eq!(fake.count("GET", &path(1)), 2);
+    assert_eq!(fake.count("GET", &path(0)), 1);
+}
