@@ -7,6 +7,7 @@
 pub mod digest;
 pub mod media_type;
 pub mod name;
+pub mod peer;
 pub mod reference;
 
 pub use digest::{Digest, DigestError, DigestMismatch, DigestVerifier};

@@ -1,0 +1,28 @@
+//! What peers say to each other: DHT keys, the owner distance, the advert every node
+//! publishes about itself, and the owner request/response messages.
+//!
+//! The wire form of the messages is protobuf through `prost`'s derive (no `.proto` file, no
+//! code generation step); their version lives in the protocol name (`/shoal/owner/1`), so a
+//! field may be added without breaking older peers. The typed forms in [`message`] are what
+//! the node handles: they are only built from wire messages that passed validation.
+
+mod advert;
+mod keys;
+mod message;
+pub mod wire;
+
+pub use advert::{AdvertError, PeerAdvert};
+pub use keys::{blob_key, owner_distance, tag_key};
+pub use message::{ErrorCode, MessageError, OwnerRequest, OwnerResponse};
+
+/// The libp2p protocol name of owner requests.
+pub const OWNER_PROTOCOL: &str = "/shoal/owner/1";
+/// The Kademlia protocol name: private, so Shoal's DHT never merges with a public one.
+pub const KAD_PROTOCOL: &str = "/shoal/kad/1.0.0";
+/// The identify protocol version string every Shoal node sends.
+pub const IDENTIFY_PROTOCOL: &str = "/shoal/id/1";
+
+/// Largest encoded owner request accepted: names and a digest, nothing more.
+pub const MAX_REQUEST_SIZE: usize = 64 * 1024;
+/// Largest encoded owner response accepted: a resolved tag carries its manifest.
+pub const MAX_RESPONSE_SIZE: usize = 8 * 1024 * 1024;
