@@ -11,6 +11,16 @@ use tempfile::TempDir;
 use crate::process::{ChildProcess, http_answers};
 use crate::{HarnessError, Result, free_port};
 
+/// Variables cargo sets for a test binary it runs, by prefix.
+const TEST_RUN_VARS: &[&str] = &[
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+];
 /// How long a node may take to answer `/v2/` after it is started.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -156,9 +166,17 @@ fn find_or_build() -> Result<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let status = Command::new(cargo)
-        .args(["build", "-p", "shoal", "--bin", "shoal"])
-        .current_dir(&workspace)
+    let mut command = Command::new(cargo);
+    command.args(["build", "-p", "shoal", "--bin", "shoal"]).current_dir(&workspace);
+    // Cargo sets these for the running test; build scripts (ring's) track some of them, so
+    // passing them on would rebuild dependencies that `cargo build` had just built.
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if TEST_RUN_VARS.iter().any(|prefix| key_text.starts_with(prefix)) {
+            command.env_remove(&key);
+        }
+    }
+    let status = command
         .status()
         .map_err(|source| HarnessError::Spawn { program: "cargo".to_owned(), source })?;
     if !status.success() {
