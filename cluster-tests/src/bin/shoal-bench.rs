@@ -99,7 +99,8 @@ async fn main() -> Result<()> {
     let size = args.size_mib << 20;
     eprintln!("seeding a {} MiB layer into the origin registry", args.size_mib);
     let origin = Registry::start(RegistryOptions::plain()).await?;
-    let pushed = image::push_large_layer_image(&origin.client(), "bench/big", "v1", size, 7).await?;
+    let pushed =
+        image::push_large_layer_image(&origin.client(), "bench/big", "v1", size, 7).await?;
     let layer = pushed.root.blobs.iter().find(|b| b.size == size).context("layer")?.digest;
     let path = format!("/v2/bench/big/blobs/{layer}");
     let http = reqwest::Client::builder().no_proxy().build()?;
@@ -146,16 +147,27 @@ async fn main() -> Result<()> {
     let fleet_elapsed = start.elapsed();
     let peak_rss = peak_rss_mib(pid)?;
 
-    println!("| measurement ({} MiB layer) | shoal | distribution proxy | nginx | origin direct |", args.size_mib);
+    println!(
+        "| measurement ({} MiB layer) | shoal | distribution proxy | nginx | origin direct |",
+        args.size_mib
+    );
     println!("|---|---|---|---|---|");
-    println!("| cold pull-through, MiB/s | {shoal_cold:.0} | {proxy_cold:.0} | — | {origin_speed:.0} |");
-    println!("| hot GET, MiB/s (best of 3) | {shoal_hot:.0} | {proxy_hot:.0} | {nginx_hot:.0} | — |");
+    println!(
+        "| cold pull-through, MiB/s | {shoal_cold:.0} | {proxy_cold:.0} | — | {origin_speed:.0} |"
+    );
+    println!(
+        "| hot GET, MiB/s (best of 3) | {shoal_hot:.0} | {proxy_hot:.0} | {nginx_hot:.0} | — |"
+    );
     println!(
         "| peak RSS, {} clients on the cold layer | {peak_rss:.1} MiB (idle {idle_rss:.1} MiB; all done in {:.1} s) | — | — | — |",
         args.clients,
         fleet_elapsed.as_secs_f64()
     );
     println!();
-    println!("hot shoal / nginx = {:.2}; cold shoal / proxy = {:.2}", shoal_hot / nginx_hot, shoal_cold / proxy_cold);
+    println!(
+        "hot shoal / nginx = {:.2}; cold shoal / proxy = {:.2}",
+        shoal_hot / nginx_hot,
+        shoal_cold / proxy_cold
+    );
     Ok(())
 }
