@@ -1,0 +1,61 @@
+//! The control plane: a libp2p swarm that finds the other nodes, keeps the DHT of who holds
+//! which blob, names the owner of a key, and carries owner requests.
+//!
+//! One task owns the [`libp2p::Swarm`]; everything else talks to it through the cloneable
+//! [`P2p`] handle over a command channel, so no lock ever surrounds the swarm. The handle
+//! reads the table of live peers from a `watch` snapshot the task publishes, which lets
+//! [`P2p::owner`] answer without a round trip. Bytes never travel here: the data plane is HTTP.
+
+mod behaviour;
+mod codec;
+mod config;
+mod error;
+mod events;
+mod handle;
+mod identity;
+mod key;
+mod peers;
+mod task;
+
+pub use config::P2pConfig;
+pub use error::P2pError;
+pub use handle::P2p;
+pub use identity::IdentityError;
+pub use key::{ClusterKey, KeyError};
+pub use libp2p::{Multiaddr, PeerId};
+pub use peers::{Owner, PeerInfo};
+pub use shoal_protocol::peer::{ErrorCode, OwnerRequest, OwnerResponse};
+
+use futures_util::future::BoxFuture;
+use shoal_protocol::{Digest, RepositoryName, Tag};
+
+/// A tag as its owner resolved it: the manifest's digest, media type and exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTag {
+    pub digest: Digest,
+    pub media_type: String,
+    pub manifest: Vec<u8>,
+}
+
+/// What this node does when a peer asks it, as the owner of a key, to do something.
+///
+/// The swarm task never awaits these futures itself: each request runs in its own task, so a
+/// slow upstream cannot stall the control plane.
+pub trait OwnerService: Send + Sync + 'static {
+    /// Start (or join) the single-flight download of a blob and return as soon as it has
+    /// started; the asker then reads it from this node's data-plane URL while it arrives.
+    fn fetch_blob(
+        &self,
+        registry: String,
+        repo: RepositoryName,
+        digest: Digest,
+    ) -> BoxFuture<'static, Result<(), ErrorCode>>;
+
+    /// Resolve a tag (at most one upstream `HEAD` per TTL) and return its manifest.
+    fn resolve_tag(
+        &self,
+        registry: String,
+        repo: RepositoryName,
+        tag: Tag,
+    ) -> BoxFuture<'static, Result<ResolvedTag, ErrorCode>>;
+}

@@ -1,0 +1,165 @@
+//! The task that owns the swarm: it runs commands from the [`super::P2p`] handles, reacts to
+//! swarm events (see `events.rs`), and publishes the live-peer snapshot the handles read.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::futures::StreamExt as _;
+use libp2p::kad::{QueryId, RecordKey};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use libp2p::swarm::ConnectionId;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use shoal_protocol::peer::{OwnerRequest, OwnerResponse};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::OwnerService;
+use super::behaviour::Behaviour;
+use super::error::P2pError;
+use super::peers::{PeerInfo, SharedSnapshot, Snapshot};
+
+/// How often static bootstrap peers that are not connected are dialled again.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(60);
+
+pub(super) enum Command {
+    Ask {
+        peer: PeerId,
+        request: OwnerRequest,
+        reply: oneshot::Sender<Result<OwnerResponse, P2pError>>,
+    },
+    Respond {
+        channel: ResponseChannel<OwnerResponse>,
+        response: OwnerResponse,
+    },
+    Provide {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<(), P2pError>>,
+    },
+    Unprovide {
+        key: Vec<u8>,
+    },
+    /// Each provider found is sent on `found`; the sender is dropped when the query ends.
+    FindProviders {
+        key: Vec<u8>,
+        found: mpsc::UnboundedSender<PeerId>,
+    },
+    Dial(Multiaddr),
+    Shutdown,
+}
+
+pub(super) struct Task {
+    pub swarm: Swarm<Behaviour>,
+    pub commands: mpsc::Receiver<Command>,
+    /// For handler tasks to send their answers back; weak, so the loop ends when every
+    /// handle is dropped.
+    pub self_commands: mpsc::WeakSender<Command>,
+    pub service: Arc<dyn OwnerService>,
+    pub snapshot: watch::Sender<SharedSnapshot>,
+    pub advertise_url: String,
+    pub bootstrap: Vec<Multiaddr>,
+    pub infos: HashMap<PeerId, PeerInfo>,
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Addresses this node dialled and is connected through, to avoid dialling them again.
+    pub dialled: HashMap<ConnectionId, Multiaddr>,
+    pub asks:
+        HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<OwnerResponse, P2pError>>)>,
+    pub provider_queries: HashMap<QueryId, mpsc::UnboundedSender<PeerId>>,
+    pub bootstrapped_once: HashSet<PeerId>,
+}
+
+impl Task {
+    pub async fn run(mut self) {
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    None | Some(Command::Shutdown) => break,
+                    Some(command) => self.on_command(command),
+                },
+                event = self.swarm.select_next_some() => self.on_event(event),
+                _ = redial.tick() => self.dial_bootstrap(),
+            }
+        }
+        tracing::info!("control plane stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let behaviour = self.swarm.behaviour_mut();
+        match command {
+            Command::Ask { peer, request, reply } => {
+                let id = behaviour.owner.send_request(&peer, request);
+                self.asks.insert(id, (peer, reply));
+            }
+            Command::Respond { channel, response } => {
+                if behaviour.owner.send_response(channel, response).is_err() {
+                    tracing::debug!("asker gone before the owner answered");
+                }
+            }
+            Command::Provide { key, reply } => {
+                let result = behaviour.kad.start_providing(RecordKey::new(&key));
+                let _ = reply.send(result.map(|_| ()).map_err(P2pError::Provide));
+            }
+            Command::Unprovide { key } => behaviour.kad.stop_providing(&RecordKey::new(&key)),
+            Command::FindProviders { key, found } => {
+                let id = behaviour.kad.get_providers(RecordKey::new(&key));
+                self.provider_queries.insert(id, found);
+            }
+            Command::Dial(addr) => self.dial_addr(addr),
+            Command::Shutdown => {}
+        }
+    }
+
+    pub fn publish(&self) {
+        self.snapshot.send_replace(Arc::new(Snapshot {
+            peers: self.infos.clone(),
+            listen_addrs: self.listen_addrs.clone(),
+        }));
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            self.dial_addr(addr);
+        }
+    }
+
+    /// Dials an address unless this node is already connected to it (or to the peer it names).
+    pub fn dial_addr(&mut self, addr: Multiaddr) {
+        let (bare, peer) = split_peer_id(addr.clone());
+        let connected = match peer {
+            Some(peer) => self.swarm.is_connected(&peer),
+            None => {
+                self.dialled.values().any(|a| split_peer_id(a.clone()).0 == bare)
+                    || self.infos.values().any(|info| info.addrs.contains(&bare))
+            }
+        };
+        if connected {
+            return;
+        }
+        let opts = match peer {
+            Some(peer) => {
+                self.swarm.behaviour_mut().kad.add_address(&peer, bare.clone());
+                DialOpts::peer_id(peer)
+                    .addresses(vec![bare])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build()
+            }
+            None => DialOpts::unknown_peer_id().address(bare).build(),
+        };
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%addr, error = %e, "cannot dial");
+        }
+    }
+}
+
+/// Splits a trailing `/p2p/<id>` off an address.
+pub(super) fn split_peer_id(mut addr: Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => {
+            addr.pop();
+            (addr, Some(peer))
+        }
+        _ => (addr, None),
+    }
+}
