@@ -7,7 +7,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::fetch::{BlobSource, Fetcher, UpstreamSource, Upstreams};
+use crate::fetch::{BlobSource, Fetcher, Sources, UpstreamFallback, UpstreamSource, Upstreams};
+use crate::metrics::Metrics;
 use crate::registry::{self, AppState, Routing};
 use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamError;
@@ -35,10 +36,19 @@ pub async fn run(
         .await
         .map_err(ServerError::Setup)??;
     let upstreams = Arc::new(Upstreams::new(&config.routing, &config.client)?);
-    let sources: Vec<Arc<dyn BlobSource>> = vec![Arc::new(UpstreamSource::new(upstreams.clone()))];
-    let fetcher = Fetcher::new(store.clone(), upstreams, sources, config.tag_ttl);
+    let metrics = Arc::new(Metrics::default());
+    let upstream: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
+        upstreams.clone(),
+        None,
+        UpstreamFallback::Always,
+        metrics.clone(),
+    ));
+    let sources = Sources { miss: vec![upstream.clone()], owner: vec![upstream] };
+    let fetcher = Fetcher::new(store.clone(), upstreams, sources, None, config.tag_ttl);
     let state = AppState {
         fetcher: Arc::new(fetcher),
+        metrics,
+        peer_token: None,
         routing: Arc::new(Routing {
             default_upstream: config.routing.default_upstream.clone(),
             aliases: config.routing.aliases.clone(),

@@ -35,13 +35,21 @@ pub async fn download(
 ) -> Result<u64, FetchError> {
     let (batches, inbox) = mpsc::channel(WRITE_QUEUE);
     let writer = tokio::spawn(write_batches(temp, inbox, progress.clone()));
-    let fetched = fetch(sources, target, digest, &batches, progress).await;
+    let mut contributors = Vec::new();
+    let fetched = fetch(sources, target, digest, &batches, progress, &mut contributors).await;
     drop(batches);
     // The writer's failure (a full disk) is the cause of any fetch that stopped early.
     let temp =
         writer.await.map_err(|source| StoreError::TaskFailed { op: "write blob", source })??;
     fetched?;
-    Ok(temp.commit(None).await?)
+    let committed = temp.commit(None).await.map_err(FetchError::from);
+    if let Err(FetchError::Mismatch(mismatch)) = &committed {
+        let blamed = contributors.iter().filter(|&&i| sources[i].distrust(&digest)).count();
+        if blamed > 0 {
+            return Err(FetchError::PeerCorrupt(mismatch.clone()));
+        }
+    }
+    committed
 }
 
 async fn write_batches(
@@ -69,10 +77,11 @@ async fn fetch(
     digest: Digest,
     batches: &mpsc::Sender<Bytes>,
     progress: &watch::Sender<Progress>,
+    contributors: &mut Vec<usize>,
 ) -> Result<(), FetchError> {
     let mut received = 0u64;
     let mut last_error = None;
-    for source in sources {
+    for (index, source) in sources.iter().enumerate() {
         let mut resumes = 0;
         loop {
             let stream = match source.open(target, &digest, received).await {
@@ -84,6 +93,9 @@ async fn fetch(
                     break;
                 }
             };
+            if !contributors.contains(&index) {
+                contributors.push(index);
+            }
             match copy(stream, digest, &mut received, batches, progress).await {
                 Ok(Copied::Complete | Copied::WriterStopped) => return Ok(()),
                 Err(e) => {

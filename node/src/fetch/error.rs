@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use shoal_protocol::{Digest, DigestMismatch};
 
+use super::fleet::FleetError;
 use crate::store::StoreError;
 use crate::upstream::UpstreamError;
 
@@ -24,6 +25,9 @@ pub enum FetchError {
     Truncated { digest: Digest, expected: u64, got: u64 },
     #[error("{0}")]
     Mismatch(DigestMismatch),
+    /// A peer's bytes failed verification; the peer is no longer asked and the blob is fetched again.
+    #[error("a peer sent corrupt bytes ({0}); fetching again from another source")]
+    PeerCorrupt(DigestMismatch),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
@@ -31,6 +35,10 @@ pub enum FetchError {
     /// The fetch this request was following failed; every follower sees the same cause.
     #[error("fetch of {digest} failed: {cause}")]
     Joined { digest: Digest, cause: Arc<FetchError> },
+    #[error(transparent)]
+    Peer(#[from] FleetError),
+    #[error("owner {owner} cannot serve {digest} and upstream fallback is off")]
+    FallbackForbidden { digest: Digest, owner: String },
     #[error("reading {digest} from the store failed: {source}")]
     Read { digest: Digest, source: std::io::Error },
 }

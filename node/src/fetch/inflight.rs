@@ -11,7 +11,10 @@ use std::sync::Arc;
 use shoal_protocol::Digest;
 use tokio::sync::{Mutex, watch};
 
+use futures_util::future::BoxFuture;
+
 use super::download;
+use super::fleet::Fleet;
 use super::source::BlobSource;
 use super::{FetchError, Target};
 use crate::store::Store;
@@ -70,57 +73,90 @@ pub enum Joined {
     Following(Arc<InFlight>),
 }
 
-#[derive(Default)]
 pub struct InFlightBlobs {
+    /// Told when a download starts and when one fails, to announce or withdraw this node.
+    fleet: Option<Arc<dyn Fleet>>,
     // A tokio mutex: it is held across creating the temp file, so that a digest can never get
     // two downloads, and that is an await.
     downloads: Mutex<HashMap<Digest, Arc<InFlight>>>,
 }
 
 impl InFlightBlobs {
-    pub async fn join_or_start(
-        self: &Arc<Self>,
-        store: &Store,
-        sources: &Arc<[Arc<dyn BlobSource>]>,
-        target: &Target,
-        digest: Digest,
-    ) -> Result<Joined, FetchError> {
-        let mut downloads = self.downloads.lock().await;
-        if let Some(inflight) = downloads.get(&digest) {
-            return Ok(Joined::Following(inflight.clone()));
-        }
-        // Downloads commit before they leave the map, so a digest in neither is truly missing.
-        if store.contains(&digest) {
-            return Ok(Joined::Stored);
-        }
-        let temp = store.create_temp(&digest).await?;
-        let (tx, rx) =
-            watch::channel(Progress { written: 0, size: None, state: FetchState::Running });
-        let tx = Arc::new(tx);
-        let inflight = Arc::new(InFlight { digest, reader: temp.reader(), progress: rx });
-        downloads.insert(digest, inflight.clone());
-        drop(downloads);
+    pub fn new(fleet: Option<Arc<dyn Fleet>>) -> Self {
+        Self { fleet, downloads: Mutex::default() }
+    }
 
-        tracing::info!(%digest, registry = %target.registry, repo = %target.repo, "blob miss: fetching");
-        let this = self.clone();
-        let (sources, target) = (sources.clone(), target.clone());
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let outcome = download::download(temp, &sources, &target, digest, &tx).await;
-            match outcome {
-                Ok(size) => {
-                    let seconds = started.elapsed().as_secs_f64();
-                    let mib_s = size as f64 / (1024.0 * 1024.0) / seconds.max(1e-9);
-                    tracing::info!(%digest, size, seconds, mib_s, "blob stored");
-                    tx.send_modify(|p| p.state = FetchState::Committed);
-                }
-                Err(e) => {
-                    tracing::warn!(%digest, error = %e, "blob fetch failed; nothing stored");
-                    tx.send_modify(|p| p.state = FetchState::Failed(Arc::new(e)));
-                }
+    /// The download of `digest` running now, if any.
+    pub async fn get(&self, digest: &Digest) -> Option<Arc<InFlight>> {
+        self.downloads.lock().await.get(digest).cloned()
+    }
+
+    pub fn join_or_start<'a>(
+        self: &'a Arc<Self>,
+        store: &'a Store,
+        sources: &'a Arc<[Arc<dyn BlobSource>]>,
+        target: &'a Target,
+        digest: Digest,
+    ) -> BoxFuture<'a, Result<Joined, FetchError>> {
+        Box::pin(async move {
+            let mut downloads = self.downloads.lock().await;
+            if let Some(inflight) = downloads.get(&digest) {
+                return Ok(Joined::Following(inflight.clone()));
             }
-            this.downloads.lock().await.remove(&digest);
-        });
-        Ok(Joined::Following(inflight))
+            // Downloads commit before they leave the map, so a digest in neither is truly missing.
+            if store.contains(&digest) {
+                return Ok(Joined::Stored);
+            }
+            let temp = store.create_temp(&digest).await?;
+            let (tx, rx) =
+                watch::channel(Progress { written: 0, size: None, state: FetchState::Running });
+            let tx = Arc::new(tx);
+            let inflight = Arc::new(InFlight { digest, reader: temp.reader(), progress: rx });
+            downloads.insert(digest, inflight.clone());
+            drop(downloads);
+
+            tracing::info!(%digest, registry = %target.registry, repo = %target.repo, "blob miss: fetching");
+            // A node fetching a digest is a provider of it at once: peers follow its download.
+            if let Some(fleet) = &self.fleet {
+                fleet.provide(&digest);
+            }
+            let this = self.clone();
+            let (store, sources, target) = (store.clone(), sources.clone(), target.clone());
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let outcome = download::download(temp, &sources, &target, digest, &tx).await;
+                for source in sources.iter() {
+                    source.finished(&digest);
+                }
+                let retry = matches!(outcome, Err(FetchError::PeerCorrupt(_)));
+                match outcome {
+                    Ok(size) => {
+                        let seconds = started.elapsed().as_secs_f64();
+                        let mib_s = size as f64 / (1024.0 * 1024.0) / seconds.max(1e-9);
+                        tracing::info!(%digest, size, seconds, mib_s, "blob stored");
+                        tx.send_modify(|p| p.state = FetchState::Committed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%digest, error = %e, "blob fetch failed; nothing stored");
+                        if let Some(fleet) = &this.fleet {
+                            fleet.unprovide(&digest);
+                        }
+                        tx.send_modify(|p| p.state = FetchState::Failed(Arc::new(e)));
+                    }
+                }
+                this.downloads.lock().await.remove(&digest);
+                if retry {
+                    // The bytes already sent to followers cannot be taken back, so their responses
+                    // failed; the blob itself is fetched again, without the peer that lied, so the
+                    // cache ends up right and the clients' retries find it.
+                    let again: BoxFuture<'_, _> =
+                        Box::pin(this.join_or_start(&store, &sources, &target, digest));
+                    if let Err(e) = again.await {
+                        tracing::warn!(%digest, error = %e, "refetch after a corrupt peer failed to start");
+                    }
+                }
+            });
+            Ok(Joined::Following(inflight))
+        })
     }
 }

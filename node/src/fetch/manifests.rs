@@ -7,6 +7,7 @@ use bytes::Bytes;
 use shoal_protocol::media_type::{MAX_MANIFEST_SIZE, OCI_MANIFEST, sniff_manifest_media_type};
 use shoal_protocol::{Digest, Reference, Tag};
 
+use super::fleet::{FleetError, Owner, tag_key};
 use super::{FetchError, Fetcher, Target};
 use crate::store::{StoreError, TagRecord};
 use crate::upstream::{Manifest, UpstreamError};
@@ -33,7 +34,7 @@ impl Fetcher {
     ) -> Result<ManifestData, FetchError> {
         match reference {
             Reference::Digest(digest) => self.manifest_by_digest(target, digest).await,
-            Reference::Tag(tag) => self.manifest_by_tag(target, tag).await,
+            Reference::Tag(tag) => self.manifest_by_tag(target, tag, true).await,
         }
     }
 
@@ -54,10 +55,20 @@ impl Fetcher {
         Ok(manifest)
     }
 
+    /// Serves a tag owner request from a peer: resolve here, never forward to another owner.
+    pub async fn resolve_tag_for_peer(
+        &self,
+        target: &Target,
+        tag: &Tag,
+    ) -> Result<ManifestData, FetchError> {
+        self.manifest_by_tag(target, tag, false).await
+    }
+
     async fn manifest_by_tag(
         &self,
         target: &Target,
         tag: &Tag,
+        ask_owner: bool,
     ) -> Result<ManifestData, FetchError> {
         if let Some(found) = self.fresh_tag(target, tag).await? {
             return Ok(found);
@@ -66,6 +77,9 @@ impl Fetcher {
         let _guard = self.tag_locks.lock(&key).await;
         // Whoever held the lock before us may have just resolved it.
         if let Some(found) = self.fresh_tag(target, tag).await? {
+            return Ok(found);
+        }
+        if ask_owner && let Some(found) = self.tag_from_owner(target, tag).await? {
             return Ok(found);
         }
         let known = self.store.get_tag(&target.registry, &target.repo, tag)?;
@@ -111,6 +125,36 @@ impl Fetcher {
                 reference: tag.to_string(),
             }),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Asks the tag's owner, when it is another node; `None` means "resolve it here".
+    async fn tag_from_owner(
+        &self,
+        target: &Target,
+        tag: &Tag,
+    ) -> Result<Option<ManifestData>, FetchError> {
+        let Some(fleet) = &self.fleet else { return Ok(None) };
+        let Owner::Remote(owner) = fleet.owner(&tag_key(target, tag)) else { return Ok(None) };
+        match fleet.ask_tag(&owner, target, tag).await {
+            Ok(m) if Digest::of(&m.bytes) == m.digest => {
+                self.keep_manifest(&m).await?;
+                self.remember_tag(target, tag, &m.digest, &m.media_type).await?;
+                Ok(Some(m))
+            }
+            Ok(m) => {
+                tracing::warn!(owner = %owner.id, %tag, claimed = %m.digest, "tag owner sent a manifest that does not match its digest; resolving here");
+                Ok(None)
+            }
+            Err(FleetError::NotFound { .. }) => Err(FetchError::ManifestUnknown {
+                registry: target.registry.clone(),
+                repo: target.repo.to_string(),
+                reference: tag.to_string(),
+            }),
+            Err(e) => {
+                tracing::warn!(owner = %owner.id, %tag, error = %e, "tag owner unavailable; resolving here");
+                Ok(None)
+            }
         }
     }
 

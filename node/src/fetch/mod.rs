@@ -7,9 +7,11 @@
 mod body;
 mod download;
 mod error;
+mod fleet;
 mod inflight;
 mod keyed_lock;
 mod manifests;
+mod peers;
 mod range;
 mod source;
 mod tags;
@@ -22,9 +24,11 @@ use shoal_protocol::{Digest, RepositoryName, Tag};
 
 pub use body::BlobBody;
 pub use error::FetchError;
+pub use fleet::{Fleet, FleetError, Owner, PeerRef, tag_key};
 pub use manifests::ManifestData;
+pub use peers::{OwnerSource, PEER_TOKEN_HEADER, PeerClient, ProviderSource, peer_blob_path};
 pub use range::RangeSpec;
-pub use source::{BlobSource, SourceStream, UpstreamSource};
+pub use source::{BlobSource, SourceStream, UpstreamFallback, UpstreamSource};
 pub use tags::TagList;
 pub use upstreams::{Upstreams, is_registry_host};
 
@@ -52,26 +56,40 @@ pub struct BlobResponse {
 pub struct Fetcher {
     store: Store,
     upstreams: Arc<Upstreams>,
+    /// Asked in order on a client's miss: providers, owner, upstream.
     sources: Arc<[Arc<dyn BlobSource>]>,
+    /// Asked when this node serves an owner request: it is the one that goes upstream.
+    owner_sources: Arc<[Arc<dyn BlobSource>]>,
+    fleet: Option<Arc<dyn Fleet>>,
     inflight: Arc<InFlightBlobs>,
     manifest_locks: KeyedLock<Digest>,
     tag_locks: KeyedLock<(String, RepositoryName, Tag)>,
     tag_ttl: Duration,
 }
 
+/// Where a [`Fetcher`] gets missing bytes from.
+pub struct Sources {
+    /// For a client's miss, in order.
+    pub miss: Vec<Arc<dyn BlobSource>>,
+    /// For an owner request from a peer (normally the upstream alone).
+    pub owner: Vec<Arc<dyn BlobSource>>,
+}
+
 impl Fetcher {
-    /// `sources` are asked in order on a miss; the upstream is normally the last.
     pub fn new(
         store: Store,
         upstreams: Arc<Upstreams>,
-        sources: Vec<Arc<dyn BlobSource>>,
+        sources: Sources,
+        fleet: Option<Arc<dyn Fleet>>,
         tag_ttl: Duration,
     ) -> Self {
         Self {
             store,
             upstreams,
-            sources: sources.into(),
-            inflight: Arc::default(),
+            sources: sources.miss.into(),
+            owner_sources: sources.owner.into(),
+            inflight: Arc::new(InFlightBlobs::new(fleet.clone())),
+            fleet,
             manifest_locks: KeyedLock::new(),
             tag_locks: KeyedLock::new(),
             tag_ttl,
@@ -91,26 +109,71 @@ impl Fetcher {
         digest: &Digest,
         range: Option<RangeSpec>,
     ) -> Result<BlobResponse, FetchError> {
+        self.blob_from(target, digest, range, &self.sources).await
+    }
+
+    /// Serves an owner request: starts (or joins) this node's download of the blob, from the
+    /// upstream, and returns once it runs. The asker streams it from the data plane.
+    pub async fn fetch_for_peer(&self, target: &Target, digest: &Digest) -> Result<(), FetchError> {
+        self.blob_from(target, digest, None, &self.owner_sources).await.map(drop)
+    }
+
+    /// A blob this node holds or is downloading, for a peer; never starts a download, so peers
+    /// can never make each other fetch in circles.
+    pub async fn local_blob(
+        &self,
+        digest: &Digest,
+        range: Option<RangeSpec>,
+    ) -> Result<BlobResponse, FetchError> {
+        if let Some(reader) = self.store.open_blob(digest).await? {
+            return respond_stored(digest, reader, range);
+        }
+        match self.inflight.get(digest).await {
+            Some(inflight) => respond_following(inflight, range).await,
+            None => Err(FetchError::BlobUnknown(*digest)),
+        }
+    }
+
+    async fn blob_from(
+        &self,
+        target: &Target,
+        digest: &Digest,
+        range: Option<RangeSpec>,
+        sources: &Arc<[Arc<dyn BlobSource>]>,
+    ) -> Result<BlobResponse, FetchError> {
         // At most two rounds: a miss can turn into a hit if the download commits meanwhile.
         for _ in 0..2 {
             if let Some(reader) = self.store.open_blob(digest).await? {
-                let size = reader.size;
-                let (start, end) = select(range, size)?;
-                let body = body::complete_file(*digest, reader, start, end);
-                return Ok(BlobResponse { size, range: range.map(|_| (start, end)), body });
+                return respond_stored(digest, reader, range);
             }
-            match self.inflight.join_or_start(&self.store, &self.sources, target, *digest).await? {
+            match self.inflight.join_or_start(&self.store, sources, target, *digest).await? {
                 Joined::Stored => continue,
-                Joined::Following(inflight) => {
-                    let size = inflight.size().await?;
-                    let (start, end) = select(range, size)?;
-                    let body = body::growing_file(inflight, start, end);
-                    return Ok(BlobResponse { size, range: range.map(|_| (start, end)), body });
-                }
+                Joined::Following(inflight) => return respond_following(inflight, range).await,
             }
         }
         Err(FetchError::BlobUnknown(*digest))
     }
+}
+
+fn respond_stored(
+    digest: &Digest,
+    reader: crate::store::BlobReader,
+    range: Option<RangeSpec>,
+) -> Result<BlobResponse, FetchError> {
+    let size = reader.size;
+    let (start, end) = select(range, size)?;
+    let body = body::complete_file(*digest, reader, start, end);
+    Ok(BlobResponse { size, range: range.map(|_| (start, end)), body })
+}
+
+async fn respond_following(
+    inflight: Arc<inflight::InFlight>,
+    range: Option<RangeSpec>,
+) -> Result<BlobResponse, FetchError> {
+    let size = inflight.size().await?;
+    let (start, end) = select(range, size)?;
+    let body = body::growing_file(inflight, start, end);
+    Ok(BlobResponse { size, range: range.map(|_| (start, end)), body })
 }
 
 fn select(range: Option<RangeSpec>, size: u64) -> Result<(u64, u64), FetchError> {

@@ -1,15 +1,19 @@
 //! Where the bytes of a missing blob come from.
 //!
 //! The miss path asks its sources in order and resumes a broken transfer at the offset it
-//! reached, from the same source or the next. Today the only source is the upstream registry;
-//! the fleet adds peers and the digest's owner in front of it without touching the miss path.
+//! reached, from the same source or the next: providers, then the digest's owner (see
+//! `peers.rs`), then the upstream registry.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, StreamExt};
 use shoal_protocol::Digest;
 
+use super::fleet::{Fleet, Owner};
 use super::{FetchError, Target, Upstreams};
+use crate::metrics::Metrics;
 use crate::upstream::UpstreamError;
 
 /// A blob's bytes from some offset on, and the blob's total size when the source knows it.
@@ -29,16 +33,42 @@ pub trait BlobSource: Send + Sync + 'static {
         digest: &'a Digest,
         offset: u64,
     ) -> BoxFuture<'a, Result<Option<SourceStream>, FetchError>>;
+
+    /// The download of `digest` from this source failed verification: stop trusting whoever
+    /// sent the bytes. Returns whether this source had sent any (so that a retry may help).
+    fn distrust(&self, _digest: &Digest) -> bool {
+        false
+    }
+
+    /// The download of `digest` ended, one way or the other.
+    fn finished(&self, _digest: &Digest) {}
+}
+
+/// Whether a node that is not a digest's owner may fetch it upstream when the owner fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamFallback {
+    #[default]
+    Always,
+    Never,
 }
 
 /// The upstream registry that the request's name maps to.
 pub struct UpstreamSource {
-    upstreams: std::sync::Arc<Upstreams>,
+    upstreams: Arc<Upstreams>,
+    /// With a fleet, going upstream is the owner's job; anyone else doing it is a fallback.
+    fleet: Option<Arc<dyn Fleet>>,
+    fallback: UpstreamFallback,
+    metrics: Arc<Metrics>,
 }
 
 impl UpstreamSource {
-    pub fn new(upstreams: std::sync::Arc<Upstreams>) -> Self {
-        Self { upstreams }
+    pub fn new(
+        upstreams: Arc<Upstreams>,
+        fleet: Option<Arc<dyn Fleet>>,
+        fallback: UpstreamFallback,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { upstreams, fleet, fallback, metrics }
     }
 }
 
@@ -55,11 +85,25 @@ impl BlobSource for UpstreamSource {
     ) -> BoxFuture<'a, Result<Option<SourceStream>, FetchError>> {
         Box::pin(async move {
             let upstream = self.upstreams.get(&target.registry)?;
+            let owner = self.fleet.as_ref().map(|f| f.owner(digest.as_bytes()));
+            if let Some(Owner::Remote(owner)) = owner {
+                if self.fallback == UpstreamFallback::Never {
+                    return Err(FetchError::FallbackForbidden { digest: *digest, owner: owner.id });
+                }
+                tracing::warn!(%digest, owner = %owner.id, "owner could not serve; fetching upstream directly");
+                Metrics::inc(&self.metrics.upstream_fallbacks);
+            }
             match upstream.get_blob(&target.repo, digest, offset).await {
-                Ok(blob) => Ok(Some(SourceStream {
-                    size: blob.size,
-                    chunks: blob.stream.map(|r| r.map_err(FetchError::from)).boxed(),
-                })),
+                Ok(blob) => {
+                    Metrics::inc(&self.metrics.upstream_blob_fetches);
+                    let metrics = self.metrics.clone();
+                    let chunks = blob.stream.map(move |r| {
+                        let chunk = r.map_err(FetchError::from)?;
+                        Metrics::add(&metrics.upstream_bytes, chunk.len() as u64);
+                        Ok(chunk)
+                    });
+                    Ok(Some(SourceStream { size: blob.size, chunks: chunks.boxed() }))
+                }
                 Err(UpstreamError::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e.into()),
             }

@@ -25,6 +25,8 @@ pub enum ApiError {
     Unsupported(&'static str),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("peer request without a valid cluster token")]
+    PeerUnauthorized,
     #[error(transparent)]
     Fetch(#[from] FetchError),
 }
@@ -53,6 +55,7 @@ impl ApiError {
                 mapped(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID")
             }
             ApiError::RangeInvalid(_) => mapped(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
+            ApiError::PeerUnauthorized => mapped(StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             ApiError::Unsupported(_) | ApiError::MethodNotAllowed => {
                 mapped(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
             }
@@ -70,7 +73,12 @@ fn map_fetch(e: &FetchError) -> Mapped {
             size: Some(*size),
             ..mapped(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID")
         },
-        FetchError::Mismatch(_) => mapped(StatusCode::BAD_GATEWAY, "DIGEST_INVALID"),
+        FetchError::Mismatch(_) | FetchError::PeerCorrupt(_) => {
+            mapped(StatusCode::BAD_GATEWAY, "DIGEST_INVALID")
+        }
+        FetchError::Peer(_) | FetchError::FallbackForbidden { .. } => {
+            mapped(StatusCode::BAD_GATEWAY, "UNAVAILABLE")
+        }
         FetchError::Oversized { .. } | FetchError::Truncated { .. } => {
             mapped(StatusCode::BAD_GATEWAY, "UNAVAILABLE")
         }

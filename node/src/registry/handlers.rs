@@ -8,7 +8,8 @@ use shoal_protocol::{Digest, Reference};
 
 use super::error::ApiError;
 use super::route::TagsQuery;
-use crate::fetch::{Fetcher, RangeSpec, Target};
+use crate::fetch::{BlobResponse, Fetcher, RangeSpec, Target};
+use crate::metrics::Metrics;
 
 const DIGEST_HEADER: &str = "docker-content-digest";
 
@@ -46,6 +47,10 @@ pub async fn blob(
     head: bool,
 ) -> Result<Response, ApiError> {
     let blob = fetcher.blob(target, digest, range).await?;
+    Ok(blob_response(digest, blob, head))
+}
+
+fn blob_response(digest: &Digest, blob: BlobResponse, head: bool) -> Response {
     let (status, len) = match blob.range {
         Some((start, end)) => (StatusCode::PARTIAL_CONTENT, end - start),
         None => (StatusCode::OK, blob.size),
@@ -64,7 +69,26 @@ pub async fn blob(
     {
         headers.insert(header::CONTENT_RANGE, v);
     }
-    Ok(response)
+    response
+}
+
+/// A blob for a peer: only what this node holds or is downloading.
+pub async fn peer_blob(
+    fetcher: &Fetcher,
+    digest: &Digest,
+    range: Option<RangeSpec>,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let blob = fetcher.local_blob(digest, range).await?;
+    Ok(blob_response(digest, blob, head))
+}
+
+pub fn metrics(metrics: &Metrics) -> Response {
+    let mut response = Response::new(Body::from(metrics.render()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
 }
 
 pub async fn tags(

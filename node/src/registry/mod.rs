@@ -19,7 +19,8 @@ use axum::response::{IntoResponse, Response};
 pub use error::ApiError;
 pub use route::{Endpoint, Routing, TagsQuery};
 
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, PEER_TOKEN_HEADER};
+use crate::metrics::Metrics;
 
 /// Every response says which API it speaks; Docker refuses a mirror whose `/v2/` does not.
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
@@ -28,6 +29,9 @@ const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/
 pub struct AppState {
     pub fetcher: Arc<Fetcher>,
     pub routing: Arc<Routing>,
+    pub metrics: Arc<Metrics>,
+    /// With a cluster key, the token peers must present on the data plane.
+    pub peer_token: Option<Arc<str>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -72,8 +76,24 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
             let ns = parts.uri.query().and_then(ns_param);
             handlers::tags(fetcher, &target, &client_name, ns.as_deref(), page, head).await
         }
+        Endpoint::PeerBlob { digest } => {
+            check_peer_token(state, &parts.headers)?;
+            let range = range::parse(&parts.headers)?;
+            Metrics::inc(&state.metrics.peer_blob_serves);
+            handlers::peer_blob(fetcher, &digest, range, head).await
+        }
+        Endpoint::Metrics => Ok(handlers::metrics(&state.metrics)),
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
     }
+}
+
+/// Peer requests must carry the token derived from the cluster key, compared in constant time.
+fn check_peer_token(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &state.peer_token else { return Ok(()) };
+    let given = headers.get(PEER_TOKEN_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    let same = given.len() == expected.len()
+        && given.iter().zip(expected.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if same { Ok(()) } else { Err(ApiError::PeerUnauthorized) }
 }
 
 /// The raw `ns=...` pair of a query, to carry it into the next page's link unchanged.

@@ -34,6 +34,12 @@ pub enum Endpoint {
         client_name: String,
         page: TagsQuery,
     },
+    /// A blob this node holds or is fetching, for a peer (never starts a fetch).
+    PeerBlob {
+        digest: Digest,
+    },
+    /// Prometheus counters.
+    Metrics,
     /// Uploads, pushes, deletes, catalog: not served by a pull-through cache.
     Unsupported(&'static str),
 }
@@ -58,9 +64,18 @@ pub struct Routing {
 
 impl Routing {
     pub fn endpoint(&self, path: &str, query: Option<&str>) -> Result<Endpoint, ApiError> {
+        if path == "/metrics" {
+            return Ok(Endpoint::Metrics);
+        }
         let Some(rest) = path.strip_prefix("/v2/") else {
             return if path == "/v2" { Ok(Endpoint::Base) } else { Err(ApiError::NotFound) };
         };
+        // `_` cannot start a repository name, so this prefix never shadows an image.
+        if let Some(digest) = rest.strip_prefix("_shoal/peer/blobs/") {
+            let digest =
+                Digest::parse(digest).map_err(|e| ApiError::DigestInvalid(e.to_string()))?;
+            return Ok(Endpoint::PeerBlob { digest });
+        }
         if rest.is_empty() {
             return Ok(Endpoint::Base);
         }

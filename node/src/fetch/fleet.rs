@@ -1,0 +1,86 @@
+//! What the miss path needs from the rest of the fleet, as a seam: who provides a digest, who
+//! owns a key, and the two questions one can ask an owner.
+//!
+//! The libp2p control plane implements it (`p2p/`); a node without peers has no fleet and the
+//! miss path goes straight to the upstream.
+
+use futures_util::future::BoxFuture;
+use sha2::{Digest as _, Sha256};
+use shoal_protocol::{Digest, Tag};
+
+use super::{ManifestData, Target};
+
+/// A peer as the data plane reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRef {
+    /// The peer's libp2p id, printed.
+    pub id: String,
+    /// Base URL of its registry API, e.g. `http://10.0.0.5:5000`.
+    pub http_url: String,
+    pub site: Option<String>,
+}
+
+/// The live member closest to a key: the one that fetches it upstream for everyone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    Local,
+    Remote(PeerRef),
+}
+
+/// Why a question to a peer got no useful answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FleetError {
+    #[error("peer {peer} is unreachable: {detail}")]
+    Unreachable { peer: String, detail: String },
+    #[error("peer {peer} did not answer in time")]
+    Timeout { peer: String },
+    #[error("peer {peer} reports the content unknown upstream")]
+    NotFound { peer: String },
+    #[error("peer {peer} cannot reach the upstream")]
+    UpstreamUnavailable { peer: String },
+    #[error("peer {peer} refused the request")]
+    Refused { peer: String },
+    #[error("peer {peer} failed: {detail}")]
+    Internal { peer: String, detail: String },
+}
+
+pub trait Fleet: Send + Sync + 'static {
+    /// Peers that hold the digest or are fetching it now; never this node. Bounded by the
+    /// fleet's own short time budget.
+    fn providers<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Vec<PeerRef>>;
+
+    /// The owner of a key (see `shoal_protocol::peer` for the keys of blobs and tags).
+    fn owner(&self, key: &[u8]) -> Owner;
+
+    /// Asks `owner` to fetch a blob; on success, the URL to stream it from (it follows the
+    /// owner's download while it runs).
+    fn ask_fetch<'a>(
+        &'a self,
+        owner: &'a PeerRef,
+        target: &'a Target,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<String, FleetError>>;
+
+    /// Asks `owner` to resolve a tag; the answer carries the manifest.
+    fn ask_tag<'a>(
+        &'a self,
+        owner: &'a PeerRef,
+        target: &'a Target,
+        tag: &'a Tag,
+    ) -> BoxFuture<'a, Result<ManifestData, FleetError>>;
+
+    /// Announce that this node can serve the digest (held or being fetched).
+    fn provide(&self, digest: &Digest);
+
+    /// Withdraw the announcement (fetch failed, or blob evicted).
+    fn unprovide(&self, digest: &Digest);
+
+    /// This node's locality label.
+    fn site(&self) -> Option<String>;
+}
+
+/// The owner key of a tag: the same on every node for the same `(registry, repository, tag)`.
+pub fn tag_key(target: &Target, tag: &Tag) -> [u8; 32] {
+    let key = ["tag", &target.registry, target.repo.as_str(), tag.as_str()].join("\0");
+    Sha256::digest(key.as_bytes()).into()
+}

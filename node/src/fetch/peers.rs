@@ -1,0 +1,241 @@
+//! Blob sources inside the fleet: a provider (a peer that holds the digest or is fetching it),
+//! and the digest's owner (asked to fetch it upstream once for everyone).
+//!
+//! Both stream over the HTTP data plane from the peer's `/v2/_shoal/peer/blobs/<digest>`, with
+//! a `Range` when a broken transfer resumes, so a transfer cut off midway continues at its
+//! offset from another peer.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use shoal_protocol::Digest;
+
+use super::fleet::{Fleet, FleetError, Owner};
+use super::source::{BlobSource, SourceStream};
+use super::{FetchError, Target};
+use crate::metrics::Metrics;
+
+/// The header that carries the token derived from the cluster key on peer requests.
+pub const PEER_TOKEN_HEADER: &str = "x-shoal-peer-token";
+
+/// The data-plane path of a blob on a peer.
+pub fn peer_blob_path(digest: &Digest) -> String {
+    format!("/v2/_shoal/peer/blobs/{digest}")
+}
+
+/// HTTP access to peers' data planes, shared by both sources.
+pub struct PeerClient {
+    http: reqwest::Client,
+    token: Option<String>,
+    metrics: Arc<Metrics>,
+    /// Peers that sent wrong bytes for a digest: never asked for that digest again.
+    distrusted: Mutex<HashSet<(Digest, String)>>,
+    /// The peer each running download is reading from, to know whom to blame.
+    reading_from: Mutex<Vec<(Digest, String)>>,
+}
+
+impl PeerClient {
+    pub fn new(token: Option<String>, connect_timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Self { http, token, metrics, distrusted: Mutex::default(), reading_from: Mutex::default() }
+    }
+
+    fn trusted(&self, digest: &Digest, peer: &str) -> bool {
+        !self.lock_distrusted().contains(&(*digest, peer.to_owned()))
+    }
+
+    fn lock_distrusted(&self) -> std::sync::MutexGuard<'_, HashSet<(Digest, String)>> {
+        self.distrusted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Streams `digest` from `offset` out of a peer's data plane; `None` if it does not have it.
+    async fn open(
+        &self,
+        base_url: &str,
+        peer: &str,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<Option<SourceStream>, FetchError> {
+        let url = format!("{}{}", base_url.trim_end_matches('/'), peer_blob_path(digest));
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.token {
+            request = request.header(PEER_TOKEN_HEADER, token);
+        }
+        if offset > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let unreachable =
+            |detail: String| FleetError::Unreachable { peer: peer.to_owned(), detail };
+        let response =
+            request.send().await.map_err(|e| FetchError::Peer(unreachable(e.to_string())))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let expected =
+            if offset > 0 { reqwest::StatusCode::PARTIAL_CONTENT } else { reqwest::StatusCode::OK };
+        if status != expected {
+            return Err(FetchError::Peer(unreachable(format!("answered {status}"))));
+        }
+        let size = total_size(&response, offset);
+        {
+            let mut reading = self.reading_from.lock().unwrap_or_else(|e| e.into_inner());
+            reading.retain(|(d, _)| d != digest);
+            reading.push((*digest, peer.to_owned()));
+        }
+        Metrics::inc(&self.metrics.peer_blob_fetches);
+        let metrics = self.metrics.clone();
+        let peer = peer.to_owned();
+        let chunks = response
+            .bytes_stream()
+            .map(move |chunk| {
+                let chunk = chunk.map_err(|e| {
+                    FetchError::Peer(FleetError::Unreachable {
+                        peer: peer.clone(),
+                        detail: e.to_string(),
+                    })
+                })?;
+                Metrics::add(&metrics.peer_bytes, chunk.len() as u64);
+                Ok(chunk)
+            })
+            .boxed();
+        Ok(Some(SourceStream { size, chunks }))
+    }
+
+    /// Blames the peer the download of `digest` read from; returns whether there was one.
+    fn distrust(&self, digest: &Digest) -> bool {
+        let mut reading = self.reading_from.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(at) = reading.iter().position(|(d, _)| d == digest) else { return false };
+        let (_, peer) = reading.swap_remove(at);
+        drop(reading);
+        tracing::warn!(%digest, %peer, "peer sent bytes that do not match the digest; not asking it again");
+        Metrics::inc(&self.metrics.peer_corrupt);
+        self.lock_distrusted().insert((*digest, peer));
+        true
+    }
+
+    fn done(&self, digest: &Digest) {
+        self.reading_from.lock().unwrap_or_else(|e| e.into_inner()).retain(|(d, _)| d != digest);
+    }
+}
+
+/// The blob's total size from `Content-Range` (on 206) or `Content-Length` (on 200).
+fn total_size(response: &reqwest::Response, offset: u64) -> Option<u64> {
+    let headers = response.headers();
+    if offset > 0 {
+        let range = headers.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+        return range.rsplit_once('/')?.1.trim().parse().ok();
+    }
+    headers.get(reqwest::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Peers that announce the digest, same site first.
+pub struct ProviderSource {
+    fleet: Arc<dyn Fleet>,
+    client: Arc<PeerClient>,
+}
+
+impl ProviderSource {
+    pub fn new(fleet: Arc<dyn Fleet>, client: Arc<PeerClient>) -> Self {
+        Self { fleet, client }
+    }
+}
+
+impl BlobSource for ProviderSource {
+    fn describe(&self) -> String {
+        "providers".to_owned()
+    }
+
+    fn open<'a>(
+        &'a self,
+        _target: &'a Target,
+        digest: &'a Digest,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<Option<SourceStream>, FetchError>> {
+        Box::pin(async move {
+            let mut providers = self.fleet.providers(digest).await;
+            let site = self.fleet.site();
+            // Same site first; otherwise in the order the DHT answered.
+            providers.sort_by_key(|p| site.is_none() || p.site != site);
+            let mut last_error = None;
+            for peer in providers.iter().filter(|p| self.client.trusted(digest, &p.id)) {
+                match self.client.open(&peer.http_url, &peer.id, digest, offset).await {
+                    Ok(Some(stream)) => return Ok(Some(stream)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(%digest, peer = %peer.id, error = %e, "provider failed");
+                        last_error = Some(e);
+                    }
+                }
+            }
+            match last_error {
+                Some(e) if providers.is_empty() => Err(e),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn distrust(&self, digest: &Digest) -> bool {
+        self.client.distrust(digest)
+    }
+
+    fn finished(&self, digest: &Digest) {
+        self.client.done(digest);
+    }
+}
+
+/// The digest's owner, asked to fetch it upstream and stream it while it arrives.
+pub struct OwnerSource {
+    fleet: Arc<dyn Fleet>,
+    client: Arc<PeerClient>,
+}
+
+impl OwnerSource {
+    pub fn new(fleet: Arc<dyn Fleet>, client: Arc<PeerClient>) -> Self {
+        Self { fleet, client }
+    }
+}
+
+impl BlobSource for OwnerSource {
+    fn describe(&self) -> String {
+        "owner".to_owned()
+    }
+
+    fn open<'a>(
+        &'a self,
+        target: &'a Target,
+        digest: &'a Digest,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<Option<SourceStream>, FetchError>> {
+        Box::pin(async move {
+            let Owner::Remote(owner) = self.fleet.owner(digest.as_bytes()) else {
+                // This node is the owner: the upstream source after this one fetches it.
+                return Ok(None);
+            };
+            if !self.client.trusted(digest, &owner.id) {
+                return Ok(None);
+            }
+            let url = match self.fleet.ask_fetch(&owner, target, digest).await {
+                Ok(url) => url,
+                Err(FleetError::NotFound { .. }) => return Err(FetchError::BlobUnknown(*digest)),
+                Err(e) => return Err(FetchError::Peer(e)),
+            };
+            self.client.open(&url, &owner.id, digest, offset).await
+        })
+    }
+
+    fn distrust(&self, digest: &Digest) -> bool {
+        self.client.distrust(digest)
+    }
+
+    fn finished(&self, digest: &Digest) {
+        self.client.done(digest);
+    }
+}
