@@ -17,6 +17,9 @@ mod key;
 mod peers;
 mod task;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::P2pConfig;
 pub use error::P2pError;
 pub use handle::P2p;
