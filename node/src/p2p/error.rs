@@ -1,6 +1,6 @@
 //! The control plane's error type: what failed at start, and what failed when asking a peer.
 
-use libp2p::{Multiaddr, PeerId, TransportError, kad, request_response::OutboundFailure};
+use libp2p::{Multiaddr, PeerId, TransportError, request_response::OutboundFailure};
 use shoal_protocol::peer::{AdvertError, MessageError};
 
 use super::IdentityError;
@@ -28,8 +28,6 @@ pub enum P2pError {
     ListenerClosed,
     #[error("the control plane has stopped")]
     Stopped,
-    #[error("cannot announce a provider record: {0}")]
-    Provide(kad::store::Error),
     #[error("no answer from peer {peer} within the timeout")]
     Timeout { peer: PeerId },
     #[error("request to peer {peer} failed: {source}")]

@@ -196,7 +196,7 @@ impl Task {
                     }
                 }
             };
-            let _ = commands.send(Command::Respond { channel, response }).await;
+            let _ = commands.send(Command::Respond { channel, response });
         });
     }
 }

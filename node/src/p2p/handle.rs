@@ -16,7 +16,6 @@ use super::peers::{Owner, PeerInfo, SharedSnapshot, Snapshot, owner_among};
 use super::task::{Command, Task};
 use super::{OwnerService, P2pConfig, P2pError, identity};
 
-const COMMAND_QUEUE: usize = 1024;
 const DNS_REFRESH: Duration = Duration::from_secs(60);
 /// How long start waits for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,7 +24,9 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct P2p {
     local_peer_id: PeerId,
-    commands: mpsc::Sender<Command>,
+    // Unbounded: commands are small, and provide/unprovide must neither block the miss path
+    // nor be dropped when many blobs are announced at once (re-announcing after a restart).
+    commands: mpsc::UnboundedSender<Command>,
     snapshot: watch::Receiver<SharedSnapshot>,
 }
 
@@ -68,7 +69,7 @@ impl P2p {
             }
         }
 
-        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let (commands, receiver) = mpsc::unbounded_channel();
         let (snapshot_tx, snapshot) = watch::channel(Arc::new(Snapshot::default()));
         let mut task = Task {
             swarm,
@@ -112,23 +113,22 @@ impl P2p {
         owner_among(&self.local_peer_id, self.snapshot.borrow().peers.values(), key)
     }
 
-    /// Starts announcing that this node holds (or is fetching) `digest`.
-    pub async fn provide(&self, digest: &Digest) -> Result<(), P2pError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Provide { key: blob_key(digest), reply }).await?;
-        answer.await.map_err(|_| P2pError::Stopped)?
+    /// Starts announcing that this node holds (or is fetching) `digest`. Does not wait for
+    /// the announcement to reach peers; commands run in order, so a later `unprovide` wins.
+    pub fn provide(&self, digest: &Digest) -> Result<(), P2pError> {
+        self.send(Command::Provide { key: blob_key(digest) })
     }
 
     /// Stops announcing `digest`. Records already held by peers expire after the provider TTL.
-    pub async fn unprovide(&self, digest: &Digest) -> Result<(), P2pError> {
-        self.send(Command::Unprovide { key: blob_key(digest) }).await
+    pub fn unprovide(&self, digest: &Digest) -> Result<(), P2pError> {
+        self.send(Command::Unprovide { key: blob_key(digest) })
     }
 
     /// Peers that provide `digest`, found within `budget`. Only live peers with a known
     /// advert, never this node; empty if the control plane has stopped.
     pub async fn find_providers(&self, digest: &Digest, budget: Duration) -> Vec<PeerInfo> {
         let (found, mut receiver) = mpsc::unbounded_channel();
-        if self.send(Command::FindProviders { key: blob_key(digest), found }).await.is_err() {
+        if self.send(Command::FindProviders { key: blob_key(digest), found }).is_err() {
             return Vec::new();
         }
         let mut ids = Vec::new();
@@ -150,7 +150,7 @@ impl P2p {
         timeout: Duration,
     ) -> Result<OwnerResponse, P2pError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Ask { peer, request, reply }).await?;
+        self.send(Command::Ask { peer, request, reply })?;
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(P2pError::Stopped),
@@ -159,8 +159,8 @@ impl P2p {
     }
 
     /// Dials an address now (with or without `/p2p/<id>`), unless already connected to it.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), P2pError> {
-        self.send(Command::Dial(addr)).await
+    pub fn dial(&self, addr: Multiaddr) -> Result<(), P2pError> {
+        self.send(Command::Dial(addr))
     }
 
     /// Waits until the live-peer table changes. Errors once the control plane has stopped.
@@ -169,12 +169,12 @@ impl P2p {
     }
 
     /// Stops the swarm task; connections close and peers see this node leave.
-    pub async fn shutdown(&self) {
-        let _ = self.commands.send(Command::Shutdown).await;
+    pub fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown);
     }
 
-    async fn send(&self, command: Command) -> Result<(), P2pError> {
-        self.commands.send(command).await.map_err(|_| P2pError::Stopped)
+    fn send(&self, command: Command) -> Result<(), P2pError> {
+        self.commands.send(command).map_err(|_| P2pError::Stopped)
     }
 }
 
@@ -206,7 +206,7 @@ async fn wait_for_listeners(
 
 /// Re-resolves the DNS bootstrap names every minute and dials every address found (a
 /// Kubernetes headless service lists one address per pod).
-async fn resolve_bootstrap_dns(names: Vec<String>, commands: mpsc::WeakSender<Command>) {
+async fn resolve_bootstrap_dns(names: Vec<String>, commands: mpsc::WeakUnboundedSender<Command>) {
     let mut tick = tokio::time::interval(DNS_REFRESH);
     loop {
         tick.tick().await;
@@ -222,7 +222,7 @@ async fn resolve_bootstrap_dns(names: Vec<String>, commands: mpsc::WeakSender<Co
             for addr in addrs {
                 let addr =
                     Multiaddr::from(addr.ip()).with(libp2p::multiaddr::Protocol::Tcp(addr.port()));
-                if commands.send(Command::Dial(addr)).await.is_err() {
+                if commands.send(Command::Dial(addr)).is_err() {
                     return;
                 }
             }

@@ -35,7 +35,6 @@ pub(super) enum Command {
     },
     Provide {
         key: Vec<u8>,
-        reply: oneshot::Sender<Result<(), P2pError>>,
     },
     Unprovide {
         key: Vec<u8>,
@@ -51,10 +50,10 @@ pub(super) enum Command {
 
 pub(super) struct Task {
     pub swarm: Swarm<Behaviour>,
-    pub commands: mpsc::Receiver<Command>,
+    pub commands: mpsc::UnboundedReceiver<Command>,
     /// For handler tasks to send their answers back; weak, so the loop ends when every
     /// handle is dropped.
-    pub self_commands: mpsc::WeakSender<Command>,
+    pub self_commands: mpsc::WeakUnboundedSender<Command>,
     pub service: Arc<dyn OwnerService>,
     pub snapshot: watch::Sender<SharedSnapshot>,
     pub advertise_url: String,
@@ -97,9 +96,10 @@ impl Task {
                     tracing::debug!("asker gone before the owner answered");
                 }
             }
-            Command::Provide { key, reply } => {
-                let result = behaviour.kad.start_providing(RecordKey::new(&key));
-                let _ = reply.send(result.map(|_| ()).map_err(P2pError::Provide));
+            Command::Provide { key } => {
+                if let Err(error) = behaviour.kad.start_providing(RecordKey::new(&key)) {
+                    tracing::warn!(key = %hex::encode(&key), %error, "cannot announce a provider record");
+                }
             }
             Command::Unprovide { key } => behaviour.kad.stop_providing(&RecordKey::new(&key)),
             Command::FindProviders { key, found } => {

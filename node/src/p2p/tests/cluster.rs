@@ -68,7 +68,7 @@ async fn three_nodes_find_each_other_and_agree_on_owners() {
 
     // A member that leaves stops owning keys on the others.
     let c_id = nodes[2].p2p.local_peer_id();
-    nodes[2].p2p.shutdown().await;
+    nodes[2].p2p.shutdown();
     let gone = eventually(JOIN, || nodes[..2].iter().all(|n| n.p2p.peers().len() == 1)).await;
     assert!(gone, "C still listed as a peer");
     for _ in 0..50 {
@@ -86,8 +86,8 @@ async fn providers_are_found_and_gone_after_unprovide() {
     let [a, b, c] = &nodes;
     let kept = Digest::of(b"kept layer");
     let dropped = Digest::of(b"evicted layer");
-    a.p2p.provide(&kept).await.unwrap();
-    a.p2p.provide(&dropped).await.unwrap();
+    a.p2p.provide(&kept).unwrap();
+    a.p2p.provide(&dropped).unwrap();
 
     for asker in [b, c] {
         let mut found = Vec::new();
@@ -108,7 +108,7 @@ async fn providers_are_found_and_gone_after_unprovide() {
         b.p2p.find_providers(&Digest::of(b"nobody"), Duration::from_millis(500)).await.is_empty()
     );
 
-    a.p2p.unprovide(&dropped).await.unwrap();
+    a.p2p.unprovide(&dropped).unwrap();
     // Peers keep a record until its TTL; republishing keeps the other one alive past it.
     tokio::time::sleep(ttl + Duration::from_secs(2)).await;
     for asker in [b, c] {
@@ -123,7 +123,7 @@ async fn identity_persists_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let first = start(config(dir.path(), "n")).await;
     let id = first.p2p.local_peer_id();
-    first.p2p.shutdown().await;
+    first.p2p.shutdown();
     first.task.await.unwrap();
 
     let again = start(config(dir.path(), "n")).await;

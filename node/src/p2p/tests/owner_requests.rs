@@ -120,7 +120,7 @@ async fn asking_a_stopped_node_fails_fast() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = pair(dir.path(), FakeOwner::default()).await;
     let a_id = a.p2p.local_peer_id();
-    a.p2p.shutdown().await;
+    a.p2p.shutdown();
     a.task.await.unwrap();
     let answer = b.p2p.ask(a_id, fetch("x"), ASK).await;
     assert!(
@@ -128,5 +128,5 @@ async fn asking_a_stopped_node_fails_fast() {
         "{answer:?}"
     );
     // A handle of a stopped node reports it.
-    assert!(matches!(a.p2p.provide(&Digest::of(b"x")).await, Err(P2pError::Stopped)));
+    assert!(matches!(a.p2p.provide(&Digest::of(b"x")), Err(P2pError::Stopped)));
 }
