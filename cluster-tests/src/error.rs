@@ -53,6 +53,10 @@ pub enum HarnessError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("timed out waiting for {what}")]
+    Timeout { what: String },
+    #[error("{url} has no metric {name}")]
+    NoMetric { url: String, name: String },
     #[error("{path}: holds sha256:{actual}, not the digest its name says")]
     CorruptFile { path: PathBuf, actual: String },
 }

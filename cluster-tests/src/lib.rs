@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod error;
+pub mod fleet;
 pub mod image;
 pub mod nginx;
 pub mod ports;

@@ -33,6 +33,10 @@ pub struct ShoalOptions {
     pub extra_args: Vec<String>,
     /// Environment variables for the process (e.g. `RUST_LOG`).
     pub env: Vec<(String, String)>,
+    /// Find peers with mDNS. Off by default: tests run side by side and must not merge.
+    pub mdns: bool,
+    /// `--bootstrap` addresses (see [`ShoalNode::p2p_addr`]).
+    pub bootstrap: Vec<String>,
 }
 
 impl ShoalOptions {
@@ -50,6 +54,12 @@ impl ShoalOptions {
         self.extra_args.push(arg.into());
         self
     }
+
+    /// Joins the fleet through `node`.
+    pub fn bootstrap(mut self, node: &ShoalNode) -> Self {
+        self.bootstrap.push(node.p2p_addr());
+        self
+    }
 }
 
 /// A running node. Dropping it kills the process and removes its data directory.
@@ -58,6 +68,7 @@ pub struct ShoalNode {
     // Declared first so that the process is killed before its directory is removed.
     process: Option<ChildProcess>,
     port: u16,
+    p2p_port: u16,
     options: ShoalOptions,
     binary: PathBuf,
     dir: TempDir,
@@ -71,7 +82,14 @@ impl ShoalNode {
             .prefix("shoal-node-")
             .tempdir()
             .map_err(|source| HarnessError::io("creating the node directory", source))?;
-        let mut node = Self { process: None, port: free_port()?, options, binary, dir };
+        let mut node = Self {
+            process: None,
+            port: free_port()?,
+            p2p_port: free_port()?,
+            options,
+            binary,
+            dir,
+        };
         node.launch().await?;
         Ok(node)
     }
@@ -98,6 +116,11 @@ impl ShoalNode {
     /// A client of the node's registry API.
     pub fn client(&self) -> crate::RegistryClient {
         crate::RegistryClient::new(self.url(), None)
+    }
+
+    /// The node's libp2p address, `/ip4/127.0.0.1/tcp/PORT` (the same across restarts).
+    pub fn p2p_addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)
     }
 
     /// The node's `--data-dir`.
@@ -128,6 +151,13 @@ impl ShoalNode {
         command.arg("run").arg("--listen").arg(self.host()).arg("--data-dir").arg(self.data_dir());
         for (name, url) in &self.options.upstreams {
             command.arg("--upstream").arg(format!("{name}={url}"));
+        }
+        command.arg("--p2p-listen").arg(self.p2p_addr());
+        if !self.options.mdns {
+            command.arg("--no-mdns");
+        }
+        for addr in &self.options.bootstrap {
+            command.arg("--bootstrap").arg(addr);
         }
         command.args(&self.options.extra_args);
         // Plain log lines, so tests can search the log for messages.

@@ -19,8 +19,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a cache node: serve the registry API and fetch misses from upstream.
-    Run(RunArgs),
+    /// Run a cache node: serve the registry API and fetch misses from peers or upstream.
+    Run(Box<RunArgs>),
+    /// Manage the cluster key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new random cluster key; give the same file to every node of the cluster.
+    Generate {
+        /// Where to write the key (mode 0600); refuses to overwrite an existing file.
+        #[arg(long, short, value_name = "FILE", default_value = "shoal-cluster.key")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +81,45 @@ pub struct RunArgs {
     /// Docker config.json whose `auths` supply upstream credentials.
     #[arg(long, env = "SHOAL_DOCKER_CONFIG", value_name = "FILE")]
     pub docker_config: Option<PathBuf>,
+
+    /// libp2p address to listen on for peers; repeatable [default: /ip4/0.0.0.0/tcp/5001]
+    #[arg(long, env = "SHOAL_P2P_LISTEN", value_name = "MULTIADDR", value_delimiter = ',')]
+    pub p2p_listen: Vec<String>,
+
+    /// A peer to join, with or without /p2p/<peer id>; repeatable.
+    #[arg(long, env = "SHOAL_BOOTSTRAP", value_name = "MULTIADDR", value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+
+    /// A DNS name whose addresses are all peers (e.g. a Kubernetes headless service),
+    /// re-resolved every minute; repeatable.
+    #[arg(long, env = "SHOAL_BOOTSTRAP_DNS", value_name = "HOST:PORT", value_delimiter = ',')]
+    pub bootstrap_dns: Vec<String>,
+
+    /// Find peers on the local network with mDNS (the default).
+    #[arg(long, overrides_with = "no_mdns")]
+    pub mdns: bool,
+
+    /// Do not use mDNS.
+    #[arg(long, env = "SHOAL_NO_MDNS")]
+    pub no_mdns: bool,
+
+    /// Secret shared by the cluster, made by `shoal key generate`: only nodes holding it can
+    /// join, and peer HTTP requests must prove it.
+    #[arg(long, env = "SHOAL_CLUSTER_KEY", value_name = "FILE")]
+    pub cluster_key: Option<PathBuf>,
+
+    /// Locality label (e.g. a datacenter); peers on the same site are preferred.
+    #[arg(long, env = "SHOAL_SITE", value_name = "NAME")]
+    pub site: Option<String>,
+
+    /// HTTP URL peers use to fetch from this node [default: derived from --listen]
+    #[arg(long, env = "SHOAL_ADVERTISE_ADDR", value_name = "URL")]
+    pub advertise_addr: Option<String>,
+
+    /// Whether a node may go upstream itself when a blob's owner cannot serve it:
+    /// always (the default) or never.
+    #[arg(long, env = "SHOAL_UPSTREAM_FALLBACK", value_name = "always|never")]
+    pub upstream_fallback: Option<String>,
 }
 
 impl RunArgs {
@@ -86,6 +138,20 @@ impl RunArgs {
             max_size: self.max_size,
             tag_ttl: self.tag_ttl,
             docker_config: self.docker_config,
+            p2p_listen: self.p2p_listen,
+            bootstrap: self.bootstrap,
+            bootstrap_dns: self.bootstrap_dns,
+            mdns: if self.no_mdns {
+                Some(false)
+            } else if self.mdns {
+                Some(true)
+            } else {
+                None
+            },
+            cluster_key: self.cluster_key,
+            site: self.site,
+            advertise_addr: self.advertise_addr,
+            upstream_fallback: self.upstream_fallback,
         };
         Config::resolve(file, overrides)
     }
@@ -121,7 +187,7 @@ mod tests {
             "docker.io=http://127.0.0.1:9",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else { panic!("expected run") };
         let config = args.resolve().unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:7001");
         assert_eq!(config.tag_ttl.as_secs(), 60);

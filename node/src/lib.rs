@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod fetch;
+pub mod fleet;
 pub mod metrics;
 pub mod p2p;
 pub mod registry;

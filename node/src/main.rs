@@ -1,7 +1,7 @@
 //! The `shoal` binary: parse the command line, set up logging, run the node.
 
 use clap::Parser;
-use shoal::cli::{Cli, Command};
+use shoal::cli::{Cli, Command, KeyCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -18,6 +18,7 @@ fn main() -> std::process::ExitCode {
             Ok(config) => run(config),
             Err(e) => Err(e.to_string()),
         },
+        Command::Key(KeyCommand::Generate { out }) => generate_key(&out),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -27,6 +28,20 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn generate_key(out: &std::path::Path) -> Result<(), String> {
+    if out.exists() {
+        return Err(format!("{} exists; remove it first or choose another --out", out.display()));
+    }
+    shoal::p2p::ClusterKey::generate()
+        .save(out)
+        .map_err(|e| format!("cannot write the cluster key to {}: {e}", out.display()))?;
+    println!(
+        "wrote a new cluster key to {}; copy it to every node and pass --cluster-key",
+        out.display()
+    );
+    Ok(())
 }
 
 fn run(config: shoal::config::Config) -> Result<(), String> {

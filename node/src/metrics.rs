@@ -22,6 +22,8 @@ pub struct Metrics {
     pub owner_requests: AtomicU64,
     /// Blob bodies served to peers over the data plane.
     pub peer_blob_serves: AtomicU64,
+    /// Live peers with a known data-plane address (a gauge).
+    pub fleet_peers: AtomicU64,
 }
 
 impl Metrics {
@@ -74,6 +76,11 @@ impl Metrics {
             ),
         ];
         let mut out = String::new();
+        let peers = self.fleet_peers.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP shoal_fleet_peers Live peers with a known data-plane address.\n# TYPE shoal_fleet_peers gauge\nshoal_fleet_peers {peers}"
+        );
         for (name, help, value) in counters {
             let _ = writeln!(
                 out,
@@ -97,6 +104,6 @@ mod tests {
         let text = m.render();
         assert!(text.contains("shoal_upstream_blob_fetches_total 1\n"));
         assert!(text.contains("shoal_peer_bytes_total 42\n"));
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 8);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 9);
     }
 }

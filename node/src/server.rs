@@ -1,14 +1,21 @@
-//! The one place that wires the node together: store, upstreams, miss path, HTTP API.
+//! The one place that wires the node together: store, upstreams, control plane, miss path,
+//! HTTP API.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::fetch::{BlobSource, Fetcher, Sources, UpstreamFallback, UpstreamSource, Upstreams};
+use crate::config::{Config, FleetConfig};
+use crate::fetch::{
+    BlobSource, Fetcher, Fleet, OwnerSource, PeerClient, ProviderSource, Sources, UpstreamFallback,
+    UpstreamSource, Upstreams,
+};
+use crate::fleet::{FetcherService, P2pFleet};
 use crate::metrics::Metrics;
+use crate::p2p::{ClusterKey, KeyError, P2p, P2pConfig, P2pError};
 use crate::registry::{self, AppState, Routing};
 use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamError;
@@ -19,6 +26,10 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("cannot set up the upstream clients: {0}")]
     Upstream(#[from] UpstreamError),
+    #[error("cannot read the cluster key: {0}")]
+    ClusterKey(#[from] KeyError),
+    #[error("cannot start the control plane: {0}")]
+    P2p(#[from] P2pError),
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
     #[error("store setup did not finish: {0}")]
@@ -35,39 +46,154 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
         .await
         .map_err(ServerError::Setup)??;
-    let upstreams = Arc::new(Upstreams::new(&config.routing, &config.client)?);
+    let address = listener.local_addr().map_err(ServerError::Serve)?;
     let metrics = Arc::new(Metrics::default());
-    let upstream: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
+    let upstreams = Arc::new(Upstreams::new(&config.routing, &config.client)?);
+
+    let fleet_config = &config.fleet;
+    let cluster_key = fleet_config.cluster_key.as_deref().map(ClusterKey::load).transpose()?;
+    let advertise_url = advertise_url(fleet_config, address);
+    let service = Arc::new(FetcherService::new(metrics.clone()));
+    let p2p_config = P2pConfig {
+        listen: fleet_config.p2p_listen.clone(),
+        bootstrap: fleet_config.bootstrap.clone(),
+        bootstrap_dns: fleet_config.bootstrap_dns.clone(),
+        mdns: fleet_config.mdns,
+        cluster_key: cluster_key.clone(),
+        site: fleet_config.site.clone(),
+        advertise_url: advertise_url.clone(),
+        provider_ttl: fleet_config.provider_ttl,
+        republish: fleet_config.republish,
+        identity_path: config.store.root.join("p2p-identity"),
+    };
+    let (p2p, p2p_task) = P2p::start(p2p_config, service.clone()).await?;
+    tracing::info!(peer_id = %p2p.local_peer_id(), listen = ?p2p.listen_addrs(), %advertise_url, "control plane up");
+    let fleet: Arc<dyn Fleet> = Arc::new(P2pFleet::new(
+        p2p.clone(),
+        fleet_config.site.clone(),
+        fleet_config.provider_budget,
+        fleet_config.owner_timeout,
+    ));
+
+    let peer_token = cluster_key.as_ref().map(ClusterKey::peer_token);
+    let peers = Arc::new(PeerClient::new(
+        peer_token.clone(),
+        config.client.connect_timeout,
+        metrics.clone(),
+    ));
+    let upstream_for_misses: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
+        upstreams.clone(),
+        Some(fleet.clone()),
+        fleet_config.upstream_fallback,
+        metrics.clone(),
+    ));
+    // Serving an owner request, this node is the owner: going upstream is its job.
+    let upstream_as_owner: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
         upstreams.clone(),
         None,
         UpstreamFallback::Always,
         metrics.clone(),
     ));
-    let sources = Sources { miss: vec![upstream.clone()], owner: vec![upstream] };
-    let fetcher = Fetcher::new(store.clone(), upstreams, sources, None, config.tag_ttl);
+    let sources = Sources {
+        miss: vec![
+            Arc::new(ProviderSource::new(fleet.clone(), peers.clone())),
+            Arc::new(OwnerSource::new(fleet.clone(), peers.clone())),
+            upstream_for_misses,
+        ],
+        owner: vec![upstream_as_owner],
+        peers: Some(peers),
+    };
+    let fetcher = Arc::new(Fetcher::new(
+        store.clone(),
+        upstreams,
+        sources,
+        Some(fleet.clone()),
+        config.tag_ttl,
+    ));
+    service.set_fetcher(fetcher.clone());
+
+    let mut watcher = p2p.clone();
+    let gauge = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            gauge
+                .fleet_peers
+                .store(watcher.peers().len() as u64, std::sync::atomic::Ordering::Relaxed);
+            if watcher.peers_changed().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let stop = CancellationToken::new();
+    let maintenance = tokio::spawn(store.clone().run_maintenance(stop.clone()));
+    tokio::spawn(announce_store(store.clone(), fleet, stop.clone()));
+
     let state = AppState {
-        fetcher: Arc::new(fetcher),
+        fetcher,
         metrics,
-        peer_token: None,
+        peer_token: peer_token.map(Into::into),
         routing: Arc::new(Routing {
             default_upstream: config.routing.default_upstream.clone(),
             aliases: config.routing.aliases.clone(),
         }),
     };
-
-    let stop = CancellationToken::new();
-    let maintenance = tokio::spawn(store.clone().run_maintenance(stop.clone()));
-
-    let address = listener.local_addr().map_err(ServerError::Serve)?;
     tracing::info!(%address, data_dir = %config.store.root.display(), "shoal is serving the registry API");
     let served =
         axum::serve(listener, registry::router(state)).with_graceful_shutdown(shutdown).await;
     stop.cancel();
+    p2p.shutdown();
     if let Err(e) = maintenance.await {
         tracing::warn!(error = %e, "store maintenance task ended abnormally");
     }
+    let _ = p2p_task.await;
     tracing::info!("shoal stopped");
     served.map_err(ServerError::Serve)
+}
+
+/// Announces every stored blob (after a restart the DHT has forgotten this node's records),
+/// then withdraws each blob that leaves the store.
+async fn announce_store(store: Store, fleet: Arc<dyn Fleet>, stop: CancellationToken) {
+    let mut removals = store.subscribe_removals();
+    let held = store.digests();
+    if !held.is_empty() {
+        tracing::info!(blobs = held.len(), "announcing stored blobs to the fleet");
+    }
+    for digest in &held {
+        fleet.provide(digest);
+    }
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            removed = removals.recv() => match removed {
+                Ok(digest) => fleet.unprovide(&digest),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "missed eviction notices; their provider records expire with their TTL");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// The HTTP URL peers reach this node at: `--advertise-addr`, else the listen address, with a
+/// wildcard replaced by this machine's first non-loopback address.
+fn advertise_url(fleet: &FleetConfig, listen: SocketAddr) -> String {
+    if let Some(url) = &fleet.advertise_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let ip = if listen.ip().is_unspecified() {
+        let found = if_addrs::get_if_addrs().ok().and_then(|addrs| {
+            addrs.into_iter().map(|a| a.ip()).find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        });
+        found.unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        listen.ip()
+    };
+    match ip {
+        IpAddr::V4(v4) => format!("http://{v4}:{}", listen.port()),
+        IpAddr::V6(v6) => format!("http://[{v6}]:{}", listen.port()),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -23,6 +23,18 @@ pub struct FileConfig {
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
     pub upstream_client: Option<ClientEntry>,
+    pub p2p_listen: Option<Vec<String>>,
+    pub bootstrap: Option<Vec<String>>,
+    pub bootstrap_dns: Option<Vec<String>>,
+    pub mdns: Option<bool>,
+    pub cluster_key: Option<PathBuf>,
+    pub site: Option<String>,
+    pub advertise_addr: Option<String>,
+    pub upstream_fallback: Option<String>,
+    pub provider_ttl: Option<HumanDuration>,
+    pub provider_republish: Option<HumanDuration>,
+    pub provider_budget: Option<HumanDuration>,
+    pub owner_timeout: Option<HumanDuration>,
 }
 
 /// `[upstreams."ghcr.io"]`: where to fetch, and how to log in.

@@ -13,6 +13,8 @@ use std::time::Duration;
 pub use file::{FileConfig, UpstreamEntry};
 pub use units::{ByteSize, HumanDuration, UnitError};
 
+use crate::fetch::UpstreamFallback;
+use crate::p2p::{Multiaddr, P2pConfig};
 use crate::store::StoreConfig;
 use crate::upstream::{ClientSettings, Credentials, UpstreamConfig};
 
@@ -32,6 +34,10 @@ pub const DEFAULT_DATA_DIR: &str = "./shoal-data";
 pub const DEFAULT_UPSTREAM: &str = "docker.io";
 pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(5 * 60);
 
+pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/5001";
+pub const DEFAULT_PROVIDER_BUDGET: Duration = Duration::from_millis(300);
+pub const DEFAULT_OWNER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The fully resolved configuration of a node.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,6 +46,28 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub client: ClientSettings,
     pub tag_ttl: Duration,
+    pub fleet: FleetConfig,
+}
+
+/// How the node finds and works with its peers.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    pub p2p_listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub bootstrap_dns: Vec<String>,
+    pub mdns: bool,
+    /// The file made by `shoal key generate`.
+    pub cluster_key: Option<PathBuf>,
+    pub site: Option<String>,
+    /// The HTTP URL peers fetch from; derived from `listen` when not given.
+    pub advertise_url: Option<String>,
+    pub upstream_fallback: UpstreamFallback,
+    pub provider_ttl: Duration,
+    pub republish: Duration,
+    /// How long a miss waits for the DHT to name providers.
+    pub provider_budget: Duration,
+    /// How long a miss waits for the owner to accept a request.
+    pub owner_timeout: Duration,
 }
 
 /// Which upstream a request's repository name belongs to.
@@ -75,6 +103,14 @@ pub enum ConfigError {
     UnknownDefault(String),
     #[error("alias {alias:?} points at {target:?}, which is not a configured upstream")]
     UnknownAliasTarget { alias: String, target: String },
+    #[error("invalid multiaddr {0:?} (expected e.g. /ip4/10.0.0.2/tcp/5001)")]
+    Multiaddr(String),
+    #[error("invalid upstream fallback {0:?}: expected \"always\" or \"never\"")]
+    Fallback(String),
+    #[error(
+        "the provider republish interval ({republish:?}) must be shorter than the provider TTL ({ttl:?})"
+    )]
+    Republish { republish: Duration, ttl: Duration },
     #[error("cannot load Docker credentials from {path}: {detail}")]
     DockerConfig { path: PathBuf, detail: String },
 }
@@ -90,11 +126,62 @@ pub struct Overrides {
     pub max_size: Option<ByteSize>,
     pub tag_ttl: Option<HumanDuration>,
     pub docker_config: Option<PathBuf>,
+    pub p2p_listen: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub bootstrap_dns: Vec<String>,
+    /// `Some(false)` for `--no-mdns`.
+    pub mdns: Option<bool>,
+    pub cluster_key: Option<PathBuf>,
+    pub site: Option<String>,
+    pub advertise_addr: Option<String>,
+    pub upstream_fallback: Option<String>,
+}
+
+fn multiaddrs(texts: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
+    texts.iter().map(|t| t.parse().map_err(|_| ConfigError::Multiaddr(t.clone()))).collect()
+}
+
+/// A list given on the command line replaces the file's list; it does not extend it.
+fn list(given: &[String], file: &Option<Vec<String>>) -> Vec<String> {
+    if given.is_empty() { file.clone().unwrap_or_default() } else { given.to_vec() }
+}
+
+fn resolve_fleet(file: &FileConfig, o: &Overrides) -> Result<FleetConfig, ConfigError> {
+    let mut p2p_listen = list(&o.p2p_listen, &file.p2p_listen);
+    if p2p_listen.is_empty() {
+        p2p_listen.push(DEFAULT_P2P_LISTEN.to_owned());
+    }
+    let fallback = o.upstream_fallback.clone().or_else(|| file.upstream_fallback.clone());
+    let upstream_fallback = match fallback.as_deref() {
+        None | Some("always") => UpstreamFallback::Always,
+        Some("never") => UpstreamFallback::Never,
+        Some(other) => return Err(ConfigError::Fallback(other.to_owned())),
+    };
+    let provider_ttl = file.provider_ttl.map_or(P2pConfig::DEFAULT_PROVIDER_TTL, |d| d.0);
+    let republish = file.provider_republish.map_or(P2pConfig::DEFAULT_REPUBLISH, |d| d.0);
+    if republish >= provider_ttl {
+        return Err(ConfigError::Republish { republish, ttl: provider_ttl });
+    }
+    Ok(FleetConfig {
+        p2p_listen: multiaddrs(&p2p_listen)?,
+        bootstrap: multiaddrs(&list(&o.bootstrap, &file.bootstrap))?,
+        bootstrap_dns: list(&o.bootstrap_dns, &file.bootstrap_dns),
+        mdns: o.mdns.or(file.mdns).unwrap_or(true),
+        cluster_key: o.cluster_key.clone().or_else(|| file.cluster_key.clone()),
+        site: o.site.clone().or_else(|| file.site.clone()),
+        advertise_url: o.advertise_addr.clone().or_else(|| file.advertise_addr.clone()),
+        upstream_fallback,
+        provider_ttl,
+        republish,
+        provider_budget: file.provider_budget.map_or(DEFAULT_PROVIDER_BUDGET, |d| d.0),
+        owner_timeout: file.owner_timeout.map_or(DEFAULT_OWNER_TIMEOUT, |d| d.0),
+    })
 }
 
 impl Config {
     /// Resolves defaults ← file ← overrides into a checked configuration.
     pub fn resolve(file: FileConfig, overrides: Overrides) -> Result<Self, ConfigError> {
+        let fleet = resolve_fleet(&file, &overrides)?;
         let listen_text =
             overrides.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen_text.parse().map_err(|_| ConfigError::Listen(listen_text.clone()))?;
@@ -187,6 +274,7 @@ impl Config {
 
         Ok(Config {
             listen,
+            fleet,
             store: StoreConfig {
                 root: overrides
                     .data_dir

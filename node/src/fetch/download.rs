@@ -13,6 +13,7 @@ use futures_util::{FutureExt, StreamExt};
 use shoal_protocol::Digest;
 use tokio::sync::{mpsc, watch};
 
+use super::fleet::Fleet;
 use super::inflight::Progress;
 use super::source::{BlobSource, SourceStream};
 use super::{FetchError, Target};
@@ -32,11 +33,13 @@ pub async fn download(
     target: &Target,
     digest: Digest,
     progress: &Arc<watch::Sender<Progress>>,
+    fleet: Option<&Arc<dyn Fleet>>,
 ) -> Result<u64, FetchError> {
     let (batches, inbox) = mpsc::channel(WRITE_QUEUE);
     let writer = tokio::spawn(write_batches(temp, inbox, progress.clone()));
     let mut contributors = Vec::new();
-    let fetched = fetch(sources, target, digest, &batches, progress, &mut contributors).await;
+    let fetched =
+        fetch(sources, target, digest, &batches, progress, &mut contributors, fleet).await;
     drop(batches);
     // The writer's failure (a full disk) is the cause of any fetch that stopped early.
     let temp =
@@ -78,6 +81,7 @@ async fn fetch(
     batches: &mpsc::Sender<Bytes>,
     progress: &watch::Sender<Progress>,
     contributors: &mut Vec<usize>,
+    fleet: Option<&Arc<dyn Fleet>>,
 ) -> Result<(), FetchError> {
     let mut received = 0u64;
     let mut last_error = None;
@@ -93,6 +97,13 @@ async fn fetch(
                     break;
                 }
             };
+            if contributors.is_empty()
+                && let Some(fleet) = fleet
+            {
+                // A provider only once bytes flow from a real source: announcing at the start
+                // would let nodes that miss together follow each other in a circle.
+                fleet.provide(&digest);
+            }
             if !contributors.contains(&index) {
                 contributors.push(index);
             }

@@ -5,7 +5,6 @@
 //! miss path goes straight to the upstream.
 
 use futures_util::future::BoxFuture;
-use sha2::{Digest as _, Sha256};
 use shoal_protocol::{Digest, Tag};
 
 use super::{ManifestData, Target};
@@ -81,6 +80,5 @@ pub trait Fleet: Send + Sync + 'static {
 
 /// The owner key of a tag: the same on every node for the same `(registry, repository, tag)`.
 pub fn tag_key(target: &Target, tag: &Tag) -> [u8; 32] {
-    let key = ["tag", &target.registry, target.repo.as_str(), tag.as_str()].join("\0");
-    Sha256::digest(key.as_bytes()).into()
+    shoal_protocol::peer::tag_key(&target.registry, &target.repo, tag)
 }

@@ -74,7 +74,7 @@ pub enum Joined {
 }
 
 pub struct InFlightBlobs {
-    /// Told when a download starts and when one fails, to announce or withdraw this node.
+    /// Told when a download has a source and when one fails, to announce or withdraw this node.
     fleet: Option<Arc<dyn Fleet>>,
     // A tokio mutex: it is held across creating the temp file, so that a digest can never get
     // two downloads, and that is an await.
@@ -116,15 +116,13 @@ impl InFlightBlobs {
             drop(downloads);
 
             tracing::info!(%digest, registry = %target.registry, repo = %target.repo, "blob miss: fetching");
-            // A node fetching a digest is a provider of it at once: peers follow its download.
-            if let Some(fleet) = &self.fleet {
-                fleet.provide(&digest);
-            }
             let this = self.clone();
             let (store, sources, target) = (store.clone(), sources.clone(), target.clone());
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
-                let outcome = download::download(temp, &sources, &target, digest, &tx).await;
+                let outcome =
+                    download::download(temp, &sources, &target, digest, &tx, this.fleet.as_ref())
+                        .await;
                 for source in sources.iter() {
                     source.finished(&digest);
                 }

@@ -50,6 +50,10 @@ impl Fetcher {
         if let Some(found) = self.stored_manifest(digest, None).await? {
             return Ok(found);
         }
+        if let Some(found) = self.manifest_from_peers(digest).await {
+            self.keep_manifest(&found).await?;
+            return Ok(found);
+        }
         let manifest = self.upstream_manifest(target, &Reference::Digest(*digest)).await?;
         self.keep_manifest(&manifest).await?;
         Ok(manifest)
@@ -158,6 +162,27 @@ impl Fetcher {
         }
     }
 
+    /// A manifest by digest from a peer that holds it: immutable, so any holder will do.
+    async fn manifest_from_peers(&self, digest: &Digest) -> Option<ManifestData> {
+        let (fleet, client) = (self.fleet.as_ref()?, self.peer_client.as_ref()?);
+        for peer in fleet.providers(digest).await {
+            if !client.trusted(digest, &peer.id) {
+                continue;
+            }
+            match client.fetch_small(&peer, digest, MAX_MANIFEST_SIZE).await {
+                Ok(Some((media_type, bytes))) => {
+                    let media_type = media_type
+                        .or_else(|| sniff_manifest_media_type(&bytes))
+                        .unwrap_or_else(|| OCI_MANIFEST.to_owned());
+                    return Some(ManifestData { digest: *digest, media_type, bytes });
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(%digest, error = %e, "manifest provider failed"),
+            }
+        }
+        None
+    }
+
     /// The cached manifest for a tag whose record is younger than the TTL.
     async fn fresh_tag(
         &self,
@@ -208,7 +233,11 @@ impl Fetcher {
     }
 
     async fn keep_manifest(&self, m: &ManifestData) -> Result<(), FetchError> {
-        Ok(self.store.put_small(&m.digest, Some(&m.media_type), &m.bytes).await?)
+        self.store.put_small(&m.digest, Some(&m.media_type), &m.bytes).await?;
+        if let Some(fleet) = &self.fleet {
+            fleet.provide(&m.digest);
+        }
+        Ok(())
     }
 
     async fn remember_tag(

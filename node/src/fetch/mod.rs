@@ -61,6 +61,8 @@ pub struct Fetcher {
     /// Asked when this node serves an owner request: it is the one that goes upstream.
     owner_sources: Arc<[Arc<dyn BlobSource>]>,
     fleet: Option<Arc<dyn Fleet>>,
+    /// Reads manifests from peers' data planes.
+    peer_client: Option<Arc<PeerClient>>,
     inflight: Arc<InFlightBlobs>,
     manifest_locks: KeyedLock<Digest>,
     tag_locks: KeyedLock<(String, RepositoryName, Tag)>,
@@ -73,6 +75,8 @@ pub struct Sources {
     pub miss: Vec<Arc<dyn BlobSource>>,
     /// For an owner request from a peer (normally the upstream alone).
     pub owner: Vec<Arc<dyn BlobSource>>,
+    /// For manifests by digest held by peers.
+    pub peers: Option<Arc<PeerClient>>,
 }
 
 impl Fetcher {
@@ -88,6 +92,7 @@ impl Fetcher {
             upstreams,
             sources: sources.miss.into(),
             owner_sources: sources.owner.into(),
+            peer_client: sources.peers,
             inflight: Arc::new(InFlightBlobs::new(fleet.clone())),
             fleet,
             manifest_locks: KeyedLock::new(),
@@ -132,6 +137,11 @@ impl Fetcher {
             Some(inflight) => respond_following(inflight, range).await,
             None => Err(FetchError::BlobUnknown(*digest)),
         }
+    }
+
+    /// The media type a blob was stored with (manifests have one), for peers reading it.
+    pub fn stored_media_type(&self, digest: &Digest) -> Option<String> {
+        self.store.blob_meta(digest)?.media_type
     }
 
     async fn blob_from(

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use shoal_protocol::Digest;
 
-use super::fleet::{Fleet, FleetError, Owner};
+use super::fleet::{Fleet, FleetError, Owner, PeerRef};
 use super::source::{BlobSource, SourceStream};
 use super::{FetchError, Target};
 use crate::metrics::Metrics;
@@ -47,7 +47,7 @@ impl PeerClient {
         Self { http, token, metrics, distrusted: Mutex::default(), reading_from: Mutex::default() }
     }
 
-    fn trusted(&self, digest: &Digest, peer: &str) -> bool {
+    pub fn trusted(&self, digest: &Digest, peer: &str) -> bool {
         !self.lock_distrusted().contains(&(*digest, peer.to_owned()))
     }
 
@@ -107,6 +107,55 @@ impl PeerClient {
             })
             .boxed();
         Ok(Some(SourceStream { size, chunks }))
+    }
+
+    /// A small blob (a manifest) from a peer's data plane, read into memory up to `max` bytes
+    /// and verified; with the media type the peer stored it with.
+    pub async fn fetch_small(
+        &self,
+        peer: &PeerRef,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Option<(Option<String>, bytes::Bytes)>, FleetError> {
+        let unreachable =
+            |detail: String| FleetError::Unreachable { peer: peer.id.clone(), detail };
+        let url = format!("{}{}", peer.http_url.trim_end_matches('/'), peer_blob_path(digest));
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.token {
+            request = request.header(PEER_TOKEN_HEADER, token);
+        }
+        let response = request.send().await.map_err(|e| unreachable(e.to_string()))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(unreachable(format!("answered {}", response.status())));
+        }
+        if response.content_length().is_some_and(|len| len > max) {
+            return Ok(None);
+        }
+        let media_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| *t != shoal_protocol::media_type::OCTET_STREAM)
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| unreachable(e.to_string()))?;
+            if (body.len() + chunk.len()) as u64 > max {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if Digest::of(&body) != *digest {
+            tracing::warn!(%digest, peer = %peer.id, "peer sent a manifest that does not match its digest");
+            Metrics::inc(&self.metrics.peer_corrupt);
+            self.lock_distrusted().insert((*digest, peer.id.clone()));
+            return Ok(None);
+        }
+        Ok(Some((media_type, body.into())))
     }
 
     /// Blames the peer the download of `digest` read from; returns whether there was one.

@@ -80,7 +80,14 @@ pub async fn peer_blob(
     head: bool,
 ) -> Result<Response, ApiError> {
     let blob = fetcher.local_blob(digest, range).await?;
-    Ok(blob_response(digest, blob, head))
+    let mut response = blob_response(digest, blob, head);
+    // Manifests are blobs too; their media type lets the peer serve them unchanged.
+    if let Some(media_type) = fetcher.stored_media_type(digest)
+        && let Ok(v) = HeaderValue::from_str(&media_type)
+    {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(response)
 }
 
 pub fn metrics(metrics: &Metrics) -> Response {

@@ -67,6 +67,7 @@ pub(crate) fn evict_blocking(inner: &Inner) -> Result<Vec<Digest>, StoreError> {
     }
     let digests: Vec<Digest> = moved.into_iter().map(|(d, _, _)| d).collect();
     drop_rows(inner, &digests)?;
+    inner.announce_removed(&digests);
     Ok(digests)
 }
 
@@ -91,7 +92,9 @@ pub(crate) async fn forget(
                 }
             }
         }
-        drop_rows(&inner, &[digest])
+        drop_rows(&inner, &[digest])?;
+        inner.announce_removed(&[digest]);
+        Ok(())
     })
     .await
 }

@@ -67,9 +67,21 @@ pub(crate) struct Inner {
     max_size: Option<u64>,
     state: Mutex<State>,
     temp_seq: AtomicU64,
+    /// Digests that left the store (evicted or quarantined), for whoever announced them.
+    removals: tokio::sync::broadcast::Sender<Digest>,
 }
 
+/// How many removals a slow listener may fall behind before it misses some.
+const REMOVALS_QUEUE: usize = 4096;
+
 impl Inner {
+    fn announce_removed(&self, digests: &[Digest]) {
+        for digest in digests {
+            // No listener is fine: nobody announced the blob.
+            let _ = self.removals.send(*digest);
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves counters, not half-written files; carry on.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -108,6 +120,7 @@ impl Store {
             max_size: config.max_size,
             state: Mutex::new(state),
             temp_seq: AtomicU64::new(0),
+            removals: tokio::sync::broadcast::channel(REMOVALS_QUEUE).0,
         });
         evict::evict_blocking(&inner)?;
         Ok(Store { inner })
@@ -129,6 +142,16 @@ impl Store {
             }
         };
         Some(BlobMeta { size, media_type })
+    }
+
+    /// Every committed blob, for re-announcing them after a restart.
+    pub fn digests(&self) -> Vec<Digest> {
+        self.inner.state().digests()
+    }
+
+    /// Digests that leave the store from now on (evicted or quarantined as corrupt).
+    pub fn subscribe_removals(&self) -> tokio::sync::broadcast::Receiver<Digest> {
+        self.inner.removals.subscribe()
     }
 
     /// Bytes of all committed blobs.

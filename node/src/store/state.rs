@@ -50,6 +50,10 @@ impl State {
         self.total
     }
 
+    pub fn digests(&self) -> Vec<Digest> {
+        self.entries.keys().copied().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

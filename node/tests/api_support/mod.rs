@@ -72,6 +72,9 @@ impl Node {
         let overrides = Overrides {
             data_dir: Some(data_dir.clone()),
             upstreams: vec![format!("docker.io={upstream_url}")],
+            // Alone on loopback: no fixed port, and no mDNS to meet the other tests' nodes.
+            p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".to_owned()],
+            mdns: Some(false),
             ..Default::default()
         };
         let config = Config::resolve(file, overrides).expect("test config resolves");

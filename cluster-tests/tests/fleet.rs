@@ -1,0 +1,138 @@
+//! Several real nodes as one cache: the fleet fetches each layer from the upstream once, a node
+//! that pulls after another takes the bytes from its peer, and the fleet survives the upstream
+//! going away.
+
+use std::time::Duration;
+
+use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
+use shoal_cluster_tests::fleet::{metric, start_fleet};
+use shoal_cluster_tests::image::{self, ImageSpec, PushedImage};
+use shoal_cluster_tests::{Registry, RegistryOptions, ShoalOptions, require_tools};
+use shoal_protocol::Digest;
+
+fn blob_digests(pushed: &PushedImage) -> Vec<Digest> {
+    let mut digests: Vec<Digest> = pushed.blobs().iter().map(|b| b.digest).collect();
+    digests.sort_by_key(Digest::hex);
+    digests.dedup();
+    digests
+}
+
+#[tokio::test]
+async fn eight_nodes_pulling_at_once_fetch_each_blob_upstream_once() {
+    if !require_tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let mut registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
+    let spec = ImageSpec { layer_size: 2 << 20, ..ImageSpec::oci(301) };
+    let pushed =
+        image::push_image(&registry.client(), "library/app", "v1", &spec).await.expect("push");
+    registry.reset_requests().await.expect("reset");
+    let nodes = start_fleet(8, ShoalOptions::docker_io(registry.url())).await.expect("fleet");
+
+    let out = tempfile::tempdir().expect("tempdir");
+    let pulls: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let source = format!("{}/library/app:v1", node.host());
+            let dest = out.path().join(format!("node-{i}"));
+            tokio::spawn(async move {
+                Skopeo::new().expect("skopeo").copy(&source, &dest, &CopyOptions::default()).await
+            })
+        })
+        .collect();
+    for pull in pulls {
+        let copied = pull.await.expect("join").expect("every pull succeeds");
+        assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
+        assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&pushed));
+    }
+
+    let requests = registry.requests().await.expect("log");
+    let manifest_gets = registry.count("GET", "/v2/library/app/manifests/v1").await.expect("count");
+    assert_eq!(manifest_gets, 1, "one GET of the manifest by tag: {requests:?}");
+    for blob in pushed.blobs() {
+        let path = format!("/v2/library/app/blobs/{}", blob.digest);
+        let gets = registry.count("GET", &path).await.expect("count");
+        assert_eq!(gets, 1, "one GET of {path} for the whole fleet: {requests:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_node_takes_the_bytes_from_the_first() {
+    if !require_tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let mut registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
+    let pushed =
+        image::push_image(&registry.client(), "library/app", "v1", &ImageSpec::docker(311))
+            .await
+            .expect("push");
+    let nodes = start_fleet(2, ShoalOptions::docker_io(registry.url())).await.expect("fleet");
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let skopeo = Skopeo::new().expect("skopeo");
+    let out = tempfile::tempdir().expect("tempdir");
+
+    let source = |node: &shoal_cluster_tests::ShoalNode| format!("{}/library/app:v1", node.host());
+    skopeo.copy(&source(a), &out.path().join("a"), &CopyOptions::default()).await.expect("a pulls");
+    // Provider records travel with the DHT; give them a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    registry.reset_requests().await.expect("reset");
+    // While a pulled, b may have fetched the blobs it owns on a's behalf: count from here.
+    let upstream_before = metric(b, "shoal_upstream_blob_fetches_total").await.expect("metric");
+    let peer_before = metric(b, "shoal_peer_blob_fetches_total").await.expect("metric");
+
+    let copied = skopeo
+        .copy(&source(b), &out.path().join("b"), &CopyOptions::default())
+        .await
+        .expect("b pulls");
+    assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
+    assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&pushed));
+
+    let requests = registry.requests().await.expect("log");
+    assert!(requests.is_empty(), "b's pull made no upstream request: {requests:?}");
+    let upstream_after = metric(b, "shoal_upstream_blob_fetches_total").await.expect("metric");
+    assert_eq!(upstream_after, upstream_before, "b fetched nothing upstream");
+    // Blobs b owns it already holds; every other one came from a over the data plane.
+    let from_peers =
+        metric(b, "shoal_peer_blob_fetches_total").await.expect("metric") - peer_before;
+    assert_eq!(from_peers + upstream_before, pushed.blobs().len() as u64);
+    assert!(from_peers > 0);
+    assert!(metric(a, "shoal_peer_blob_serves_total").await.expect("metric") >= from_peers);
+}
+
+#[tokio::test]
+async fn every_node_pulls_after_the_upstream_goes_away() {
+    if !require_tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let mut registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
+    let pushed =
+        image::push_multi_arch(&registry.client(), "library/app", "v1", 321).await.expect("push");
+    let options = ShoalOptions::docker_io(registry.url()).arg("--tag-ttl").arg("1s");
+    let nodes = start_fleet(3, options).await.expect("fleet");
+    let skopeo = Skopeo::new().expect("skopeo");
+    let out = tempfile::tempdir().expect("tempdir");
+    let all = CopyOptions { all: true, ..CopyOptions::default() };
+
+    let warm = format!("{}/library/app:v1", nodes[0].host());
+    skopeo.copy(&warm, &out.path().join("warm"), &all).await.expect("warm-up");
+    registry.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    for (i, node) in nodes.iter().enumerate() {
+        let by_tag = format!("{}/library/app:v1", node.host());
+        let copied = skopeo
+            .copy(&by_tag, &out.path().join(format!("tag-{i}")), &all)
+            .await
+            .unwrap_or_else(|e| panic!("node {i} by tag with the upstream down: {e}"));
+        assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
+        assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&pushed));
+
+        let by_digest = format!("{}/library/app@{}", node.host(), pushed.root.digest);
+        let copied = skopeo
+            .copy(&by_digest, &out.path().join(format!("digest-{i}")), &all)
+            .await
+            .unwrap_or_else(|e| panic!("node {i} by digest with the upstream down: {e}"));
+        assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
+    }
+}

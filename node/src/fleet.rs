@@ -1,0 +1,226 @@
+//! The two adapters between the control plane and the miss path: [`P2pFleet`] gives the miss
+//! path the fleet it asks (providers, owners, owner requests) on top of the libp2p handle, and
+//! [`FetcherService`] answers peers' owner requests with this node's fetcher.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use shoal_protocol::peer::{ErrorCode, OwnerRequest, OwnerResponse};
+use shoal_protocol::{Digest, RepositoryName, Tag};
+
+use crate::fetch::{FetchError, Fetcher, Fleet, FleetError, ManifestData, Owner, PeerRef, Target};
+use crate::metrics::Metrics;
+use crate::p2p::{self, OwnerService, P2p, PeerInfo, ResolvedTag};
+use crate::upstream::UpstreamError;
+
+pub struct P2pFleet {
+    p2p: P2p,
+    site: Option<String>,
+    provider_budget: Duration,
+    owner_timeout: Duration,
+}
+
+impl P2pFleet {
+    pub fn new(
+        p2p: P2p,
+        site: Option<String>,
+        provider_budget: Duration,
+        owner_timeout: Duration,
+    ) -> Self {
+        Self { p2p, site, provider_budget, owner_timeout }
+    }
+
+    async fn ask(
+        &self,
+        peer: &PeerRef,
+        request: OwnerRequest,
+    ) -> Result<OwnerResponse, FleetError> {
+        let id = peer.id.parse().map_err(|_| FleetError::Internal {
+            peer: peer.id.clone(),
+            detail: "not a peer id".to_owned(),
+        })?;
+        self.p2p.ask(id, request, self.owner_timeout).await.map_err(|e| match e {
+            p2p::P2pError::Timeout { .. } => FleetError::Timeout { peer: peer.id.clone() },
+            other => FleetError::Unreachable { peer: peer.id.clone(), detail: other.to_string() },
+        })
+    }
+}
+
+fn peer_ref(info: PeerInfo) -> PeerRef {
+    PeerRef { id: info.id.to_string(), http_url: info.http_url, site: info.site }
+}
+
+fn refusal(peer: &PeerRef, code: ErrorCode) -> FleetError {
+    let peer = peer.id.clone();
+    match code {
+        ErrorCode::NotFound => FleetError::NotFound { peer },
+        ErrorCode::UpstreamUnavailable => FleetError::UpstreamUnavailable { peer },
+        ErrorCode::Refused => FleetError::Refused { peer },
+        ErrorCode::Internal | ErrorCode::Unspecified => {
+            FleetError::Internal { peer, detail: "internal error".to_owned() }
+        }
+    }
+}
+
+fn unexpected(peer: &PeerRef) -> FleetError {
+    FleetError::Internal {
+        peer: peer.id.clone(),
+        detail: "answered a different question".to_owned(),
+    }
+}
+
+impl Fleet for P2pFleet {
+    fn providers<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Vec<PeerRef>> {
+        Box::pin(async move {
+            let found = self.p2p.find_providers(digest, self.provider_budget).await;
+            found.into_iter().map(peer_ref).collect()
+        })
+    }
+
+    fn owner(&self, key: &[u8]) -> Owner {
+        match self.p2p.owner(key) {
+            p2p::Owner::Local => Owner::Local,
+            p2p::Owner::Remote(info) => Owner::Remote(peer_ref(info)),
+        }
+    }
+
+    fn ask_fetch<'a>(
+        &'a self,
+        owner: &'a PeerRef,
+        target: &'a Target,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(async move {
+            let request = OwnerRequest::FetchBlob {
+                registry: target.registry.clone(),
+                repo: target.repo.clone(),
+                digest: *digest,
+            };
+            match self.ask(owner, request).await? {
+                OwnerResponse::FetchAccepted { http_url } => Ok(http_url),
+                OwnerResponse::Error(code) => Err(refusal(owner, code)),
+                OwnerResponse::TagResolved { .. } => Err(unexpected(owner)),
+            }
+        })
+    }
+
+    fn ask_tag<'a>(
+        &'a self,
+        owner: &'a PeerRef,
+        target: &'a Target,
+        tag: &'a Tag,
+    ) -> BoxFuture<'a, Result<ManifestData, FleetError>> {
+        Box::pin(async move {
+            let request = OwnerRequest::ResolveTag {
+                registry: target.registry.clone(),
+                repo: target.repo.clone(),
+                tag: tag.clone(),
+            };
+            match self.ask(owner, request).await? {
+                OwnerResponse::TagResolved { digest, media_type, manifest } => {
+                    Ok(ManifestData { digest, media_type, bytes: manifest.into() })
+                }
+                OwnerResponse::Error(code) => Err(refusal(owner, code)),
+                OwnerResponse::FetchAccepted { .. } => Err(unexpected(owner)),
+            }
+        })
+    }
+
+    fn provide(&self, digest: &Digest) {
+        // Best effort: a lost announcement costs a peer an owner round trip, nothing more.
+        if let Err(e) = self.p2p.provide(digest) {
+            tracing::debug!(%digest, error = %e, "could not announce a provider record");
+        }
+    }
+
+    fn unprovide(&self, digest: &Digest) {
+        if let Err(e) = self.p2p.unprovide(digest) {
+            tracing::debug!(%digest, error = %e, "could not withdraw a provider record");
+        }
+    }
+
+    fn site(&self) -> Option<String> {
+        self.site.clone()
+    }
+}
+
+/// Answers owner requests from peers with this node's fetcher.
+pub struct FetcherService {
+    fetcher: std::sync::OnceLock<Arc<Fetcher>>,
+    metrics: Arc<Metrics>,
+}
+
+impl FetcherService {
+    /// The swarm starts before the fetcher exists (the fetcher needs the swarm's handle);
+    /// requests that arrive in between are refused.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { fetcher: std::sync::OnceLock::new(), metrics }
+    }
+
+    pub fn set_fetcher(&self, fetcher: Arc<Fetcher>) {
+        let _ = self.fetcher.set(fetcher);
+    }
+
+    fn fetcher(&self) -> Result<Arc<Fetcher>, ErrorCode> {
+        self.fetcher.get().cloned().ok_or(ErrorCode::Refused)
+    }
+}
+
+fn code(e: &FetchError) -> ErrorCode {
+    match e.root() {
+        FetchError::ManifestUnknown { .. } | FetchError::BlobUnknown(_) => ErrorCode::NotFound,
+        FetchError::Upstream(UpstreamError::NotFound { .. }) => ErrorCode::NotFound,
+        FetchError::Upstream(u) if u.is_unavailable() => ErrorCode::UpstreamUnavailable,
+        FetchError::Upstream(_) | FetchError::Peer(_) | FetchError::FallbackForbidden { .. } => {
+            ErrorCode::UpstreamUnavailable
+        }
+        FetchError::UnknownRegistry(_) => ErrorCode::Refused,
+        _ => ErrorCode::Internal,
+    }
+}
+
+impl OwnerService for FetcherService {
+    fn fetch_blob(
+        &self,
+        registry: String,
+        repo: RepositoryName,
+        digest: Digest,
+    ) -> BoxFuture<'static, Result<(), ErrorCode>> {
+        Metrics::inc(&self.metrics.owner_requests);
+        let fetcher = self.fetcher();
+        Box::pin(async move {
+            let fetcher = fetcher?;
+            let target = Target { registry, repo };
+            fetcher.fetch_for_peer(&target, &digest).await.map_err(|e| {
+                tracing::warn!(%digest, error = %e, "owner request for a blob failed");
+                code(&e)
+            })
+        })
+    }
+
+    fn resolve_tag(
+        &self,
+        registry: String,
+        repo: RepositoryName,
+        tag: Tag,
+    ) -> BoxFuture<'static, Result<ResolvedTag, ErrorCode>> {
+        Metrics::inc(&self.metrics.owner_requests);
+        let fetcher = self.fetcher();
+        Box::pin(async move {
+            let fetcher = fetcher?;
+            let target = Target { registry, repo };
+            match fetcher.resolve_tag_for_peer(&target, &tag).await {
+                Ok(m) => Ok(ResolvedTag {
+                    digest: m.digest,
+                    media_type: m.media_type,
+                    manifest: m.bytes.to_vec(),
+                }),
+                Err(e) => {
+                    tracing::warn!(%tag, error = %e, "owner request for a tag failed");
+                    Err(code(&e))
+                }
+            }
+        })
+    }
+}
