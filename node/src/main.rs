@@ -5,10 +5,14 @@ use shoal::cli::{Cli, Command, KeyCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    // libp2p's Kademlia warns on every bootstrap attempt of a node that is alone; that is the
+    // normal state of a first node, not something an operator should act on.
+    let default_filter = "info,libp2p_kad=error";
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 
