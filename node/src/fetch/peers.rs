@@ -213,21 +213,18 @@ impl BlobSource for ProviderSource {
             let site = self.fleet.site();
             // Same site first; otherwise in the order the DHT answered.
             providers.sort_by_key(|p| site.is_none() || p.site != site);
-            let mut last_error = None;
             for peer in providers.iter().filter(|p| self.client.trusted(digest, &p.id)) {
                 match self.client.open(&peer.http_url, &peer.id, digest, offset).await {
                     Ok(Some(stream)) => return Ok(Some(stream)),
+                    // A provider record outlives the blob by up to its TTL: a 404 is normal.
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::debug!(%digest, peer = %peer.id, error = %e, "provider failed");
-                        last_error = Some(e);
+                        tracing::debug!(%digest, peer = %peer.id, error = %e, "provider failed")
                     }
                 }
             }
-            match last_error {
-                Some(e) if providers.is_empty() => Err(e),
-                _ => Ok(None),
-            }
+            // No provider could serve: the owner, after this source, is the next to ask.
+            Ok(None)
         })
     }
 
