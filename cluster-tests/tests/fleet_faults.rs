@@ -75,8 +75,6 @@ async fn get_blob(
 }
 
 #[tokio::test]
-#[ignore = "fails: after the kill, the two readers resume from each other's growing files and \
-            wait on each other for ever (no read timeout on peer streams)"]
 async fn readers_of_a_killed_source_complete_their_pulls() {
     if !require_tools(&["docker-registry"]) {
         return;

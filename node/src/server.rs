@@ -79,6 +79,7 @@ pub async fn run(
     let peers = Arc::new(PeerClient::new(
         peer_token.clone(),
         config.client.connect_timeout,
+        fleet_config.peer_stall_timeout,
         metrics.clone(),
     ));
     let upstream_for_misses: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(

@@ -43,6 +43,11 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Bytes written to the temp file so far.
+    pub fn written(&self) -> u64 {
+        self.progress.borrow().written
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
     }

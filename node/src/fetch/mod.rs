@@ -133,10 +133,20 @@ impl Fetcher {
         if let Some(reader) = self.store.open_blob(digest).await? {
             return respond_stored(digest, reader, range);
         }
-        match self.inflight.get(digest).await {
-            Some(inflight) => respond_following(inflight, range).await,
-            None => Err(FetchError::BlobUnknown(*digest)),
+        let Some(inflight) = self.inflight.get(digest).await else {
+            return Err(FetchError::BlobUnknown(*digest));
+        };
+        // A peer resuming past what this node has written would wait on this node while this
+        // node may be resuming from it: two partial copies following each other in a circle.
+        // Refuse, so the peer asks another source (the owner, the upstream) instead.
+        let resume_from = match range {
+            Some(RangeSpec::From(start) | RangeSpec::FromTo(start, _)) => start,
+            _ => 0,
+        };
+        if resume_from > 0 && resume_from >= inflight.written() {
+            return Err(FetchError::BlobUnknown(*digest));
         }
+        respond_following(inflight, range).await
     }
 
     /// The media type a blob was stored with (manifests have one), for peers reading it.

@@ -31,6 +31,7 @@ pub struct PeerClient {
     http: reqwest::Client,
     token: Option<String>,
     metrics: Arc<Metrics>,
+    stall_timeout: Duration,
     /// Peers that sent wrong bytes for a digest: never asked for that digest again.
     distrusted: Mutex<HashSet<(Digest, String)>>,
     /// The peer each running download is reading from, to know whom to blame.
@@ -38,13 +39,25 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(token: Option<String>, connect_timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        token: Option<String>,
+        connect_timeout: Duration,
+        stall_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .no_proxy()
             .build()
             .unwrap_or_default();
-        Self { http, token, metrics, distrusted: Mutex::default(), reading_from: Mutex::default() }
+        Self {
+            http,
+            token,
+            metrics,
+            stall_timeout,
+            distrusted: Mutex::default(),
+            reading_from: Mutex::default(),
+        }
     }
 
     pub fn trusted(&self, digest: &Digest, peer: &str) -> bool {
@@ -93,8 +106,8 @@ impl PeerClient {
         Metrics::inc(&self.metrics.peer_blob_fetches);
         let metrics = self.metrics.clone();
         let peer = peer.to_owned();
-        let chunks = response
-            .bytes_stream()
+        let stall = self.stall_timeout;
+        let chunks = stall_guard(response.bytes_stream(), stall)
             .map(move |chunk| {
                 let chunk = chunk.map_err(|e| {
                     FetchError::Peer(FleetError::Unreachable {
@@ -173,6 +186,24 @@ impl PeerClient {
     fn done(&self, digest: &Digest) {
         self.reading_from.lock().unwrap_or_else(|e| e.into_inner()).retain(|(d, _)| d != digest);
     }
+}
+
+/// Ends a peer's body with an error when no bytes arrive for `stall`: a peer that stopped
+/// sending (gone, or itself waiting) must not hold a download forever; the download then
+/// resumes from the next source.
+fn stall_guard(
+    body: impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+    stall: Duration,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Send + 'static {
+    futures_util::stream::unfold(Some(Box::pin(body)), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout(stall, body.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+            Ok(Some(Err(e))) => Some((Err(e.to_string()), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err(format!("no bytes for {stall:?}")), None)),
+        }
+    })
 }
 
 /// The blob's total size from `Content-Range` (on 206) or `Content-Length` (on 200).
