@@ -167,11 +167,13 @@ impl FetcherService {
     }
 }
 
+/// What an asker learns of a failed owner request: a code, never this node's error text.
 fn code(e: &FetchError) -> ErrorCode {
     match e.root() {
         FetchError::ManifestUnknown { .. } | FetchError::BlobUnknown(_) => ErrorCode::NotFound,
         FetchError::Upstream(UpstreamError::NotFound { .. }) => ErrorCode::NotFound,
-        FetchError::Upstream(u) if u.is_unavailable() => ErrorCode::UpstreamUnavailable,
+        // Any other upstream failure (down, 429, refused credentials) is the upstream's: the
+        // asker may try it itself, which is what a fallback is for.
         FetchError::Upstream(_) | FetchError::Peer(_) | FetchError::FallbackForbidden { .. } => {
             ErrorCode::UpstreamUnavailable
         }
