@@ -79,7 +79,9 @@ async fn main() -> Result<()> {
         bail!("docker-registry is needed");
     }
     let size = size_mib << 20;
-    println!("| nodes | shoal: upstream GETs per blob | shoal: all nodes hold {size_mib} MiB | proxies: upstream GETs per blob | proxies: all hold it |");
+    println!(
+        "| nodes | shoal: upstream GETs per blob | shoal: all nodes hold {size_mib} MiB | proxies: upstream GETs per blob | proxies: all hold it |"
+    );
     println!("|---|---|---|---|---|");
     for (round, &n) in counts.iter().enumerate() {
         let mut origin = Registry::start(RegistryOptions::plain()).await?;
