@@ -4,6 +4,7 @@
 //! temporary directory, writes its output to a log file there, and is killed when its handle is
 //! dropped, so tests can run side by side and leave nothing behind.
 
+pub mod bench;
 pub mod clients;
 pub mod error;
 pub mod fleet;

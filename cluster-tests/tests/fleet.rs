@@ -6,16 +6,8 @@ use std::time::Duration;
 
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::fleet::{metric, start_fleet};
-use shoal_cluster_tests::image::{self, ImageSpec, PushedImage};
+use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::{Registry, RegistryOptions, ShoalOptions, require_tools};
-use shoal_protocol::Digest;
-
-fn blob_digests(pushed: &PushedImage) -> Vec<Digest> {
-    let mut digests: Vec<Digest> = pushed.blobs().iter().map(|b| b.digest).collect();
-    digests.sort_by_key(Digest::hex);
-    digests.dedup();
-    digests
-}
 
 #[tokio::test]
 async fn eight_nodes_pulling_at_once_fetch_each_blob_upstream_once() {
@@ -44,7 +36,7 @@ async fn eight_nodes_pulling_at_once_fetch_each_blob_upstream_once() {
     for pull in pulls {
         let copied = pull.await.expect("join").expect("every pull succeeds");
         assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
-        assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&pushed));
+        assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
     }
 
     let requests = registry.requests().await.expect("log");
@@ -86,7 +78,7 @@ async fn a_second_node_takes_the_bytes_from_the_first() {
         .await
         .expect("b pulls");
     assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
-    assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&pushed));
+    assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
 
     let requests = registry.requests().await.expect("log");
     assert!(requests.is_empty(), "b's pull made no upstream request: {requests:?}");
@@ -126,7 +118,7 @@ async fn every_node_pulls_after_the_upstream_goes_away() {
             .await
             .unwrap_or_else(|e| panic!("node {i} by tag with the upstream down: {e}"));
         assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
-        assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&pushed));
+        assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
 
         let by_digest = format!("{}/library/app@{}", node.host(), pushed.root.digest);
         let copied = skopeo

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::fleet::{metric, wait_for_peers};
-use shoal_cluster_tests::image::{self, ImageSpec, PushedImage};
+use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::shoal::shoal_binary;
 use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
 use shoal_protocol::Digest;
@@ -17,13 +17,6 @@ use tokio::sync::oneshot;
 
 /// How long any one transfer in these tests may take.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn blob_digests(pushed: &PushedImage) -> Vec<Digest> {
-    let mut digests: Vec<Digest> = pushed.blobs().iter().map(|b| b.digest).collect();
-    digests.sort_by_key(Digest::hex);
-    digests.dedup();
-    digests
-}
 
 fn blob_file(node: &ShoalNode, digest: &Digest) -> PathBuf {
     let hex = digest.hex();
@@ -231,7 +224,7 @@ async fn a_node_without_the_cluster_key_is_kept_out() {
         .copy(&source(b), &out.path().join("b"), &CopyOptions::default())
         .await
         .expect("b pulls");
-    assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&pushed));
+    assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
     let requests = registry.requests().await.expect("log");
     let blob_gets: Vec<_> =
         requests.iter().filter(|r| r.method == "GET" && r.path.contains("/blobs/")).collect();
@@ -297,7 +290,7 @@ async fn bytes_corrupted_on_a_peers_disk_are_refused() {
         }
     };
     assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
-    assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&pushed));
+    assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
     let stored = std::fs::read(blob_file(b, &layer.digest)).expect("b stored the layer");
     assert_eq!(Digest::of(&stored), layer.digest, "b's file for the layer matches its digest");
     let corrupt_seen = metric(b, "shoal_peer_corrupt_total").await.expect("metric");

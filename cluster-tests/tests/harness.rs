@@ -10,12 +10,6 @@ use shoal_cluster_tests::{
 };
 use shoal_protocol::Digest;
 
-fn sorted(mut digests: Vec<Digest>) -> Vec<Digest> {
-    digests.sort_by_key(Digest::hex);
-    digests.dedup();
-    digests
-}
-
 #[tokio::test]
 async fn seeded_images_read_back_byte_for_byte() {
     if !require_tools(&["docker-registry"]) {
@@ -94,8 +88,7 @@ async fn skopeo_copies_directly_and_through_a_prefix_mirror() {
         let source = format!("{}/{}:{}", registry.host(), pushed.repo, pushed.tag);
         let copied = skopeo.copy(&source, &dest, &CopyOptions::default()).await.expect("copy");
         assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
-        let expected: Vec<Digest> = pushed.blobs().iter().map(|b| b.digest).collect();
-        assert_eq!(copied.verified_blobs().expect("blobs"), sorted(expected));
+        assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
     }
 
     let dest = out.path().join("multi");
@@ -103,8 +96,7 @@ async fn skopeo_copies_directly_and_through_a_prefix_mirror() {
     let all = CopyOptions { all: true, ..CopyOptions::default() };
     let copied = skopeo.copy(&source, &dest, &all).await.expect("copy --all");
     assert_eq!(copied.manifest().expect("index"), multi.root.bytes);
-    let expected: Vec<Digest> = multi.blobs().iter().map(|b| b.digest).collect();
-    assert_eq!(copied.verified_blobs().expect("blobs"), sorted(expected));
+    assert_eq!(copied.verified_blobs().expect("blobs"), multi.blob_digests());
 
     let conf = skopeo
         .prefix_mirror_conf("docker.io", &format!("{}/docker.io", registry.host()))
@@ -182,8 +174,7 @@ async fn token_auth_registry_works_with_skopeo() {
     let copied = skopeo.copy(&source, out.path(), &CopyOptions::default()).await.expect("copy");
     assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
     assert!(tokens.issued() > issued_for_push, "skopeo got its own anonymous pull token");
-    let expected: Vec<Digest> = pushed.blobs().iter().map(|b| b.digest).collect();
-    assert_eq!(copied.verified_blobs().expect("blobs"), sorted(expected));
+    assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
 
     // Anonymous clients may not push: the token grants pull only.
     let anonymous = shoal_cluster_tests::RegistryClient::new(registry.url(), None);
@@ -211,8 +202,7 @@ async fn htpasswd_registry_works_with_skopeo_credentials() {
     let with_creds = CopyOptions { credentials: Some(credentials), ..CopyOptions::default() };
     let copied = skopeo.copy(&source, &out.path().join("ok"), &with_creds).await.expect("copy");
     assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
-    let expected: Vec<Digest> = pushed.blobs().iter().map(|b| b.digest).collect();
-    assert_eq!(copied.verified_blobs().expect("blobs"), sorted(expected));
+    assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
 }
 
 #[tokio::test]

@@ -6,19 +6,8 @@ use std::time::Duration;
 
 use shoal_cluster_tests::clients::containerd::Containerd;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
-use shoal_cluster_tests::image::{self, ImageSpec, PushedImage};
+use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
-use shoal_protocol::Digest;
-
-fn sorted(mut digests: Vec<Digest>) -> Vec<Digest> {
-    digests.sort_by_key(Digest::hex);
-    digests.dedup();
-    digests
-}
-
-fn blob_digests(pushed: &PushedImage) -> Vec<Digest> {
-    sorted(pushed.blobs().iter().map(|b| b.digest).collect())
-}
 
 #[tokio::test]
 async fn skopeo_pulls_through_a_node_by_path_and_by_prefix_mirror() {
@@ -46,7 +35,7 @@ async fn skopeo_pulls_through_a_node_by_path_and_by_prefix_mirror() {
         let dest = out.path().join(source.replace(['/', ':'], "_"));
         let copied = skopeo.copy(&source, &dest, &CopyOptions::default()).await.expect("copy");
         assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes, "{source}");
-        assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(pushed));
+        assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
     }
 
     let all = CopyOptions { all: true, ..CopyOptions::default() };
@@ -54,7 +43,7 @@ async fn skopeo_pulls_through_a_node_by_path_and_by_prefix_mirror() {
     let source = format!("{}/library/multi:v1", node.host());
     let copied = skopeo.copy(&source, &dest, &all).await.expect("copy --all");
     assert_eq!(copied.manifest().expect("index"), multi.root.bytes);
-    assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&multi));
+    assert_eq!(copied.verified_blobs().expect("blobs"), multi.blob_digests());
 
     // CRI-O and podman: a registries.conf mirror with the registry as a path prefix.
     let conf = skopeo
@@ -64,7 +53,7 @@ async fn skopeo_pulls_through_a_node_by_path_and_by_prefix_mirror() {
     let dest = out.path().join("mirror");
     let copied = skopeo.copy("docker.io/library/app:v2", &dest, &via_mirror).await.expect("mirror");
     assert_eq!(copied.manifest().expect("manifest"), docker.root.bytes);
-    assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&docker));
+    assert_eq!(copied.verified_blobs().expect("blobs"), docker.blob_digests());
 }
 
 #[tokio::test]
@@ -123,7 +112,7 @@ async fn eight_clients_at_once_cost_one_upstream_get_per_blob_and_manifest() {
     for pull in pulls {
         let copied = pull.await.expect("join").expect("every pull succeeds");
         assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
-        assert_eq!(copied.verified_blobs().expect("blobs"), blob_digests(&pushed));
+        assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
     }
 
     let requests = registry.requests().await.expect("log");
@@ -161,7 +150,7 @@ async fn pulls_survive_the_upstream_going_away() {
     let by_tag =
         skopeo.copy(&warm, &out.path().join("tag"), &all).await.expect("by tag, upstream down");
     assert_eq!(by_tag.manifest().expect("manifest"), pushed.root.bytes);
-    assert_eq!(by_tag.verified_blobs().expect("blobs"), blob_digests(&pushed));
+    assert_eq!(by_tag.verified_blobs().expect("blobs"), pushed.blob_digests());
 
     let by_digest = format!("{}/library/app@{}", node.host(), pushed.root.digest);
     let copied =

@@ -8,7 +8,6 @@ use shoal_cluster_tests::{
     Credentials, Registry, RegistryAuth, RegistryOptions, ShoalNode, ShoalOptions, TokenServer,
     TokenServerOptions, require_tools,
 };
-use shoal_protocol::Digest;
 
 fn config_file(dir: &std::path::Path, url: &str, credentials: Option<&Credentials>) -> String {
     let mut text = format!("[upstreams.\"docker.io\"]\nurl = \"{url}\"\n");
@@ -54,9 +53,7 @@ async fn node_pulls_from_an_htpasswd_registry_with_configured_credentials() {
         .await
         .expect("pull through the node");
     assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
-    let mut expected: Vec<Digest> = pushed.blobs().iter().map(|b| b.digest).collect();
-    expected.sort_by_key(Digest::hex);
-    assert_eq!(copied.verified_blobs().expect("blobs"), expected);
+    assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
 
     let log = std::fs::read_to_string(node.log_path()).expect("log");
     assert!(!log.contains("basic-secret"), "credentials never reach the log");

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use futures_util::StreamExt;
+use shoal_cluster_tests::bench::get_discarding;
 use shoal_cluster_tests::image;
 use shoal_cluster_tests::nginx::Nginx;
 use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
@@ -42,15 +42,7 @@ fn parse_args() -> Result<Args> {
 /// Downloads `url` and discards the bytes; returns MiB/s. Fails unless exactly `size` arrive.
 async fn download(http: &reqwest::Client, url: &str, size: u64) -> Result<f64> {
     let start = Instant::now();
-    let response = http.get(url).send().await.with_context(|| format!("GET {url}"))?;
-    if !response.status().is_success() {
-        bail!("GET {url}: {}", response.status());
-    }
-    let mut stream = response.bytes_stream();
-    let mut received = 0u64;
-    while let Some(chunk) = stream.next().await {
-        received += chunk.with_context(|| format!("body of {url}"))?.len() as u64;
-    }
+    let received = get_discarding(http, url).await?;
     if received != size {
         bail!("GET {url}: {received} bytes, expected {size}");
     }

@@ -11,23 +11,10 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use futures_util::StreamExt;
+use shoal_cluster_tests::bench::get_discarding;
 use shoal_cluster_tests::fleet::start_fleet;
 use shoal_cluster_tests::image;
 use shoal_cluster_tests::{Registry, RegistryOptions, ShoalOptions, require_tools};
-
-async fn fetch_all(http: &reqwest::Client, url: String) -> Result<u64> {
-    let response = http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
-    if !response.status().is_success() {
-        bail!("GET {url}: {}", response.status());
-    }
-    let mut stream = response.bytes_stream();
-    let mut received = 0u64;
-    while let Some(chunk) = stream.next().await {
-        received += chunk.with_context(|| format!("body of {url}"))?.len() as u64;
-    }
-    Ok(received)
-}
 
 /// GETs every path from every base URL at once; returns the seconds until all finished.
 async fn pull_everywhere(bases: &[String], paths: &[String], sizes: &[u64]) -> Result<f64> {
@@ -38,7 +25,7 @@ async fn pull_everywhere(bases: &[String], paths: &[String], sizes: &[u64]) -> R
         for (path, size) in paths.iter().zip(sizes) {
             let (http, url, size) = (http.clone(), format!("{base}{path}"), *size);
             tasks.push(tokio::spawn(async move {
-                let got = fetch_all(&http, url.clone()).await?;
+                let got = get_discarding(&http, &url).await?;
                 if got != size {
                     bail!("{url}: {got} bytes, expected {size}");
                 }

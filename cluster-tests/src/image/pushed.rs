@@ -48,6 +48,14 @@ impl PushedImage {
         out
     }
 
+    /// The digests of [`PushedImage::blobs`], sorted as
+    /// [`DirImage::verified_blobs`](crate::clients::skopeo::DirImage::verified_blobs) lists them.
+    pub fn blob_digests(&self) -> Vec<Digest> {
+        let mut digests: Vec<Digest> = self.blobs().iter().map(|b| b.digest).collect();
+        digests.sort_by_key(Digest::hex);
+        digests
+    }
+
     /// The image manifest for `architecture` (the root itself when it is not an index).
     pub fn for_arch(&self, architecture: &str) -> Option<&ManifestInfo> {
         if self.children.is_empty() {
