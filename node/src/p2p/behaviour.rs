@@ -80,7 +80,9 @@ fn kademlia(peer_id: PeerId, config: &P2pConfig) -> kad::Behaviour<MemoryStore> 
     kad_config
         .set_provider_record_ttl(Some(config.provider_ttl))
         .set_provider_publication_interval(Some(config.republish))
-        .set_query_timeout(KAD_QUERY_TIMEOUT);
+        .set_query_timeout(KAD_QUERY_TIMEOUT)
+        // The swarm task refreshes membership on its own, sooner (see `task.rs`).
+        .set_periodic_bootstrap_interval(None);
     let store_config = MemoryStoreConfig {
         max_records: MAX_RECORDS,
         max_provided_keys: MAX_RECORDS,

@@ -22,6 +22,15 @@ use super::peers::{PeerInfo, SharedSnapshot, Snapshot};
 
 /// How often static bootstrap peers that are not connected are dialled again.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(60);
+/// Membership refresh: a Kademlia bootstrap after 1 s, then 2, 4, … up to once a minute.
+///
+/// Nodes that start together race: each asks the first peer it meets for the others before
+/// that peer has met them, and Kademlia only looks again when its routing table grows (or
+/// after five minutes). Members that disagree on who is live disagree on owners, so a joiner
+/// asks again soon and often until the fleet has settled; a node that joins a settled fleet
+/// learns everyone from its first answer.
+const REFRESH_FIRST: Duration = Duration::from_secs(1);
+const REFRESH_MAX: Duration = Duration::from_secs(60);
 
 pub(super) enum Command {
     Ask {
@@ -71,6 +80,9 @@ pub(super) struct Task {
 impl Task {
     pub async fn run(mut self) {
         let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        let mut refresh_delay = REFRESH_FIRST;
+        let refresh = tokio::time::sleep(refresh_delay);
+        tokio::pin!(refresh);
         loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -79,6 +91,12 @@ impl Task {
                 },
                 event = self.swarm.select_next_some() => self.on_event(event),
                 _ = redial.tick() => self.dial_bootstrap(),
+                () = &mut refresh => {
+                    // No known peer yet is not an error: mDNS or a redial may bring one.
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    refresh_delay = (refresh_delay * 2).min(REFRESH_MAX);
+                    refresh.as_mut().reset(tokio::time::Instant::now() + refresh_delay);
+                }
             }
         }
         tracing::info!("control plane stopped");

@@ -11,7 +11,8 @@ use crate::p2p::Owner;
 
 const JOIN: Duration = Duration::from_secs(15);
 
-/// Starts A, then B (bootstrap address without a peer id) and C (with one).
+/// Starts A, then B (bootstrap address without a peer id) and C (with one) at the same moment,
+/// as a fleet starts: each may ask A for the others before A has met them.
 async fn three_nodes(dir: &Path, ttl: Duration, republish: Duration) -> [TestNode; 3] {
     let with_ttl = |name| {
         let mut c = config(dir, name);
@@ -23,10 +24,9 @@ async fn three_nodes(dir: &Path, ttl: Duration, republish: Duration) -> [TestNod
     let a_addr = first_addr(&a);
     let mut b_config = with_ttl("b");
     b_config.bootstrap = vec![a_addr.clone()];
-    let b = start(b_config).await;
     let mut c_config = with_ttl("c");
     c_config.bootstrap = vec![a_addr.with(Protocol::P2p(a.p2p.local_peer_id()))];
-    let c = start(c_config).await;
+    let (b, c) = tokio::join!(start(b_config), start(c_config));
     let nodes = [a, b, c];
     let all_joined = eventually(JOIN, || nodes.iter().all(|n| n.p2p.peers().len() == 2)).await;
     assert!(all_joined, "peers: {:?}", nodes.iter().map(|n| n.p2p.peers()).collect::<Vec<_>>());
