@@ -1,6 +1,7 @@
 //! Harness for running real shoal processes beside real registries and clients.
 //!
-//! Every process the harness starts listens on a free loopback port, keeps its files in its own
+//! Every process the harness starts listens on a free loopback port (or on a private LAN of
+//! network namespaces, see [`lan`]), keeps its files in its own
 //! temporary directory, writes its output to a log file there, and is killed when its handle is
 //! dropped, so tests can run side by side and leave nothing behind.
 
@@ -9,6 +10,7 @@ pub mod clients;
 pub mod error;
 pub mod fleet;
 pub mod image;
+pub mod lan;
 pub mod nginx;
 pub mod ports;
 pub mod process;
@@ -29,7 +31,7 @@ pub use ports::free_port;
 pub use push::{Credentials, RegistryClient};
 pub use registry::{ProxyUpstream, Registry, RegistryAuth, RegistryOptions};
 pub use require::{require_tool, require_tools};
-pub use shoal::{ShoalNode, ShoalOptions};
+pub use shoal::{ShoalNode, ShoalOptions, generate_cluster_key};
 pub use token_server::{TokenServer, TokenServerOptions};
 
 /// Result type of the harness.

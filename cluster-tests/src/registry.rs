@@ -1,6 +1,7 @@
 //! A real `docker-registry` (CNCF distribution 2.8) on a free loopback port: the upstream of
 //! the tests and, in proxy mode, the baseline of the benchmarks.
 
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +53,8 @@ pub struct ProxyUpstream {
 pub struct RegistryOptions {
     pub auth: RegistryAuth,
     pub proxy: Option<ProxyUpstream>,
+    /// The address to listen on; 127.0.0.1 when unset.
+    pub ip: Option<Ipv4Addr>,
 }
 
 impl RegistryOptions {
@@ -62,13 +65,19 @@ impl RegistryOptions {
 
     /// Basic authentication for one user.
     pub fn htpasswd(credentials: Credentials) -> Self {
-        Self { auth: RegistryAuth::Htpasswd(credentials), proxy: None }
+        Self { auth: RegistryAuth::Htpasswd(credentials), ..Self::default() }
     }
 
     /// A pull-through cache of `remote_url`.
     pub fn proxy(remote_url: impl Into<String>) -> Self {
         let proxy = ProxyUpstream { remote_url: remote_url.into(), credentials: None };
-        Self { auth: RegistryAuth::None, proxy: Some(proxy) }
+        Self { proxy: Some(proxy), ..Self::default() }
+    }
+
+    /// Listens on `ip` instead of 127.0.0.1 (e.g. [`crate::lan::Lan::gateway_ip`]).
+    pub fn on(mut self, ip: Ipv4Addr) -> Self {
+        self.ip = Some(ip);
+        self
     }
 }
 
@@ -77,6 +86,7 @@ impl RegistryOptions {
 pub struct Registry {
     // Declared first so that the process is killed before its directory is removed.
     process: Option<ChildProcess>,
+    ip: Ipv4Addr,
     port: u16,
     config: PathBuf,
     access_log: AccessLog,
@@ -107,9 +117,10 @@ impl Registry {
             }
             RegistryAuth::Token(token) => token.credentials.clone(),
         };
+        let ip = options.ip.unwrap_or(Ipv4Addr::LOCALHOST);
         let port = free_port()?;
         let yaml = registry_config::render(
-            port,
+            SocketAddrV4::new(ip, port),
             &storage,
             &options.auth,
             &htpasswd,
@@ -118,6 +129,7 @@ impl Registry {
         write(&config, yaml.as_bytes())?;
         let mut registry = Self {
             process: None,
+            ip,
             port,
             config,
             access_log: AccessLog::new(dir.path().join("access.log")),
@@ -131,12 +143,13 @@ impl Registry {
         Ok(registry)
     }
 
-    /// `127.0.0.1:PORT`, as a registry host in image references.
+    /// `IP:PORT` (127.0.0.1 unless [`RegistryOptions::on`]), as a registry host in image
+    /// references.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://IP:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.host())
     }

@@ -1,6 +1,7 @@
 //! The configuration file of a `docker-registry` (distribution 2.8) the harness runs.
 
 use std::fmt::Write as _;
+use std::net::SocketAddrV4;
 use std::path::Path;
 
 use crate::Result;
@@ -12,7 +13,7 @@ const BCRYPT_COST: u32 = 4;
 /// Renders the YAML configuration. Strings are written as JSON strings, which YAML reads as
 /// double-quoted scalars, so paths and passwords need no further escaping.
 pub(crate) fn render(
-    port: u16,
+    addr: SocketAddrV4,
     storage: &Path,
     auth: &RegistryAuth,
     htpasswd_file: &Path,
@@ -25,7 +26,7 @@ pub(crate) fn render(
     yaml.push_str("storage:\n  filesystem:\n");
     let _ = writeln!(yaml, "    rootdirectory: {}", quote(&storage.to_string_lossy()));
     yaml.push_str("  delete:\n    enabled: true\n");
-    let _ = writeln!(yaml, "http:\n  addr: {}", quote(&format!("127.0.0.1:{port}")));
+    let _ = writeln!(yaml, "http:\n  addr: {}", quote(&addr.to_string()));
     // A fixed secret keeps upload state valid across a restart.
     yaml.push_str("  secret: \"shoal-harness-upload-secret\"\n");
     match auth {
@@ -84,8 +85,9 @@ mod tests {
             remote_url: "http://127.0.0.1:9/".to_owned(),
             credentials: Some(crate::Credentials::new("u", "p\"w")),
         };
+        let addr = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 5000);
         let yaml =
-            render(5000, Path::new("/s"), &RegistryAuth::None, Path::new("/h"), Some(&proxy));
+            render(addr, Path::new("/s"), &RegistryAuth::None, Path::new("/h"), Some(&proxy));
         assert!(yaml.contains("  remoteurl: \"http://127.0.0.1:9/\"\n"));
         assert!(yaml.contains("  password: \"p\\\"w\"\n"));
         assert!(yaml.contains("  addr: \"127.0.0.1:5000\"\n"));

@@ -1,6 +1,8 @@
-//! A real `shoal` node process on a free loopback port, with its own data directory.
+//! A real `shoal` node process with its own data directory: on free loopback ports, or on the
+//! default ports of a host of a [`crate::lan::Lan`].
 
 use std::ffi::OsString;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::lan::LanHost;
 use crate::process::{ChildProcess, http_answers};
 use crate::{HarnessError, Result, free_port};
 
@@ -21,6 +24,9 @@ const TEST_RUN_VARS: &[&str] = &[
     "CARGO_TARGET_TMPDIR",
     "CARGO_RUSTC_CURRENT_DIR",
 ];
+/// `shoal run`'s default ports, used on LAN hosts.
+const DEFAULT_PORT: u16 = 5000;
+const DEFAULT_P2P_PORT: u16 = 5001;
 /// How long a node may take to answer `/v2/` after it is started.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -37,6 +43,8 @@ pub struct ShoalOptions {
     pub mdns: bool,
     /// `--bootstrap` addresses (see [`ShoalNode::p2p_addr`]).
     pub bootstrap: Vec<String>,
+    /// Run on this LAN host, on the default listen addresses, instead of on loopback.
+    pub lan_host: Option<LanHost>,
 }
 
 impl ShoalOptions {
@@ -55,6 +63,13 @@ impl ShoalOptions {
         self
     }
 
+    /// Runs on `host` as a machine of its own would: in its namespace, with the default
+    /// `--listen` and `--p2p-listen`.
+    pub fn on(mut self, host: &LanHost) -> Self {
+        self.lan_host = Some(host.clone());
+        self
+    }
+
     /// Joins the fleet through `node`.
     pub fn bootstrap(mut self, node: &ShoalNode) -> Self {
         self.bootstrap.push(node.p2p_addr());
@@ -67,6 +82,7 @@ impl ShoalOptions {
 pub struct ShoalNode {
     // Declared first so that the process is killed before its directory is removed.
     process: Option<ChildProcess>,
+    ip: Ipv4Addr,
     port: u16,
     p2p_port: u16,
     options: ShoalOptions,
@@ -82,24 +98,21 @@ impl ShoalNode {
             .prefix("shoal-node-")
             .tempdir()
             .map_err(|source| HarnessError::io("creating the node directory", source))?;
-        let mut node = Self {
-            process: None,
-            port: free_port()?,
-            p2p_port: free_port()?,
-            options,
-            binary,
-            dir,
+        let (ip, port, p2p_port) = match &options.lan_host {
+            Some(host) => (host.ip, DEFAULT_PORT, DEFAULT_P2P_PORT),
+            None => (Ipv4Addr::LOCALHOST, free_port()?, free_port()?),
         };
+        let mut node = Self { process: None, ip, port, p2p_port, options, binary, dir };
         node.launch().await?;
         Ok(node)
     }
 
-    /// `127.0.0.1:PORT`, as a registry host in image references.
+    /// `IP:PORT`, as a registry host in image references.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://IP:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.host())
     }
@@ -118,9 +131,9 @@ impl ShoalNode {
         crate::RegistryClient::new(self.url(), None)
     }
 
-    /// The node's libp2p address, `/ip4/127.0.0.1/tcp/PORT` (the same across restarts).
+    /// The node's libp2p address, `/ip4/IP/tcp/PORT` (the same across restarts).
     pub fn p2p_addr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)
+        format!("/ip4/{}/tcp/{}", self.ip, self.p2p_port)
     }
 
     /// The node's `--data-dir`.
@@ -147,12 +160,17 @@ impl ShoalNode {
     }
 
     async fn launch(&mut self) -> Result<()> {
-        let mut command = Command::new(&self.binary);
-        command.arg("run").arg("--listen").arg(self.host()).arg("--data-dir").arg(self.data_dir());
+        let mut command = match &self.options.lan_host {
+            Some(host) => host.command(&self.binary),
+            None => Command::new(&self.binary),
+        };
+        command.arg("run").arg("--data-dir").arg(self.data_dir());
+        if self.options.lan_host.is_none() {
+            command.arg("--listen").arg(self.host()).arg("--p2p-listen").arg(self.p2p_addr());
+        }
         for (name, url) in &self.options.upstreams {
             command.arg("--upstream").arg(format!("{name}={url}"));
         }
-        command.arg("--p2p-listen").arg(self.p2p_addr());
         if !self.options.mdns {
             command.arg("--no-mdns");
         }
@@ -175,6 +193,24 @@ impl ShoalNode {
         self.process = Some(process);
         Ok(())
     }
+}
+
+/// Writes a new cluster key to `dir/cluster.key` with `shoal key generate` and returns its path.
+pub fn generate_cluster_key(dir: &Path) -> Result<PathBuf> {
+    let key = dir.join("cluster.key");
+    let output = Command::new(shoal_binary()?)
+        .args(["key", "generate", "--out"])
+        .arg(&key)
+        .output()
+        .map_err(|source| HarnessError::Spawn { program: "shoal".to_owned(), source })?;
+    if !output.status.success() {
+        return Err(HarnessError::ToolFailed {
+            tool: "shoal key generate".to_owned(),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(key)
 }
 
 /// The `shoal` binary: `$SHOAL_BIN`, else the workspace's `target/debug/shoal`, built once

@@ -10,8 +10,9 @@ use futures_util::StreamExt;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::fleet::{metric, wait_for_peers};
 use shoal_cluster_tests::image::{self, ImageSpec};
-use shoal_cluster_tests::shoal::shoal_binary;
-use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
+use shoal_cluster_tests::{
+    Registry, RegistryOptions, ShoalNode, ShoalOptions, generate_cluster_key, require_tools,
+};
 use shoal_protocol::Digest;
 use tokio::sync::oneshot;
 
@@ -150,18 +151,6 @@ async fn readers_of_a_killed_source_complete_their_pulls() {
     assert!(broken, "b or c lost its source mid-transfer{}", logs(&named));
 }
 
-/// `shoal key generate --out <dir>/cluster.key`.
-fn generate_key(dir: &std::path::Path) -> PathBuf {
-    let key = dir.join("cluster.key");
-    let status = std::process::Command::new(shoal_binary().expect("shoal binary"))
-        .args(["key", "generate", "--out"])
-        .arg(&key)
-        .status()
-        .expect("run shoal key generate");
-    assert!(status.success(), "shoal key generate: {status}");
-    key
-}
-
 /// GETs a peer blob with `token` (or none) and returns the status and the first OCI error code.
 async fn peer_get(node: &ShoalNode, digest: &Digest, token: Option<&str>) -> (u16, String) {
     let url = format!("{}/v2/_shoal/peer/blobs/{digest}", node.url());
@@ -186,7 +175,7 @@ async fn a_node_without_the_cluster_key_is_kept_out() {
         .await
         .expect("push");
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = generate_key(dir.path());
+    let key = generate_cluster_key(dir.path()).expect("shoal key generate");
     let plain = ShoalOptions::docker_io(registry.url());
     let keyed = plain.clone().arg("--cluster-key").arg(key.display().to_string());
 

@@ -153,7 +153,7 @@ async fn token_auth_registry_works_with_skopeo() {
     .await
     .expect("token server");
     let options =
-        RegistryOptions { auth: RegistryAuth::Token(tokens.registry_auth()), proxy: None };
+        RegistryOptions { auth: RegistryAuth::Token(tokens.registry_auth()), ..Default::default() };
     let registry = Registry::start(options).await.expect("registry");
     // Pushing needs the credentials: the token dance with basic auth at the token service.
     let pushed = image::push_image(&registry.client(), "library/app", "v1", &ImageSpec::oci(31))

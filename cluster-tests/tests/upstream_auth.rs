@@ -70,7 +70,7 @@ async fn node_does_the_token_dance_against_a_token_auth_registry() {
             .await
             .expect("token server");
     let options =
-        RegistryOptions { auth: RegistryAuth::Token(tokens.registry_auth()), proxy: None };
+        RegistryOptions { auth: RegistryAuth::Token(tokens.registry_auth()), ..Default::default() };
     let mut registry = Registry::start(options).await.expect("registry");
     let pushed =
         image::push_multi_arch(&registry.client(), "library/app", "v1", 211).await.expect("push");

@@ -1,0 +1,237 @@
+//! A private LAN of network namespaces, for what loopback cannot show: nodes on separate hosts
+//! finding each other by multicast (mDNS).
+//!
+//! ```text
+//!   this host               hub namespace                    LAN hosts (one namespace each)
+//!   shl<K> 10.213.K.254 ─── uplink ─┐
+//!                                   br0 ─── h0 ───────────── eth0 10.213.K.1
+//!                                    ├───── h1 ───────────── eth0 10.213.K.2
+//!                                    └───── …
+//! ```
+//!
+//! Every LAN host is a namespace of its own with one interface, so each runs a node on the
+//! default ports as a separate machine would. The bridge lives in a hub namespace, never on
+//! this host: the multicast the nodes send stays on the LAN and its one link to this host,
+//! which forwards none of it. Dropping the LAN deletes the namespaces, and with them every
+//! interface it made. Needs root (CAP_NET_ADMIN) and `ip` from iproute2.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use crate::{HarnessError, Result};
+
+/// The /24 of LAN `K` is `10.213.K.0`: a private range, and only on interfaces the LAN makes.
+const SUBNET_PREFIX: [u8; 2] = [10, 213];
+/// This host's address on every LAN.
+const GATEWAY_HOST: u8 = 254;
+
+/// One machine on the LAN: a network namespace and its address.
+#[derive(Debug, Clone)]
+pub struct LanHost {
+    pub netns: String,
+    pub ip: Ipv4Addr,
+}
+
+impl LanHost {
+    /// `command` to be run inside this host's namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = ip_command();
+        command.args(["netns", "exec", &self.netns]).arg(program);
+        command
+    }
+}
+
+/// A running LAN. Dropping it removes every namespace and interface it made; processes still
+/// running in its namespaces lose their network, so drop them first.
+#[derive(Debug)]
+pub struct Lan {
+    index: u8,
+    hosts: Vec<LanHost>,
+}
+
+impl Lan {
+    /// Makes a LAN of `hosts` machines linked to this host.
+    pub fn create(hosts: usize) -> Result<Self> {
+        assert!(hosts < usize::from(GATEWAY_HOST), "a LAN has at most 253 hosts");
+        let index = free_index()?;
+        let mut lan = Self { index, hosts: Vec::new() };
+        // Leftovers of a run that was killed before it could clean up.
+        lan.remove();
+        lan.build(hosts)?;
+        Ok(lan)
+    }
+
+    pub fn hosts(&self) -> &[LanHost] {
+        &self.hosts
+    }
+
+    /// This host's address on the LAN: processes meant for the LAN's machines (an upstream
+    /// registry) listen on it.
+    pub fn gateway_ip(&self) -> Ipv4Addr {
+        self.ip(GATEWAY_HOST)
+    }
+
+    fn ip(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(SUBNET_PREFIX[0], SUBNET_PREFIX[1], self.index, host)
+    }
+
+    fn hub(&self) -> String {
+        format!("shoal-lan{}-hub", self.index)
+    }
+
+    fn uplink(&self) -> String {
+        format!("shl{}", self.index)
+    }
+
+    fn build(&mut self, hosts: usize) -> Result<()> {
+        let hub = self.hub();
+        let uplink = self.uplink();
+        ip(&["netns", "add", &hub])?;
+        ip(&["-n", &hub, "link", "set", "lo", "up"])?;
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        ip(&["link", "add", &uplink, "type", "veth", "peer", "name", "uplink", "netns", &hub])?;
+        ip(&["-n", &hub, "link", "set", "uplink", "master", "br0", "up"])?;
+        let gateway = format!("{}/24", self.gateway_ip());
+        ip(&["addr", "add", &gateway, "dev", &uplink])?;
+        ip(&["link", "set", &uplink, "up"])?;
+        for i in 0..hosts {
+            let host = LanHost {
+                netns: format!("shoal-lan{}-h{i}", self.index),
+                ip: self.ip(u8::try_from(i + 1).expect("checked above")),
+            };
+            let port = format!("h{i}");
+            ip(&["netns", "add", &host.netns])?;
+            // Pushed to self.hosts at once, so that a failure below still removes it.
+            self.hosts.push(host.clone());
+            ip(&["-n", &host.netns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n",
+                &hub,
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &host.netns,
+            ])?;
+            ip(&["-n", &hub, "link", "set", &port, "master", "br0", "up"])?;
+            let addr = format!("{}/24", host.ip);
+            ip(&["-n", &host.netns, "addr", "add", &addr, "dev", "eth0"])?;
+            ip(&["-n", &host.netns, "link", "set", "eth0", "up"])?;
+            // Multicast needs a route out of eth0; the LAN has no other way out.
+            ip(&["-n", &host.netns, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+        }
+        tracing::debug!(index = self.index, hosts, "LAN up");
+        Ok(())
+    }
+
+    /// Deletes the namespaces by name, whether or not this run made them.
+    fn remove(&self) {
+        let prefix = format!("shoal-lan{}-", self.index);
+        for netns in list_netns() {
+            if netns.starts_with(&prefix) {
+                let _ = ip(&["netns", "del", &netns]);
+            }
+        }
+        // Gone with the hub's end of the pair; deleted here too in case the hub was not made.
+        let _ = ip_command()
+            .args(["link", "del", &self.uplink()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// True when this process may make network namespaces. When it may not: panics if `CI=true`,
+/// otherwise says why the test is skipped and returns false.
+pub fn require_lan() -> bool {
+    if !crate::require_tool("ip") {
+        return false;
+    }
+    let probe = format!("shoal-probe-{}", std::process::id());
+    if ip(&["netns", "add", &probe]).is_ok() {
+        let _ = ip(&["netns", "del", &probe]);
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("network namespaces are required under CI=true: run the tests as root");
+    }
+    eprintln!("skipped: making network namespaces needs root (CAP_NET_ADMIN)");
+    false
+}
+
+/// A LAN index whose uplink interface does not exist yet. Test processes run side by side,
+/// so the index comes from this process id and a counter rather than from one fixed number.
+fn free_index() -> Result<u8> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let taken = list_links();
+    for _ in 0..250 {
+        let n = std::process::id().wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        let index = u8::try_from(n % 250).expect("below 250") + 1;
+        if !taken.contains(&format!("shl{index}")) {
+            return Ok(index);
+        }
+    }
+    Err(HarnessError::io("choosing a LAN index", std::io::Error::other("all 250 are in use")))
+}
+
+fn list_netns() -> Vec<String> {
+    let output = ip_command().args(["netns", "list"]).output();
+    output
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn list_links() -> Vec<String> {
+    let output = ip_command().args(["-o", "link", "show"]).output();
+    output
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|line| {
+                    let name = line.split(':').nth(1)?.trim();
+                    Some(name.split('@').next().unwrap_or(name).to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `ip`, found in the sbin directories when they are not on `PATH`.
+fn ip_command() -> Command {
+    Command::new(crate::require::find_tool("ip").unwrap_or_else(|| "ip".into()))
+}
+
+/// Runs `ip ARGS`, failing with its stderr.
+fn ip(args: &[&str]) -> Result<()> {
+    let output = ip_command()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| HarnessError::Spawn { program: "ip".to_owned(), source })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(HarnessError::ToolFailed {
+        tool: format!("ip {}", args.join(" ")),
+        status: output.status,
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
+}
