@@ -1,4 +1,6 @@
-//! What the benchmark binaries share: a GET whose body is counted and thrown away.
+//! What the benchmark binaries share: a GET whose body is counted and thrown away, and timed.
+
+use std::time::Instant;
 
 use futures_util::StreamExt;
 
@@ -23,4 +25,15 @@ pub async fn get_discarding(http: &reqwest::Client, url: &str) -> Result<u64> {
         received += chunk.map_err(|source| HarnessError::http(url, source))?.len() as u64;
     }
     Ok(received)
+}
+
+/// Downloads `url`, discarding the bytes, and returns MiB/s. Fails unless exactly `size`
+/// bytes arrive.
+pub async fn download(http: &reqwest::Client, url: &str, size: u64) -> Result<f64> {
+    let start = Instant::now();
+    let received = get_discarding(http, url).await?;
+    if received != size {
+        return Err(HarnessError::WrongLength { url: url.to_owned(), received, expected: size });
+    }
+    Ok(size as f64 / (1024.0 * 1024.0) / start.elapsed().as_secs_f64())
 }

@@ -55,6 +55,8 @@ pub enum HarnessError {
     },
     #[error("timed out waiting for {what}")]
     Timeout { what: String },
+    #[error("GET {url}: {received} bytes, expected {expected}")]
+    WrongLength { url: String, received: u64, expected: u64 },
     #[error("{url} has no metric {name}")]
     NoMetric { url: String, name: String },
     #[error("{path}: holds sha256:{actual}, not the digest its name says")]

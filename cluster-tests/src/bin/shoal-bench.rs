@@ -11,10 +11,10 @@
 //! Prints a Markdown table for docs/benchmarks.md. Usage:
 //! `shoal-bench [--size-mib 1024] [--clients 8]`
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use shoal_cluster_tests::bench::get_discarding;
+use shoal_cluster_tests::bench::download;
 use shoal_cluster_tests::image;
 use shoal_cluster_tests::nginx::Nginx;
 use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
@@ -37,28 +37,6 @@ fn parse_args() -> Result<Args> {
         }
     }
     Ok(args)
-}
-
-/// Downloads `url` and discards the bytes; returns MiB/s. Fails unless exactly `size` arrive.
-async fn download(http: &reqwest::Client, url: &str, size: u64) -> Result<f64> {
-    let start = Instant::now();
-    let received = get_discarding(http, url).await?;
-    if received != size {
-        bail!("GET {url}: {received} bytes, expected {size}");
-    }
-    Ok(mib_per_s(size, start.elapsed()))
-}
-
-fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
-}
-
-async fn best_of(http: &reqwest::Client, url: &str, size: u64, runs: usize) -> Result<f64> {
-    let mut best = 0f64;
-    for _ in 0..runs {
-        best = best.max(download(http, url, size).await?);
-    }
-    Ok(best)
 }
 
 /// Peak resident set size of a process, from the kernel's high-water mark.
@@ -106,7 +84,7 @@ async fn main() -> Result<()> {
     let node = ShoalNode::start(ShoalOptions::docker_io(origin.url())).await?;
 
     eprintln!("origin direct");
-    let origin_speed = best_of(&http, &format!("{}{path}", origin.url()), size, 1).await?;
+    let origin_speed = download(&http, &format!("{}{path}", origin.url()), size).await?;
     eprintln!("cold: shoal, then distribution's proxy");
     let shoal_cold = download(&http, &format!("{}{path}", node.url()), size).await?;
     let proxy_cold = download(&http, &format!("{}{path}", proxy.url()), size).await?;
