@@ -1,13 +1,14 @@
 //! Several real nodes as one cache: the fleet fetches each layer from the upstream once, a node
-//! that pulls after another takes the bytes from its peer, and the fleet survives the upstream
-//! going away.
+//! that pulls after another takes the bytes from its peer (also after that peer restarted), and
+//! the fleet survives the upstream going away.
 
 use std::time::Duration;
 
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
-use shoal_cluster_tests::fleet::{metric, start_fleet};
+use shoal_cluster_tests::fleet::{metric, start_fleet, wait_for_peers};
 use shoal_cluster_tests::image::{self, ImageSpec};
-use shoal_cluster_tests::{Registry, RegistryOptions, ShoalOptions, require_tools};
+use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
+use shoal_protocol::Digest;
 
 #[tokio::test]
 async fn eight_nodes_pulling_at_once_fetch_each_blob_upstream_once() {
@@ -127,4 +128,45 @@ async fn every_node_pulls_after_the_upstream_goes_away() {
             .unwrap_or_else(|e| panic!("node {i} by digest with the upstream down: {e}"));
         assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
     }
+}
+
+#[tokio::test]
+async fn a_restarted_node_announces_what_it_holds() {
+    if !require_tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let mut registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
+    let pushed = image::push_image(&registry.client(), "library/app", "v1", &ImageSpec::oci(331))
+        .await
+        .expect("push");
+    let options = ShoalOptions::docker_io(registry.url());
+    let mut a = ShoalNode::start(options.clone()).await.expect("node a");
+    let out = tempfile::tempdir().expect("tempdir");
+    let source = format!("{}/library/app:v1", a.host());
+    Skopeo::new()
+        .expect("skopeo")
+        .copy(&source, &out.path().join("a"), &CopyOptions::default())
+        .await
+        .expect("a pulls");
+    // The DHT forgets a node's records when it stops; only a new announcement brings them back.
+    a.restart().await.expect("a restarts");
+    registry.stop();
+
+    let b = ShoalNode::start(options.bootstrap(&a)).await.expect("node b");
+    let nodes = [a, b];
+    wait_for_peers(&nodes, 1).await.expect("b joins a");
+    let [a, b] = &nodes;
+    let http = reqwest::Client::new();
+    for blob in pushed.blobs() {
+        let url = format!("{}/v2/library/app/blobs/{}", b.url(), blob.digest);
+        let response = http.get(&url).send().await.expect("GET");
+        assert_eq!(response.status(), 200, "{url}");
+        let bytes = response.bytes().await.expect("body");
+        assert_eq!(Digest::of(&bytes), blob.digest);
+    }
+    // Every blob came from a as a provider: none through a as the owner (which a restart that
+    // forgot its records would need for the blobs a owns), none upstream (which is down).
+    let blobs = pushed.blobs().len() as u64;
+    assert_eq!(metric(b, "shoal_peer_blob_fetches_total").await.expect("metric"), blobs);
+    assert_eq!(metric(a, "shoal_owner_requests_total").await.expect("metric"), 0);
 }

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,11 @@ use crate::p2p::{ClusterKey, KeyError, P2p, P2pConfig, P2pError};
 use crate::registry::{self, AppState, Routing};
 use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamError;
+
+/// Stored blobs announced at start per batch, and the pause between batches: about 250 new
+/// DHT queries a second.
+const ANNOUNCE_BATCH: usize = 50;
+const ANNOUNCE_PAUSE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -154,14 +160,32 @@ pub async fn run(
 
 /// Announces every stored blob (after a restart the DHT has forgotten this node's records),
 /// then withdraws each blob that leaves the store.
+///
+/// Each announcement is a DHT query of its own; a large store is announced in paced batches
+/// so that a restart does not start tens of thousands of queries at once (libp2p paces its own
+/// republishing the same way).
 async fn announce_store(store: Store, fleet: Arc<dyn Fleet>, stop: CancellationToken) {
     let mut removals = store.subscribe_removals();
     let held = store.digests();
     if !held.is_empty() {
         tracing::info!(blobs = held.len(), "announcing stored blobs to the fleet");
-    }
-    for digest in &held {
-        fleet.provide(digest);
+        let started = std::time::Instant::now();
+        for (i, batch) in held.chunks(ANNOUNCE_BATCH).enumerate() {
+            for digest in batch {
+                fleet.provide(digest);
+            }
+            let done = i * ANNOUNCE_BATCH + batch.len();
+            if done < held.len() {
+                if i % 50 == 49 {
+                    tracing::info!(done, of = held.len(), "announcing stored blobs");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(ANNOUNCE_PAUSE) => {}
+                }
+            }
+        }
+        tracing::info!(blobs = held.len(), elapsed = ?started.elapsed(), "stored blobs announced");
     }
     loop {
         tokio::select! {
