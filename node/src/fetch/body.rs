@@ -70,8 +70,9 @@ fn spawn_read(reader: &Arc<BlobReader>, pos: u64, end: u64) -> Option<PendingRea
     Some(tokio::task::spawn_blocking(move || read_blocking(reader.file(), pos, len)))
 }
 
-/// Streams bytes `[start, end)` of a blob that is still being downloaded: reads what has been
-/// written, then waits for more. Ends with the fetch's error if the fetch fails.
+/// Streams bytes `[start, end)` of a blob that is still being downloaded: takes what has been
+/// written (from the last batch in memory when caught up with it, else from the file), then
+/// waits for more. Ends with the fetch's error if the fetch fails.
 ///
 /// The blob's last byte is held back until the download is verified: a client must never
 /// receive every byte of a blob whose digest turns out wrong, or it would see a complete,
@@ -99,10 +100,16 @@ pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
                     _ => available,
                 };
                 if readable > pos {
-                    let len = (readable - pos).min(CHUNK);
-                    let chunk = read_at(inflight.reader.clone(), pos, len)
-                        .await
-                        .map_err(|source| FetchError::Read { digest, source })?;
+                    let in_memory = snapshot.recent.as_ref().and_then(|r| r.slice(pos, readable));
+                    let chunk = match in_memory {
+                        Some(chunk) => chunk,
+                        None => {
+                            let len = (readable - pos).min(CHUNK);
+                            read_at(inflight.reader.clone(), pos, len)
+                                .await
+                                .map_err(|source| FetchError::Read { digest, source })?
+                        }
+                    };
                     let next = pos + chunk.len() as u64;
                     return Ok(Some((chunk, (inflight, progress, next))));
                 }

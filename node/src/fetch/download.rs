@@ -1,20 +1,20 @@
 //! One blob download, run by the single-flight task of `inflight.rs`.
 //!
 //! Two stages joined by a short queue: the fetch stage pulls bytes from the sources in order
-//! (resuming a broken transfer at the offset reached) and groups them into batches; the writer
-//! stage hashes and appends each batch to the temp file and publishes the progress that
-//! followers read. The network and the disk work at the same time, and at most a few batches
-//! are held in memory.
+//! (resuming a broken transfer at the offset reached) and groups the chunks into batches
+//! without copying them; the writer stage hashes and appends each batch to the temp file and
+//! publishes the progress that followers read, the batch included. The network and the disk
+//! work at the same time, and at most a few batches are held in memory.
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use shoal_protocol::Digest;
 use tokio::sync::{mpsc, watch};
 
 use super::fleet::Fleet;
-use super::inflight::Progress;
+use super::inflight::{Progress, Recent};
 use super::source::{BlobSource, SourceStream};
 use super::{FetchError, Target};
 use crate::store::{StoreError, TempBlob};
@@ -55,15 +55,21 @@ pub async fn download(
     committed
 }
 
+type Batch = Arc<[Bytes]>;
+
 async fn write_batches(
     mut temp: TempBlob,
-    mut inbox: mpsc::Receiver<Bytes>,
+    mut inbox: mpsc::Receiver<Batch>,
     progress: Arc<watch::Sender<Progress>>,
 ) -> Result<TempBlob, FetchError> {
     while let Some(batch) = inbox.recv().await {
-        temp.write_bytes(batch).await?;
+        let offset = temp.written();
+        temp.write_chunks(Arc::clone(&batch)).await?;
         let written = temp.written();
-        progress.send_modify(|p| p.written = written);
+        progress.send_modify(|p| {
+            p.written = written;
+            p.recent = Some(Recent { offset, chunks: batch });
+        });
     }
     Ok(temp)
 }
@@ -78,7 +84,7 @@ async fn fetch(
     sources: &[Arc<dyn BlobSource>],
     target: &Target,
     digest: Digest,
-    batches: &mpsc::Sender<Bytes>,
+    batches: &mpsc::Sender<Batch>,
     progress: &watch::Sender<Progress>,
     contributors: &mut Vec<usize>,
     fleet: Option<&Arc<dyn Fleet>>,
@@ -128,7 +134,7 @@ async fn copy(
     stream: SourceStream,
     digest: Digest,
     received: &mut u64,
-    batches: &mpsc::Sender<Bytes>,
+    batches: &mpsc::Sender<Batch>,
     progress: &watch::Sender<Progress>,
 ) -> Result<Copied, FetchError> {
     let known = progress.borrow().size;
@@ -141,14 +147,15 @@ async fn copy(
     if known.is_none() && size.is_some() {
         progress.send_modify(|p| p.size = size);
     }
-    let mut batch = BytesMut::new();
+    let mut batch = Vec::new();
+    let mut batch_len = 0;
     let mut chunks = stream.chunks.peekable();
     while let Some(chunk) = chunks.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(e) => {
                 // Hand over what did arrive: the resume starts where `received` says.
-                if !batch.is_empty() && batches.send(batch.freeze()).await.is_err() {
+                if !batch.is_empty() && batches.send(batch.into()).await.is_err() {
                     return Ok(Copied::WriterStopped);
                 }
                 return Err(e);
@@ -160,16 +167,20 @@ async fn copy(
             return Err(FetchError::Oversized { digest, size });
         }
         *received += chunk.len() as u64;
-        batch.extend_from_slice(&chunk);
+        batch_len += chunk.len();
+        batch.push(chunk);
         // Batches keep the hops to the blocking pool few, but bytes that the source is slow to
         // follow with go out at once, so followers see a trickling download as it trickles.
-        let more_ready = batch.len() < WRITE_BATCH
+        let more_ready = batch_len < WRITE_BATCH
             && std::pin::Pin::new(&mut chunks).peek().now_or_never().is_some();
-        if !more_ready && batches.send(batch.split().freeze()).await.is_err() {
-            return Ok(Copied::WriterStopped);
+        if !more_ready {
+            batch_len = 0;
+            if batches.send(std::mem::take(&mut batch).into()).await.is_err() {
+                return Ok(Copied::WriterStopped);
+            }
         }
     }
-    if !batch.is_empty() && batches.send(batch.freeze()).await.is_err() {
+    if !batch.is_empty() && batches.send(batch.into()).await.is_err() {
         return Ok(Copied::WriterStopped);
     }
     match size {

@@ -113,18 +113,19 @@ impl TempBlob {
         self.written
     }
 
-    /// Appends a chunk (copied; see [`TempBlob::write_bytes`] to avoid the copy).
+    /// Appends a chunk (copied; see [`TempBlob::write_chunks`] to avoid the copy).
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        self.write_bytes(Bytes::copy_from_slice(chunk)).await
+        self.write_chunks(Arc::from([Bytes::copy_from_slice(chunk)])).await
     }
 
-    /// Appends a chunk. When this returns `Ok`, the bytes are in the file for every reader. On
-    /// error the temp file is removed at once (freeing the space on a full disk) and the blob
-    /// can no longer be committed.
+    /// Appends chunks, in order. When this returns `Ok`, the bytes are in the file for every
+    /// reader. On error the temp file is removed at once (freeing the space on a full disk) and
+    /// the blob can no longer be committed.
     ///
+    /// The chunks are written as they came from the network, never copied into one buffer.
     /// Hashing and writing happen off the async threads, on two threads at once: they cost
     /// about the same per byte, and one after the other they made every byte wait for both.
-    pub async fn write_bytes(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+    pub async fn write_chunks(&mut self, chunks: Arc<[Bytes]>) -> Result<(), StoreError> {
         // Taken for the duration of the write: if this future is dropped midway, the verifier
         // stays gone and commit refuses a blob whose file may be missing bytes.
         let Some(mut verifier) = self.verifier.take() else {
@@ -133,16 +134,23 @@ impl TempBlob {
         let file = Arc::clone(&self.file);
         let path = self.guard.path.clone();
         let offset = self.written;
-        let to_hash = chunk.clone();
+        let to_hash = Arc::clone(&chunks);
         let hashed = blocking("hash temp blob", move || {
-            verifier.update(&to_hash);
+            for chunk in to_hash.iter() {
+                verifier.update(chunk);
+            }
             Ok(verifier)
         });
         let written = blocking("write temp blob", move || {
-            file.write_all_at(&chunk, offset).map_err(|e| {
-                remove_temp(&path);
-                StoreError::io("write temp blob", &path, e)
-            })
+            let mut at = offset;
+            for chunk in chunks.iter() {
+                file.write_all_at(chunk, at).map_err(|e| {
+                    remove_temp(&path);
+                    StoreError::io("write temp blob", &path, e)
+                })?;
+                at += chunk.len() as u64;
+            }
+            Ok(())
         });
         let (verifier, written) = tokio::join!(hashed, written);
         let verifier = verifier?;
