@@ -1,15 +1,17 @@
 //! One blob download, run by the single-flight task of `inflight.rs`.
 //!
-//! Two stages joined by a short queue: the fetch stage pulls bytes from the sources in order
-//! (resuming a broken transfer at the offset reached) and groups the chunks into batches
-//! without copying them; the writer stage hashes and appends each batch to the temp file and
-//! publishes the progress that followers read, the batch included. The network and the disk
-//! work at the same time, and at most a few batches are held in memory.
+//! Two stages joined by a short queue of chunks: the fetch stage pulls chunks from the sources
+//! in order (resuming a broken transfer at the offset reached); the writer stage takes every
+//! chunk queued so far as one batch, hashes and appends it to the temp file, and publishes the
+//! progress that followers read, with the last few MiB written. Batches grow when the disk is
+//! the slower side and shrink to single chunks when the network is, so followers see a
+//! trickling download as it trickles. Nothing is copied on the way, and memory stays bounded
+//! by the queue and the window kept for followers.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use shoal_protocol::Digest;
 use tokio::sync::{mpsc, watch};
 
@@ -21,8 +23,10 @@ use crate::store::{StoreError, TempBlob};
 
 /// Upper bound of one write to the temp file.
 const WRITE_BATCH: usize = 1024 * 1024;
-/// Batches received but not yet written.
-const WRITE_QUEUE: usize = 2;
+/// Chunks received but not yet written.
+const WRITE_QUEUE: usize = 32;
+/// Bytes written last that stay in memory for followers (see [`Recent`]).
+const RECENT_WINDOW: usize = 4 * 1024 * 1024;
 /// Resume a broken transfer at most this many times per source before trying the next one.
 const RESUMES_PER_SOURCE: u32 = 3;
 
@@ -35,12 +39,12 @@ pub async fn download(
     progress: &Arc<watch::Sender<Progress>>,
     fleet: Option<&Arc<dyn Fleet>>,
 ) -> Result<u64, FetchError> {
-    let (batches, inbox) = mpsc::channel(WRITE_QUEUE);
+    let (to_writer, inbox) = mpsc::channel(WRITE_QUEUE);
     let writer = tokio::spawn(write_batches(temp, inbox, progress.clone()));
     let mut contributors = Vec::new();
     let fetched =
-        fetch(sources, target, digest, &batches, progress, &mut contributors, fleet).await;
-    drop(batches);
+        fetch(sources, target, digest, &to_writer, progress, &mut contributors, fleet).await;
+    drop(to_writer);
     // The writer's failure (a full disk) is the cause of any fetch that stopped early.
     let temp =
         writer.await.map_err(|source| StoreError::TaskFailed { op: "write blob", source })??;
@@ -55,20 +59,34 @@ pub async fn download(
     committed
 }
 
-type Batch = Arc<[Bytes]>;
-
 async fn write_batches(
     mut temp: TempBlob,
-    mut inbox: mpsc::Receiver<Batch>,
+    mut inbox: mpsc::Receiver<Bytes>,
     progress: Arc<watch::Sender<Progress>>,
 ) -> Result<TempBlob, FetchError> {
-    while let Some(batch) = inbox.recv().await {
-        let offset = temp.written();
-        temp.write_chunks(Arc::clone(&batch)).await?;
+    let mut window = std::collections::VecDeque::<Bytes>::new();
+    let (mut window_start, mut window_len) = (0u64, 0usize);
+    while let Some(first) = inbox.recv().await {
+        let mut batch_len = first.len();
+        let mut batch = vec![first];
+        while batch_len < WRITE_BATCH {
+            let Ok(chunk) = inbox.try_recv() else { break };
+            batch_len += chunk.len();
+            batch.push(chunk);
+        }
+        temp.write_chunks(Arc::from(batch.as_slice())).await?;
+        window.extend(batch);
+        window_len += batch_len;
+        while window.front().is_some_and(|c| window_len - c.len() >= RECENT_WINDOW) {
+            let dropped = window.pop_front().map_or(0, |c| c.len());
+            window_len -= dropped;
+            window_start += dropped as u64;
+        }
+        let recent = Recent { offset: window_start, chunks: window.iter().cloned().collect() };
         let written = temp.written();
         progress.send_modify(|p| {
             p.written = written;
-            p.recent = Some(Recent { offset, chunks: batch });
+            p.recent = Some(recent);
         });
     }
     Ok(temp)
@@ -84,7 +102,7 @@ async fn fetch(
     sources: &[Arc<dyn BlobSource>],
     target: &Target,
     digest: Digest,
-    batches: &mpsc::Sender<Batch>,
+    to_writer: &mpsc::Sender<Bytes>,
     progress: &watch::Sender<Progress>,
     contributors: &mut Vec<usize>,
     fleet: Option<&Arc<dyn Fleet>>,
@@ -113,7 +131,7 @@ async fn fetch(
             if !contributors.contains(&index) {
                 contributors.push(index);
             }
-            match copy(stream, digest, &mut received, batches, progress).await {
+            match copy(stream, digest, &mut received, to_writer, progress).await {
                 Ok(Copied::Complete | Copied::WriterStopped) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(%digest, source = source.describe(), received, error = %e, "transfer broke");
@@ -129,12 +147,12 @@ async fn fetch(
     Err(last_error.unwrap_or(FetchError::BlobUnknown(digest)))
 }
 
-/// Moves one source's stream into batches for the writer.
+/// Hands one source's chunks to the writer, checking them against the announced size.
 async fn copy(
     stream: SourceStream,
     digest: Digest,
     received: &mut u64,
-    batches: &mpsc::Sender<Batch>,
+    to_writer: &mpsc::Sender<Bytes>,
     progress: &watch::Sender<Progress>,
 ) -> Result<Copied, FetchError> {
     let known = progress.borrow().size;
@@ -147,41 +165,18 @@ async fn copy(
     if known.is_none() && size.is_some() {
         progress.send_modify(|p| p.size = size);
     }
-    let mut batch = Vec::new();
-    let mut batch_len = 0;
-    let mut chunks = stream.chunks.peekable();
+    let mut chunks = stream.chunks;
     while let Some(chunk) = chunks.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                // Hand over what did arrive: the resume starts where `received` says.
-                if !batch.is_empty() && batches.send(batch.into()).await.is_err() {
-                    return Ok(Copied::WriterStopped);
-                }
-                return Err(e);
-            }
-        };
+        let chunk = chunk?;
         if let Some(size) = size
             && *received + chunk.len() as u64 > size
         {
             return Err(FetchError::Oversized { digest, size });
         }
         *received += chunk.len() as u64;
-        batch_len += chunk.len();
-        batch.push(chunk);
-        // Batches keep the hops to the blocking pool few, but bytes that the source is slow to
-        // follow with go out at once, so followers see a trickling download as it trickles.
-        let more_ready = batch_len < WRITE_BATCH
-            && std::pin::Pin::new(&mut chunks).peek().now_or_never().is_some();
-        if !more_ready {
-            batch_len = 0;
-            if batches.send(std::mem::take(&mut batch).into()).await.is_err() {
-                return Ok(Copied::WriterStopped);
-            }
+        if to_writer.send(chunk).await.is_err() {
+            return Ok(Copied::WriterStopped);
         }
-    }
-    if !batch.is_empty() && batches.send(batch.into()).await.is_err() {
-        return Ok(Copied::WriterStopped);
     }
     match size {
         Some(size) if *received < size => {
