@@ -24,9 +24,9 @@ use crate::store::{StoreError, TempBlob};
 /// Upper bound of one write to the temp file.
 const WRITE_BATCH: usize = 1024 * 1024;
 /// Chunks received but not yet written.
-const WRITE_QUEUE: usize = 32;
+const WRITE_QUEUE: usize = 8;
 /// Bytes written last that stay in memory for followers (see [`Recent`]).
-const RECENT_WINDOW: usize = 4 * 1024 * 1024;
+const RECENT_WINDOW: usize = 2 * 1024 * 1024;
 /// Resume a broken transfer at most this many times per source before trying the next one.
 const RESUMES_PER_SOURCE: u32 = 3;
 
