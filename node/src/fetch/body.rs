@@ -3,6 +3,7 @@
 //!
 //! Reads are positional (`pread`) on a shared handle: a reader never disturbs another's offset,
 //! and a reader of a file being downloaded keeps the same inode after it is renamed into place.
+//! Followers that keep up with a download take its bytes from memory instead (see `Recent`).
 
 use std::io;
 use std::os::unix::fs::FileExt;
