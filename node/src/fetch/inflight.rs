@@ -145,13 +145,12 @@ impl InFlightBlobs {
                 return Ok(Joined::Stored);
             }
             let temp = store.create_temp(&digest).await?;
-            let (tx, rx) =
-                watch::channel(Progress {
-                    written: 0,
-                    size: None,
-                    state: FetchState::Running,
-                    recent: None,
-                });
+            let (tx, rx) = watch::channel(Progress {
+                written: 0,
+                size: None,
+                state: FetchState::Running,
+                recent: None,
+            });
             let tx = Arc::new(tx);
             let inflight = Arc::new(InFlight { digest, reader: temp.reader(), progress: rx });
             downloads.insert(digest, inflight.clone());
