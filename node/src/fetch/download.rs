@@ -8,6 +8,7 @@
 //! trickling download as it trickles. Nothing is copied on the way, and memory stays bounded
 //! by the queue and the window kept for followers.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -64,8 +65,7 @@ async fn write_batches(
     mut inbox: mpsc::Receiver<Bytes>,
     progress: Arc<watch::Sender<Progress>>,
 ) -> Result<TempBlob, FetchError> {
-    let mut window = std::collections::VecDeque::<Bytes>::new();
-    let (mut window_start, mut window_len) = (0u64, 0usize);
+    let mut window = Window::default();
     while let Some(first) = inbox.recv().await {
         let mut batch_len = first.len();
         let mut batch = vec![first];
@@ -75,14 +75,7 @@ async fn write_batches(
             batch.push(chunk);
         }
         temp.write_chunks(Arc::from(batch.as_slice())).await?;
-        window.extend(batch);
-        window_len += batch_len;
-        while window.front().is_some_and(|c| window_len - c.len() >= RECENT_WINDOW) {
-            let dropped = window.pop_front().map_or(0, |c| c.len());
-            window_len -= dropped;
-            window_start += dropped as u64;
-        }
-        let recent = Recent { offset: window_start, chunks: window.iter().cloned().collect() };
+        let recent = window.push(batch);
         let written = temp.written();
         progress.send_modify(|p| {
             p.written = written;
@@ -90,6 +83,32 @@ async fn write_batches(
         });
     }
     Ok(temp)
+}
+
+/// The chunks written last, at least [`RECENT_WINDOW`] bytes of them once there are that many.
+#[derive(Default)]
+struct Window {
+    chunks: VecDeque<Bytes>,
+    /// Where the first chunk starts in the blob.
+    start: u64,
+    len: usize,
+}
+
+impl Window {
+    /// Adds the chunks just written, drops those no longer needed, and returns what followers
+    /// may take from memory now.
+    fn push(&mut self, written: Vec<Bytes>) -> Recent {
+        for chunk in written {
+            self.len += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+        while self.chunks.front().is_some_and(|c| self.len - c.len() >= RECENT_WINDOW) {
+            let dropped = self.chunks.pop_front().map_or(0, |c| c.len());
+            self.len -= dropped;
+            self.start += dropped as u64;
+        }
+        Recent { offset: self.start, chunks: self.chunks.iter().cloned().collect() }
+    }
 }
 
 enum Copied {
@@ -183,5 +202,24 @@ async fn copy(
             Err(FetchError::Truncated { digest, expected: size, got: *received })
         }
         _ => Ok(Copied::Complete),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_keeps_the_last_bytes_and_knows_where_they_start() {
+        let chunk = |n: usize| Bytes::from(vec![0u8; n]);
+        let mut window = Window::default();
+        let half = RECENT_WINDOW / 2;
+        let recent = window.push(vec![chunk(half), chunk(half)]);
+        assert_eq!((recent.offset, recent.chunks.len()), (0, 2));
+        // One more chunk: the first is no longer needed to hold RECENT_WINDOW bytes.
+        let recent = window.push(vec![chunk(half)]);
+        assert_eq!((recent.offset, recent.chunks.len()), (half as u64, 2));
+        assert!(recent.slice(half as u64 - 1, u64::MAX).is_none());
+        assert_eq!(recent.slice(2 * half as u64, u64::MAX).map(|b| b.len()), Some(half));
     }
 }

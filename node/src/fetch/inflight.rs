@@ -29,19 +29,19 @@ pub struct Progress {
     pub recent: Option<Recent>,
 }
 
-/// The batch written last, kept so that followers who are caught up take its bytes from memory
-/// instead of reading them back from the file: one copy and one trip to the blocking pool less
-/// per chunk on the path of every first pull. At most one batch per download stays alive here.
+/// The last few MiB written, as the chunks they arrived in, kept so that followers who keep up
+/// take their bytes from memory instead of reading them back from the file: one copy and one
+/// trip to the blocking pool less per chunk on the path of every first pull.
 #[derive(Debug, Clone)]
 pub struct Recent {
-    /// Where the batch starts in the blob.
+    /// Where the first chunk starts in the blob.
     pub offset: u64,
     pub chunks: Arc<[Bytes]>,
 }
 
 impl Recent {
     /// Bytes from `pos` up to `end` (or to the end of the chunk holding `pos`), without a copy;
-    /// `None` when `pos` is outside this batch.
+    /// `None` when `pos` is outside these chunks.
     pub fn slice(&self, pos: u64, end: u64) -> Option<Bytes> {
         let mut at = self.offset;
         if pos < at {
