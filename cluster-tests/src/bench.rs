@@ -1,6 +1,10 @@
-//! What the benchmark binaries share: a GET whose body is counted and thrown away, and timed.
+//! What the benchmark binaries share: a GET whose body is counted and thrown away, and timed;
+//! the CPU time a server spends; and the machine's sha256 rate, the ceiling of any path that
+//! verifies what it stores.
 
 use std::time::Instant;
+
+use sha2::{Digest as _, Sha256};
 
 use futures_util::StreamExt;
 
@@ -36,4 +40,46 @@ pub async fn download(http: &reqwest::Client, url: &str, size: u64) -> Result<f6
         return Err(HarnessError::WrongLength { url: url.to_owned(), received, expected: size });
     }
     Ok(size as f64 / (1024.0 * 1024.0) / start.elapsed().as_secs_f64())
+}
+
+/// CPU seconds (user + system) that process `pid` and its live descendants have used so far.
+///
+/// A rate moves with whatever else the machine is doing; the CPU a server spends per byte
+/// moves much less, so the benchmarks report both.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|source| HarnessError::io(format!("reading /proc/{pid}/stat"), source))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; in clock
+    // ticks, which /proc always counts at 100 per second.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let mut seconds = (ticks(11) + ticks(12)) as f64 / 100.0;
+    for child in children(pid) {
+        seconds += cpu_seconds(child).unwrap_or(0.0);
+    }
+    Ok(seconds)
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<_>>())
+        .collect()
+}
+
+/// MiB/s at which this machine computes one sha256 over `mib` MiB in memory: the fastest any
+/// node can take in bytes it must verify, since one digest cannot be split across cores.
+pub fn sha256_mib_per_s(mib: usize) -> f64 {
+    let block = vec![0x5au8; 1 << 20];
+    let mut hasher = Sha256::new();
+    let start = Instant::now();
+    for _ in 0..mib {
+        hasher.update(&block);
+    }
+    std::hint::black_box(hasher.finalize());
+    mib as f64 / start.elapsed().as_secs_f64()
 }

@@ -70,6 +70,11 @@ impl Nginx {
         &self.root
     }
 
+    /// The master's process id; the workers are its children.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
     /// nginx's log of its own errors.
     pub fn log_path(&self) -> &Path {
         self.process.log()

@@ -150,6 +150,11 @@ impl Registry {
     }
 
     /// `http://IP:PORT`.
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildProcess::id)
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.host())
     }

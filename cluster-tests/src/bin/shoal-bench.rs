@@ -4,8 +4,10 @@
 //! `docker-registry` in proxy mode (distribution's pull-through cache), `nginx` serving the same
 //! file, and a `shoal` node (use a release build: `SHOAL_BIN=target/release/shoal`). Then it
 //! measures, with the same HTTP client for all:
-//! - cold pull-through MiB/s: the first GET of the layer through shoal and through the proxy;
-//! - hot GET MiB/s: later GETs from shoal, the proxy and nginx (interleaved, best of five);
+//! - cold pull-through MiB/s: the first GET of the layer through a fresh shoal node and a fresh
+//!   proxy (median of three);
+//! - hot GET MiB/s: later GETs from shoal, the proxy and nginx (interleaved, median of five),
+//!   and the CPU time each server spends per GiB it sends;
 //! - peak RSS of a fresh node while N clients pull the cold layer at once.
 //!
 //! Prints a Markdown table for docs/benchmarks.md. Usage:
@@ -14,11 +16,16 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use shoal_cluster_tests::bench::download;
+use shoal_cluster_tests::bench::{cpu_seconds, download, sha256_mib_per_s};
 use shoal_cluster_tests::image;
 use shoal_cluster_tests::nginx::Nginx;
 use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
 use shoal_protocol::Digest;
+
+/// Rounds of each measurement; medians are reported, since one round on a shared machine can
+/// be far off either way.
+const COLD_ROUNDS: usize = 3;
+const HOT_ROUNDS: usize = 5;
 
 struct Args {
     size_mib: u64,
@@ -80,27 +87,44 @@ async fn main() -> Result<()> {
     std::fs::hard_link(&file, nginx_root.path().join("layer"))
         .or_else(|_| std::fs::copy(&file, nginx_root.path().join("layer")).map(|_| ()))?;
     let nginx = Nginx::start(nginx_root.path()).await?;
-    let proxy = Registry::start(RegistryOptions::proxy(origin.url())).await?;
-    let node = ShoalNode::start(ShoalOptions::docker_io(origin.url())).await?;
-
     eprintln!("origin direct");
     let origin_speed = download(&http, &format!("{}{path}", origin.url()), size).await?;
-    eprintln!("cold: shoal, then distribution's proxy");
-    let shoal_cold = download(&http, &format!("{}{path}", node.url()), size).await?;
-    let proxy_cold = download(&http, &format!("{}{path}", proxy.url()), size).await?;
-    eprintln!("hot: shoal, distribution's proxy, nginx, interleaved, best of 5");
-    // Interleaved rounds, so that a noisy moment on the machine hits every server alike.
-    let (mut shoal_hot, mut proxy_hot, mut nginx_hot) = (0f64, 0f64, 0f64);
-    for _ in 0..5 {
-        shoal_hot = shoal_hot.max(download(&http, &format!("{}{path}", node.url()), size).await?);
-        proxy_hot = proxy_hot.max(download(&http, &format!("{}{path}", proxy.url()), size).await?);
-        nginx_hot = nginx_hot.max(download(&http, &format!("{}/layer", nginx.url()), size).await?);
+
+    // Cold: a fresh shoal node and a fresh proxy each round, so that every round misses.
+    eprintln!("cold: shoal, then distribution's proxy, {COLD_ROUNDS} rounds with fresh caches");
+    let (mut shoal_cold, mut proxy_cold) = (Vec::new(), Vec::new());
+    for _ in 0..COLD_ROUNDS {
+        let node = ShoalNode::start(ShoalOptions::docker_io(origin.url())).await?;
+        shoal_cold.push(download(&http, &format!("{}{path}", node.url()), size).await?);
+        drop(node);
+        let proxy = Registry::start(RegistryOptions::proxy(origin.url())).await?;
+        proxy_cold.push(download(&http, &format!("{}{path}", proxy.url()), size).await?);
     }
-    if let Ok(log) = std::fs::read_to_string(node.log_path()) {
-        for line in log.lines().filter(|l| l.contains("blob stored")) {
-            eprintln!("node: {line}");
+
+    let proxy = Registry::start(RegistryOptions::proxy(origin.url())).await?;
+    let node = ShoalNode::start(ShoalOptions::docker_io(origin.url())).await?;
+    download(&http, &format!("{}{path}", node.url()), size).await?;
+    download(&http, &format!("{}{path}", proxy.url()), size).await?;
+    eprintln!("hot: shoal, distribution's proxy, nginx, interleaved, {HOT_ROUNDS} rounds");
+    let servers = [
+        (format!("{}{path}", node.url()), node.pid().context("node pid")?),
+        (format!("{}{path}", proxy.url()), proxy.pid().context("proxy pid")?),
+        (format!("{}/layer", nginx.url()), nginx.pid()),
+    ];
+    let mut hot: [Vec<f64>; 3] = Default::default();
+    let mut cpu = [0f64; 3];
+    // Interleaved rounds, so that a noisy moment on the machine hits every server alike.
+    for _ in 0..HOT_ROUNDS {
+        for (i, (url, pid)) in servers.iter().enumerate() {
+            let before = cpu_seconds(*pid)?;
+            hot[i].push(download(&http, url, size).await?);
+            cpu[i] += cpu_seconds(*pid)? - before;
         }
     }
+    let gib_served = (HOT_ROUNDS as u64 * size) as f64 / (1u64 << 30) as f64;
+    let cpu_per_gib = cpu.map(|seconds| seconds / gib_served);
+    let [shoal_hot, proxy_hot, nginx_hot] = hot.map(median);
+    let (shoal_cold, proxy_cold) = (median(shoal_cold), median(proxy_cold));
     drop(node);
 
     eprintln!("peak RSS: {} clients pulling the cold layer through a fresh node", args.clients);
@@ -121,16 +145,21 @@ async fn main() -> Result<()> {
     let fleet_elapsed = start.elapsed();
     let peak_rss = peak_rss_mib(pid)?;
 
+    let sha256 = sha256_mib_per_s(1024);
     println!(
         "| measurement ({} MiB layer) | shoal | distribution proxy | nginx | origin direct |",
         args.size_mib
     );
     println!("|---|---|---|---|---|");
     println!(
-        "| cold pull-through, MiB/s | {shoal_cold:.0} | {proxy_cold:.0} | — | {origin_speed:.0} |"
+        "| cold pull-through, MiB/s (median of {COLD_ROUNDS}) | {shoal_cold:.0} | {proxy_cold:.0} | — | {origin_speed:.0} |"
     );
     println!(
-        "| hot GET, MiB/s (best of 5, interleaved) | {shoal_hot:.0} | {proxy_hot:.0} | {nginx_hot:.0} | — |"
+        "| hot GET, MiB/s (median of {HOT_ROUNDS}, interleaved) | {shoal_hot:.0} | {proxy_hot:.0} | {nginx_hot:.0} | — |"
+    );
+    println!(
+        "| server CPU per GiB served hot, s | {:.2} | {:.2} | {:.2} | — |",
+        cpu_per_gib[0], cpu_per_gib[1], cpu_per_gib[2]
     );
     println!(
         "| peak RSS, {} clients on the cold layer | {peak_rss:.1} MiB (idle {idle_rss:.1} MiB; all done in {:.1} s) | — | — | — |",
@@ -139,9 +168,14 @@ async fn main() -> Result<()> {
     );
     println!();
     println!(
-        "hot shoal / nginx = {:.2}; cold shoal / proxy = {:.2}",
+        "hot shoal / nginx = {:.2}; cold shoal / proxy = {:.2}; sha256 on one core: {sha256:.0} MiB/s",
         shoal_hot / nginx_hot,
         shoal_cold / proxy_cold
     );
     Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }

@@ -6,19 +6,23 @@
 //! Followers that keep up with a download take its bytes from memory instead (see `Recent`).
 
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use shoal_protocol::Digest;
 
 use super::FetchError;
 use super::inflight::{FetchState, InFlight};
-use crate::store::BlobReader;
+use crate::store::{self, BlobReader};
 
-/// Large enough that the per-chunk hop to the blocking pool costs little next to the copy.
-const CHUNK: u64 = 512 * 1024;
+/// Chunk of a committed blob. Large enough that the hop to the blocking pool and the wake-ups
+/// around it cost little next to the copy: 1 MiB took a sixth less CPU per hot GiB than 512 KiB.
+const CHUNK: u64 = 1024 * 1024;
+
+/// Chunk of a blob still downloading, read only by followers that fell behind. Smaller, because
+/// a cold layer is when many clients read at once and memory is at its peak.
+const FOLLOW_CHUNK: u64 = 512 * 1024;
 
 pub type BlobBody = BoxStream<'static, Result<Bytes, FetchError>>;
 
@@ -105,8 +109,8 @@ pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
                     let chunk = match in_memory {
                         Some(chunk) => chunk,
                         None => {
-                            let len = (readable - pos).min(CHUNK);
-                            read_at(inflight.reader.clone(), pos, len)
+                            let len = (readable - pos).min(FOLLOW_CHUNK);
+                            read_off_thread(inflight.reader.clone(), pos, len)
                                 .await
                                 .map_err(|source| FetchError::Read { digest, source })?
                         }
@@ -128,27 +132,20 @@ pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
     .boxed()
 }
 
-async fn read_at<F: HasFile>(file: Arc<F>, pos: u64, len: u64) -> io::Result<Bytes> {
+async fn read_off_thread<F: HasFile>(file: Arc<F>, pos: u64, len: u64) -> io::Result<Bytes> {
     tokio::task::spawn_blocking(move || read_blocking(file.file(), pos, len))
         .await
         .map_err(io::Error::other)?
 }
 
+/// A chunk of exactly `len` bytes: a file shorter than that was damaged behind the store's back.
 fn read_blocking(file: &std::fs::File, pos: u64, len: u64) -> io::Result<Bytes> {
-    let mut buf = BytesMut::zeroed(len as usize);
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], pos + filled as u64) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "blob file is shorter than its recorded size",
-                ));
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    let chunk = store::read_at(file, pos, len as usize)?;
+    if (chunk.len() as u64) < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "blob file is shorter than its recorded size",
+        ));
     }
-    Ok(buf.freeze())
+    Ok(chunk)
 }

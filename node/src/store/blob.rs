@@ -5,11 +5,10 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use shoal_protocol::media_type::MAX_MANIFEST_SIZE;
 use shoal_protocol::{Digest, DigestMismatch};
 use tracing::warn;
@@ -17,8 +16,8 @@ use tracing::warn;
 use super::blocking;
 use super::{BlobMeta, Inner, Store, StoreError, evict};
 
-/// A committed blob opened for reading. Use positional reads (`FileExt::read_at`, or
-/// [`BlobReader::read_chunk`]) so that one reader can serve several ranges at once.
+/// A committed blob opened for reading. Use positional reads ([`super::read_at`]) so that one
+/// reader can serve several ranges at once.
 pub struct BlobReader {
     pub file: File,
     pub size: u64,
@@ -40,31 +39,6 @@ impl Drop for ReadGuard {
 impl BlobReader {
     pub fn digest(&self) -> Digest {
         self.guard.digest
-    }
-
-    /// Reads up to `max_len` bytes at `offset` off the async threads; empty at end of blob.
-    pub async fn read_chunk(
-        self: Arc<Self>,
-        offset: u64,
-        max_len: usize,
-    ) -> Result<Bytes, StoreError> {
-        let len =
-            usize::try_from(self.size.saturating_sub(offset)).unwrap_or(usize::MAX).min(max_len);
-        blocking("read blob", move || {
-            let mut buf = BytesMut::zeroed(len);
-            let mut filled = 0;
-            while filled < len {
-                match self.file.read_at(&mut buf[filled..], offset + filled as u64) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(StoreError::io("read blob", &self.path(), e)),
-                }
-            }
-            buf.truncate(filled);
-            Ok(buf.freeze())
-        })
-        .await
     }
 
     fn path(&self) -> PathBuf {
@@ -181,7 +155,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use shoal_protocol::Digest;
     use shoal_protocol::media_type::OCI_MANIFEST;
@@ -233,20 +206,6 @@ mod tests {
         assert!(store.open_blob(&digest).await.unwrap().is_none());
         assert!(store.read_small(&digest, 100).await.unwrap().is_none());
         assert!(store.blob_meta(&digest).is_none());
-    }
-
-    #[tokio::test]
-    async fn read_chunk_reads_ranges_and_stops_at_the_end() {
-        let (_dir, store) = fresh(None);
-        let bytes = content(7, 70_000);
-        let digest = put(&store, &bytes).await;
-        let reader = Arc::new(store.open_blob(&digest).await.unwrap().expect("stored"));
-        assert_eq!(reader.digest(), digest);
-        let chunk = Arc::clone(&reader).read_chunk(1000, 5000).await.unwrap();
-        assert_eq!(&chunk[..], &bytes[1000..6000]);
-        let tail = Arc::clone(&reader).read_chunk(69_000, 5000).await.unwrap();
-        assert_eq!(&tail[..], &bytes[69_000..]);
-        assert!(reader.read_chunk(70_000, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test]

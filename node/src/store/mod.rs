@@ -13,6 +13,7 @@ mod evict;
 mod layout;
 mod maintenance;
 mod open;
+mod read;
 mod state;
 mod tables;
 mod tags;
@@ -31,6 +32,7 @@ use tracing::warn;
 
 pub use blob::BlobReader;
 pub use error::StoreError;
+pub use read::read_at;
 pub use tags::TagRecord;
 pub use temp::TempBlob;
 
