@@ -4,9 +4,8 @@
 
 use std::time::Instant;
 
-use sha2::{Digest as _, Sha256};
-
 use futures_util::StreamExt;
+use sha2::{Digest as _, Sha256};
 
 use crate::{HarnessError, Result};
 

@@ -17,7 +17,8 @@ use super::inflight::{FetchState, InFlight};
 use crate::store::{self, BlobReader};
 
 /// Chunk of a committed blob. Large enough that the hop to the blocking pool and the wake-ups
-/// around it cost little next to the copy: 1 MiB took a sixth less CPU per hot GiB than 512 KiB.
+/// around it cost little next to the copy: hot GETs spent 0.36–0.42 s of CPU per GiB with 1 MiB
+/// chunks, 0.41–0.46 s with 512 KiB (docs/benchmarks.md).
 const CHUNK: u64 = 1024 * 1024;
 
 /// Chunk of a blob still downloading, read only by followers that fell behind. Smaller, because

@@ -155,7 +155,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-
     use shoal_protocol::Digest;
     use shoal_protocol::media_type::OCI_MANIFEST;
 
