@@ -37,10 +37,6 @@ impl Drop for ReadGuard {
 }
 
 impl BlobReader {
-    pub fn digest(&self) -> Digest {
-        self.guard.digest
-    }
-
     fn path(&self) -> PathBuf {
         self.guard.inner.paths.blob(&self.guard.digest)
     }
