@@ -1,7 +1,7 @@
 //! Positional reads of blob files, the one way the node reads a blob's bytes to send them.
 //!
 //! The buffer is not zeroed before the kernel fills it: on a hot GET, zeroing every chunk
-//! first cost about a tenth of the node's CPU (a `memset` as large as the read itself).
+//! first was 8 % of the node's samples in `perf record` (a `memset` as large as the read).
 //! `rustix`'s `spare_capacity` lets `pread` fill a `Vec`'s spare capacity without unsafe code.
 
 use std::fs::File;
