@@ -20,8 +20,10 @@ pub struct Metrics {
     pub peer_corrupt: AtomicU64,
     /// Requests from peers served by this node as a digest's or a tag's owner.
     pub owner_requests: AtomicU64,
-    /// Blob bodies served to peers over the data plane.
+    /// Blob bodies (whole or pieces) served to peers over the data plane.
     pub peer_blob_serves: AtomicU64,
+    /// Bytes sent to peers over the data plane.
+    pub peer_bytes_served: AtomicU64,
     /// Live peers with a known data-plane address (a gauge).
     pub fleet_peers: AtomicU64,
 }
@@ -37,7 +39,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let counters: [(&str, &str, &AtomicU64); 8] = [
+        let counters: [(&str, &str, &AtomicU64); 9] = [
             (
                 "shoal_upstream_blob_fetches_total",
                 "Blob downloads from an upstream registry.",
@@ -71,9 +73,10 @@ impl Metrics {
             ),
             (
                 "shoal_peer_blob_serves_total",
-                "Blob bodies served to peers.",
+                "Blob bodies and pieces served to peers.",
                 &self.peer_blob_serves,
             ),
+            ("shoal_peer_bytes_served_total", "Bytes sent to peers.", &self.peer_bytes_served),
         ];
         let mut out = String::new();
         let peers = self.fleet_peers.load(Ordering::Relaxed);
@@ -104,6 +107,6 @@ mod tests {
         let text = m.render();
         assert!(text.contains("shoal_upstream_blob_fetches_total 1\n"));
         assert!(text.contains("shoal_peer_bytes_total 42\n"));
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 9);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 10);
     }
 }

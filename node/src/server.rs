@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, FleetConfig};
 use crate::fetch::{
-    BlobSource, Fetcher, Fleet, OwnerSource, PeerClient, ProviderSource, Sources, UpstreamFallback,
-    UpstreamSource, Upstreams,
+    BlobSource, Fetcher, Fleet, PeerClient, Sources, Swarm, UpstreamFallback, UpstreamSource,
+    Upstreams,
 };
 use crate::fleet::{FetcherService, P2pFleet};
 use crate::metrics::Metrics;
@@ -85,8 +85,15 @@ pub async fn run(
     let peers = Arc::new(PeerClient::new(
         peer_token.clone(),
         config.client.connect_timeout,
+        fleet_config.peer_header_timeout,
         fleet_config.peer_stall_timeout,
         metrics.clone(),
+    ));
+    let swarm = Arc::new(Swarm::new(
+        fleet.clone(),
+        peers.clone(),
+        metrics.clone(),
+        fleet_config.peer_stall_timeout,
     ));
     let upstream_for_misses: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
         upstreams.clone(),
@@ -102,13 +109,11 @@ pub async fn run(
         metrics.clone(),
     ));
     let sources = Sources {
-        miss: vec![
-            Arc::new(ProviderSource::new(fleet.clone(), peers.clone())),
-            Arc::new(OwnerSource::new(fleet.clone(), peers.clone())),
-            upstream_for_misses,
-        ],
+        swarm: Some(swarm),
+        miss: vec![upstream_for_misses],
         owner: vec![upstream_as_owner],
         peers: Some(peers),
+        upload_slots: fleet_config.peer_upload_slots,
     };
     let fetcher = Arc::new(Fetcher::new(
         store.clone(),

@@ -9,11 +9,16 @@
 mod advert;
 mod keys;
 mod message;
+mod pieces;
 pub mod wire;
 
 pub use advert::{AdvertError, PeerAdvert};
 pub use keys::{blob_key, owner_distance, tag_key};
 pub use message::{ErrorCode, MessageError, OwnerRequest, OwnerResponse};
+pub use pieces::{
+    Have, MAX_PIECES, MIN_PIECE_SIZE, PIECES_HEADER, PieceSet, PieceStatus, PiecesError,
+    piece_count, piece_range, piece_size,
+};
 
 /// The libp2p protocol name of owner requests.
 pub const OWNER_PROTOCOL: &str = "/shoal/owner/1";

@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub provider_budget: Option<HumanDuration>,
     pub owner_timeout: Option<HumanDuration>,
     pub peer_stall_timeout: Option<HumanDuration>,
+    pub peer_header_timeout: Option<HumanDuration>,
+    pub peer_upload_slots: Option<usize>,
 }
 
 /// `[upstreams."ghcr.io"]`: where to fetch, and how to log in.

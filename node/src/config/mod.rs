@@ -38,6 +38,10 @@ pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/5001";
 pub const DEFAULT_PROVIDER_BUDGET: Duration = Duration::from_millis(300);
 pub const DEFAULT_OWNER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_PEER_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A peer that accepted the connection and sent no answer head in this long is given up on:
+/// a silent peer costs a miss a moment, not a download.
+pub const DEFAULT_PEER_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_PEER_UPLOAD_SLOTS: usize = 3;
 
 /// The fully resolved configuration of a node.
 #[derive(Debug, Clone)]
@@ -71,6 +75,10 @@ pub struct FleetConfig {
     pub owner_timeout: Duration,
     /// A peer transfer that delivers no byte for this long is abandoned and resumed elsewhere.
     pub peer_stall_timeout: Duration,
+    /// How long a peer request waits for the answer's head.
+    pub peer_header_timeout: Duration,
+    /// Pieces of one blob this node sends to peers at once; more askers are told "busy".
+    pub peer_upload_slots: usize,
 }
 
 /// Which upstream a request's repository name belongs to.
@@ -179,6 +187,8 @@ fn resolve_fleet(file: &FileConfig, o: &Overrides) -> Result<FleetConfig, Config
         provider_budget: file.provider_budget.map_or(DEFAULT_PROVIDER_BUDGET, |d| d.0),
         owner_timeout: file.owner_timeout.map_or(DEFAULT_OWNER_TIMEOUT, |d| d.0),
         peer_stall_timeout: file.peer_stall_timeout.map_or(DEFAULT_PEER_STALL_TIMEOUT, |d| d.0),
+        peer_header_timeout: file.peer_header_timeout.map_or(DEFAULT_PEER_HEADER_TIMEOUT, |d| d.0),
+        peer_upload_slots: file.peer_upload_slots.unwrap_or(DEFAULT_PEER_UPLOAD_SLOTS).max(1),
     })
 }
 

@@ -133,6 +133,23 @@ pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
     .boxed()
 }
 
+/// Streams bytes `[start, end)` of a blob still downloading that are already in its file (a
+/// piece for a peer). Nothing is held back: the peer verifies the whole blob itself.
+pub fn written_part(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
+    stream::try_unfold((inflight, start), move |(inflight, pos)| async move {
+        if pos >= end {
+            return Ok(None);
+        }
+        let len = (end - pos).min(FOLLOW_CHUNK);
+        let chunk = read_off_thread(inflight.reader.clone(), pos, len)
+            .await
+            .map_err(|source| FetchError::Read { digest: inflight.digest, source })?;
+        let next = pos + chunk.len() as u64;
+        Ok(Some((chunk, (inflight, next))))
+    })
+    .boxed()
+}
+
 async fn read_off_thread<F: HasFile>(file: Arc<F>, pos: u64, len: u64) -> io::Result<Bytes> {
     tokio::task::spawn_blocking(move || read_blocking(file.file(), pos, len))
         .await

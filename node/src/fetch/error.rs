@@ -39,6 +39,8 @@ pub enum FetchError {
     Peer(#[from] FleetError),
     #[error("owner {owner} cannot serve {digest} and upstream fallback is off")]
     FallbackForbidden { digest: Digest, owner: String },
+    #[error("the download of {digest} failed unexpectedly (a bug); ask again")]
+    Panicked { digest: Digest },
     #[error("reading {digest} from the store failed: {source}")]
     Read { digest: Digest, source: std::io::Error },
 }

@@ -9,24 +9,43 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use shoal_protocol::Digest;
+use shoal_protocol::peer::{Have, PieceSet, PieceStatus};
 use tokio::sync::{Mutex, watch};
 
-use futures_util::future::BoxFuture;
-
-use super::download;
+use super::download::{self, Plan};
 use super::fleet::Fleet;
-use super::source::BlobSource;
 use super::{FetchError, Target};
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct Progress {
+    /// Bytes written and hashed from the first: what clients may follow.
     pub written: u64,
     /// The blob's total size, once a source has announced it.
     pub size: Option<u64>,
     pub state: FetchState,
     pub recent: Option<Recent>,
+    /// Pieces whose every byte is in the file, once the size is known: what peers may ask for.
+    pub pieces: Option<Arc<PieceSet>>,
+    /// The bytes after `written` arrive in order from one stream (the upstream), so a peer
+    /// may follow them as they come.
+    pub live: bool,
+}
+
+impl Progress {
+    /// What this download can serve to peers now, in the words of the data plane.
+    pub fn piece_status(&self) -> Option<PieceStatus> {
+        let size = self.size?;
+        if matches!(self.state, FetchState::Committed) {
+            return Some(PieceStatus::complete(size));
+        }
+        let pieces = self.pieces.as_deref().cloned()?;
+        let live = self.live.then_some(self.written);
+        Some(PieceStatus { size, have: Have::Partial { pieces, live } })
+    }
 }
 
 /// The last few MiB written, as the chunks they arrived in, kept so that followers who keep up
@@ -75,11 +94,6 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// Bytes written to the temp file so far.
-    pub fn written(&self) -> u64 {
-        self.progress.borrow().written
-    }
-
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
     }
@@ -131,7 +145,7 @@ impl InFlightBlobs {
     pub fn join_or_start<'a>(
         self: &'a Arc<Self>,
         store: &'a Store,
-        sources: &'a Arc<[Arc<dyn BlobSource>]>,
+        plan: &'a Plan,
         target: &'a Target,
         digest: Digest,
     ) -> BoxFuture<'a, Result<Joined, FetchError>> {
@@ -150,6 +164,8 @@ impl InFlightBlobs {
                 size: None,
                 state: FetchState::Running,
                 recent: None,
+                pieces: None,
+                live: false,
             });
             let tx = Arc::new(tx);
             let inflight = Arc::new(InFlight { digest, reader: temp.reader(), progress: rx });
@@ -158,15 +174,17 @@ impl InFlightBlobs {
 
             tracing::info!(%digest, registry = %target.registry, repo = %target.repo, "blob miss: fetching");
             let this = self.clone();
-            let (store, sources, target) = (store.clone(), sources.clone(), target.clone());
+            let (store, plan, target) = (store.clone(), plan.clone(), target.clone());
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
                 let outcome =
-                    download::download(temp, &sources, &target, digest, &tx, this.fleet.as_ref())
-                        .await;
-                for source in sources.iter() {
-                    source.finished(&digest);
-                }
+                    download::download(temp, &plan, &target, digest, &tx, this.fleet.as_ref());
+                // A panic in the download must still fail its followers and free the digest,
+                // or every later request for it would follow a download that never ends.
+                let outcome = std::panic::AssertUnwindSafe(outcome)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err(FetchError::Panicked { digest }));
                 let retry = matches!(outcome, Err(FetchError::PeerCorrupt(_)));
                 match outcome {
                     Ok(size) => {
@@ -189,7 +207,7 @@ impl InFlightBlobs {
                     // failed; the blob itself is fetched again, without the peer that lied, so the
                     // cache ends up right and the clients' retries find it.
                     let again: BoxFuture<'_, _> =
-                        Box::pin(this.join_or_start(&store, &sources, &target, digest));
+                        Box::pin(this.join_or_start(&store, &plan, &target, digest));
                     if let Err(e) = again.await {
                         tracing::warn!(%digest, error = %e, "refetch after a corrupt peer failed to start");
                     }

@@ -5,6 +5,7 @@
 //! arrive), and tag lists.
 
 mod body;
+mod coverage;
 mod download;
 mod error;
 mod fleet;
@@ -14,7 +15,9 @@ mod manifests;
 mod peers;
 mod range;
 mod source;
+mod swarm;
 mod tags;
+mod uploads;
 mod upstreams;
 
 use std::sync::Arc;
@@ -23,17 +26,21 @@ use std::time::Duration;
 use shoal_protocol::{Digest, RepositoryName, Tag};
 
 pub use body::BlobBody;
+pub use download::Plan;
 pub use error::FetchError;
 pub use fleet::{Fleet, FleetError, Owner, PeerRef, tag_key};
 pub use manifests::ManifestData;
-pub use peers::{OwnerSource, PEER_TOKEN_HEADER, PeerClient, ProviderSource, peer_blob_path};
+pub use peers::{PEER_TOKEN_HEADER, PeerClient, peer_blob_path};
 pub use range::RangeSpec;
 pub use source::{BlobSource, SourceStream, UpstreamFallback, UpstreamSource};
+pub use swarm::Swarm;
 pub use tags::TagList;
 pub use upstreams::{Upstreams, is_registry_host};
 
 use inflight::{InFlightBlobs, Joined};
 use keyed_lock::KeyedLock;
+use shoal_protocol::peer::PieceStatus;
+use uploads::Uploads;
 
 use crate::store::Store;
 
@@ -56,10 +63,12 @@ pub struct BlobResponse {
 pub struct Fetcher {
     store: Store,
     upstreams: Arc<Upstreams>,
-    /// Asked in order on a client's miss: providers, owner, upstream.
-    sources: Arc<[Arc<dyn BlobSource>]>,
-    /// Asked when this node serves an owner request: it is the one that goes upstream.
-    owner_sources: Arc<[Arc<dyn BlobSource>]>,
+    /// For a client's miss: the swarm of peers, then the upstream.
+    miss: Plan,
+    /// For an owner request from a peer: this node is the one that goes upstream.
+    as_owner: Plan,
+    /// Piece uploads to peers running now, per digest.
+    uploads: Uploads,
     fleet: Option<Arc<dyn Fleet>>,
     /// Reads manifests from peers' data planes.
     peer_client: Option<Arc<PeerClient>>,
@@ -71,12 +80,25 @@ pub struct Fetcher {
 
 /// Where a [`Fetcher`] gets missing bytes from.
 pub struct Sources {
-    /// For a client's miss, in order.
+    /// For a client's miss, before `miss`: the peers that hold the blob, in pieces.
+    pub swarm: Option<Arc<Swarm>>,
+    /// For a client's miss when no peer can serve, in order (the upstream).
     pub miss: Vec<Arc<dyn BlobSource>>,
     /// For an owner request from a peer (normally the upstream alone).
     pub owner: Vec<Arc<dyn BlobSource>>,
-    /// For manifests by digest held by peers.
+    /// For pieces and manifests held by peers.
     pub peers: Option<Arc<PeerClient>>,
+    /// Piece uploads this node runs at once per digest; more are answered "busy".
+    pub upload_slots: usize,
+}
+
+/// What this node answers a peer asking for a blob or a piece of it.
+pub enum PeerAnswer {
+    Blob(BlobResponse, Option<PieceStatus>),
+    /// Not here, or not that piece yet; the status says what is.
+    NotHeld(Option<PieceStatus>),
+    /// Every upload slot for this digest is taken; ask someone else.
+    Busy(Option<PieceStatus>),
 }
 
 impl Fetcher {
@@ -87,11 +109,13 @@ impl Fetcher {
         fleet: Option<Arc<dyn Fleet>>,
         tag_ttl: Duration,
     ) -> Self {
+        let swarm = sources.swarm.zip(sources.peers.clone());
         Self {
             store,
             upstreams,
-            sources: sources.miss.into(),
-            owner_sources: sources.owner.into(),
+            miss: Plan { swarm, sequential: sources.miss.into() },
+            as_owner: Plan { swarm: None, sequential: sources.owner.into() },
+            uploads: Uploads::new(sources.upload_slots),
             peer_client: sources.peers,
             inflight: Arc::new(InFlightBlobs::new(fleet.clone())),
             fleet,
@@ -114,39 +138,76 @@ impl Fetcher {
         digest: &Digest,
         range: Option<RangeSpec>,
     ) -> Result<BlobResponse, FetchError> {
-        self.blob_from(target, digest, range, &self.sources).await
+        self.blob_from(target, digest, range, &self.miss).await
     }
 
     /// Serves an owner request: starts (or joins) this node's download of the blob, from the
     /// upstream, and returns once it runs. The asker streams it from the data plane.
     pub async fn fetch_for_peer(&self, target: &Target, digest: &Digest) -> Result<(), FetchError> {
-        self.blob_from(target, digest, None, &self.owner_sources).await.map(drop)
+        self.blob_from(target, digest, None, &self.as_owner).await.map(drop)
     }
 
-    /// A blob this node holds or is downloading, for a peer; never starts a download, so peers
-    /// can never make each other fetch in circles.
+    /// A blob this node holds or is downloading, or a piece of it, for a peer. Never starts a
+    /// download, so peers can never make each other fetch in circles.
+    ///
+    /// Of a download in progress a peer gets bytes that are written, and, while the download
+    /// streams in order from the upstream, bytes from the live edge on as they arrive. Anything
+    /// else is refused with what this node does hold: a peer waiting on this node for a piece
+    /// this node waits for from someone else could wait in a circle.
     pub async fn local_blob(
         &self,
         digest: &Digest,
         range: Option<RangeSpec>,
-    ) -> Result<BlobResponse, FetchError> {
+    ) -> Result<PeerAnswer, FetchError> {
+        let slot = match range {
+            Some(_) => match self.uploads.acquire(digest) {
+                Some(slot) => Some(slot),
+                None => return Ok(PeerAnswer::Busy(self.piece_status(digest).await)),
+            },
+            None => None,
+        };
         if let Some(reader) = self.store.open_blob(digest).await? {
-            return respond_stored(digest, reader, range);
+            let status = PieceStatus::complete(reader.size);
+            let mut response = respond_stored(digest, reader, range)?;
+            response.body = uploads::hold(response.body, slot);
+            return Ok(PeerAnswer::Blob(response, Some(status)));
         }
         let Some(inflight) = self.inflight.get(digest).await else {
-            return Err(FetchError::BlobUnknown(*digest));
+            return Ok(PeerAnswer::NotHeld(None));
         };
-        // A peer resuming past what this node has written would wait on this node while this
-        // node may be resuming from it: two partial copies following each other in a circle.
-        // Refuse, so the peer asks another source (the owner, the upstream) instead.
-        let resume_from = match range {
-            Some(RangeSpec::From(start) | RangeSpec::FromTo(start, _)) => start,
-            _ => 0,
+        let progress = inflight.subscribe().borrow().clone();
+        let status = progress.piece_status();
+        let Some(size) = progress.size else {
+            // The download has no source yet: the asker comes back in a moment.
+            return Ok(PeerAnswer::Busy(None));
         };
-        if resume_from > 0 && resume_from >= inflight.written() {
-            return Err(FetchError::BlobUnknown(*digest));
+        let (start, end) = select(range, size)?;
+        let in_file = end <= progress.written
+            || progress.pieces.as_ref().is_some_and(|pieces| {
+                covering(size, start.max(progress.written), end).all(|p| pieces.contains(p))
+            });
+        let body = if in_file {
+            body::written_part(inflight, start, end)
+        } else if (progress.live && start <= progress.written) || range.is_none() {
+            // Readers at the live edge, and readers of a whole blob from its start (a
+            // manifest), follow the download as it goes.
+            body::growing_file(inflight, start, end)
+        } else {
+            return Ok(PeerAnswer::NotHeld(status));
+        };
+        let body = uploads::hold(body, slot);
+        Ok(PeerAnswer::Blob(
+            BlobResponse { size, range: range.map(|_| (start, end)), body },
+            status,
+        ))
+    }
+
+    /// What this node holds of a digest, for a peer's status request.
+    async fn piece_status(&self, digest: &Digest) -> Option<PieceStatus> {
+        if let Some(meta) = self.store.blob_meta(digest) {
+            return Some(PieceStatus::complete(meta.size));
         }
-        respond_following(inflight, range).await
+        self.inflight.get(digest).await?.subscribe().borrow().piece_status()
     }
 
     /// The media type a blob was stored with (manifests have one), for peers reading it.
@@ -159,14 +220,14 @@ impl Fetcher {
         target: &Target,
         digest: &Digest,
         range: Option<RangeSpec>,
-        sources: &Arc<[Arc<dyn BlobSource>]>,
+        plan: &Plan,
     ) -> Result<BlobResponse, FetchError> {
         // At most two rounds: a miss can turn into a hit if the download commits meanwhile.
         for _ in 0..2 {
             if let Some(reader) = self.store.open_blob(digest).await? {
                 return respond_stored(digest, reader, range);
             }
-            match self.inflight.join_or_start(&self.store, sources, target, *digest).await? {
+            match self.inflight.join_or_start(&self.store, plan, target, *digest).await? {
                 Joined::Stored => continue,
                 Joined::Following(inflight) => return respond_following(inflight, range).await,
             }
@@ -194,6 +255,14 @@ async fn respond_following(
     let (start, end) = select(range, size)?;
     let body = body::growing_file(inflight, start, end);
     Ok(BlobResponse { size, range: range.map(|_| (start, end)), body })
+}
+
+/// The pieces that hold bytes `[from, to)`.
+fn covering(size: u64, from: u64, to: u64) -> impl Iterator<Item = u32> {
+    let piece = shoal_protocol::peer::piece_size(size);
+    let first = (from / piece) as u32;
+    let last = if to > from { ((to - 1) / piece) as u32 } else { first };
+    (first..=last).filter(move |_| to > from)
 }
 
 fn select(range: Option<RangeSpec>, size: u64) -> Result<(u64, u64), FetchError> {

@@ -1,21 +1,24 @@
-//! Blob sources inside the fleet: a provider (a peer that holds the digest or is fetching it),
-//! and the digest's owner (asked to fetch it upstream once for everyone).
+//! The client side of the peer data plane: what a peer holds of a blob, one piece of it, or
+//! a whole small blob (a manifest).
 //!
-//! Both stream over the HTTP data plane from the peer's `/v2/_shoal/peer/blobs/<digest>`, with
-//! a `Range` when a broken transfer resumes, so a transfer cut off midway continues at its
-//! offset from another peer.
+//! Every request goes to the peer's `/v2/_shoal/peer/blobs/<digest>`; pieces are `Range`
+//! requests, and every answer carries the peer's `x-shoal-pieces` status (see
+//! `shoal_protocol::peer::PieceStatus`). Every request waits a bounded time for the answer's
+//! head and a bounded time between two chunks of its body, so a dead or silent peer costs a
+//! moment and the swarm asks someone else.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
 use shoal_protocol::Digest;
+use shoal_protocol::peer::{PIECES_HEADER, PieceStatus};
+use tokio::sync::mpsc;
 
-use super::fleet::{Fleet, FleetError, Owner, PeerRef};
-use super::source::{BlobSource, SourceStream};
-use super::{FetchError, Target};
+use super::fleet::{FleetError, PeerRef};
+use super::swarm::Failure;
 use crate::metrics::Metrics;
 
 /// The header that carries the token derived from the cluster key on peer requests.
@@ -26,22 +29,22 @@ pub fn peer_blob_path(digest: &Digest) -> String {
     format!("/v2/_shoal/peer/blobs/{digest}")
 }
 
-/// HTTP access to peers' data planes, shared by both sources.
+/// HTTP access to peers' data planes.
 pub struct PeerClient {
     http: reqwest::Client,
     token: Option<String>,
     metrics: Arc<Metrics>,
+    header_timeout: Duration,
     stall_timeout: Duration,
     /// Peers that sent wrong bytes for a digest: never asked for that digest again.
     distrusted: Mutex<HashSet<(Digest, String)>>,
-    /// The peer each running download is reading from, to know whom to blame.
-    reading_from: Mutex<Vec<(Digest, String)>>,
 }
 
 impl PeerClient {
     pub fn new(
         token: Option<String>,
         connect_timeout: Duration,
+        header_timeout: Duration,
         stall_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -50,14 +53,7 @@ impl PeerClient {
             .no_proxy()
             .build()
             .unwrap_or_default();
-        Self {
-            http,
-            token,
-            metrics,
-            stall_timeout,
-            distrusted: Mutex::default(),
-            reading_from: Mutex::default(),
-        }
+        Self { http, token, metrics, header_timeout, stall_timeout, distrusted: Mutex::default() }
     }
 
     pub fn trusted(&self, digest: &Digest, peer: &str) -> bool {
@@ -68,58 +64,137 @@ impl PeerClient {
         self.distrusted.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Streams `digest` from `offset` out of a peer's data plane; `None` if it does not have it.
-    async fn open(
+    fn get(
         &self,
-        base_url: &str,
-        peer: &str,
+        method: reqwest::Method,
+        peer: &PeerRef,
         digest: &Digest,
-        offset: u64,
-    ) -> Result<Option<SourceStream>, FetchError> {
-        let url = format!("{}{}", base_url.trim_end_matches('/'), peer_blob_path(digest));
-        let mut request = self.http.get(&url);
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{}{}", peer.http_url.trim_end_matches('/'), peer_blob_path(digest));
+        let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
             request = request.header(PEER_TOKEN_HEADER, token);
         }
-        if offset > 0 {
-            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        request
+    }
+
+    /// Sends a request and waits at most the header timeout for the answer's head: a peer
+    /// that accepts connections but never answers must cost a moment, not a download.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        peer: &PeerRef,
+    ) -> Result<reqwest::Response, FleetError> {
+        match tokio::time::timeout(self.header_timeout, request.send()).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => {
+                Err(FleetError::Unreachable { peer: peer.id.clone(), detail: e.to_string() })
+            }
+            Err(_) => Err(FleetError::Timeout { peer: peer.id.clone() }),
         }
-        let unreachable =
-            |detail: String| FleetError::Unreachable { peer: peer.to_owned(), detail };
-        let response =
-            request.send().await.map_err(|e| FetchError::Peer(unreachable(e.to_string())))?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+    }
+
+    /// What a peer holds of `digest`.
+    pub async fn status(&self, peer: &PeerRef, digest: &Digest) -> Result<StatusReply, FleetError> {
+        let response = self.send(self.get(reqwest::Method::HEAD, peer, digest), peer).await?;
+        let status = pieces_header(&response);
+        match (response.status(), status) {
+            (reqwest::StatusCode::OK, Some(status)) => Ok(StatusReply::Has(status)),
+            (reqwest::StatusCode::OK, None) => Err(FleetError::Internal {
+                peer: peer.id.clone(),
+                detail: format!("no valid {PIECES_HEADER} header"),
+            }),
+            (
+                reqwest::StatusCode::RANGE_NOT_SATISFIABLE
+                | reqwest::StatusCode::SERVICE_UNAVAILABLE,
+                Some(status),
+            ) => Ok(StatusReply::Has(status)),
+            (reqwest::StatusCode::SERVICE_UNAVAILABLE, None) => Ok(StatusReply::NotYet),
+            (reqwest::StatusCode::NOT_FOUND, _) => Ok(StatusReply::Nothing),
+            (other, _) => Err(FleetError::Unreachable {
+                peer: peer.id.clone(),
+                detail: format!("answered {other}"),
+            }),
         }
-        let expected =
-            if offset > 0 { reqwest::StatusCode::PARTIAL_CONTENT } else { reqwest::StatusCode::OK };
-        if status != expected {
-            return Err(FetchError::Peer(unreachable(format!("answered {status}"))));
+    }
+
+    /// Bytes `[start, end)` of `digest` from a peer, handed to `sink` with their offsets as they
+    /// arrive. Returns the peer's status when it sent one, and whether every byte came.
+    pub async fn piece(
+        &self,
+        peer: &PeerRef,
+        digest: &Digest,
+        start: u64,
+        end: u64,
+        sink: &mpsc::Sender<(u64, Bytes)>,
+    ) -> (Option<PieceStatus>, Result<(), PieceError>) {
+        let request = self
+            .get(reqwest::Method::GET, peer, digest)
+            .header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1));
+        let response = match self.send(request, peer).await {
+            Ok(response) => response,
+            Err(e) => return (None, Err(PieceError::Peer(e))),
+        };
+        let status = pieces_header(&response);
+        let result = match response.status() {
+            reqwest::StatusCode::PARTIAL_CONTENT => {
+                self.receive(response, peer, digest, start, end, sink).await
+            }
+            reqwest::StatusCode::SERVICE_UNAVAILABLE => Err(PieceError::Busy),
+            reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::RANGE_NOT_SATISFIABLE => {
+                Err(PieceError::NotHeld)
+            }
+            other => Err(PieceError::Peer(FleetError::Unreachable {
+                peer: peer.id.clone(),
+                detail: format!("answered {other} to a piece request"),
+            })),
+        };
+        (status, result)
+    }
+
+    async fn receive(
+        &self,
+        response: reqwest::Response,
+        peer: &PeerRef,
+        digest: &Digest,
+        start: u64,
+        end: u64,
+        sink: &mpsc::Sender<(u64, Bytes)>,
+    ) -> Result<(), PieceError> {
+        let broken = |detail: String| {
+            PieceError::Peer(FleetError::Unreachable { peer: peer.id.clone(), detail })
+        };
+        let range =
+            response.headers().get(reqwest::header::CONTENT_RANGE).and_then(|v| v.to_str().ok());
+        let expected = format!("bytes {start}-{}/", end - 1);
+        if !range.is_some_and(|r| r.starts_with(&expected)) {
+            return Err(broken(format!("sent Content-Range {range:?} for {expected}")));
         }
-        let size = total_size(&response, offset);
-        {
-            let mut reading = self.reading_from.lock().unwrap_or_else(|e| e.into_inner());
-            reading.retain(|(d, _)| d != digest);
-            reading.push((*digest, peer.to_owned()));
+        let mut at = start;
+        let mut chunks = std::pin::pin!(stall_guard(response.bytes_stream(), self.stall_timeout));
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(broken)?;
+            if at + chunk.len() as u64 > end {
+                return Err(broken(format!(
+                    "sent more than the {} bytes asked for {digest}",
+                    end - start
+                )));
+            }
+            let len = chunk.len() as u64;
+            Metrics::add(&self.metrics.peer_bytes, len);
+            if sink.send((at, chunk)).await.is_err() {
+                return Err(PieceError::Stopped);
+            }
+            at += len;
         }
-        Metrics::inc(&self.metrics.peer_blob_fetches);
-        let metrics = self.metrics.clone();
-        let peer = peer.to_owned();
-        let stall = self.stall_timeout;
-        let chunks = stall_guard(response.bytes_stream(), stall)
-            .map(move |chunk| {
-                let chunk = chunk.map_err(|e| {
-                    FetchError::Peer(FleetError::Unreachable {
-                        peer: peer.clone(),
-                        detail: e.to_string(),
-                    })
-                })?;
-                Metrics::add(&metrics.peer_bytes, chunk.len() as u64);
-                Ok(chunk)
-            })
-            .boxed();
-        Ok(Some(SourceStream { size, chunks }))
+        if at < end {
+            return Err(broken(format!(
+                "ended a piece of {digest} after {} of {} bytes",
+                at - start,
+                end - start
+            )));
+        }
+        Ok(())
     }
 
     /// A small blob (a manifest) from a peer's data plane, read into memory up to `max` bytes
@@ -132,12 +207,7 @@ impl PeerClient {
     ) -> Result<Option<(Option<String>, bytes::Bytes)>, FleetError> {
         let unreachable =
             |detail: String| FleetError::Unreachable { peer: peer.id.clone(), detail };
-        let url = format!("{}{}", peer.http_url.trim_end_matches('/'), peer_blob_path(digest));
-        let mut request = self.http.get(&url);
-        if let Some(token) = &self.token {
-            request = request.header(PEER_TOKEN_HEADER, token);
-        }
-        let response = request.send().await.map_err(|e| unreachable(e.to_string()))?;
+        let response = self.send(self.get(reqwest::Method::GET, peer, digest), peer).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -171,21 +241,52 @@ impl PeerClient {
         Ok(Some((media_type, body.into())))
     }
 
-    /// Blames the peer the download of `digest` read from; returns whether there was one.
-    fn distrust(&self, digest: &Digest) -> bool {
-        let mut reading = self.reading_from.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(at) = reading.iter().position(|(d, _)| d == digest) else { return false };
-        let (_, peer) = reading.swap_remove(at);
-        drop(reading);
-        tracing::warn!(%digest, %peer, "peer sent bytes that do not match the digest; not asking it again");
-        Metrics::inc(&self.metrics.peer_corrupt);
-        self.lock_distrusted().insert((*digest, peer));
-        true
+    /// The peers that sent the pieces of a download that failed verification: none of them is
+    /// asked for this digest again.
+    pub fn distrust(&self, digest: &Digest, peers: &[String]) {
+        for peer in peers {
+            tracing::warn!(%digest, %peer, "peer sent bytes of a blob that failed verification; not asking it again");
+            Metrics::inc(&self.metrics.peer_corrupt);
+            self.lock_distrusted().insert((*digest, peer.clone()));
+        }
     }
+}
 
-    fn done(&self, digest: &Digest) {
-        self.reading_from.lock().unwrap_or_else(|e| e.into_inner()).retain(|(d, _)| d != digest);
+/// A peer's answer to "what do you hold?".
+#[derive(Debug)]
+pub enum StatusReply {
+    Has(PieceStatus),
+    /// It is starting a download and does not know the size yet: ask again shortly.
+    NotYet,
+    Nothing,
+}
+
+/// Why a piece did not arrive.
+#[derive(Debug, thiserror::Error)]
+pub enum PieceError {
+    #[error("the peer's upload slots are full")]
+    Busy,
+    #[error("the peer does not hold that piece")]
+    NotHeld,
+    #[error("the download stopped taking bytes")]
+    Stopped,
+    #[error(transparent)]
+    Peer(FleetError),
+}
+
+impl PieceError {
+    pub(crate) fn failure(&self) -> Failure {
+        match self {
+            PieceError::Busy => Failure::Busy,
+            PieceError::NotHeld => Failure::NotHeld,
+            PieceError::Stopped | PieceError::Peer(_) => Failure::Error,
+        }
     }
+}
+
+fn pieces_header(response: &reqwest::Response) -> Option<PieceStatus> {
+    let value = response.headers().get(PIECES_HEADER)?.to_str().ok()?;
+    PieceStatus::parse(value).ok()
 }
 
 /// Ends a peer's body with an error when no bytes arrive for `stall`: a peer that stopped
@@ -204,115 +305,4 @@ fn stall_guard(
             Err(_) => Some((Err(format!("no bytes for {stall:?}")), None)),
         }
     })
-}
-
-/// The blob's total size from `Content-Range` (on 206) or `Content-Length` (on 200).
-fn total_size(response: &reqwest::Response, offset: u64) -> Option<u64> {
-    let headers = response.headers();
-    if offset > 0 {
-        let range = headers.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
-        return range.rsplit_once('/')?.1.trim().parse().ok();
-    }
-    headers.get(reqwest::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
-}
-
-/// Peers that announce the digest, same site first.
-pub struct ProviderSource {
-    fleet: Arc<dyn Fleet>,
-    client: Arc<PeerClient>,
-}
-
-impl ProviderSource {
-    pub fn new(fleet: Arc<dyn Fleet>, client: Arc<PeerClient>) -> Self {
-        Self { fleet, client }
-    }
-}
-
-impl BlobSource for ProviderSource {
-    fn describe(&self) -> String {
-        "providers".to_owned()
-    }
-
-    fn open<'a>(
-        &'a self,
-        _target: &'a Target,
-        digest: &'a Digest,
-        offset: u64,
-    ) -> BoxFuture<'a, Result<Option<SourceStream>, FetchError>> {
-        Box::pin(async move {
-            let mut providers = self.fleet.providers(digest).await;
-            let site = self.fleet.site();
-            // Same site first; otherwise in the order the DHT answered.
-            providers.sort_by_key(|p| site.is_none() || p.site != site);
-            for peer in providers.iter().filter(|p| self.client.trusted(digest, &p.id)) {
-                match self.client.open(&peer.http_url, &peer.id, digest, offset).await {
-                    Ok(Some(stream)) => return Ok(Some(stream)),
-                    // A provider record outlives the blob by up to its TTL: a 404 is normal.
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(%digest, peer = %peer.id, error = %e, "provider failed")
-                    }
-                }
-            }
-            // No provider could serve: the owner, after this source, is the next to ask.
-            Ok(None)
-        })
-    }
-
-    fn distrust(&self, digest: &Digest) -> bool {
-        self.client.distrust(digest)
-    }
-
-    fn finished(&self, digest: &Digest) {
-        self.client.done(digest);
-    }
-}
-
-/// The digest's owner, asked to fetch it upstream and stream it while it arrives.
-pub struct OwnerSource {
-    fleet: Arc<dyn Fleet>,
-    client: Arc<PeerClient>,
-}
-
-impl OwnerSource {
-    pub fn new(fleet: Arc<dyn Fleet>, client: Arc<PeerClient>) -> Self {
-        Self { fleet, client }
-    }
-}
-
-impl BlobSource for OwnerSource {
-    fn describe(&self) -> String {
-        "owner".to_owned()
-    }
-
-    fn open<'a>(
-        &'a self,
-        target: &'a Target,
-        digest: &'a Digest,
-        offset: u64,
-    ) -> BoxFuture<'a, Result<Option<SourceStream>, FetchError>> {
-        Box::pin(async move {
-            let Owner::Remote(owner) = self.fleet.owner(digest.as_bytes()) else {
-                // This node is the owner: the upstream source after this one fetches it.
-                return Ok(None);
-            };
-            if !self.client.trusted(digest, &owner.id) {
-                return Ok(None);
-            }
-            let url = match self.fleet.ask_fetch(&owner, target, digest).await {
-                Ok(url) => url,
-                Err(FleetError::NotFound { .. }) => return Err(FetchError::BlobUnknown(*digest)),
-                Err(e) => return Err(FetchError::Peer(e)),
-            };
-            self.client.open(&url, &owner.id, digest, offset).await
-        })
-    }
-
-    fn distrust(&self, digest: &Digest) -> bool {
-        self.client.distrust(digest)
-    }
-
-    fn finished(&self, digest: &Digest) {
-        self.client.done(digest);
-    }
 }

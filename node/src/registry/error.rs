@@ -86,7 +86,7 @@ fn map_fetch(e: &FetchError) -> Mapped {
         FetchError::Store(StoreError::DiskFull { .. }) => {
             mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
         }
-        FetchError::Store(_) | FetchError::Read { .. } => {
+        FetchError::Store(_) | FetchError::Read { .. } | FetchError::Panicked { .. } => {
             mapped(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")
         }
         FetchError::Joined { cause, .. } => map_fetch(cause),

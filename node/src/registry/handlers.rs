@@ -1,14 +1,18 @@
 //! One handler per endpoint: ask the fetcher, shape the response headers the spec requires.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use futures_util::StreamExt;
 use shoal_protocol::media_type::OCTET_STREAM;
+use shoal_protocol::peer::PIECES_HEADER;
 use shoal_protocol::{Digest, Reference};
 
 use super::error::ApiError;
 use super::route::TagsQuery;
-use crate::fetch::{BlobResponse, Fetcher, RangeSpec, Target};
+use crate::fetch::{BlobResponse, FetchError, Fetcher, PeerAnswer, RangeSpec, Target};
 use crate::metrics::Metrics;
 
 const DIGEST_HEADER: &str = "docker-content-digest";
@@ -72,22 +76,55 @@ fn blob_response(digest: &Digest, blob: BlobResponse, head: bool) -> Response {
     response
 }
 
-/// A blob for a peer: only what this node holds or is downloading.
+/// A blob, or a piece of it, for a peer: only what this node holds or is downloading, with
+/// what it holds in the `x-shoal-pieces` header of every answer.
 pub async fn peer_blob(
     fetcher: &Fetcher,
+    metrics: &Arc<Metrics>,
     digest: &Digest,
     range: Option<RangeSpec>,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let blob = fetcher.local_blob(digest, range).await?;
-    let mut response = blob_response(digest, blob, head);
-    // Manifests are blobs too; their media type lets the peer serve them unchanged.
-    if let Some(media_type) = fetcher.stored_media_type(digest)
-        && let Ok(v) = HeaderValue::from_str(&media_type)
+    let (mut response, status) = match fetcher.local_blob(digest, range).await? {
+        PeerAnswer::Blob(mut blob, status) => {
+            if !head {
+                Metrics::inc(&metrics.peer_blob_serves);
+                let counter = metrics.clone();
+                blob.body = blob
+                    .body
+                    .inspect(move |chunk| {
+                        if let Ok(chunk) = chunk {
+                            Metrics::add(&counter.peer_bytes_served, chunk.len() as u64);
+                        }
+                    })
+                    .boxed();
+            }
+            let mut response = blob_response(digest, blob, head);
+            // Manifests are blobs too; their media type lets the peer serve them unchanged.
+            if let Some(media_type) = fetcher.stored_media_type(digest)
+                && let Ok(v) = HeaderValue::from_str(&media_type)
+            {
+                response.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            (response, status)
+        }
+        PeerAnswer::NotHeld(None) => return Err(ApiError::Fetch(FetchError::BlobUnknown(*digest))),
+        PeerAnswer::NotHeld(status) => (empty(StatusCode::RANGE_NOT_SATISFIABLE), status),
+        PeerAnswer::Busy(status) => (empty(StatusCode::SERVICE_UNAVAILABLE), status),
+    };
+    if let Some(status) = status
+        && let Ok(v) = HeaderValue::from_str(&status.to_string())
     {
-        response.headers_mut().insert(header::CONTENT_TYPE, v);
+        response.headers_mut().insert(PIECES_HEADER, v);
     }
     Ok(response)
+}
+
+fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+    response
 }
 
 pub fn metrics(metrics: &Metrics) -> Response {

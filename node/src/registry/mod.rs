@@ -79,8 +79,7 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
         Endpoint::PeerBlob { digest } => {
             check_peer_token(state, &parts.headers)?;
             let range = range::parse(&parts.headers)?;
-            Metrics::inc(&state.metrics.peer_blob_serves);
-            handlers::peer_blob(fetcher, &digest, range, head).await
+            handlers::peer_blob(fetcher, &state.metrics, &digest, range, head).await
         }
         Endpoint::Metrics => Ok(handlers::metrics(&state.metrics)),
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),

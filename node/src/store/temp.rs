@@ -22,6 +22,9 @@ use super::state::Entry;
 use super::tables::{self, BLOBS, BlobRow};
 use super::{Inner, Store, StoreError, evict};
 
+/// Read-back size when hashing pieces that were written out of order.
+const HASH_READ: u64 = 1024 * 1024;
+
 /// A blob being written. Dropped without [`TempBlob::commit`], its temp file is removed.
 pub struct TempBlob {
     guard: TempGuard,
@@ -108,7 +111,7 @@ impl TempBlob {
         Arc::clone(&self.reader)
     }
 
-    /// Bytes written so far.
+    /// Bytes written and hashed so far, from the first: the prefix readers may follow.
     pub fn written(&self) -> u64 {
         self.written
     }
@@ -155,6 +158,53 @@ impl TempBlob {
         let (verifier, written) = tokio::join!(hashed, written);
         let verifier = verifier?;
         written?;
+        self.written = verifier.len();
+        self.verifier = Some(verifier);
+        Ok(())
+    }
+
+    /// Writes chunks at `offset`, beyond the hashed prefix, without hashing them: pieces that
+    /// arrive out of order. [`TempBlob::hash_through`] hashes them once the bytes before them
+    /// are in. The caller keeps track of which bytes are written.
+    pub async fn write_at(&self, offset: u64, chunks: Arc<[Bytes]>) -> Result<(), StoreError> {
+        let file = Arc::clone(&self.file);
+        let path = self.guard.path.clone();
+        blocking("write temp blob", move || {
+            let mut at = offset;
+            for chunk in chunks.iter() {
+                file.write_all_at(chunk, at).map_err(|e| {
+                    remove_temp(&path);
+                    StoreError::io("write temp blob", &path, e)
+                })?;
+                at += chunk.len() as u64;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Hashes the bytes from the end of the hashed prefix up to `end`, reading them back from
+    /// the file: they were written by [`TempBlob::write_at`] and every byte below `end` must be.
+    pub async fn hash_through(&mut self, end: u64) -> Result<(), StoreError> {
+        let Some(mut verifier) = self.verifier.take() else {
+            return Err(StoreError::IncompleteWrite { path: self.guard.path.clone() });
+        };
+        let reader = Arc::clone(&self.reader);
+        let path = self.guard.path.clone();
+        let verifier = blocking("hash temp blob", move || {
+            while verifier.len() < end {
+                let len = (end - verifier.len()).min(HASH_READ) as usize;
+                let chunk = super::read_at(&reader, verifier.len(), len)
+                    .map_err(|e| StoreError::io("read back temp blob", &path, e))?;
+                if chunk.is_empty() {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "piece missing from file");
+                    return Err(StoreError::io("read back temp blob", &path, e));
+                }
+                verifier.update(&chunk);
+            }
+            Ok(verifier)
+        })
+        .await?;
         self.written = verifier.len();
         self.verifier = Some(verifier);
         Ok(())
@@ -355,6 +405,45 @@ mod tests {
         let mut tail = vec![0; 60_000];
         reader.read_exact_at(&mut tail, 40_000).unwrap();
         assert_eq!(tail, bytes[40_000..]);
+    }
+
+    #[tokio::test]
+    async fn pieces_written_out_of_order_are_hashed_once_the_gap_fills() {
+        let (_dir, store) = fresh(None);
+        let bytes = content(6, 300_000);
+        let digest = Digest::of(&bytes);
+        let mut temp = store.create_temp(&digest).await.unwrap();
+        let piece = |range: std::ops::Range<usize>| -> std::sync::Arc<[bytes::Bytes]> {
+            std::sync::Arc::from([bytes::Bytes::copy_from_slice(&bytes[range])])
+        };
+        temp.write_at(200_000, piece(200_000..300_000)).await.unwrap();
+        temp.write_at(100_000, piece(100_000..200_000)).await.unwrap();
+        assert_eq!(temp.written(), 0, "nothing is hashed before the first bytes are in");
+        temp.write_chunks(piece(0..100_000)).await.unwrap();
+        assert_eq!(temp.written(), 100_000);
+        temp.hash_through(300_000).await.unwrap();
+        assert_eq!(temp.written(), 300_000);
+        assert_eq!(temp.commit(None).await.unwrap(), 300_000);
+        let reader = store.open_blob(&digest).await.unwrap().expect("stored");
+        let mut back = vec![0; bytes.len()];
+        reader.file.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(back, bytes);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_piece_written_ahead_fails_verification() {
+        let (_dir, store) = fresh(None);
+        let bytes = content(7, 200_000);
+        let digest = Digest::of(&bytes);
+        let mut temp = store.create_temp(&digest).await.unwrap();
+        temp.write_at(100_000, std::sync::Arc::from([bytes::Bytes::from(vec![0u8; 100_000])]))
+            .await
+            .unwrap();
+        temp.write(&bytes[..100_000]).await.unwrap();
+        temp.hash_through(200_000).await.unwrap();
+        let err = temp.commit(None).await.unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch(_)), "{err:?}");
+        assert!(!store.contains(&digest));
     }
 
     #[tokio::test]

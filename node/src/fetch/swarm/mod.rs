@@ -1,0 +1,408 @@
+//! The swarm: a missing blob taken in pieces from every peer that has some of it at once.
+//!
+//! Sources are the providers the DHT names (nodes that hold the blob or are receiving it) and,
+//! when there are none yet, the digest's owner, asked to fetch it from the upstream. Each
+//! source says what it holds in every answer ([`PieceStatus`]); the [`Scheduler`] decides what
+//! to ask of whom; each piece is a `Range` request whose bytes go to the download's writer at
+//! their offset as they arrive. New providers are looked up while the download runs, so nodes
+//! that start receiving a moment later become sources for the rest.
+//!
+//! The swarm never goes upstream itself: when no peer can serve, it reports so and the
+//! download falls back to its sequential sources (see `download.rs`).
+
+mod scheduler;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use shoal_protocol::Digest;
+use shoal_protocol::peer::{PieceStatus, piece_range};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+
+use super::fleet::{Fleet, FleetError, Owner, PeerRef};
+use super::inflight::Progress;
+use super::peers::{PeerClient, PieceError, StatusReply};
+use super::{FetchError, Target};
+use crate::metrics::Metrics;
+
+pub(crate) use scheduler::{Failure, Limits, Role, Scheduler, SourceId};
+
+/// How often the DHT is asked again for providers while a download runs.
+const PROVIDER_REFRESH: Duration = Duration::from_secs(1);
+/// How often a source with nothing useful yet is asked what it holds now.
+const STATUS_REFRESH: Duration = Duration::from_millis(200);
+
+/// How a swarm download ended.
+pub(crate) enum Outcome {
+    /// Every piece arrived. `peers` are the ids of the peers that sent any, to blame if the
+    /// whole blob fails verification.
+    Complete { peers: Vec<String> },
+    /// No peer has the blob and this node is its owner (or the owner failed): go upstream.
+    NoSources,
+    /// Peers had it but stopped serving; the pieces in hand are kept, and `peers` sent them.
+    Stuck { error: FetchError, peers: Vec<String> },
+}
+
+pub struct Swarm {
+    fleet: Arc<dyn Fleet>,
+    client: Arc<PeerClient>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    /// A download that receives no piece for this long gives up on its peers.
+    stall: Duration,
+}
+
+enum Event {
+    Status {
+        source: SourceId,
+        status: Result<StatusReply, FleetError>,
+    },
+    Piece {
+        source: SourceId,
+        piece: u32,
+        status: Option<PieceStatus>,
+        result: Result<(), PieceError>,
+    },
+    Providers(Vec<PeerRef>),
+}
+
+impl Swarm {
+    pub fn new(
+        fleet: Arc<dyn Fleet>,
+        client: Arc<PeerClient>,
+        metrics: Arc<Metrics>,
+        stall: Duration,
+    ) -> Self {
+        Self { fleet, client, metrics, limits: Limits::default(), stall }
+    }
+
+    /// Runs the swarm until the blob is complete or no peer can help. Chunks go to `sink` with
+    /// their offsets; `started` is called once, when the first piece is in.
+    pub(crate) async fn run(
+        &self,
+        target: &Target,
+        digest: Digest,
+        sink: &mpsc::Sender<(u64, Bytes)>,
+        progress: &watch::Sender<Progress>,
+        started: &(dyn Fn() + Send + Sync),
+    ) -> Result<Outcome, FetchError> {
+        let mut run = Run {
+            swarm: self,
+            digest,
+            sink,
+            sources: Vec::new(),
+            scheduler: None,
+            tasks: JoinSet::new(),
+            pieces_out: HashMap::new(),
+            owner_asked: false,
+            started: false,
+        };
+        let providers = self.fleet.providers(&digest).await;
+        run.add_peers(providers, Role::Provider);
+        if run.sources.is_empty() && !run.ask_owner(target).await? {
+            return Ok(Outcome::NoSources);
+        }
+        run.drive(target, progress, started).await
+    }
+}
+
+struct Source {
+    peer: PeerRef,
+    role: Role,
+    same_site: bool,
+    /// A status request is out.
+    probing: bool,
+    /// It sent at least one piece.
+    sent: bool,
+    dropped: bool,
+}
+
+struct Run<'a> {
+    swarm: &'a Swarm,
+    digest: Digest,
+    sink: &'a mpsc::Sender<(u64, Bytes)>,
+    /// Indexed by [`SourceId`], here and in the scheduler.
+    sources: Vec<Source>,
+    /// Created once the first status tells the blob's size.
+    scheduler: Option<Scheduler>,
+    tasks: JoinSet<Event>,
+    pieces_out: HashMap<(SourceId, u32), AbortHandle>,
+    owner_asked: bool,
+    started: bool,
+}
+
+impl Run<'_> {
+    /// Adds peers not seen yet (and trusted for this digest), and asks each what it holds.
+    fn add_peers(&mut self, found: Vec<PeerRef>, role: Role) {
+        let site = self.swarm.fleet.site();
+        for peer in found {
+            if self.sources.iter().any(|s| s.peer.id == peer.id)
+                || !self.swarm.client.trusted(&self.digest, &peer.id)
+            {
+                continue;
+            }
+            let same_site = site.is_none() || peer.site == site;
+            let id = self.sources.len();
+            if let Some(scheduler) = &mut self.scheduler {
+                scheduler.add_source(role, same_site);
+            }
+            self.sources.push(Source {
+                peer,
+                role,
+                same_site,
+                probing: false,
+                sent: false,
+                dropped: false,
+            });
+            self.probe(id);
+        }
+    }
+
+    /// Asks the digest's owner to fetch it for the fleet; `false` when this node is the owner
+    /// or the owner cannot be asked (the download then goes upstream itself).
+    async fn ask_owner(&mut self, target: &Target) -> Result<bool, FetchError> {
+        if self.owner_asked {
+            return Ok(false);
+        }
+        self.owner_asked = true;
+        let Owner::Remote(owner) = self.swarm.fleet.owner(self.digest.as_bytes()) else {
+            return Ok(false);
+        };
+        if !self.swarm.client.trusted(&self.digest, &owner.id) {
+            return Ok(false);
+        }
+        match self.swarm.fleet.ask_fetch(&owner, target, &self.digest).await {
+            Ok(url) => {
+                let before = self.sources.len();
+                self.add_peers(vec![PeerRef { http_url: url, ..owner }], Role::Owner);
+                Ok(self.sources.len() > before)
+            }
+            Err(FleetError::NotFound { .. }) => Err(FetchError::BlobUnknown(self.digest)),
+            Err(e) => {
+                tracing::warn!(digest = %self.digest, error = %e, "owner cannot fetch the blob for us");
+                Ok(false)
+            }
+        }
+    }
+
+    fn probe(&mut self, source: SourceId) {
+        if self.sources[source].probing {
+            return;
+        }
+        self.sources[source].probing = true;
+        let (client, peer, digest) =
+            (self.swarm.client.clone(), self.sources[source].peer.clone(), self.digest);
+        self.tasks.spawn(async move {
+            let status = client.status(&peer, &digest).await;
+            Event::Status { source, status }
+        });
+    }
+
+    fn refresh_providers(&mut self) {
+        let (fleet, digest) = (self.swarm.fleet.clone(), self.digest);
+        self.tasks.spawn(async move { Event::Providers(fleet.providers(&digest).await) });
+    }
+
+    async fn drive(
+        &mut self,
+        target: &Target,
+        progress: &watch::Sender<Progress>,
+        started: &(dyn Fn() + Send + Sync),
+    ) -> Result<Outcome, FetchError> {
+        let mut last_piece = Instant::now();
+        let mut next_providers = Instant::now() + PROVIDER_REFRESH;
+        let mut next_status = Instant::now() + STATUS_REFRESH;
+        loop {
+            let now = Instant::now();
+            if let Some(scheduler) = &mut self.scheduler {
+                if scheduler.is_complete() {
+                    self.tasks.abort_all();
+                    return Ok(Outcome::Complete { peers: self.senders() });
+                }
+                while let Some(assignment) = scheduler.next(now.into_std()) {
+                    let (start, end) = piece_range(scheduler.size(), assignment.piece);
+                    let (client, peer, digest, sink) = (
+                        self.swarm.client.clone(),
+                        self.sources[assignment.source].peer.clone(),
+                        self.digest,
+                        self.sink.clone(),
+                    );
+                    let (source, piece) = (assignment.source, assignment.piece);
+                    let handle = self.tasks.spawn(async move {
+                        let (status, result) =
+                            client.piece(&peer, &digest, start, end, &sink).await;
+                        Event::Piece { source, piece, status, result }
+                    });
+                    self.pieces_out.insert((source, piece), handle);
+                }
+            }
+            let idle = self.scheduler.as_ref().is_none_or(|s| s.outstanding() == 0)
+                && !self.sources.iter().any(|s| s.probing);
+            let alive = match &self.scheduler {
+                Some(scheduler) => scheduler.has_live_source(),
+                None => self.sources.iter().any(|s| !s.dropped),
+            };
+            if idle && !alive {
+                // Everyone we knew failed: the owner, if not asked yet, is the last peer to try.
+                if self.ask_owner(target).await? {
+                    continue;
+                }
+                return Ok(if self.started {
+                    Outcome::Stuck {
+                        error: stuck(self.digest, "every peer serving it failed"),
+                        peers: self.senders(),
+                    }
+                } else {
+                    Outcome::NoSources
+                });
+            }
+            if now.duration_since(last_piece) >= self.swarm.stall {
+                self.tasks.abort_all();
+                return Ok(Outcome::Stuck {
+                    error: stuck(self.digest, "no piece arrived from any peer in time"),
+                    peers: self.senders(),
+                });
+            }
+            let wakeup = self
+                .scheduler
+                .as_ref()
+                .and_then(Scheduler::next_wakeup)
+                .map(Instant::from_std)
+                .into_iter()
+                .chain([next_providers, next_status, last_piece + self.swarm.stall])
+                .min()
+                .unwrap_or(next_status);
+            let event = tokio::select! {
+                joined = self.tasks.join_next(), if !self.tasks.is_empty() => match joined {
+                    Some(Ok(event)) => event,
+                    // Aborted hedges and cancelled probes: the scheduler already let go of them.
+                    _ => continue,
+                },
+                () = tokio::time::sleep_until(wakeup) => {
+                    let now = Instant::now();
+                    if now >= next_providers {
+                        next_providers = now + PROVIDER_REFRESH;
+                        self.refresh_providers();
+                    }
+                    if now >= next_status {
+                        next_status = now + STATUS_REFRESH;
+                        self.refresh_statuses();
+                    }
+                    continue;
+                }
+            };
+            match event {
+                Event::Providers(found) => self.add_peers(found, Role::Provider),
+                Event::Status { source, status } => {
+                    self.sources[source].probing = false;
+                    match status {
+                        Ok(StatusReply::Has(status)) => {
+                            self.set_status(source, status, progress)?
+                        }
+                        // Asked again at the next status round.
+                        Ok(StatusReply::NotYet) => {}
+                        Ok(StatusReply::Nothing) | Err(_) => self.drop_source(source),
+                    }
+                }
+                Event::Piece { source, piece, status, result } => {
+                    self.pieces_out.remove(&(source, piece));
+                    if let Some(status) = status {
+                        self.set_status(source, status, progress)?;
+                    }
+                    let now = Instant::now().into_std();
+                    let Some(scheduler) = &mut self.scheduler else { continue };
+                    match result {
+                        Ok(()) => {
+                            last_piece = Instant::now();
+                            if !self.started {
+                                self.started = true;
+                                Metrics::inc(&self.swarm.metrics.peer_blob_fetches);
+                                started();
+                            }
+                            self.sources[source].sent = true;
+                            for other in scheduler.completed(source, piece, now) {
+                                if let Some(handle) = self.pieces_out.remove(&(other, piece)) {
+                                    handle.abort();
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let failure = e.failure();
+                            if failure == Failure::Error {
+                                tracing::debug!(digest = %self.digest, peer = %self.sources[source].peer.id, piece, error = %e, "piece failed");
+                            }
+                            scheduler.failed(source, piece, failure, now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn senders(&self) -> Vec<String> {
+        self.sources.iter().filter(|s| s.sent).map(|s| s.peer.id.clone()).collect()
+    }
+
+    /// Asks again every source that is not done, has nothing out, and is not being asked.
+    fn refresh_statuses(&mut self) {
+        let stale: Vec<SourceId> = (0..self.sources.len())
+            .filter(|&s| {
+                let source = &self.sources[s];
+                !source.probing
+                    && !source.dropped
+                    && self.scheduler.as_ref().is_none_or(|sch| sch.wants_status(s))
+            })
+            .collect();
+        for source in stale {
+            self.probe(source);
+        }
+    }
+
+    fn set_status(
+        &mut self,
+        source: SourceId,
+        status: PieceStatus,
+        progress: &watch::Sender<Progress>,
+    ) -> Result<(), FetchError> {
+        if self.scheduler.is_none() {
+            let known = progress.borrow().size;
+            if known.is_some_and(|known| known != status.size) {
+                self.drop_source(source);
+                return Ok(());
+            }
+            progress.send_modify(|p| p.size = Some(status.size));
+            let mut scheduler =
+                Scheduler::new(status.size, self.swarm.limits.clone(), rand::random());
+            // Sources met before the size was known join now, with their ids unchanged.
+            for (id, source) in self.sources.iter().enumerate() {
+                scheduler.add_source(source.role, source.same_site);
+                if source.dropped {
+                    scheduler.drop_source(id);
+                }
+            }
+            self.scheduler = Some(scheduler);
+        }
+        if let Some(scheduler) = &mut self.scheduler {
+            scheduler.set_status(source, status);
+        }
+        Ok(())
+    }
+
+    fn drop_source(&mut self, source: SourceId) {
+        self.sources[source].dropped = true;
+        if let Some(scheduler) = &mut self.scheduler {
+            scheduler.drop_source(source);
+        }
+    }
+}
+
+fn stuck(digest: Digest, why: &str) -> FetchError {
+    FetchError::Peer(FleetError::Internal {
+        peer: "swarm".to_owned(),
+        detail: format!("{digest}: {why}"),
+    })
+}

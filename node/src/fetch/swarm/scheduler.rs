@@ -1,0 +1,332 @@
+//! Which piece to ask of which source, next: the swarm's decisions, with no I/O and no clock
+//! of its own, so the discrete-event simulation drives the very same code as the node.
+//!
+//! The rules, in the order they apply:
+//! - A source is asked only for pieces its last status says it can serve, never for more than
+//!   [`Limits::per_source`] at once (one once it has been slow), and a download never has more
+//!   than [`Limits::total`] requests out.
+//! - The owner is asked only for pieces no other live source serves: it is the one node that
+//!   has every piece first, and its uplink is the fleet's bottleneck if everyone uses it.
+//! - Pieces are taken from a window at the front of what is missing, so local clients, which
+//!   follow the contiguous prefix, keep streaming; inside the window the piece fewest sources
+//!   serve goes first, ties broken at random, so that nodes asking the same source spread over
+//!   different pieces and then trade them among themselves.
+//! - When nothing new is left to ask, a piece out for longer than a few typical piece times is
+//!   asked of a second source (a hedge); the first copy in wins and the other is cancelled.
+//! - A busy source (its upload slots are full) is left alone for a moment; a failing one for
+//!   longer; after [`Limits::max_failures`] failures in a row it is dropped.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use shoal_protocol::peer::{PieceSet, PieceStatus, piece_count};
+
+pub(crate) type SourceId = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The digest's owner: it fetches from the upstream for the fleet.
+    Owner,
+    /// A node that holds the blob or part of it.
+    Provider,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub per_source: usize,
+    pub total: usize,
+    /// Missing pieces considered at once, from the front.
+    pub window: usize,
+    pub busy_backoff: Duration,
+    pub error_backoff: Duration,
+    pub max_failures: u32,
+    /// A piece out for less than this is never hedged, however fast pieces usually come.
+    pub hedge_after: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_source: 2,
+            total: 8,
+            window: 8,
+            busy_backoff: Duration::from_millis(100),
+            error_backoff: Duration::from_millis(500),
+            max_failures: 3,
+            hedge_after: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why a piece request ended without the piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The source's upload slots are full.
+    Busy,
+    /// The source no longer (or not yet) has the piece; its new status says what it has.
+    NotHeld,
+    /// The connection failed, stalled, or the source answered nonsense.
+    Error,
+}
+
+/// One request to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Assignment {
+    pub source: SourceId,
+    pub piece: u32,
+    /// A second request for a piece already out elsewhere.
+    pub hedge: bool,
+}
+
+struct Source {
+    role: Role,
+    same_site: bool,
+    status: Option<PieceStatus>,
+    active: usize,
+    not_before: Option<Instant>,
+    failures: u32,
+    dead: bool,
+    slow: bool,
+}
+
+struct Out {
+    source: SourceId,
+    since: Instant,
+}
+
+pub(crate) struct Scheduler {
+    size: u64,
+    done: PieceSet,
+    out: Vec<Vec<Out>>,
+    sources: Vec<Source>,
+    limits: Limits,
+    rng: SmallRng,
+    /// Moving average of how long a piece takes, for the hedge rule.
+    typical: Option<Duration>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(size: u64, limits: Limits, seed: u64) -> Self {
+        let count = piece_count(size);
+        Self {
+            size,
+            done: PieceSet::empty(count),
+            out: (0..count).map(|_| Vec::new()).collect(),
+            sources: Vec::new(),
+            limits,
+            rng: SmallRng::seed_from_u64(seed),
+            typical: None,
+        }
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn add_source(&mut self, role: Role, same_site: bool) -> SourceId {
+        self.sources.push(Source {
+            role,
+            same_site,
+            status: None,
+            active: 0,
+            not_before: None,
+            failures: 0,
+            dead: false,
+            slow: false,
+        });
+        self.sources.len() - 1
+    }
+
+    /// Records what a source holds. A status for a blob of another size is a lie or a bug on
+    /// its side: the source is dropped.
+    pub(crate) fn set_status(&mut self, id: SourceId, status: PieceStatus) {
+        let source = &mut self.sources[id];
+        if status.size != self.size {
+            source.dead = true;
+        }
+        source.status = Some(status);
+    }
+
+    /// Stops asking a source (it sent wrong bytes, or it is gone for good).
+    pub(crate) fn drop_source(&mut self, id: SourceId) {
+        self.sources[id].dead = true;
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.done.is_full()
+    }
+
+    pub(crate) fn outstanding(&self) -> usize {
+        self.out.iter().map(Vec::len).sum()
+    }
+
+    /// Whether any source that is not dropped remains.
+    pub(crate) fn has_live_source(&self) -> bool {
+        self.sources.iter().any(|s| !s.dead)
+    }
+
+    /// Whether the source's status is worth asking for again: it may have more pieces by now
+    /// and no answer of a piece request will say so.
+    pub(crate) fn wants_status(&self, id: SourceId) -> bool {
+        let src = &self.sources[id];
+        !src.dead && src.active == 0 && src.status.as_ref().is_none_or(|s| !s.is_complete())
+    }
+
+    /// The next request to make now, if any; call until `None`.
+    pub(crate) fn next(&mut self, now: Instant) -> Option<Assignment> {
+        if self.outstanding() >= self.limits.total || self.is_complete() {
+            return None;
+        }
+        let mut order: Vec<SourceId> =
+            (0..self.sources.len()).filter(|&s| self.ready(s, now)).collect();
+        // Same site first, then sources with the fewest requests out; the owner last.
+        let jitter: Vec<u32> = order.iter().map(|_| self.rng.random()).collect();
+        let mut keyed: Vec<_> = order.iter().copied().zip(jitter).collect();
+        keyed.sort_by_key(|&(s, j)| {
+            let src = &self.sources[s];
+            (src.role == Role::Owner, !src.same_site, src.active, j)
+        });
+        order = keyed.into_iter().map(|(s, _)| s).collect();
+        for &source in &order {
+            if let Some(piece) = self.pick_fresh(source) {
+                return Some(self.assign(source, piece, false, now));
+            }
+        }
+        for &source in &order {
+            if let Some(piece) = self.pick_hedge(source, now) {
+                self.sources[self.out[piece as usize][0].source].slow = true;
+                return Some(self.assign(source, piece, true, now));
+            }
+        }
+        None
+    }
+
+    /// The piece arrived from `source`. Returns the other sources still sending it, whose
+    /// requests the caller cancels.
+    pub(crate) fn completed(
+        &mut self,
+        source: SourceId,
+        piece: u32,
+        now: Instant,
+    ) -> Vec<SourceId> {
+        let out = std::mem::take(&mut self.out[piece as usize]);
+        let mut others = Vec::new();
+        for request in out {
+            self.sources[request.source].active -= 1;
+            if request.source == source {
+                let took = now.saturating_duration_since(request.since);
+                self.typical = Some(match self.typical {
+                    None => took,
+                    Some(typical) => (typical * 3 + took) / 4,
+                });
+            } else {
+                others.push(request.source);
+            }
+        }
+        let src = &mut self.sources[source];
+        src.failures = 0;
+        self.done.insert(piece);
+        others
+    }
+
+    pub(crate) fn failed(&mut self, source: SourceId, piece: u32, failure: Failure, now: Instant) {
+        let out = &mut self.out[piece as usize];
+        if let Some(at) = out.iter().position(|r| r.source == source) {
+            out.swap_remove(at);
+            self.sources[source].active -= 1;
+        }
+        let src = &mut self.sources[source];
+        match failure {
+            Failure::Busy => {
+                let backoff = self.limits.busy_backoff;
+                let jitter = backoff.mul_f64(self.rng.random::<f64>());
+                src.not_before = Some(now + backoff + jitter);
+            }
+            Failure::NotHeld => {}
+            Failure::Error => {
+                src.failures += 1;
+                src.not_before = Some(now + self.limits.error_backoff);
+                if src.failures >= self.limits.max_failures {
+                    src.dead = true;
+                }
+            }
+        }
+    }
+
+    /// When the next request could become possible without any answer arriving: a backoff
+    /// ending, or a piece becoming old enough to hedge.
+    pub(crate) fn next_wakeup(&self) -> Option<Instant> {
+        let backoffs = self.sources.iter().filter(|s| !s.dead).filter_map(|s| s.not_before);
+        let hedges =
+            self.out.iter().filter(|o| o.len() == 1).map(|o| o[0].since + self.hedge_after());
+        backoffs.chain(hedges).min()
+    }
+
+    fn ready(&self, s: SourceId, now: Instant) -> bool {
+        let src = &self.sources[s];
+        let limit = if src.slow { 1 } else { self.limits.per_source };
+        !src.dead
+            && src.status.is_some()
+            && src.active < limit
+            && src.not_before.is_none_or(|t| now >= t)
+    }
+
+    fn serves(&self, s: SourceId, piece: u32) -> bool {
+        let src = &self.sources[s];
+        !src.dead && src.status.as_ref().is_some_and(|st| st.serves(piece))
+    }
+
+    fn pick_fresh(&mut self, source: SourceId) -> Option<u32> {
+        let is_owner = self.sources[source].role == Role::Owner;
+        let mut window = Vec::with_capacity(self.limits.window);
+        for piece in 0..self.done.len() {
+            if window.len() == self.limits.window {
+                break;
+            }
+            if self.done.contains(piece) || !self.out[piece as usize].is_empty() {
+                continue;
+            }
+            if !self.serves(source, piece) {
+                continue;
+            }
+            let others = (0..self.sources.len())
+                .filter(|&o| {
+                    o != source && self.sources[o].role != Role::Owner && self.serves(o, piece)
+                })
+                .count();
+            if is_owner && others > 0 {
+                continue;
+            }
+            window.push((piece, others));
+        }
+        let rarest = window.iter().map(|&(_, n)| n).min()?;
+        let candidates: Vec<u32> =
+            window.iter().filter(|&&(_, n)| n == rarest).map(|&(p, _)| p).collect();
+        Some(candidates[self.rng.random_range(0..candidates.len())])
+    }
+
+    fn pick_hedge(&self, source: SourceId, now: Instant) -> Option<u32> {
+        let after = self.hedge_after();
+        (0..self.done.len()).find(|&piece| {
+            let out = &self.out[piece as usize];
+            out.len() == 1
+                && out[0].source != source
+                && now.saturating_duration_since(out[0].since) >= after
+                && self.serves(source, piece)
+        })
+    }
+
+    fn hedge_after(&self) -> Duration {
+        self.typical.map_or(self.limits.hedge_after, |t| (t * 4).max(self.limits.hedge_after))
+    }
+
+    fn assign(&mut self, source: SourceId, piece: u32, hedge: bool, now: Instant) -> Assignment {
+        self.out[piece as usize].push(Out { source, since: now });
+        self.sources[source].active += 1;
+        Assignment { source, piece, hedge }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! The scheduler's rules, one test each, on a clock the test moves by hand.
+
+use std::time::{Duration, Instant};
+
+use shoal_protocol::peer::{Have, PieceSet, PieceStatus};
+
+use super::*;
+
+const MIB: u64 = 1 << 20;
+
+fn partial(size: u64, pieces: &[u32]) -> PieceStatus {
+    let mut set = PieceSet::empty(piece_count(size));
+    for &p in pieces {
+        set.insert(p);
+    }
+    PieceStatus { size, have: Have::Partial { pieces: set, live: None } }
+}
+
+fn drain(s: &mut Scheduler, now: Instant) -> Vec<Assignment> {
+    std::iter::from_fn(|| s.next(now)).collect()
+}
+
+#[test]
+fn asks_a_source_only_for_what_it_has_and_within_its_limits() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(16 * MIB, Limits::default(), 1);
+    let a = s.add_source(Role::Provider, true);
+    assert_eq!(s.next(now), None, "no status yet: nothing to ask");
+    s.set_status(a, partial(16 * MIB, &[3, 5, 7, 9]));
+    let asked = drain(&mut s, now);
+    assert_eq!(asked.len(), 2, "two requests per source: {asked:?}");
+    for request in &asked {
+        assert!([3, 5, 7, 9].contains(&request.piece) && !request.hedge);
+    }
+    // Eight sources that have everything: the download's total limit holds.
+    for _ in 0..8 {
+        let id = s.add_source(Role::Provider, true);
+        s.set_status(id, PieceStatus::complete(16 * MIB));
+    }
+    assert_eq!(drain(&mut s, now).len(), 6);
+    assert_eq!(s.outstanding(), Limits::default().total);
+}
+
+#[test]
+fn the_owner_is_asked_only_for_pieces_nobody_else_serves() {
+    let now = Instant::now();
+    let size = 8 * MIB;
+    let mut s = Scheduler::new(size, Limits::default(), 2);
+    let owner = s.add_source(Role::Owner, true);
+    let peer = s.add_source(Role::Provider, true);
+    s.set_status(owner, PieceStatus::complete(size));
+    s.set_status(peer, partial(size, &[0, 1, 2, 3, 4, 5]));
+    let asked = drain(&mut s, now);
+    for request in &asked {
+        if request.source == owner {
+            assert!(request.piece >= 6, "the owner was asked for a piece a peer has: {asked:?}");
+        }
+    }
+    assert_eq!(asked.iter().filter(|r| r.source == owner).count(), 2);
+    assert_eq!(asked.iter().filter(|r| r.source == peer).count(), 2);
+}
+
+#[test]
+fn pieces_come_from_the_front_so_clients_keep_streaming() {
+    let now = Instant::now();
+    let size = 64 * MIB;
+    let limits = Limits { per_source: 64, total: 64, ..Limits::default() };
+    let mut s = Scheduler::new(size, limits, 3);
+    let a = s.add_source(Role::Provider, true);
+    s.set_status(a, PieceStatus::complete(size));
+    let first: Vec<u32> = std::iter::from_fn(|| s.next(now)).take(16).map(|r| r.piece).collect();
+    // The window slides by one piece per request: the i-th request is among the first
+    // window + i pieces.
+    for (i, &piece) in first.iter().enumerate() {
+        assert!(piece < 8 + i as u32, "request {i} left the window: {first:?}");
+    }
+}
+
+#[test]
+fn a_busy_source_waits_and_a_failing_one_is_dropped() {
+    let now = Instant::now();
+    let size = 4 * MIB;
+    let mut s = Scheduler::new(size, Limits::default(), 4);
+    let a = s.add_source(Role::Provider, true);
+    s.set_status(a, PieceStatus::complete(size));
+    let first = s.next(now).unwrap();
+    s.failed(a, first.piece, Failure::Busy, now);
+    assert_eq!(s.next(now), None, "a busy source is left alone for a moment");
+    let later = now + Duration::from_millis(250);
+    assert!(s.next_wakeup().is_some_and(|t| t <= later));
+    let mut at = later;
+    for _ in 0..3 {
+        let request = s.next(at).expect("asked again after the backoff");
+        s.failed(a, request.piece, Failure::Error, at);
+        at += Duration::from_secs(1);
+    }
+    assert!(!s.has_live_source());
+    assert_eq!(s.next(at), None);
+}
+
+#[test]
+fn a_slow_piece_is_hedged_and_the_loser_cancelled() {
+    let start = Instant::now();
+    let size = 2 * MIB;
+    let mut s = Scheduler::new(size, Limits::default(), 5);
+    let slow = s.add_source(Role::Provider, true);
+    s.set_status(slow, PieceStatus::complete(size));
+    let asked = drain(&mut s, start);
+    assert_eq!(asked.len(), 2, "both pieces out at the one source");
+    let fast = s.add_source(Role::Provider, true);
+    s.set_status(fast, PieceStatus::complete(size));
+    assert_eq!(s.next(start), None, "nothing is hedged before it is late");
+    let late = start + Duration::from_secs(1);
+    let hedge = s.next(late).expect("a late piece goes to the second source");
+    assert!(hedge.hedge && hedge.source == fast);
+    assert_eq!(s.completed(fast, hedge.piece, late), vec![slow]);
+    // The slow source now gets one request at a time.
+    let other = 1 - hedge.piece;
+    assert_eq!(s.completed(slow, other, late), Vec::<SourceId>::new());
+    assert!(s.is_complete());
+}
+
+#[test]
+fn a_status_for_another_size_drops_the_source() {
+    let mut s = Scheduler::new(4 * MIB, Limits::default(), 6);
+    let liar = s.add_source(Role::Provider, true);
+    s.set_status(liar, PieceStatus::complete(5 * MIB));
+    assert!(!s.has_live_source());
+    assert_eq!(s.next(Instant::now()), None);
+}
