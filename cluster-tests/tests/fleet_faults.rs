@@ -145,7 +145,9 @@ async fn readers_of_a_killed_source_complete_their_pulls() {
         let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
         log.lines().any(|l| {
             l.contains(&layer.to_string())
-                && (l.contains("transfer broke") || l.contains("source failed"))
+                && (l.contains("transfer broke")
+                    || l.contains("source failed")
+                    || l.contains("piece failed"))
         })
     });
     assert!(broken, "b or c lost its source mid-transfer{}", logs(&named));
