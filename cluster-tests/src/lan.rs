@@ -1,5 +1,7 @@
 //! A private LAN of network namespaces, for what loopback cannot show: nodes on separate hosts
-//! finding each other by multicast (mDNS).
+//! finding each other by multicast (mDNS), and a fleet whose every host has a link of its own
+//! with a capped rate, so bytes move as they would between machines (`tc` token buckets on
+//! both ends of each host's link).
 //!
 //! ```text
 //!   this host               hub namespace                    LAN hosts (one namespace each)
@@ -52,13 +54,52 @@ pub struct Lan {
 impl Lan {
     /// Makes a LAN of `hosts` machines linked to this host.
     pub fn create(hosts: usize) -> Result<Self> {
+        Self::create_capped(hosts, None)
+    }
+
+    /// Makes a LAN whose every host's link carries at most `mbit` Mbit/s each way.
+    pub fn create_capped(hosts: usize, mbit: Option<u32>) -> Result<Self> {
         assert!(hosts < usize::from(GATEWAY_HOST), "a LAN has at most 253 hosts");
         let index = free_index()?;
         let mut lan = Self { index, hosts: Vec::new() };
         // Leftovers of a run that was killed before it could clean up.
         lan.remove();
         lan.build(hosts)?;
+        if let Some(mbit) = mbit {
+            lan.cap(mbit)?;
+        }
         Ok(lan)
+    }
+
+    /// A token bucket on each end of every host's link: `eth0` in the host caps what it sends,
+    /// its port on the bridge caps what it receives.
+    fn cap(&self, mbit: u32) -> Result<()> {
+        let hub = self.hub();
+        let rate = format!("{mbit}mbit");
+        // Bursts of a few GSO segments, and a queue of at most 50 ms at the rate.
+        let tbf = ["root", "tbf", "rate", &rate, "burst", "256kb", "latency", "50ms"];
+        for (i, host) in self.hosts.iter().enumerate() {
+            tc(&host.netns, "eth0", &tbf)?;
+            tc(&hub, &format!("h{i}"), &tbf)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes `host` sent and received on its link, from the kernel's interface counters.
+    pub fn link_bytes(&self, host: &LanHost) -> Result<(u64, u64)> {
+        let read = |counter: &str| -> Result<u64> {
+            let path = format!("/sys/class/net/eth0/statistics/{counter}");
+            let output = host.command("cat").arg(&path).output().map_err(|source| {
+                HarnessError::Spawn { program: "ip netns exec".to_owned(), source }
+            })?;
+            String::from_utf8_lossy(&output.stdout).trim().parse().map_err(|_| {
+                HarnessError::io(
+                    &format!("reading {path} in {}", host.netns),
+                    std::io::Error::other("not a number"),
+                )
+            })
+        };
+        Ok((read("tx_bytes")?, read("rx_bytes")?))
     }
 
     pub fn hosts(&self) -> &[LanHost] {
@@ -212,6 +253,25 @@ fn list_links() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `tc qdisc add dev DEV ARGS` in namespace `netns`.
+fn tc(netns: &str, dev: &str, args: &[&str]) -> Result<()> {
+    let tc = crate::require::find_tool("tc").unwrap_or_else(|| "tc".into());
+    let output = Command::new(tc)
+        .args(["-n", netns, "qdisc", "add", "dev", dev])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| HarnessError::Spawn { program: "tc".to_owned(), source })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(HarnessError::ToolFailed {
+        tool: format!("tc -n {netns} qdisc add dev {dev} {}", args.join(" ")),
+        status: output.status,
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
 }
 
 /// `ip`, found in the sbin directories when they are not on `PATH`.

@@ -21,6 +21,8 @@ pub struct CopyOptions {
     pub registries_conf: Option<PathBuf>,
     /// `--all`: copy every image of an index, not only this machine's platform.
     pub all: bool,
+    /// Run skopeo on this LAN host (in its network namespace), as a client on that machine.
+    pub on: Option<crate::lan::LanHost>,
 }
 
 /// skopeo with its own policy file and configuration directory.
@@ -53,7 +55,10 @@ impl Skopeo {
     /// `skopeo copy docker://SOURCE dir:DEST` over plain HTTP. `source` is `HOST/REPO:TAG`
     /// or `HOST/REPO@DIGEST`.
     pub async fn copy(&self, source: &str, dest: &Path, options: &CopyOptions) -> Result<DirImage> {
-        let mut command = tokio::process::Command::new("skopeo");
+        let mut command = match &options.on {
+            Some(host) => tokio::process::Command::from(host.command("skopeo")),
+            None => tokio::process::Command::new("skopeo"),
+        };
         if let Some(conf) = &options.registries_conf {
             command.arg("--registries-conf").arg(conf);
         }

@@ -1,0 +1,98 @@
+//! The swarm on a LAN of capped links: eight hosts, each with a link of its own limited to
+//! 200 Mbit/s each way, pull one large layer at the same moment. The fleet must fetch it from
+//! the upstream once, and spread it peer to peer: the node that fetched it does not upload a
+//! copy to everyone, most nodes upload a share. Asserted by the bytes each node says it sent
+//! (`/metrics`) and by its interface counters, never by how long it took.
+
+use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
+use shoal_cluster_tests::fleet::{metric, wait_for_peers};
+use shoal_cluster_tests::image;
+use shoal_cluster_tests::lan::{Lan, require_lan};
+use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
+
+const NODES: usize = 8;
+const LAYER: u64 = 48 << 20;
+const LINK_MBIT: u32 = 200;
+
+#[tokio::test]
+async fn eight_capped_hosts_pulling_at_once_share_the_layer_as_a_swarm() {
+    if !require_tools(&["docker-registry", "skopeo", "tc"]) || !require_lan() {
+        return;
+    }
+    // Declared first, so that it goes last: the processes on it are stopped before it goes.
+    let lan = Lan::create_capped(NODES, Some(LINK_MBIT)).expect("LAN of capped hosts");
+    let mut registry =
+        Registry::start(RegistryOptions::plain().on(lan.gateway_ip())).await.expect("registry");
+    let pushed = image::push_large_layer_image(&registry.client(), "library/big", "v1", LAYER, 401)
+        .await
+        .expect("push");
+    let layer = pushed.blobs().iter().find(|b| b.size == LAYER).expect("the large layer").digest;
+    registry.reset_requests().await.expect("reset");
+
+    let options = ShoalOptions::docker_io(registry.url());
+    let hosts = lan.hosts();
+    let first = ShoalNode::start(options.clone().on(&hosts[0])).await.expect("first node");
+    let seed = options.bootstrap(&first);
+    let mut nodes = vec![first];
+    for host in &hosts[1..] {
+        nodes.push(ShoalNode::start(seed.clone().on(host)).await.expect("node"));
+    }
+    wait_for_peers(&nodes, NODES - 1).await.expect("every node sees the others");
+    let sent_before: Vec<u64> =
+        hosts.iter().map(|h| lan.link_bytes(h).expect("counters").0).collect();
+
+    // Every host pulls through its own node, as its container runtime would.
+    let out = tempfile::tempdir().expect("tempdir");
+    let pulls: Vec<_> = nodes
+        .iter()
+        .zip(hosts)
+        .enumerate()
+        .map(|(i, (node, host))| {
+            let source = format!("{}/library/big:v1", node.host());
+            let dest = out.path().join(format!("node-{i}"));
+            let options = CopyOptions { on: Some(host.clone()), ..CopyOptions::default() };
+            tokio::spawn(async move {
+                Skopeo::new().expect("skopeo").copy(&source, &dest, &options).await
+            })
+        })
+        .collect();
+    for (i, pull) in pulls.into_iter().enumerate() {
+        let copied = pull.await.expect("join").unwrap_or_else(|e| panic!("node {i} pulls: {e}"));
+        assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
+        assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
+    }
+
+    let path = format!("/v2/library/big/blobs/{layer}");
+    let gets = registry.count("GET", &path).await.expect("count");
+    assert_eq!(gets, 1, "one upstream GET of the layer for the whole fleet");
+
+    let mut report = String::new();
+    let mut served = Vec::new();
+    let mut fetched_upstream = Vec::new();
+    for (i, (node, host)) in nodes.iter().zip(hosts).enumerate() {
+        let up = metric(node, "shoal_peer_bytes_served_total").await.expect("metric");
+        let upstream = metric(node, "shoal_upstream_bytes_total").await.expect("metric");
+        let from_peers = metric(node, "shoal_peer_bytes_total").await.expect("metric");
+        let link_sent = lan.link_bytes(host).expect("counters").0 - sent_before[i];
+        report.push_str(&format!(
+            "\nnode {i}: served to peers {up}, from peers {from_peers}, from upstream {upstream}, link sent {link_sent}"
+        ));
+        served.push((up, link_sent));
+        fetched_upstream.push(upstream >= LAYER);
+    }
+    let owners: Vec<usize> = (0..NODES).filter(|&i| fetched_upstream[i]).collect();
+    assert_eq!(owners.len(), 1, "one node fetched the layer from the upstream:{report}");
+    let owner = owners[0];
+    // The layer's owner sends at most three copies; the rest travels between the others.
+    let (owner_served, owner_link) = served[owner];
+    assert!(owner_served <= 3 * LAYER, "the owner uploaded at most 3 copies:{report}");
+    assert!(
+        owner_link <= 3 * LAYER + LAYER / 4,
+        "the owner's link carried at most 3 copies (and protocol overhead):{report}"
+    );
+    let sharers = (0..NODES).filter(|&i| i != owner && served[i].0 >= 1 << 20).count();
+    assert!(sharers >= NODES / 2, "at least half the nodes uploaded a share:{report}");
+    let total: u64 = served.iter().map(|&(up, _)| up).sum();
+    assert!(total >= (NODES as u64 - 1) * LAYER, "every copy came from some peer:{report}");
+    eprintln!("swarm of {NODES} on {LINK_MBIT} Mbit/s links:{report}");
+}
