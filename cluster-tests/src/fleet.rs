@@ -1,7 +1,12 @@
-//! A fleet of real `shoal` nodes joined through the first one, and the metrics that show where
-//! each node's bytes came from.
+//! A fleet of real `shoal` nodes joined through the first one, the metrics that show where
+//! each node's bytes came from, and what a fault test reads: a node's blob files, its log, a
+//! blob pulled and checked against its digest.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use futures_util::StreamExt;
+use shoal_protocol::Digest;
 
 use crate::{HarnessError, Result, ShoalNode, ShoalOptions};
 
@@ -60,4 +65,42 @@ pub async fn metric(node: &ShoalNode, name: &str) -> Result<u64> {
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok());
     value.ok_or_else(|| HarnessError::NoMetric { url, name: name.to_owned() })
+}
+
+/// Where `node` stores the blob `digest` once it holds it.
+pub fn blob_file(node: &ShoalNode, digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    node.data_dir().join("blobs/sha256").join(&hex[..2]).join(&hex)
+}
+
+/// Every node's log, to print when an assertion fails.
+pub fn logs(nodes: &[(&str, &ShoalNode)]) -> String {
+    let mut out = String::new();
+    for (name, node) in nodes {
+        let log = std::fs::read_to_string(node.log_path()).unwrap_or_else(|e| e.to_string());
+        out.push_str(&format!("\n===== node {name} ({}) =====\n{log}", node.url()));
+    }
+    out
+}
+
+/// GETs `digest` of `repo` through `node` and checks every byte against the digest; the error
+/// says how far the body got.
+pub async fn get_verified(
+    node: &ShoalNode,
+    repo: &str,
+    digest: &Digest,
+) -> std::result::Result<u64, String> {
+    let url = format!("{}/v2/{repo}/blobs/{digest}", node.url());
+    let http = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;
+    let response = http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("GET {url}: {}", response.status()));
+    }
+    let mut verifier = digest.verifier();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| format!("GET {url} after {} bytes: {e}", verifier.len()))?;
+        verifier.update(&chunk);
+    }
+    verifier.finish().map_err(|mismatch| format!("GET {url}: {mismatch}"))
 }

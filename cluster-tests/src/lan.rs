@@ -94,7 +94,7 @@ impl Lan {
             })?;
             String::from_utf8_lossy(&output.stdout).trim().parse().map_err(|_| {
                 HarnessError::io(
-                    &format!("reading {path} in {}", host.netns),
+                    format!("reading {path} in {}", host.netns),
                     std::io::Error::other("not a number"),
                 )
             })

@@ -3,12 +3,11 @@
 //! file was corrupted on disk.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
-use shoal_cluster_tests::fleet::{metric, wait_for_peers};
+use shoal_cluster_tests::fleet::{blob_file, logs, metric, wait_for_peers};
 use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::{
     Registry, RegistryOptions, ShoalNode, ShoalOptions, generate_cluster_key, require_tools,
@@ -18,21 +17,6 @@ use tokio::sync::oneshot;
 
 /// How long any one transfer in these tests may take.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn blob_file(node: &ShoalNode, digest: &Digest) -> PathBuf {
-    let hex = digest.hex();
-    node.data_dir().join("blobs/sha256").join(&hex[..2]).join(&hex)
-}
-
-/// Every node's log, to print when an assertion fails.
-fn logs(nodes: &[(&str, &ShoalNode)]) -> String {
-    let mut out = String::new();
-    for (name, node) in nodes {
-        let log = std::fs::read_to_string(node.log_path()).unwrap_or_else(|e| e.to_string());
-        out.push_str(&format!("\n===== node {name} ({}) =====\n{log}", node.url()));
-    }
-    out
-}
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().expect("http client")

@@ -124,6 +124,7 @@ impl<'de> Deserialize<'de> for Digest {
 /// Hashes a stream of bytes and checks it against the expected digest at the end.
 ///
 /// Every byte that enters the store passes through one of these, whatever its source.
+#[derive(Clone)]
 pub struct DigestVerifier {
     expected: Digest,
     hasher: Sha256,

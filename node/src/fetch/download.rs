@@ -22,7 +22,7 @@ use super::coverage::Coverage;
 use super::fleet::Fleet;
 use super::inflight::{Progress, Recent};
 use super::source::{BlobSource, SourceStream};
-use super::swarm::{Outcome, Swarm};
+use super::swarm::{self, Contributions, Outcome, Swarm};
 use super::{FetchError, PeerClient, Target};
 use crate::store::{StoreError, TempBlob};
 
@@ -65,17 +65,17 @@ pub async fn download(
             fleet.provide(&digest);
         }
     };
-    let mut peers = Vec::new();
+    let mut contributions = Contributions::default();
     let fetched = async {
         if let Some((swarm, _)) = &plan.swarm {
             match swarm.run(target, digest, &to_writer, progress, &announce).await? {
-                Outcome::Complete { peers: sent } => {
-                    peers = sent;
+                Outcome::Complete(sent) => {
+                    contributions = sent;
                     return Ok(());
                 }
                 Outcome::NoSources => {}
-                Outcome::Stuck { error: e, peers: sent } => {
-                    peers = sent;
+                Outcome::Stuck { error: e, contributions: sent } => {
+                    contributions = sent;
                     tracing::warn!(%digest, error = %e, "peers stopped serving; fetching the rest from the upstream");
                 }
             }
@@ -91,15 +91,16 @@ pub async fn download(
     let temp =
         writer.await.map_err(|source| StoreError::TaskFailed { op: "write blob", source })??;
     fetched?;
-    let committed = temp.commit(None).await.map_err(FetchError::from);
-    if let Err(FetchError::Mismatch(mismatch)) = &committed
-        && let Some((_, client)) = &plan.swarm
-        && !peers.is_empty()
+    if let Some((_, client)) = &plan.swarm
+        && !contributions.peers().is_empty()
+        && let Err(StoreError::DigestMismatch(mismatch)) = temp.check()
     {
-        client.distrust(&digest, &peers);
-        return Err(FetchError::PeerCorrupt(mismatch.clone()));
+        // Peers sent some of these bytes: find which of them lied before the copy is dropped.
+        let liars = swarm::liars(&temp, client, &contributions, digest).await;
+        client.distrust(&digest, &liars);
+        return Err(FetchError::PeerCorrupt(mismatch));
     }
-    committed
+    temp.commit(None).await.map_err(FetchError::from)
 }
 
 async fn write_batches(

@@ -21,7 +21,7 @@ mod uploads;
 mod upstreams;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shoal_protocol::{Digest, RepositoryName, Tag};
 
@@ -160,7 +160,7 @@ impl Fetcher {
         range: Option<RangeSpec>,
     ) -> Result<PeerAnswer, FetchError> {
         let slot = match range {
-            Some(_) => match self.uploads.acquire(digest) {
+            Some(range) => match self.uploads.acquire(digest, range.start(), Instant::now()) {
                 Some(slot) => Some(slot),
                 None => return Ok(PeerAnswer::Busy(self.piece_status(digest).await)),
             },
@@ -200,6 +200,11 @@ impl Fetcher {
             BlobResponse { size, range: range.map(|_| (start, end)), body },
             status,
         ))
+    }
+
+    /// The piece digests of a stored blob, for a peer whose copy failed verification.
+    pub async fn piece_digests(&self, digest: &Digest) -> Result<Option<Vec<Digest>>, FetchError> {
+        Ok(self.store.piece_digests(digest).await?)
     }
 
     /// What this node holds of a digest, for a peer's status request.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use sha2::{Digest as _, Sha256};
 use shoal_protocol::Digest;
 use shoal_protocol::peer::{PIECES_HEADER, PieceStatus};
 use tokio::sync::mpsc;
@@ -27,6 +28,11 @@ pub const PEER_TOKEN_HEADER: &str = "x-shoal-peer-token";
 /// The data-plane path of a blob on a peer.
 pub fn peer_blob_path(digest: &Digest) -> String {
     format!("/v2/_shoal/peer/blobs/{digest}")
+}
+
+/// The data-plane path of a stored blob's piece digests on a peer.
+fn peer_pieces_path(digest: &Digest) -> String {
+    format!("/v2/_shoal/peer/pieces/{digest}")
 }
 
 /// HTTP access to peers' data planes.
@@ -70,7 +76,16 @@ impl PeerClient {
         peer: &PeerRef,
         digest: &Digest,
     ) -> reqwest::RequestBuilder {
-        let url = format!("{}{}", peer.http_url.trim_end_matches('/'), peer_blob_path(digest));
+        self.request(method, peer, &peer_blob_path(digest))
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        peer: &PeerRef,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{}{path}", peer.http_url.trim_end_matches('/'));
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
             request = request.header(PEER_TOKEN_HEADER, token);
@@ -150,6 +165,30 @@ impl PeerClient {
             })),
         };
         (status, result)
+    }
+
+    /// The sha256 of bytes `[start, end)` of `digest` as a peer serves them now.
+    pub async fn piece_digest(
+        &self,
+        peer: &PeerRef,
+        digest: &Digest,
+        start: u64,
+        end: u64,
+    ) -> Result<Digest, PieceError> {
+        let (sink, mut chunks) = mpsc::channel(8);
+        let hash = async move {
+            let mut hasher = Sha256::new();
+            while let Some((_, chunk)) = chunks.recv().await {
+                hasher.update(&chunk);
+            }
+            Digest::from_raw(hasher.finalize().into())
+        };
+        let fetch = async move {
+            let (_, result) = self.piece(peer, digest, start, end, &sink).await;
+            result
+        };
+        let (result, hashed) = tokio::join!(fetch, hash);
+        result.map(|()| hashed)
     }
 
     async fn receive(
@@ -239,6 +278,43 @@ impl PeerClient {
             return Ok(None);
         }
         Ok(Some((media_type, body.into())))
+    }
+
+    /// The piece digests of a blob the peer holds verified, `count` of them; `None` when it
+    /// does not hold it (yet).
+    pub async fn piece_digests(
+        &self,
+        peer: &PeerRef,
+        digest: &Digest,
+        count: u32,
+    ) -> Result<Option<Vec<Digest>>, FleetError> {
+        let broken = |detail: String| FleetError::Internal { peer: peer.id.clone(), detail };
+        let request = self.request(reqwest::Method::GET, peer, &peer_pieces_path(digest));
+        let response = self.send(request, peer).await?;
+        match response.status() {
+            reqwest::StatusCode::OK => {}
+            reqwest::StatusCode::NOT_FOUND => return Ok(None),
+            other => return Err(broken(format!("answered {other} for piece digests"))),
+        }
+        let expected = count as u64 * 32;
+        if response.content_length().is_some_and(|len| len != expected) {
+            return Err(broken(format!("sent piece digests of the wrong length for {digest}")));
+        }
+        let body = tokio::time::timeout(self.stall_timeout, response.bytes())
+            .await
+            .map_err(|_| FleetError::Timeout { peer: peer.id.clone() })?
+            .map_err(|e| broken(e.to_string()))?;
+        if body.len() as u64 != expected {
+            return Err(broken(format!(
+                "sent {} bytes of piece digests, not {expected}",
+                body.len()
+            )));
+        }
+        let digests = body
+            .chunks_exact(32)
+            .map(|raw| Digest::from_raw(raw.try_into().unwrap_or([0; 32])))
+            .collect();
+        Ok(Some(digests))
     }
 
     /// The peers that sent the pieces of a download that failed verification: none of them is

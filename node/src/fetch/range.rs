@@ -12,6 +12,16 @@ pub enum RangeSpec {
 }
 
 impl RangeSpec {
+    /// Where the range starts, when that does not depend on the size.
+    pub fn start(&self) -> Option<u64> {
+        match self {
+            RangeSpec::FromTo(start, _) | RangeSpec::From(start) => Some(*start),
+            RangeSpec::Suffix(_) => None,
+        }
+    }
+}
+
+impl RangeSpec {
     /// The half-open interval `[start, end)` it selects, or `None` when it is not satisfiable.
     pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
         match self {

@@ -1,21 +1,34 @@
-//! Upload slots: how many pieces of one blob this node sends to peers at once.
+//! Upload slots: how many pieces of one blob this node sends to peers at once, and how often
+//! it sends the same piece.
 //!
 //! A node's uplink is shared by everything it sends; a source that takes every request serves
 //! each asker slower and becomes every node's only source (the owner, first of all). Past its
 //! slots a node answers "busy" with what it holds, and the asker takes the piece from another
-//! node that has it — usually one that got it from here a moment ago.
+//! node that has it. A piece is also sent at most [`COPIES`] times in [`COPY_WINDOW`]: the
+//! nodes that got it pass it on, so a piece spreads through the fleet like a broadcast tree
+//! instead of leaving every node's first holder (the owner) once per node. The window ends the
+//! refusal in case those nodes went away.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use shoal_protocol::Digest;
 
 use super::BlobBody;
 
+/// Times one piece is sent within [`COPY_WINDOW`].
+const COPIES: u32 = 2;
+const COPY_WINDOW: Duration = Duration::from_secs(2);
+/// Pieces remembered at most; older ones are forgotten first.
+const MAX_REMEMBERED: usize = 16_384;
+
 pub(crate) struct Uploads {
     slots: usize,
     running: Arc<Mutex<HashMap<Digest, usize>>>,
+    /// Per piece (by where it starts): how often it was sent since when.
+    sent: Mutex<HashMap<(Digest, u64), (u32, Instant)>>,
 }
 
 /// One upload slot, given back when dropped (with the response body that holds it).
@@ -26,11 +39,34 @@ pub(crate) struct Slot {
 
 impl Uploads {
     pub(crate) fn new(slots: usize) -> Self {
-        Self { slots: slots.max(1), running: Arc::default() }
+        Self { slots: slots.max(1), running: Arc::default(), sent: Mutex::default() }
     }
 
-    /// A slot for an upload of `digest`, or `None` when all are taken.
-    pub(crate) fn acquire(&self, digest: &Digest) -> Option<Slot> {
+    /// A slot for an upload of `digest` (of the piece that starts at `start`, for a range), or
+    /// `None` when all are taken or that piece was sent often enough just now.
+    pub(crate) fn acquire(
+        &self,
+        digest: &Digest,
+        start: Option<u64>,
+        now: Instant,
+    ) -> Option<Slot> {
+        if let Some(piece) = start {
+            let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+            if sent.len() >= MAX_REMEMBERED {
+                sent.retain(|_, (_, since)| now.duration_since(*since) < COPY_WINDOW);
+                if sent.len() >= MAX_REMEMBERED {
+                    sent.clear();
+                }
+            }
+            let entry = sent.entry((*digest, piece)).or_insert((0, now));
+            if now.duration_since(entry.1) >= COPY_WINDOW {
+                *entry = (0, now);
+            }
+            if entry.0 >= COPIES {
+                return None;
+            }
+            entry.0 += 1;
+        }
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let count = running.entry(*digest).or_default();
         if *count >= self.slots {
@@ -73,14 +109,27 @@ mod tests {
     #[test]
     fn slots_are_counted_per_digest_and_given_back() {
         let uploads = Uploads::new(2);
+        let now = Instant::now();
         let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
-        let first = uploads.acquire(&a).expect("first");
-        let second = uploads.acquire(&a).expect("second");
-        assert!(uploads.acquire(&a).is_none(), "two slots per digest");
-        assert!(uploads.acquire(&b).is_some(), "another digest has its own");
+        let first = uploads.acquire(&a, None, now).expect("first");
+        let second = uploads.acquire(&a, None, now).expect("second");
+        assert!(uploads.acquire(&a, None, now).is_none(), "two slots per digest");
+        assert!(uploads.acquire(&b, None, now).is_some(), "another digest has its own");
         drop(first);
-        assert!(uploads.acquire(&a).is_some());
+        assert!(uploads.acquire(&a, None, now).is_some());
         drop(second);
         assert!(uploads.running.lock().unwrap().get(&a).is_none_or(|&n| n <= 1));
+    }
+
+    #[test]
+    fn a_piece_is_sent_twice_per_window() {
+        let uploads = Uploads::new(8);
+        let now = Instant::now();
+        let a = Digest::of(b"a");
+        assert!(uploads.acquire(&a, Some(3), now).is_some());
+        assert!(uploads.acquire(&a, Some(3), now).is_some());
+        assert!(uploads.acquire(&a, Some(3), now).is_none(), "a third copy waits");
+        assert!(uploads.acquire(&a, Some(4), now).is_some(), "other pieces are not held up");
+        assert!(uploads.acquire(&a, Some(3), now + COPY_WINDOW).is_some(), "the window ends");
     }
 }

@@ -120,6 +120,24 @@ pub async fn peer_blob(
     Ok(response)
 }
 
+/// The piece digests of a stored blob: 32 raw bytes per piece, in order.
+pub async fn peer_pieces(
+    fetcher: &Fetcher,
+    digest: &Digest,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let Some(pieces) = fetcher.piece_digests(digest).await? else {
+        return Err(ApiError::Fetch(FetchError::BlobUnknown(*digest)));
+    };
+    let body: Vec<u8> = pieces.iter().flat_map(|d| *d.as_bytes()).collect();
+    let len = body.len() as u64;
+    let mut response = Response::new(if head { Body::empty() } else { Body::from(body) });
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+    Ok(response)
+}
+
 fn empty(status: StatusCode) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;

@@ -81,6 +81,10 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
             let range = range::parse(&parts.headers)?;
             handlers::peer_blob(fetcher, &state.metrics, &digest, range, head).await
         }
+        Endpoint::PeerPieces { digest } => {
+            check_peer_token(state, &parts.headers)?;
+            handlers::peer_pieces(fetcher, &digest, head).await
+        }
         Endpoint::Metrics => Ok(handlers::metrics(&state.metrics)),
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
     }

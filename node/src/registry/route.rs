@@ -38,6 +38,10 @@ pub enum Endpoint {
     PeerBlob {
         digest: Digest,
     },
+    /// The piece digests of a blob this node holds, for a peer whose copy failed verification.
+    PeerPieces {
+        digest: Digest,
+    },
     /// Prometheus counters.
     Metrics,
     /// Uploads, pushes, deletes, catalog: not served by a pull-through cache.
@@ -75,6 +79,11 @@ impl Routing {
             let digest =
                 Digest::parse(digest).map_err(|e| ApiError::DigestInvalid(e.to_string()))?;
             return Ok(Endpoint::PeerBlob { digest });
+        }
+        if let Some(digest) = rest.strip_prefix("_shoal/peer/pieces/") {
+            let digest =
+                Digest::parse(digest).map_err(|e| ApiError::DigestInvalid(e.to_string()))?;
+            return Ok(Endpoint::PeerPieces { digest });
         }
         if rest.is_empty() {
             return Ok(Endpoint::Base);

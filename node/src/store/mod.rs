@@ -13,6 +13,7 @@ mod evict;
 mod layout;
 mod maintenance;
 mod open;
+mod pieces;
 mod read;
 mod state;
 mod tables;

@@ -210,6 +210,15 @@ impl TempBlob {
         Ok(())
     }
 
+    /// Whether the bytes hashed so far match the digest, without committing: a copy that does
+    /// not match stays on disk, so that its pieces can be compared with a good copy's.
+    pub fn check(&self) -> Result<u64, StoreError> {
+        let Some(verifier) = &self.verifier else {
+            return Err(StoreError::IncompleteWrite { path: self.guard.path.clone() });
+        };
+        Ok(verifier.clone().finish()?)
+    }
+
     /// Verifies the digest and makes the blob durable and visible; returns its size.
     ///
     /// On a mismatch the temp file is removed and [`StoreError::DigestMismatch`] returned. If

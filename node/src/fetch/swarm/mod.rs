@@ -11,6 +11,7 @@
 //! download falls back to its sequential sources (see `download.rs`).
 
 mod scheduler;
+mod trace;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_protocol::Digest;
-use shoal_protocol::peer::{PieceStatus, piece_range};
+use shoal_protocol::peer::{PieceStatus, piece_count, piece_range};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
@@ -30,6 +31,7 @@ use super::{FetchError, Target};
 use crate::metrics::Metrics;
 
 pub(crate) use scheduler::{Failure, Limits, Role, Scheduler, SourceId};
+pub(crate) use trace::liars;
 
 /// How often the DHT is asked again for providers while a download runs.
 const PROVIDER_REFRESH: Duration = Duration::from_secs(1);
@@ -38,13 +40,34 @@ const STATUS_REFRESH: Duration = Duration::from_millis(200);
 
 /// How a swarm download ended.
 pub(crate) enum Outcome {
-    /// Every piece arrived. `peers` are the ids of the peers that sent any, to blame if the
-    /// whole blob fails verification.
-    Complete { peers: Vec<String> },
+    /// Every piece arrived.
+    Complete(Contributions),
     /// No peer has the blob and this node is its owner (or the owner failed): go upstream.
     NoSources,
-    /// Peers had it but stopped serving; the pieces in hand are kept, and `peers` sent them.
-    Stuck { error: FetchError, peers: Vec<String> },
+    /// Peers had it but stopped serving; the pieces in hand are kept.
+    Stuck { error: FetchError, contributions: Contributions },
+}
+
+/// Who sent which piece, to find the culprit when the whole blob fails verification.
+#[derive(Debug, Default)]
+pub(crate) struct Contributions {
+    /// Per piece, the peers asked for it: the one that completed it, and any whose request
+    /// was cancelled or failed after writing part of it.
+    pub senders: Vec<Vec<String>>,
+    /// Every peer the swarm used as a source: candidates for a verified copy.
+    pub sources: Vec<PeerRef>,
+    /// The digest's owner, when it was among them: the one that fetched from the upstream.
+    pub owner: Option<String>,
+}
+
+impl Contributions {
+    /// Every peer that sent anything.
+    pub(crate) fn peers(&self) -> Vec<String> {
+        let mut peers: Vec<String> = self.senders.iter().flatten().cloned().collect();
+        peers.sort();
+        peers.dedup();
+        peers
+    }
 }
 
 pub struct Swarm {
@@ -98,11 +121,12 @@ impl Swarm {
             scheduler: None,
             tasks: JoinSet::new(),
             pieces_out: HashMap::new(),
+            piece_senders: Vec::new(),
             owner_asked: false,
             started: false,
         };
         let providers = self.fleet.providers(&digest).await;
-        run.add_peers(providers, Role::Provider);
+        run.add_peers(providers);
         if run.sources.is_empty() && !run.ask_owner(target).await? {
             return Ok(Outcome::NoSources);
         }
@@ -116,8 +140,6 @@ struct Source {
     same_site: bool,
     /// A status request is out.
     probing: bool,
-    /// It sent at least one piece.
-    sent: bool,
     dropped: bool,
 }
 
@@ -131,15 +153,23 @@ struct Run<'a> {
     scheduler: Option<Scheduler>,
     tasks: JoinSet<Event>,
     pieces_out: HashMap<(SourceId, u32), AbortHandle>,
+    /// Per piece, the sources asked for it (any of them may have written some of it).
+    piece_senders: Vec<Vec<SourceId>>,
     owner_asked: bool,
     started: bool,
 }
 
 impl Run<'_> {
     /// Adds peers not seen yet (and trusted for this digest), and asks each what it holds.
-    fn add_peers(&mut self, found: Vec<PeerRef>, role: Role) {
+    fn add_peers(&mut self, found: Vec<PeerRef>) {
         let site = self.swarm.fleet.site();
+        // The owner is told apart by its id, whether the DHT named it or it was asked.
+        let owner = match self.swarm.fleet.owner(self.digest.as_bytes()) {
+            Owner::Remote(owner) => Some(owner.id),
+            Owner::Local => None,
+        };
         for peer in found {
+            let role = if owner.as_ref() == Some(&peer.id) { Role::Owner } else { Role::Provider };
             if self.sources.iter().any(|s| s.peer.id == peer.id)
                 || !self.swarm.client.trusted(&self.digest, &peer.id)
             {
@@ -150,14 +180,7 @@ impl Run<'_> {
             if let Some(scheduler) = &mut self.scheduler {
                 scheduler.add_source(role, same_site);
             }
-            self.sources.push(Source {
-                peer,
-                role,
-                same_site,
-                probing: false,
-                sent: false,
-                dropped: false,
-            });
+            self.sources.push(Source { peer, role, same_site, probing: false, dropped: false });
             self.probe(id);
         }
     }
@@ -178,7 +201,7 @@ impl Run<'_> {
         match self.swarm.fleet.ask_fetch(&owner, target, &self.digest).await {
             Ok(url) => {
                 let before = self.sources.len();
-                self.add_peers(vec![PeerRef { http_url: url, ..owner }], Role::Owner);
+                self.add_peers(vec![PeerRef { http_url: url, ..owner }]);
                 Ok(self.sources.len() > before)
             }
             Err(FleetError::NotFound { .. }) => Err(FetchError::BlobUnknown(self.digest)),
@@ -221,7 +244,7 @@ impl Run<'_> {
             if let Some(scheduler) = &mut self.scheduler {
                 if scheduler.is_complete() {
                     self.tasks.abort_all();
-                    return Ok(Outcome::Complete { peers: self.senders() });
+                    return Ok(Outcome::Complete(self.contributions()));
                 }
                 while let Some(assignment) = scheduler.next(now.into_std()) {
                     let (start, end) = piece_range(scheduler.size(), assignment.piece);
@@ -238,6 +261,12 @@ impl Run<'_> {
                         Event::Piece { source, piece, status, result }
                     });
                     self.pieces_out.insert((source, piece), handle);
+                    // Recorded when asked, not when done: a request that fails midway may
+                    // have written (and the hash taken in) some bytes of the piece.
+                    let senders = &mut self.piece_senders[piece as usize];
+                    if !senders.contains(&source) {
+                        senders.push(source);
+                    }
                 }
             }
             let idle = self.scheduler.as_ref().is_none_or(|s| s.outstanding() == 0)
@@ -254,7 +283,7 @@ impl Run<'_> {
                 return Ok(if self.started {
                     Outcome::Stuck {
                         error: stuck(self.digest, "every peer serving it failed"),
-                        peers: self.senders(),
+                        contributions: self.contributions(),
                     }
                 } else {
                     Outcome::NoSources
@@ -264,7 +293,7 @@ impl Run<'_> {
                 self.tasks.abort_all();
                 return Ok(Outcome::Stuck {
                     error: stuck(self.digest, "no piece arrived from any peer in time"),
-                    peers: self.senders(),
+                    contributions: self.contributions(),
                 });
             }
             let wakeup = self
@@ -296,7 +325,7 @@ impl Run<'_> {
                 }
             };
             match event {
-                Event::Providers(found) => self.add_peers(found, Role::Provider),
+                Event::Providers(found) => self.add_peers(found),
                 Event::Status { source, status } => {
                     self.sources[source].probing = false;
                     match status {
@@ -323,7 +352,6 @@ impl Run<'_> {
                                 Metrics::inc(&self.swarm.metrics.peer_blob_fetches);
                                 started();
                             }
-                            self.sources[source].sent = true;
                             for other in scheduler.completed(source, piece, now) {
                                 if let Some(handle) = self.pieces_out.remove(&(other, piece)) {
                                     handle.abort();
@@ -343,8 +371,15 @@ impl Run<'_> {
         }
     }
 
-    fn senders(&self) -> Vec<String> {
-        self.sources.iter().filter(|s| s.sent).map(|s| s.peer.id.clone()).collect()
+    fn contributions(&self) -> Contributions {
+        let senders = self
+            .piece_senders
+            .iter()
+            .map(|ids| ids.iter().map(|&id| self.sources[id].peer.id.clone()).collect())
+            .collect();
+        let owner = self.sources.iter().find(|s| s.role == Role::Owner).map(|s| s.peer.id.clone());
+        let sources = self.sources.iter().map(|s| s.peer.clone()).collect();
+        Contributions { senders, sources, owner }
     }
 
     /// Asks again every source that is not done, has nothing out, and is not being asked.
@@ -384,6 +419,7 @@ impl Run<'_> {
                     scheduler.drop_source(id);
                 }
             }
+            self.piece_senders = vec![Vec::new(); piece_count(status.size) as usize];
             self.scheduler = Some(scheduler);
         }
         if let Some(scheduler) = &mut self.scheduler {
