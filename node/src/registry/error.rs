@@ -83,8 +83,11 @@ fn map_fetch(e: &FetchError) -> Mapped {
             mapped(StatusCode::BAD_GATEWAY, "UNAVAILABLE")
         }
         FetchError::Upstream(u) => map_upstream(u),
-        FetchError::Store(StoreError::DiskFull { .. }) => {
+        FetchError::Store(e) if e.is_disk_full() => {
             mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
+        }
+        FetchError::Store(StoreError::IndexUnavailable { .. }) => {
+            mapped(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
         }
         FetchError::Store(_) | FetchError::Read { .. } => {
             mapped(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")

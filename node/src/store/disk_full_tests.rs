@@ -1,17 +1,22 @@
-//! The store on a really full file system: a small tmpfs mounted for the test.
+//! The store on a really full file system: a small tmpfs mounted for the test. A write that
+//! finds the disk full fails cleanly, and an index that a full disk took out of service comes
+//! back once space does.
 //!
 //! Needs root to mount. Without root the test is skipped with a printed reason, except under
 //! `CI=true`, where a skipped check would hide a regression and so fails instead.
 
+use std::fs::File;
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, UNIX_EPOCH};
 
-use shoal_protocol::Digest;
+use shoal_protocol::{Digest, RepositoryName, Tag};
 use tempfile::TempDir;
 
-use super::StoreError;
-use super::test_util::{content, files_under, open};
+use super::test_util::{content, files_under, open, put};
+use super::{StoreError, TagRecord};
 
 /// A tmpfs of a fixed size, unmounted when dropped.
 struct TmpfsMount {
@@ -40,6 +45,39 @@ impl TmpfsMount {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+/// Fills the file system under `dir` with one file until it takes no more; returns the file.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut file = File::create(&path).expect("create the filler");
+    let bytes = vec![0x5a; 1 << 20];
+    let mut chunk = bytes.len();
+    while chunk > 0 {
+        match file.write(&bytes[..chunk]) {
+            Ok(0) => chunk /= 2,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => chunk /= 2,
+            Err(e) => panic!("filling the disk failed: {e}"),
+        }
+    }
+    path
+}
+
+fn repo() -> RepositoryName {
+    RepositoryName::parse("library/app").unwrap()
+}
+
+fn tag(name: &str) -> Tag {
+    Tag::parse(name).unwrap()
+}
+
+fn record(seed: u8) -> TagRecord {
+    TagRecord {
+        digest: Digest::of(&[seed]),
+        media_type: "application/vnd.oci.image.index.v1+json".into(),
+        fetched_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + u64::from(seed)),
     }
 }
 
@@ -88,4 +126,55 @@ async fn a_full_disk_fails_the_write_and_leaves_nothing_behind() {
     let (_, back) = store.read_small(&small_digest, 1 << 20).await.unwrap().unwrap();
     assert_eq!(&back[..], &small[..]);
     drop(store);
+}
+
+#[tokio::test]
+async fn an_index_write_that_finds_the_disk_full_does_not_wedge_the_store() {
+    let Some(mount) = TmpfsMount::new("4m") else { return };
+    let root = mount.path().join("store");
+    let store = open(&root, None);
+    store.put_tag("docker.io", &repo(), &tag("kept"), &record(1)).unwrap();
+    let before = put(&store, &content(1, 100 << 10)).await;
+
+    let filler = fill(mount.path());
+    // New tags until one needs a page of the index file that the file system cannot give.
+    let mut failure = None;
+    for n in 0..20_000 {
+        let name = format!("{n:0>120}");
+        if let Err(e) = store.put_tag("docker.io", &repo(), &tag(&name), &record(2)) {
+            failure = Some(e);
+            break;
+        }
+    }
+    let err = failure.expect("the index never needed more room than the full disk had");
+    assert!(err.is_disk_full(), "expected DiskFull, got {err:?}");
+
+    // redb refuses everything after a failed write; the store says so, naming the index and why.
+    let index = root.join("index.redb");
+    let err = store.put_tag("docker.io", &repo(), &tag("during"), &record(3)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::IndexUnavailable { ref path, disk_full: true } if *path == index),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no space left"), "{err}");
+    let err = store.get_tag("docker.io", &repo(), &tag("kept")).unwrap_err();
+    assert!(matches!(err, StoreError::IndexUnavailable { .. }), "{err:?}");
+
+    // Space comes back: without a restart, the next write reopens the index.
+    std::fs::remove_file(&filler).unwrap();
+    store
+        .put_tag("docker.io", &repo(), &tag("after"), &record(4))
+        .expect("a tag write succeeds once there is space again");
+    assert_eq!(store.get_tag("docker.io", &repo(), &tag("after")).unwrap(), Some(record(4)));
+    assert_eq!(store.get_tag("docker.io", &repo(), &tag("kept")).unwrap(), Some(record(1)));
+    let blob = content(2, 300 << 10);
+    let committed = put(&store, &blob).await;
+    assert!(store.read_blob_row(&committed).unwrap().is_some(), "the blob's row was not written");
+    assert!(store.read_blob_row(&before).unwrap().is_some());
+
+    // What it holds survives a restart.
+    drop(store);
+    let store = open(&root, None);
+    assert!(store.contains(&before) && store.contains(&committed));
+    assert_eq!(store.get_tag("docker.io", &repo(), &tag("after")).unwrap(), Some(record(4)));
 }

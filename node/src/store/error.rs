@@ -1,7 +1,8 @@
 //! The one error type of the store boundary, with constructors that classify I/O failures.
 //!
 //! A full disk is its own variant so the API can answer "insufficient storage" instead of a
-//! generic server error, whether the write that hit it was a blob file or the index.
+//! generic server error, whether the write that hit it was a blob file or the index. So is an
+//! index out of service after a failed write, so that its message can say what happens next.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,15 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
+    /// The index is out of service since a write to it failed: redb refuses every operation on
+    /// a database after an I/O error. The store reopens it once the disk takes writes again.
+    #[error(
+        "store index {} is out of service since a write to it failed ({}); it is reopened \
+         once its file system takes writes again",
+        path.display(),
+        if *disk_full { "no space left on the file system" } else { "I/O error" }
+    )]
+    IndexUnavailable { path: PathBuf, disk_full: bool },
     /// The bytes written do not hash to the digest they were stored under.
     #[error(transparent)]
     DigestMismatch(#[from] DigestMismatch),
@@ -72,9 +82,26 @@ impl StoreError {
         StoreError::Index { op, source: Box::new(source) }
     }
 
-    /// True when the failure is a full disk; the HTTP layer answers 507 for these.
+    /// True when the failure is a full disk, now or at the index write that took the index out
+    /// of service.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StoreError::DiskFull { .. })
+        matches!(
+            self,
+            StoreError::DiskFull { .. } | StoreError::IndexUnavailable { disk_full: true, .. }
+        )
+    }
+
+    /// True when redb has latched this failure: the database refuses everything after it until
+    /// it is reopened. Only index operations produce these, so a full disk here is the index's.
+    pub(crate) fn latches_index(&self) -> bool {
+        match self {
+            StoreError::DiskFull { .. } => true,
+            StoreError::Index { source, .. } => matches!(
+                **source,
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            ),
+            _ => false,
+        }
     }
 }
 

@@ -103,22 +103,25 @@ pub(crate) async fn forget(
 /// transaction: a commit that re-added a digest meanwhile either finished its row write before
 /// this transaction began or will write it after this one ends, so its row survives either way.
 fn drop_rows(inner: &Inner, digests: &[Digest]) -> Result<(), StoreError> {
-    let index = &inner.paths.index;
-    let txn = inner.db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
-    {
-        let gone: Vec<Digest> = {
-            let state = inner.state();
-            digests.iter().filter(|d| state.get(d).is_none()).copied().collect()
-        };
-        let mut table =
-            txn.open_table(BLOBS).map_err(|e| StoreError::index("open blobs table", index, e))?;
-        for digest in gone {
-            table
-                .remove(digest.as_bytes())
-                .map_err(|e| StoreError::index("remove blob row", index, e))?;
+    let index = inner.index.path();
+    inner.write_index(|db| {
+        let txn = db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
+        {
+            let gone: Vec<Digest> = {
+                let state = inner.state();
+                digests.iter().filter(|d| state.get(d).is_none()).copied().collect()
+            };
+            let mut table = txn
+                .open_table(BLOBS)
+                .map_err(|e| StoreError::index("open blobs table", index, e))?;
+            for digest in gone {
+                table
+                    .remove(digest.as_bytes())
+                    .map_err(|e| StoreError::index("remove blob row", index, e))?;
+            }
         }
-    }
-    txn.commit().map_err(|e| StoreError::index("commit blob removal", index, e))
+        txn.commit().map_err(|e| StoreError::index("commit blob removal", index, e))
+    })
 }
 
 #[cfg(test)]

@@ -58,6 +58,11 @@ impl State {
         self.entries.len()
     }
 
+    /// Every blob with its size.
+    pub fn sizes(&self) -> HashMap<Digest, u64> {
+        self.entries.iter().map(|(d, e)| (*d, e.size)).collect()
+    }
+
     /// Adds a blob; returns false (and changes nothing) when it is already present.
     pub fn insert(&mut self, digest: Digest, entry: Entry) -> bool {
         if self.entries.contains_key(&digest) {

@@ -225,16 +225,19 @@ fn finish_commit(
 }
 
 fn write_row(inner: &Inner, digest: &Digest, row: &BlobRow) -> Result<(), StoreError> {
-    let index = &inner.paths.index;
-    let txn = inner.db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
-    {
-        let mut table =
-            txn.open_table(BLOBS).map_err(|e| StoreError::index("open blobs table", index, e))?;
-        table
-            .insert(digest.as_bytes(), tables::encode(row).as_slice())
-            .map_err(|e| StoreError::index("write blob row", index, e))?;
-    }
-    txn.commit().map_err(|e| StoreError::index("commit blob row", index, e))
+    let index = inner.index.path();
+    inner.write_index(|db| {
+        let txn = db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
+        {
+            let mut table = txn
+                .open_table(BLOBS)
+                .map_err(|e| StoreError::index("open blobs table", index, e))?;
+            table
+                .insert(digest.as_bytes(), tables::encode(row).as_slice())
+                .map_err(|e| StoreError::index("write blob row", index, e))?;
+        }
+        txn.commit().map_err(|e| StoreError::index("commit blob row", index, e))
+    })
 }
 
 #[cfg(test)]
