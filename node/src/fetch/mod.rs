@@ -35,7 +35,7 @@ pub use upstreams::{Upstreams, is_registry_host};
 use inflight::{InFlightBlobs, Joined};
 use keyed_lock::KeyedLock;
 
-use crate::store::Store;
+use crate::store::{Store, Writable};
 
 /// Which upstream registry and repository a request is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -147,6 +147,11 @@ impl Fetcher {
             return Err(FetchError::BlobUnknown(*digest));
         }
         respond_following(inflight, range).await
+    }
+
+    /// Whether the store can take writes now, for a readiness probe.
+    pub async fn store_writable(&self) -> Result<Writable, FetchError> {
+        Ok(self.store.check_writable().await?)
     }
 
     /// The media type a blob was stored with (manifests have one), for peers reading it.

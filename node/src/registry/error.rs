@@ -27,6 +27,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("peer request without a valid cluster token")]
     PeerUnauthorized,
+    /// `/readyz`: the store cannot take writes now.
+    #[error("not ready: {0}")]
+    NotReady(FetchError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
 }
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::Unsupported(_) | ApiError::MethodNotAllowed => {
                 mapped(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
             }
+            ApiError::NotReady(_) => mapped(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
             ApiError::Fetch(e) => map_fetch(e.root()),
         }
     }
@@ -86,7 +90,7 @@ fn map_fetch(e: &FetchError) -> Mapped {
         FetchError::Store(e) if e.is_disk_full() => {
             mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
         }
-        FetchError::Store(StoreError::IndexUnavailable { .. }) => {
+        FetchError::Store(StoreError::IndexUnavailable { .. } | StoreError::ReadOnly { .. }) => {
             mapped(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
         }
         FetchError::Store(_) | FetchError::Read { .. } => {

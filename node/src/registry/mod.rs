@@ -83,6 +83,8 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
             handlers::peer_blob(fetcher, &digest, range, head).await
         }
         Endpoint::Metrics => Ok(handlers::metrics(&state.metrics)),
+        Endpoint::Health => Ok(handlers::health(head)),
+        Endpoint::Ready => handlers::ready(fetcher, head).await,
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
     }
 }

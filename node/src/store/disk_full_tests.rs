@@ -159,6 +159,7 @@ async fn an_index_write_that_finds_the_disk_full_does_not_wedge_the_store() {
     assert!(err.to_string().contains("no space left"), "{err}");
     let err = store.get_tag("docker.io", &repo(), &tag("kept")).unwrap_err();
     assert!(matches!(err, StoreError::IndexUnavailable { .. }), "{err:?}");
+    assert!(store.check_writable().await.is_err(), "a store whose index is out is not writable");
 
     // Space comes back: without a restart, the next write reopens the index.
     std::fs::remove_file(&filler).unwrap();
@@ -171,6 +172,8 @@ async fn an_index_write_that_finds_the_disk_full_does_not_wedge_the_store() {
     let committed = put(&store, &blob).await;
     assert!(store.read_blob_row(&committed).unwrap().is_some(), "the blob's row was not written");
     assert!(store.read_blob_row(&before).unwrap().is_some());
+    let writable = store.check_writable().await.expect("writable again");
+    assert!(writable.free_bytes > 0);
 
     // What it holds survives a restart.
     drop(store);

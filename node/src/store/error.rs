@@ -39,6 +39,9 @@ pub enum StoreError {
         if *disk_full { "no space left on the file system" } else { "I/O error" }
     )]
     IndexUnavailable { path: PathBuf, disk_full: bool },
+    /// The file system holding the store is mounted read-only.
+    #[error("the file system holding the store at {} is read-only", path.display())]
+    ReadOnly { path: PathBuf },
     /// The bytes written do not hash to the digest they were stored under.
     #[error(transparent)]
     DigestMismatch(#[from] DigestMismatch),

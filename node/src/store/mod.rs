@@ -37,6 +37,7 @@ use tracing::warn;
 pub use blob::BlobReader;
 pub use error::StoreError;
 pub use read::read_at;
+pub use space::Writable;
 pub use tags::TagRecord;
 pub use temp::TempBlob;
 

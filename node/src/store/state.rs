@@ -58,6 +58,11 @@ impl State {
         self.entries.len()
     }
 
+    /// Bytes of the blobs eviction could remove now: those not in use.
+    pub fn evictable(&self) -> u64 {
+        self.entries.iter().filter(|(d, _)| !self.in_use(d)).map(|(_, e)| e.size).sum()
+    }
+
     /// Every blob with its size.
     pub fn sizes(&self) -> HashMap<Digest, u64> {
         self.entries.iter().map(|(d, e)| (*d, e.size)).collect()
