@@ -1,5 +1,7 @@
 //! The node and its disk: `/healthz` and `/readyz`; an index that a full disk took out of
-//! service, reported by `/readyz` and back in service with the space, without a restart.
+//! service, reported by `/readyz` and back in service with the space, without a restart; and
+//! blobs that cannot fit, refused before the response starts instead of answered `200` and cut
+//! off, with nothing else evicted for them.
 
 mod api_support;
 mod support;
@@ -29,6 +31,11 @@ async fn oci_error(resp: Response) -> (StatusCode, String, String) {
     let (status, body) = json(resp).await;
     let field = |name: &str| body["errors"][0][name].as_str().unwrap_or_default().to_owned();
     (status, field("code"), field("message"))
+}
+
+fn sorted(mut files: Vec<std::path::PathBuf>) -> Vec<std::path::PathBuf> {
+    files.sort();
+    files
 }
 
 #[tokio::test]
@@ -91,4 +98,55 @@ async fn readyz_reports_an_index_out_of_service_until_the_space_comes_back() {
     let (got, err) = read_body(node.get_ok(&blob_url(&digest)).await).await;
     assert!(err.is_none() && got == blob, "the blob was not served whole");
     node.assert_stored(&digest).await;
+}
+
+#[tokio::test]
+async fn a_layer_larger_than_the_disk_is_refused_before_the_response_starts() {
+    let Some(tmpfs) = Tmpfs::mount("4m") else { return };
+    let (fake, image) = fake_with_health().await;
+    let options = NodeOptions { data_dir: Some(tmpfs.path().join("data")), ..Default::default() };
+    let node = Node::start(&fake.url(), options).await;
+    node.assert_serves(&fake, &image).await;
+    let cached = sorted(node.files_under("blobs"));
+
+    let big = pattern(8 << 20, 11);
+    let digest = fake.put_blob(REPO, &big);
+    let resp = node.get_ok(&blob_url(&digest)).await;
+    let (status, code, message) = oci_error(resp).await;
+    assert_eq!((status, code.as_str()), (StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE"));
+    // Refused when the size was announced; only if the download had filled the disk first
+    // (a race the refusal nearly always wins) would the message be the full disk's.
+    assert!(
+        message.contains("8.0 MiB") || message.contains("no space left"),
+        "the message names neither the size nor the full disk: {message}"
+    );
+    eprintln!("refused: {message}");
+
+    node.assert_nothing_kept(&digest).await;
+    assert_eq!(sorted(node.files_under("blobs")), cached, "the cache lost blobs to a refused one");
+    node.assert_serves(&fake, &image).await;
+}
+
+#[tokio::test]
+async fn a_layer_larger_than_max_size_is_refused_and_the_cache_kept() {
+    let (fake, image) = fake_with_health().await;
+    let options = NodeOptions { max_size: Some("1MiB".to_owned()), ..Default::default() };
+    let node = Node::start(&fake.url(), options).await;
+    node.assert_serves(&fake, &image).await;
+    let cached = sorted(node.files_under("blobs"));
+
+    let big = pattern(2 << 20, 12);
+    let digest = fake.put_blob(REPO, &big);
+    let resp = node.get_ok(&blob_url(&digest)).await;
+    let (status, code, message) = oci_error(resp).await;
+    assert_eq!((status, code.as_str()), (StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE"));
+    assert!(message.contains("--max-size"), "{message}");
+
+    node.assert_nothing_kept(&digest).await;
+    assert_eq!(
+        sorted(node.files_under("blobs")),
+        cached,
+        "the cache was flushed for a blob that cannot fit"
+    );
+    node.assert_serves(&fake, &image).await;
 }

@@ -146,7 +146,7 @@ impl Fetcher {
         if resume_from > 0 && resume_from >= inflight.written() {
             return Err(FetchError::BlobUnknown(*digest));
         }
-        respond_following(inflight, range).await
+        respond_following(&self.store, inflight, range).await
     }
 
     /// Whether the store can take writes now, for a readiness probe.
@@ -173,7 +173,9 @@ impl Fetcher {
             }
             match self.inflight.join_or_start(&self.store, sources, target, *digest).await? {
                 Joined::Stored => continue,
-                Joined::Following(inflight) => return respond_following(inflight, range).await,
+                Joined::Following(inflight) => {
+                    return respond_following(&self.store, inflight, range).await;
+                }
             }
         }
         Err(FetchError::BlobUnknown(*digest))
@@ -192,10 +194,19 @@ fn respond_stored(
 }
 
 async fn respond_following(
+    store: &Store,
     inflight: Arc<inflight::InFlight>,
     range: Option<RangeSpec>,
 ) -> Result<BlobResponse, FetchError> {
     let size = inflight.size().await?;
+    // The last moment to refuse a blob that cannot fit: once the response starts, a client can
+    // only be cut off, and it retries (downloading it again). A refusal stops the download too.
+    store.reserve(&inflight.digest, size).await?;
+    // A download that failed already (the disk filled, or it outgrew the size cap before the
+    // claim) is answered with its error now, not with a 200 whose body breaks off.
+    if let inflight::FetchState::Failed(cause) = &inflight.subscribe().borrow().state {
+        return Err(FetchError::Joined { digest: inflight.digest, cause: cause.clone() });
+    }
     let (start, end) = select(range, size)?;
     let body = body::growing_file(inflight, start, end);
     Ok(BlobResponse { size, range: range.map(|_| (start, end)), body })

@@ -87,6 +87,9 @@ fn map_fetch(e: &FetchError) -> Mapped {
             mapped(StatusCode::BAD_GATEWAY, "UNAVAILABLE")
         }
         FetchError::Upstream(u) => map_upstream(u),
+        FetchError::Store(StoreError::NoRoom { .. } | StoreError::OverCap { .. }) => {
+            mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
+        }
         FetchError::Store(e) if e.is_disk_full() => {
             mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
         }

@@ -1,8 +1,9 @@
 //! The one error type of the store boundary, with constructors that classify I/O failures.
 //!
 //! A full disk is its own variant so the API can answer "insufficient storage" instead of a
-//! generic server error, whether the write that hit it was a blob file or the index. So is an
-//! index out of service after a failed write, so that its message can say what happens next.
+//! generic server error, whether the write that hit it was a blob file or the index. So are the
+//! refusals that come before a write (a blob that cannot fit), and an index out of service
+//! after a failed write, so that each message can say what the operator should do.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,27 @@ pub enum StoreError {
     /// The file system holding the store is mounted read-only.
     #[error("the file system holding the store at {} is read-only", path.display())]
     ReadOnly { path: PathBuf },
+    /// A blob was refused before its response started: it does not fit in the free space of
+    /// the store's file system plus what eviction could free.
+    #[error(
+        "blob {digest} is {} but the store at {} can make room for only {} (free space, less a \
+         margin for its index and what downloads in progress need, plus what eviction could \
+         free); free space on that file system or move the data directory to a larger one",
+        human(*size),
+        path.display(),
+        human(*usable)
+    )]
+    NoRoom { digest: Digest, size: u64, usable: u64, path: PathBuf },
+    /// A blob was refused: it is larger than the store's size cap, so evicting everything else
+    /// would not make it fit. Before its first byte when its size was announced; else at the
+    /// write that took it past the cap, `size` being the bytes it had reached.
+    #[error(
+        "blob {digest} is at least {}, larger than the store's whole size cap (--max-size) of \
+         {}; raise --max-size to cache it",
+        human(*size),
+        human(*max)
+    )]
+    OverCap { digest: Digest, size: u64, max: u64 },
     /// The bytes written do not hash to the digest they were stored under.
     #[error(transparent)]
     DigestMismatch(#[from] DigestMismatch),
@@ -105,6 +127,16 @@ impl StoreError {
             ),
             _ => false,
         }
+    }
+}
+
+/// A byte count for people: `7.8 MiB (8200000 bytes)`.
+fn human(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 4] =
+        [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    match UNITS.iter().find(|(_, size)| bytes >= *size) {
+        Some((name, size)) => format!("{:.1} {name} ({bytes} bytes)", bytes as f64 / *size as f64),
+        None => format!("{bytes} bytes"),
     }
 }
 

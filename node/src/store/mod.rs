@@ -4,8 +4,9 @@
 //! written with the durable discipline of `temp.rs`: a blob file is only ever visible complete
 //! and verified. Tags live in the same redb index (`tags.rs`). Sizes and access times are
 //! mirrored in memory (`state.rs`) so that hits and eviction decisions never wait on a commit.
-//! An index taken out of service by a failed write (a full disk) is reopened once the disk
-//! takes writes again (`index.rs`).
+//! The disk cannot wedge it: a download claims room before it answers (`space.rs`), and an
+//! index taken out of service by a failed write is reopened once the disk takes writes again
+//! (`index.rs`).
 
 mod blob;
 #[cfg(test)]
