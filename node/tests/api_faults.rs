@@ -5,11 +5,9 @@
 mod api_support;
 mod support;
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use api_support::tmpfs::Tmpfs;
 use api_support::{
     Node, NodeOptions, assert_oci_error, fake_with_health, pattern, read_body, setup, setup_with,
 };
@@ -260,48 +258,6 @@ async fn rate_limits_pass_through_with_retry_after() {
     }
     node.assert_nothing_kept(&pulled.layers[0]).await;
     node.assert_serves(&fake, &image).await;
-}
-
-/// A tmpfs of a fixed size, unmounted when dropped.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs, or returns `None` after printing why this machine cannot run the test.
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let skip = |reason: &str| {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but {reason}");
-            eprintln!("skipping the full-disk test: {reason}");
-        };
-        if !std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
-            skip("mounting a tmpfs needs root");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status();
-        match status {
-            Ok(s) if s.success() => Some(Tmpfs { dir }),
-            other => {
-                skip(&format!("mount -t tmpfs failed: {other:?}"));
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: the stopped node's last file handles may close a moment later.
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
 }
 
 #[tokio::test]

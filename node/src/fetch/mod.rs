@@ -42,7 +42,7 @@ use keyed_lock::KeyedLock;
 use shoal_protocol::peer::PieceStatus;
 use uploads::Uploads;
 
-use crate::store::Store;
+use crate::store::{Store, Writable};
 
 /// Which upstream registry and repository a request is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -215,6 +215,11 @@ impl Fetcher {
         self.inflight.get(digest).await?.subscribe().borrow().piece_status()
     }
 
+    /// Whether the store can take writes now, for a readiness probe.
+    pub async fn store_writable(&self) -> Result<Writable, FetchError> {
+        Ok(self.store.check_writable().await?)
+    }
+
     /// The media type a blob was stored with (manifests have one), for peers reading it.
     pub fn stored_media_type(&self, digest: &Digest) -> Option<String> {
         self.store.blob_meta(digest)?.media_type
@@ -234,7 +239,9 @@ impl Fetcher {
             }
             match self.inflight.join_or_start(&self.store, plan, target, *digest).await? {
                 Joined::Stored => continue,
-                Joined::Following(inflight) => return respond_following(inflight, range).await,
+                Joined::Following(inflight) => {
+                    return respond_following(&self.store, inflight, range).await;
+                }
             }
         }
         Err(FetchError::BlobUnknown(*digest))
@@ -253,10 +260,19 @@ fn respond_stored(
 }
 
 async fn respond_following(
+    store: &Store,
     inflight: Arc<inflight::InFlight>,
     range: Option<RangeSpec>,
 ) -> Result<BlobResponse, FetchError> {
     let size = inflight.size().await?;
+    // The last moment to refuse a blob that cannot fit: once the response starts, a client can
+    // only be cut off, and it retries (downloading it again). A refusal stops the download too.
+    store.reserve(&inflight.digest, size).await?;
+    // A download that failed already (the disk filled, or it outgrew the size cap before the
+    // claim) is answered with its error now, not with a 200 whose body breaks off.
+    if let inflight::FetchState::Failed(cause) = &inflight.subscribe().borrow().state {
+        return Err(FetchError::Joined { digest: inflight.digest, cause: cause.clone() });
+    }
     let (start, end) = select(range, size)?;
     let body = body::growing_file(inflight, start, end);
     Ok(BlobResponse { size, range: range.map(|_| (start, end)), body })

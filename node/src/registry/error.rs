@@ -27,6 +27,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("peer request without a valid cluster token")]
     PeerUnauthorized,
+    /// `/readyz`: the store cannot take writes now.
+    #[error("not ready: {0}")]
+    NotReady(FetchError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
 }
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::Unsupported(_) | ApiError::MethodNotAllowed => {
                 mapped(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
             }
+            ApiError::NotReady(_) => mapped(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
             ApiError::Fetch(e) => map_fetch(e.root()),
         }
     }
@@ -83,8 +87,14 @@ fn map_fetch(e: &FetchError) -> Mapped {
             mapped(StatusCode::BAD_GATEWAY, "UNAVAILABLE")
         }
         FetchError::Upstream(u) => map_upstream(u),
-        FetchError::Store(StoreError::DiskFull { .. }) => {
+        FetchError::Store(StoreError::NoRoom { .. } | StoreError::OverCap { .. }) => {
             mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
+        }
+        FetchError::Store(e) if e.is_disk_full() => {
+            mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
+        }
+        FetchError::Store(StoreError::IndexUnavailable { .. } | StoreError::ReadOnly { .. }) => {
+            mapped(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
         }
         FetchError::Store(_) | FetchError::Read { .. } | FetchError::Panicked { .. } => {
             mapped(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")

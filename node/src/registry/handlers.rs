@@ -145,6 +145,25 @@ fn empty(status: StatusCode) -> Response {
     response
 }
 
+/// The process is up and serves requests; says nothing about the store.
+pub fn health(head: bool) -> Response {
+    let body = r#"{"status":"ok"}"#;
+    json_response(StatusCode::OK, Body::from(body), body.len() as u64, head)
+}
+
+/// Ready when the store can take writes; otherwise the error says why (503).
+pub async fn ready(fetcher: &Fetcher, head: bool) -> Result<Response, ApiError> {
+    let writable = fetcher.store_writable().await.map_err(ApiError::NotReady)?;
+    let body = serde_json::json!({
+        "status": "ready",
+        "free_bytes": writable.free_bytes,
+        "stored_bytes": writable.stored_bytes,
+    })
+    .to_string();
+    let len = body.len() as u64;
+    Ok(json_response(StatusCode::OK, Body::from(body), len, head))
+}
+
 pub fn metrics(metrics: &Metrics) -> Response {
     let mut response = Response::new(Body::from(metrics.render()));
     response

@@ -86,6 +86,8 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
             handlers::peer_pieces(fetcher, &digest, head).await
         }
         Endpoint::Metrics => Ok(handlers::metrics(&state.metrics)),
+        Endpoint::Health => Ok(handlers::health(head)),
+        Endpoint::Ready => handlers::ready(fetcher, head).await,
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
     }
 }

@@ -44,6 +44,10 @@ pub enum Endpoint {
     },
     /// Prometheus counters.
     Metrics,
+    /// `/healthz`: the process serves.
+    Health,
+    /// `/readyz`: the store can take writes.
+    Ready,
     /// Uploads, pushes, deletes, catalog: not served by a pull-through cache.
     Unsupported(&'static str),
 }
@@ -68,8 +72,11 @@ pub struct Routing {
 
 impl Routing {
     pub fn endpoint(&self, path: &str, query: Option<&str>) -> Result<Endpoint, ApiError> {
-        if path == "/metrics" {
-            return Ok(Endpoint::Metrics);
+        match path {
+            "/metrics" => return Ok(Endpoint::Metrics),
+            "/healthz" => return Ok(Endpoint::Health),
+            "/readyz" => return Ok(Endpoint::Ready),
+            _ => {}
         }
         let Some(rest) = path.strip_prefix("/v2/") else {
             return if path == "/v2" { Ok(Endpoint::Base) } else { Err(ApiError::NotFound) };
@@ -225,6 +232,9 @@ mod tests {
         ));
         assert!(matches!(r.endpoint("/v2/_catalog", None).unwrap(), Endpoint::Unsupported(_)));
         assert!(matches!(r.endpoint("/v3/", None), Err(ApiError::NotFound)));
+        assert_eq!(r.endpoint("/healthz", None).unwrap(), Endpoint::Health);
+        assert_eq!(r.endpoint("/readyz", None).unwrap(), Endpoint::Ready);
+        assert!(matches!(r.endpoint("/readyz/x", None), Err(ApiError::NotFound)));
     }
 
     #[test]

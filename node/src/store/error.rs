@@ -1,7 +1,9 @@
 //! The one error type of the store boundary, with constructors that classify I/O failures.
 //!
 //! A full disk is its own variant so the API can answer "insufficient storage" instead of a
-//! generic server error, whether the write that hit it was a blob file or the index.
+//! generic server error, whether the write that hit it was a blob file or the index. So are the
+//! refusals that come before a write (a blob that cannot fit), and an index out of service
+//! after a failed write, so that each message can say what the operator should do.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,39 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
+    /// The index is out of service since a write to it failed: redb refuses every operation on
+    /// a database after an I/O error. The store reopens it once the disk takes writes again.
+    #[error(
+        "store index {} is out of service since a write to it failed ({}); it is reopened \
+         once its file system takes writes again",
+        path.display(),
+        if *disk_full { "no space left on the file system" } else { "I/O error" }
+    )]
+    IndexUnavailable { path: PathBuf, disk_full: bool },
+    /// The file system holding the store is mounted read-only.
+    #[error("the file system holding the store at {} is read-only", path.display())]
+    ReadOnly { path: PathBuf },
+    /// A blob was refused before its response started: it does not fit in the free space of
+    /// the store's file system plus what eviction could free.
+    #[error(
+        "blob {digest} is {} but the store at {} can make room for only {} (free space, less a \
+         margin for its index and what downloads in progress need, plus what eviction could \
+         free); free space on that file system or move the data directory to a larger one",
+        human(*size),
+        path.display(),
+        human(*usable)
+    )]
+    NoRoom { digest: Digest, size: u64, usable: u64, path: PathBuf },
+    /// A blob was refused: it is larger than the store's size cap, so evicting everything else
+    /// would not make it fit. Before its first byte when its size was announced; else at the
+    /// write that took it past the cap, `size` being the bytes it had reached.
+    #[error(
+        "blob {digest} is at least {}, larger than the store's whole size cap (--max-size) of \
+         {}; raise --max-size to cache it",
+        human(*size),
+        human(*max)
+    )]
+    OverCap { digest: Digest, size: u64, max: u64 },
     /// The bytes written do not hash to the digest they were stored under.
     #[error(transparent)]
     DigestMismatch(#[from] DigestMismatch),
@@ -72,9 +107,36 @@ impl StoreError {
         StoreError::Index { op, source: Box::new(source) }
     }
 
-    /// True when the failure is a full disk; the HTTP layer answers 507 for these.
+    /// True when the failure is a full disk, now or at the index write that took the index out
+    /// of service.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StoreError::DiskFull { .. })
+        matches!(
+            self,
+            StoreError::DiskFull { .. } | StoreError::IndexUnavailable { disk_full: true, .. }
+        )
+    }
+
+    /// True when redb has latched this failure: the database refuses everything after it until
+    /// it is reopened. Only index operations produce these, so a full disk here is the index's.
+    pub(crate) fn latches_index(&self) -> bool {
+        match self {
+            StoreError::DiskFull { .. } => true,
+            StoreError::Index { source, .. } => matches!(
+                **source,
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// A byte count for people: `7.8 MiB (8200000 bytes)`.
+fn human(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 4] =
+        [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    match UNITS.iter().find(|(_, size)| bytes >= *size) {
+        Some((name, size)) => format!("{:.1} {name} ({bytes} bytes)", bytes as f64 / *size as f64),
+        None => format!("{bytes} bytes"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Removing blobs: LRU eviction under the size cap, and forgetting blobs that went bad.
+//! Removing blobs: LRU eviction under the size cap or to make room on the disk, and forgetting
+//! blobs that went bad.
 //!
 //! A victim leaves the in-memory state and is renamed into `tmp/` under the state lock, so no
 //! new reader can open it and a concurrent commit of the same digest cannot be lost; the slow
@@ -15,6 +16,7 @@ use shoal_protocol::Digest;
 use tracing::{info, warn};
 
 use super::blocking;
+use super::state::{Entry, State};
 use super::tables::BLOBS;
 use super::{Inner, Store, StoreError};
 
@@ -33,39 +35,64 @@ pub(crate) async fn evict(inner: &Arc<Inner>) -> Result<Vec<Digest>, StoreError>
 
 pub(crate) fn evict_blocking(inner: &Inner) -> Result<Vec<Digest>, StoreError> {
     let Some(max) = inner.max_size else { return Ok(Vec::new()) };
-    let mut moved = Vec::new();
-    {
+    let moved = {
         let mut state = inner.state();
-        for (digest, entry) in state.pick_victims(max) {
-            let from = inner.paths.blob(&digest);
-            let seq = inner.temp_seq.fetch_add(1, Ordering::Relaxed);
-            let to = inner.paths.tmp.join(format!("{}.{seq}.evicted", digest.hex()));
-            match fs::rename(&from, &to) {
-                Ok(()) => moved.push((digest, entry.size, Some(to))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    moved.push((digest, entry.size, None))
-                }
-                Err(e) => {
-                    warn!(%digest, error = %e, "could not evict blob; keeping it");
-                    continue;
-                }
+        let victims = state.pick_victims(max);
+        move_out(inner, &mut state, victims)
+    };
+    finish_removal(inner, moved)
+}
+
+/// A victim taken out of the store, its file (if it still had one) waiting in `tmp/`.
+pub(crate) struct Moved {
+    digest: Digest,
+    size: u64,
+    file: Option<PathBuf>,
+}
+
+/// Takes victims out of the store: out of the in-memory state, their files renamed into
+/// `tmp/`. Called under the state lock, so that no reader can open them from now on; a victim
+/// whose file cannot be moved is kept.
+pub(crate) fn move_out(
+    inner: &Inner,
+    state: &mut State,
+    victims: Vec<(Digest, Entry)>,
+) -> Vec<Moved> {
+    let mut moved = Vec::new();
+    for (digest, entry) in victims {
+        let from = inner.paths.blob(&digest);
+        let seq = inner.temp_seq.fetch_add(1, Ordering::Relaxed);
+        let to = inner.paths.tmp.join(format!("{}.{seq}.evicted", digest.hex()));
+        let file = match fs::rename(&from, &to) {
+            Ok(()) => Some(to),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                warn!(%digest, error = %e, "could not evict blob; keeping it");
+                continue;
             }
-            state.remove(&digest);
-        }
+        };
+        state.remove(&digest);
+        moved.push(Moved { digest, size: entry.size, file });
     }
+    moved
+}
+
+/// The slow half of eviction, after the state lock is released: deletes the moved files,
+/// drops their index rows, and tells whoever announced them.
+pub(crate) fn finish_removal(inner: &Inner, moved: Vec<Moved>) -> Result<Vec<Digest>, StoreError> {
     if moved.is_empty() {
         return Ok(Vec::new());
     }
-    for (digest, size, path) in &moved {
-        if let Some(path) = path
-            && let Err(e) = fs::remove_file(path)
+    for Moved { digest, size, file } in &moved {
+        if let Some(file) = file
+            && let Err(e) = fs::remove_file(file)
         {
             // Left in tmp/, it is removed at the next start.
             warn!(%digest, error = %e, "could not delete evicted blob file");
         }
         info!(%digest, size, "evicted blob");
     }
-    let digests: Vec<Digest> = moved.into_iter().map(|(d, _, _)| d).collect();
+    let digests: Vec<Digest> = moved.into_iter().map(|m| m.digest).collect();
     drop_rows(inner, &digests)?;
     inner.announce_removed(&digests);
     Ok(digests)
@@ -103,22 +130,25 @@ pub(crate) async fn forget(
 /// transaction: a commit that re-added a digest meanwhile either finished its row write before
 /// this transaction began or will write it after this one ends, so its row survives either way.
 fn drop_rows(inner: &Inner, digests: &[Digest]) -> Result<(), StoreError> {
-    let index = &inner.paths.index;
-    let txn = inner.db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
-    {
-        let gone: Vec<Digest> = {
-            let state = inner.state();
-            digests.iter().filter(|d| state.get(d).is_none()).copied().collect()
-        };
-        let mut table =
-            txn.open_table(BLOBS).map_err(|e| StoreError::index("open blobs table", index, e))?;
-        for digest in gone {
-            table
-                .remove(digest.as_bytes())
-                .map_err(|e| StoreError::index("remove blob row", index, e))?;
+    let index = inner.index.path();
+    inner.write_index(|db| {
+        let txn = db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
+        {
+            let gone: Vec<Digest> = {
+                let state = inner.state();
+                digests.iter().filter(|d| state.get(d).is_none()).copied().collect()
+            };
+            let mut table = txn
+                .open_table(BLOBS)
+                .map_err(|e| StoreError::index("open blobs table", index, e))?;
+            for digest in gone {
+                table
+                    .remove(digest.as_bytes())
+                    .map_err(|e| StoreError::index("remove blob row", index, e))?;
+            }
         }
-    }
-    txn.commit().map_err(|e| StoreError::index("commit blob removal", index, e))
+        txn.commit().map_err(|e| StoreError::index("commit blob removal", index, e))
+    })
 }
 
 #[cfg(test)]

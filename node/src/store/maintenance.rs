@@ -1,4 +1,5 @@
-//! The store's background job: persist access times in batches, and keep within the size cap.
+//! The store's background job: persist access times in batches, keep within the size cap, and
+//! reopen an index that a failed write took out of service.
 //!
 //! Access times live in memory between flushes, so a crash loses at most one interval of LRU
 //! history — a cost paid in eviction order only, never in data.
@@ -14,7 +15,8 @@ use super::blocking;
 use super::tables::{self, BLOBS, BlobRow};
 use super::{Inner, Store, StoreError};
 
-/// How often [`Store::run_maintenance`] flushes access times and checks the size cap.
+/// How often [`Store::run_maintenance`] flushes access times, checks the size cap and tries to
+/// reopen an index out of service.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
 
 impl Store {
@@ -30,6 +32,11 @@ impl Store {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(interval) => {}
+            }
+            if self.inner.index.is_out() {
+                // Even when nothing writes: readiness and the next request find it in service.
+                let inner = Arc::clone(&self.inner);
+                let _ = blocking("reopen index", move || Ok(inner.reopen_index())).await;
             }
             if let Err(e) = self.flush_access_times().await {
                 warn!(error = %e, "could not persist blob access times");
@@ -66,30 +73,34 @@ fn write_access_times(
     inner: &Inner,
     dirty: &[(shoal_protocol::Digest, u64)],
 ) -> Result<usize, StoreError> {
-    let index = &inner.paths.index;
-    let txn = inner.db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
-    let mut updated = 0;
-    {
-        let mut table =
-            txn.open_table(BLOBS).map_err(|e| StoreError::index("open blobs table", index, e))?;
-        for (digest, ms) in dirty {
-            let row: Option<BlobRow> = table
-                .get(digest.as_bytes())
-                .map_err(|e| StoreError::index("read blob row", index, e))?
-                .and_then(|v| tables::decode(v.value()));
-            // No row: evicted meanwhile, or its commit has not written it yet.
-            let Some(mut row) = row else { continue };
-            if row.last_access_ms >= *ms {
-                continue;
+    let index = inner.index.path();
+    let updated = inner.write_index(|db| {
+        let txn = db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
+        let mut updated = 0;
+        {
+            let mut table = txn
+                .open_table(BLOBS)
+                .map_err(|e| StoreError::index("open blobs table", index, e))?;
+            for (digest, ms) in dirty {
+                let row: Option<BlobRow> = table
+                    .get(digest.as_bytes())
+                    .map_err(|e| StoreError::index("read blob row", index, e))?
+                    .and_then(|v| tables::decode(v.value()));
+                // No row: evicted meanwhile, or its commit has not written it yet.
+                let Some(mut row) = row else { continue };
+                if row.last_access_ms >= *ms {
+                    continue;
+                }
+                row.last_access_ms = *ms;
+                table
+                    .insert(digest.as_bytes(), tables::encode(&row).as_slice())
+                    .map_err(|e| StoreError::index("write access time", index, e))?;
+                updated += 1;
             }
-            row.last_access_ms = *ms;
-            table
-                .insert(digest.as_bytes(), tables::encode(&row).as_slice())
-                .map_err(|e| StoreError::index("write access time", index, e))?;
-            updated += 1;
         }
-    }
-    txn.commit().map_err(|e| StoreError::index("commit access times", index, e))?;
+        txn.commit().map_err(|e| StoreError::index("commit access times", index, e))?;
+        Ok(updated)
+    })?;
     debug!(updated, "persisted blob access times");
     Ok(updated)
 }

@@ -4,17 +4,22 @@
 //! written with the durable discipline of `temp.rs`: a blob file is only ever visible complete
 //! and verified. Tags live in the same redb index (`tags.rs`). Sizes and access times are
 //! mirrored in memory (`state.rs`) so that hits and eviction decisions never wait on a commit.
+//! The disk cannot wedge it: a download claims room before it answers (`space.rs`), and an
+//! index taken out of service by a failed write is reopened once the disk takes writes again
+//! (`index.rs`).
 
 mod blob;
 #[cfg(test)]
 mod disk_full_tests;
 mod error;
 mod evict;
+mod index;
 mod layout;
 mod maintenance;
 mod open;
 mod pieces;
 mod read;
+mod space;
 mod state;
 mod tables;
 mod tags;
@@ -27,16 +32,18 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use redb::ReadableDatabase;
+use redb::{Database, ReadableDatabase};
 use shoal_protocol::Digest;
 use tracing::warn;
 
 pub use blob::BlobReader;
 pub use error::StoreError;
 pub use read::read_at;
+pub use space::Writable;
 pub use tags::TagRecord;
 pub use temp::TempBlob;
 
+use index::Index;
 use layout::Paths;
 use state::State;
 use tables::BLOBS;
@@ -66,7 +73,7 @@ pub struct Store {
 
 pub(crate) struct Inner {
     paths: Paths,
-    db: redb::Database,
+    index: Index,
     max_size: Option<u64>,
     state: Mutex<State>,
     temp_seq: AtomicU64,
@@ -88,6 +95,30 @@ impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves counters, not half-written files; carry on.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An index read; fails at once while the index is out of service.
+    fn read_index<T>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.index.run(op)
+    }
+
+    /// An index write. Blocking: an index out of service is reopened first when a try is due.
+    fn write_index<T>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.index.is_out() {
+            self.reopen_index();
+        }
+        self.index.run(op)
+    }
+
+    /// Reopens the index if it is out of service and a try is due; true when it is in service.
+    fn reopen_index(&self) -> bool {
+        self.index.reopen_if_due(&self.paths, || self.state().sizes())
     }
 }
 
@@ -118,8 +149,8 @@ impl Store {
         let (db, state) = open::open_index(&paths)?;
         layout::remove_stale_temps(&paths)?;
         let inner = Arc::new(Inner {
+            index: Index::new(paths.index.clone(), db),
             paths,
-            db,
             max_size: config.max_size,
             state: Mutex::new(state),
             temp_seq: AtomicU64::new(0),
@@ -168,15 +199,17 @@ impl Store {
     }
 
     fn read_blob_row(&self, digest: &Digest) -> Result<Option<tables::BlobRow>, StoreError> {
-        let index = &self.inner.paths.index;
-        let txn =
-            self.inner.db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
-        let table =
-            txn.open_table(BLOBS).map_err(|e| StoreError::index("open blobs table", index, e))?;
-        let value = table
-            .get(digest.as_bytes())
-            .map_err(|e| StoreError::index("read blob row", index, e))?;
-        Ok(value.and_then(|v| tables::decode(v.value())))
+        let index = self.inner.index.path();
+        self.inner.read_index(|db| {
+            let txn = db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
+            let table = txn
+                .open_table(BLOBS)
+                .map_err(|e| StoreError::index("open blobs table", index, e))?;
+            let value = table
+                .get(digest.as_bytes())
+                .map_err(|e| StoreError::index("read blob row", index, e))?;
+            Ok(value.and_then(|v| tables::decode(v.value())))
+        })
     }
 }
 

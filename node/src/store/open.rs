@@ -28,16 +28,21 @@ enum OpenFailure {
 pub(crate) fn open_index(paths: &Paths) -> Result<(Database, State), StoreError> {
     let files = layout::scan_blob_files(paths)?;
     let existed = paths.index.exists();
-    match try_open(paths, &files) {
-        Ok(opened) => {
-            if !existed && !files.is_empty() {
-                warn!(
-                    blobs = files.len(),
-                    "store index was missing; rebuilt it from the blob files"
-                );
-            }
-            Ok(opened)
-        }
+    let opened = open_index_with(paths, &files)?;
+    if !existed && !files.is_empty() {
+        warn!(blobs = files.len(), "store index was missing; rebuilt it from the blob files");
+    }
+    Ok(opened)
+}
+
+/// Opens (or creates, or rebuilds) the index and reconciles it with `files`, the blobs known to
+/// be stored: at start the files found on disk, when reopening a failed index the blobs in memory.
+pub(crate) fn open_index_with(
+    paths: &Paths,
+    files: &HashMap<Digest, u64>,
+) -> Result<(Database, State), StoreError> {
+    match try_open(paths, files) {
+        Ok(opened) => Ok(opened),
         Err(OpenFailure::Fatal(e)) => Err(e),
         Err(OpenFailure::Corrupt(err)) => {
             let aside = paths.index.with_extension("redb.corrupt");
@@ -45,7 +50,7 @@ pub(crate) fn open_index(paths: &Paths) -> Result<(Database, State), StoreError>
                 "store index is unreadable; rebuilding it from the blob files");
             std::fs::rename(&paths.index, &aside)
                 .map_err(|e| StoreError::io("move corrupt index aside", &paths.index, e))?;
-            try_open(paths, &files).map_err(|f| match f {
+            try_open(paths, files).map_err(|f| match f {
                 OpenFailure::Fatal(e) => e,
                 OpenFailure::Corrupt(err) => StoreError::index("rebuild", &paths.index, err),
             })
@@ -222,12 +227,16 @@ mod tests {
         assert_eq!(store.total_size(), 500);
         assert!(dir.path().join("blobs/sha256").join(&hex[..2]).join("notes.txt").exists());
 
-        let txn = store.inner.db.begin_read().unwrap();
-        use redb::ReadableDatabase as _;
-        let table = txn.open_table(BLOBS).unwrap();
-        assert!(table.get(gone.as_bytes()).unwrap().is_none());
-        let row: BlobRow =
-            tables::decode(table.get(od.as_bytes()).unwrap().unwrap().value()).unwrap();
+        let row: BlobRow = store
+            .inner
+            .read_index(|db| {
+                use redb::ReadableDatabase as _;
+                let txn = db.begin_read().unwrap();
+                let table = txn.open_table(BLOBS).unwrap();
+                assert!(table.get(gone.as_bytes()).unwrap().is_none());
+                Ok(tables::decode(table.get(od.as_bytes()).unwrap().unwrap().value()).unwrap())
+            })
+            .unwrap();
         assert_eq!(row.size, 300);
     }
 
@@ -239,9 +248,15 @@ mod tests {
         store.put_small(&digest, Some("application/x-test"), bytes).await.unwrap();
         let mut row = tables::encode(&BlobRow { size: 1, media_type: None, last_access_ms: 0 });
         row[0] = 200;
-        let txn = store.inner.db.begin_write().unwrap();
-        txn.open_table(BLOBS).unwrap().insert(digest.as_bytes(), row.as_slice()).unwrap();
-        txn.commit().unwrap();
+        store
+            .inner
+            .write_index(|db| {
+                let txn = db.begin_write().unwrap();
+                txn.open_table(BLOBS).unwrap().insert(digest.as_bytes(), row.as_slice()).unwrap();
+                txn.commit().unwrap();
+                Ok(())
+            })
+            .unwrap();
         // Unknown version reads as missing while running, too.
         let meta = store.blob_meta(&digest).unwrap();
         assert_eq!(meta.media_type, None);

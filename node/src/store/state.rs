@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use shoal_protocol::Digest;
 
+use super::space::Claims;
 use super::tables::to_millis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub(crate) struct State {
     /// Blobs whose in-memory access time is newer than the index's.
     dirty: HashSet<Digest>,
     clock_ms: u64,
+    /// Room claimed for the blobs being written (see `space.rs`).
+    pub claims: Claims,
 }
 
 impl State {
@@ -133,12 +136,9 @@ impl State {
         if self.total <= max {
             return Vec::new();
         }
-        let mut candidates: Vec<(Digest, Entry)> =
-            self.entries.iter().filter(|(d, _)| !self.in_use(d)).map(|(d, e)| (*d, *e)).collect();
-        candidates.sort_by_key(|(d, e)| (e.last_access_ms, *d));
         let mut excess = self.total - max;
         let mut victims = Vec::new();
-        for (digest, entry) in candidates {
+        for (digest, entry) in self.unused_oldest_first() {
             if excess == 0 {
                 break;
             }
@@ -146,6 +146,38 @@ impl State {
             victims.push((digest, entry));
         }
         victims
+    }
+
+    /// The least recently used blobs that are not in use, oldest first, just enough of them to
+    /// free `bytes`; `None` when all of them together would not.
+    pub fn pick_to_free(&self, bytes: u64) -> Option<Vec<(Digest, Entry)>> {
+        let mut freed = 0u64;
+        let mut victims = Vec::new();
+        for (digest, entry) in self.unused_oldest_first() {
+            if freed >= bytes {
+                break;
+            }
+            freed += entry.size;
+            victims.push((digest, entry));
+        }
+        (freed >= bytes).then_some(victims)
+    }
+
+    /// Bytes of the blobs eviction could remove now: those not in use.
+    pub fn evictable(&self) -> u64 {
+        self.entries.iter().filter(|(d, _)| !self.in_use(d)).map(|(_, e)| e.size).sum()
+    }
+
+    /// Every blob with its size.
+    pub fn sizes(&self) -> HashMap<Digest, u64> {
+        self.entries.iter().map(|(d, e)| (*d, e.size)).collect()
+    }
+
+    fn unused_oldest_first(&self) -> Vec<(Digest, Entry)> {
+        let mut unused: Vec<(Digest, Entry)> =
+            self.entries.iter().filter(|(d, _)| !self.in_use(d)).map(|(d, e)| (*d, *e)).collect();
+        unused.sort_by_key(|(d, e)| (e.last_access_ms, *d));
+        unused
     }
 }
 
@@ -182,6 +214,22 @@ mod tests {
         let victims: Vec<Digest> = s.pick_victims(20).into_iter().map(|(d, _)| d).collect();
         assert_eq!(victims, vec![d(2), d(3)]);
         assert!(s.pick_victims(40).is_empty());
+    }
+
+    #[test]
+    fn room_is_freed_from_unused_blobs_oldest_first_or_not_at_all() {
+        let mut s = State::default();
+        for n in 1..=3 {
+            let stamp = s.stamp();
+            s.insert(d(n), Entry { size: 10, last_access_ms: stamp });
+        }
+        s.acquire_writer(d(1));
+        assert_eq!(s.evictable(), 20);
+        let victims: Vec<Digest> =
+            s.pick_to_free(15).unwrap().into_iter().map(|(d, _)| d).collect();
+        assert_eq!(victims, vec![d(2), d(3)]);
+        assert!(s.pick_to_free(21).is_none(), "the blob being written cannot be counted");
+        assert_eq!(s.pick_to_free(0).unwrap(), Vec::new());
     }
 
     #[test]

@@ -30,15 +30,16 @@ impl Store {
         repo: &RepositoryName,
         tag: &Tag,
     ) -> Result<Option<TagRecord>, StoreError> {
-        let index = &self.inner.paths.index;
-        let txn =
-            self.inner.db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
-        let table =
-            txn.open_table(TAGS).map_err(|e| StoreError::index("open tags table", index, e))?;
-        let value = table
-            .get((upstream, repo.as_str(), tag.as_str()))
-            .map_err(|e| StoreError::index("read tag", index, e))?;
-        let row: Option<TagRow> = value.and_then(|v| tables::decode(v.value()));
+        let index = self.inner.index.path();
+        let row: Option<TagRow> = self.inner.read_index(|db| {
+            let txn = db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
+            let table =
+                txn.open_table(TAGS).map_err(|e| StoreError::index("open tags table", index, e))?;
+            let value = table
+                .get((upstream, repo.as_str(), tag.as_str()))
+                .map_err(|e| StoreError::index("read tag", index, e))?;
+            Ok(value.and_then(|v| tables::decode(v.value())))
+        })?;
         Ok(row.map(|row| TagRecord {
             digest: Digest::from_raw(row.digest),
             media_type: row.media_type,
@@ -55,22 +56,27 @@ impl Store {
         tag: &Tag,
         record: &TagRecord,
     ) -> Result<(), StoreError> {
-        let index = &self.inner.paths.index;
+        let index = self.inner.index.path();
         let row = TagRow {
             digest: *record.digest.as_bytes(),
             media_type: record.media_type.clone(),
             fetched_at_ms: tables::to_millis(record.fetched_at),
         };
-        let txn =
-            self.inner.db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
-        {
-            let mut table =
-                txn.open_table(TAGS).map_err(|e| StoreError::index("open tags table", index, e))?;
-            table
-                .insert((upstream, repo.as_str(), tag.as_str()), tables::encode(&row).as_slice())
-                .map_err(|e| StoreError::index("write tag", index, e))?;
-        }
-        txn.commit().map_err(|e| StoreError::index("commit tag", index, e))
+        self.inner.write_index(|db| {
+            let txn = db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
+            {
+                let mut table = txn
+                    .open_table(TAGS)
+                    .map_err(|e| StoreError::index("open tags table", index, e))?;
+                table
+                    .insert(
+                        (upstream, repo.as_str(), tag.as_str()),
+                        tables::encode(&row).as_slice(),
+                    )
+                    .map_err(|e| StoreError::index("write tag", index, e))?;
+            }
+            txn.commit().map_err(|e| StoreError::index("commit tag", index, e))
+        })
     }
 
     /// The tags known for one repository of one upstream, sorted.
@@ -79,30 +85,31 @@ impl Store {
         upstream: &str,
         repo: &RepositoryName,
     ) -> Result<Vec<String>, StoreError> {
-        let index = &self.inner.paths.index;
-        let txn =
-            self.inner.db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
-        let table =
-            txn.open_table(TAGS).map_err(|e| StoreError::index("open tags table", index, e))?;
+        let index = self.inner.index.path();
         let repo = repo.as_str();
-        // The empty tag sorts first, so the range starts at this repository's first tag; it
-        // ends where the key's first two parts change.
-        let range = table
-            .range((upstream, repo, "")..)
-            .map_err(|e| StoreError::index("scan tags", index, e))?;
-        let mut tags = Vec::new();
-        for item in range {
-            let (key, value) = item.map_err(|e| StoreError::index("scan tags", index, e))?;
-            let (u, r, t) = key.value();
-            if u != upstream || r != repo {
-                break;
+        self.inner.read_index(|db| {
+            let txn = db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
+            let table =
+                txn.open_table(TAGS).map_err(|e| StoreError::index("open tags table", index, e))?;
+            // The empty tag sorts first, so the range starts at this repository's first tag; it
+            // ends where the key's first two parts change.
+            let range = table
+                .range((upstream, repo, "")..)
+                .map_err(|e| StoreError::index("scan tags", index, e))?;
+            let mut tags = Vec::new();
+            for item in range {
+                let (key, value) = item.map_err(|e| StoreError::index("scan tags", index, e))?;
+                let (u, r, t) = key.value();
+                if u != upstream || r != repo {
+                    break;
+                }
+                // Rows this version cannot read are not listed, as get_tag would not find them.
+                if tables::decode::<TagRow>(value.value()).is_some() {
+                    tags.push(t.to_owned());
+                }
             }
-            // Rows this version cannot read are not listed, as get_tag would not find them.
-            if tables::decode::<TagRow>(value.value()).is_some() {
-                tags.push(t.to_owned());
-            }
-        }
-        Ok(tags)
+            Ok(tags)
+        })
     }
 }
 
@@ -174,13 +181,19 @@ mod tests {
         let mut future_row =
             tables::encode(&TagRow { digest: [1; 32], media_type: "m".into(), fetched_at_ms: 5 });
         future_row[0] = 99;
-        let txn = store.inner.db.begin_write().unwrap();
-        {
-            let mut table = txn.open_table(TAGS).unwrap();
-            table.insert(("docker.io", "app", "future"), future_row.as_slice()).unwrap();
-            table.insert(("docker.io", "app", "garbage"), &[1u8, 0xff][..]).unwrap();
-        }
-        txn.commit().unwrap();
+        store
+            .inner
+            .write_index(|db| {
+                let txn = db.begin_write().unwrap();
+                {
+                    let mut table = txn.open_table(TAGS).unwrap();
+                    table.insert(("docker.io", "app", "future"), future_row.as_slice()).unwrap();
+                    table.insert(("docker.io", "app", "garbage"), &[1u8, 0xff][..]).unwrap();
+                }
+                txn.commit().unwrap();
+                Ok(())
+            })
+            .unwrap();
 
         assert_eq!(store.get_tag("docker.io", &repo("app"), &tag("future")).unwrap(), None);
         assert_eq!(store.get_tag("docker.io", &repo("app"), &tag("garbage")).unwrap(), None);

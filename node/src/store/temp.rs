@@ -34,9 +34,11 @@ pub struct TempBlob {
     written: u64,
 }
 
-/// Owns the temp file's name and the blob's "being written" mark.
+/// Owns the temp file's name, the blob's "being written" mark and its claim on disk room.
 struct TempGuard {
     inner: Arc<Inner>,
+    /// Names its claim in `State::claims`.
+    id: u64,
     digest: Digest,
     path: PathBuf,
     remove_file: bool,
@@ -54,7 +56,9 @@ impl Drop for TempGuard {
                 Err(_) => remove_temp(&path),
             }
         }
-        self.inner.state().release_writer(&self.digest);
+        let mut state = self.inner.state();
+        state.release_writer(&self.digest);
+        state.claims.remove(self.id);
     }
 }
 
@@ -84,9 +88,13 @@ impl Store {
             Ok((file, reader, path))
         })
         .await?;
-        inner.state().acquire_writer(*digest);
+        {
+            let mut state = inner.state();
+            state.acquire_writer(*digest);
+            state.claims.add(seq, *digest);
+        }
         Ok(TempBlob {
-            guard: TempGuard { inner, digest: *digest, path, remove_file: true },
+            guard: TempGuard { inner, id: seq, digest: *digest, path, remove_file: true },
             file: Arc::new(file),
             reader: Arc::new(reader),
             verifier: Some(digest.verifier()),
@@ -123,7 +131,8 @@ impl TempBlob {
 
     /// Appends chunks, in order. When this returns `Ok`, the bytes are in the file for every
     /// reader. On error the temp file is removed at once (freeing the space on a full disk) and
-    /// the blob can no longer be committed.
+    /// the blob can no longer be committed. Refused without writing once the blob was refused
+    /// room ([`Store::reserve`]) or grows past the size cap.
     ///
     /// The chunks are written as they came from the network, never copied into one buffer.
     /// Hashing and writing happen off the async threads, on two threads at once: they cost
@@ -134,6 +143,18 @@ impl TempBlob {
         let Some(mut verifier) = self.verifier.take() else {
             return Err(StoreError::IncompleteWrite { path: self.guard.path.clone() });
         };
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        let inner = &self.guard.inner;
+        let accounted = inner.state().claims.write(self.guard.id, len, inner.max_size);
+        if let Err(refusal) = accounted {
+            let path = self.guard.path.clone();
+            blocking("remove refused temp blob", move || {
+                remove_temp(&path);
+                Ok(())
+            })
+            .await?;
+            return Err(refusal.error(self.guard.digest, &inner.paths.root));
+        }
         let file = Arc::clone(&self.file);
         let path = self.guard.path.clone();
         let offset = self.written;
@@ -284,16 +305,19 @@ fn finish_commit(
 }
 
 fn write_row(inner: &Inner, digest: &Digest, row: &BlobRow) -> Result<(), StoreError> {
-    let index = &inner.paths.index;
-    let txn = inner.db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
-    {
-        let mut table =
-            txn.open_table(BLOBS).map_err(|e| StoreError::index("open blobs table", index, e))?;
-        table
-            .insert(digest.as_bytes(), tables::encode(row).as_slice())
-            .map_err(|e| StoreError::index("write blob row", index, e))?;
-    }
-    txn.commit().map_err(|e| StoreError::index("commit blob row", index, e))
+    let index = inner.index.path();
+    inner.write_index(|db| {
+        let txn = db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
+        {
+            let mut table = txn
+                .open_table(BLOBS)
+                .map_err(|e| StoreError::index("open blobs table", index, e))?;
+            table
+                .insert(digest.as_bytes(), tables::encode(row).as_slice())
+                .map_err(|e| StoreError::index("write blob row", index, e))?;
+        }
+        txn.commit().map_err(|e| StoreError::index("commit blob row", index, e))
+    })
 }
 
 #[cfg(test)]

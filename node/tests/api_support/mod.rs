@@ -4,6 +4,8 @@
 //! Each test binary uses a different part of this module, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod tmpfs;
+
 use std::path::{Path, PathBuf};
 
 use reqwest::{Method, Response, StatusCode};
