@@ -55,6 +55,8 @@ pub struct RegistryOptions {
     pub proxy: Option<ProxyUpstream>,
     /// The address to listen on; 127.0.0.1 when unset.
     pub ip: Option<Ipv4Addr>,
+    /// Run on this LAN host, in its network namespace, as a registry on that machine.
+    pub host: Option<crate::lan::LanHost>,
 }
 
 impl RegistryOptions {
@@ -79,6 +81,13 @@ impl RegistryOptions {
         self.ip = Some(ip);
         self
     }
+
+    /// Runs on a LAN host, listening on its address.
+    pub fn on_host(mut self, host: &crate::lan::LanHost) -> Self {
+        self.ip = Some(host.ip);
+        self.host = Some(host.clone());
+        self
+    }
 }
 
 /// A running `docker-registry`. Dropping it kills the process and removes its storage.
@@ -86,6 +95,7 @@ impl RegistryOptions {
 pub struct Registry {
     // Declared first so that the process is killed before its directory is removed.
     process: Option<ChildProcess>,
+    host: Option<crate::lan::LanHost>,
     ip: Ipv4Addr,
     port: u16,
     config: PathBuf,
@@ -129,6 +139,7 @@ impl Registry {
         write(&config, yaml.as_bytes())?;
         let mut registry = Self {
             process: None,
+            host: options.host.clone(),
             ip,
             port,
             config,
@@ -221,7 +232,10 @@ impl Registry {
     }
 
     async fn launch(&mut self) -> Result<()> {
-        let mut command = Command::new("docker-registry");
+        let mut command = match &self.host {
+            Some(host) => host.command("docker-registry"),
+            None => Command::new("docker-registry"),
+        };
         command.arg("serve").arg(&self.config).current_dir(self.dir.path());
         let mut process = ChildProcess::spawn(
             "docker-registry",
