@@ -1,7 +1,8 @@
 //! A private LAN of network namespaces, for what loopback cannot show: nodes on separate hosts
-//! finding each other by multicast (mDNS), and a fleet whose every host has a link of its own
+//! finding each other by multicast (mDNS), a fleet whose every host has a link of its own
 //! with a capped rate, so bytes move as they would between machines (`tc` token buckets on
-//! both ends of each host's link).
+//! both ends of each host's link), and sites: groups of hosts on bridges of their own, joined
+//! by one link whose bytes can be counted.
 //!
 //! ```text
 //!   this host               hub namespace                    LAN hosts (one namespace each)
@@ -27,11 +28,13 @@ const SUBNET_PREFIX: [u8; 2] = [10, 213];
 /// This host's address on every LAN.
 const GATEWAY_HOST: u8 = 254;
 
-/// One machine on the LAN: a network namespace and its address.
+/// One machine on the LAN: a network namespace, its address, and its site (0 on a LAN of
+/// one site).
 #[derive(Debug, Clone)]
 pub struct LanHost {
     pub netns: String,
     pub ip: Ipv4Addr,
+    pub site: usize,
 }
 
 impl LanHost {
@@ -49,6 +52,7 @@ impl LanHost {
 pub struct Lan {
     index: u8,
     hosts: Vec<LanHost>,
+    sites: usize,
 }
 
 impl Lan {
@@ -59,45 +63,71 @@ impl Lan {
 
     /// Makes a LAN whose every host's link carries at most `mbit` Mbit/s each way.
     pub fn create_capped(hosts: usize, mbit: Option<u32>) -> Result<Self> {
+        Self::create_sites(&[hosts], mbit, None)
+    }
+
+    /// Makes one site per entry of `sites`, with that many hosts each. Each site has a bridge
+    /// of its own; site 0's bridge has the link to this host, and site `s` is joined to site
+    /// `s - 1` by one link capped at `between_mbit`. Every host's link is capped at `mbit`.
+    pub fn create_sites(
+        sites: &[usize],
+        mbit: Option<u32>,
+        between_mbit: Option<u32>,
+    ) -> Result<Self> {
+        let hosts: usize = sites.iter().sum();
         assert!(hosts < usize::from(GATEWAY_HOST), "a LAN has at most 253 hosts");
         let index = free_index()?;
-        let mut lan = Self { index, hosts: Vec::new() };
+        let mut lan = Self { index, hosts: Vec::new(), sites: sites.len() };
         // Leftovers of a run that was killed before it could clean up.
         lan.remove();
-        lan.build(hosts)?;
+        lan.build(sites)?;
         if let Some(mbit) = mbit {
             lan.cap(mbit)?;
         }
+        if let Some(mbit) = between_mbit {
+            lan.cap_between_sites(mbit)?;
+        }
         Ok(lan)
+    }
+
+    /// Bytes that crossed the link between site `site - 1` and `site`, both ways.
+    pub fn between_sites_bytes(&self, site: usize) -> Result<u64> {
+        let hub = self.site_hub(site);
+        let mut total = 0;
+        for counter in ["tx_bytes", "rx_bytes"] {
+            let path = format!("/sys/class/net/xprev/statistics/{counter}");
+            total += read_counter(&hub, &path)?;
+        }
+        Ok(total)
+    }
+
+    fn cap_between_sites(&self, mbit: u32) -> Result<()> {
+        let rate = format!("{mbit}mbit");
+        let tbf = ["root", "tbf", "rate", &rate, "burst", "256kb", "latency", "50ms"];
+        for site in 1..self.sites {
+            tc(&self.site_hub(site), "xprev", &tbf)?;
+            tc(&self.site_hub(site - 1), &format!("xnext{site}"), &tbf)?;
+        }
+        Ok(())
     }
 
     /// A token bucket on each end of every host's link: `eth0` in the host caps what it sends,
     /// its port on the bridge caps what it receives.
     fn cap(&self, mbit: u32) -> Result<()> {
-        let hub = self.hub();
         let rate = format!("{mbit}mbit");
         // Bursts of a few GSO segments, and a queue of at most 50 ms at the rate.
         let tbf = ["root", "tbf", "rate", &rate, "burst", "256kb", "latency", "50ms"];
         for (i, host) in self.hosts.iter().enumerate() {
             tc(&host.netns, "eth0", &tbf)?;
-            tc(&hub, &format!("h{i}"), &tbf)?;
+            tc(&self.site_hub(host.site), &format!("h{i}"), &tbf)?;
         }
         Ok(())
     }
 
     /// Bytes `host` sent and received on its link, from the kernel's interface counters.
     pub fn link_bytes(&self, host: &LanHost) -> Result<(u64, u64)> {
-        let read = |counter: &str| -> Result<u64> {
-            let path = format!("/sys/class/net/eth0/statistics/{counter}");
-            let output = host.command("cat").arg(&path).output().map_err(|source| {
-                HarnessError::Spawn { program: "ip netns exec".to_owned(), source }
-            })?;
-            String::from_utf8_lossy(&output.stdout).trim().parse().map_err(|_| {
-                HarnessError::io(
-                    format!("reading {path} in {}", host.netns),
-                    std::io::Error::other("not a number"),
-                )
-            })
+        let read = |counter: &str| {
+            read_counter(&host.netns, &format!("/sys/class/net/eth0/statistics/{counter}"))
         };
         Ok((read("tx_bytes")?, read("rx_bytes")?))
     }
@@ -116,31 +146,52 @@ impl Lan {
         Ipv4Addr::new(SUBNET_PREFIX[0], SUBNET_PREFIX[1], self.index, host)
     }
 
-    fn hub(&self) -> String {
-        format!("shoal-lan{}-hub", self.index)
+    /// The namespace of site `site`'s bridge (site 0's also holds the link to this host).
+    fn site_hub(&self, site: usize) -> String {
+        match site {
+            0 => format!("shoal-lan{}-hub", self.index),
+            s => format!("shoal-lan{}-hub{s}", self.index),
+        }
     }
 
     fn uplink(&self) -> String {
         format!("shl{}", self.index)
     }
 
-    fn build(&mut self, hosts: usize) -> Result<()> {
-        let hub = self.hub();
+    fn build(&mut self, sites: &[usize]) -> Result<()> {
         let uplink = self.uplink();
-        ip(&["netns", "add", &hub])?;
-        ip(&["-n", &hub, "link", "set", "lo", "up"])?;
-        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        for site in 0..sites.len() {
+            let hub = self.site_hub(site);
+            ip(&["netns", "add", &hub])?;
+            ip(&["-n", &hub, "link", "set", "lo", "up"])?;
+            ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+            ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+            if site > 0 {
+                // One link to the previous site: `xprev` here, `xnext<site>` there.
+                let previous = self.site_hub(site - 1);
+                let down = format!("xnext{site}");
+                ip(&[
+                    "-n", &hub, "link", "add", "xprev", "type", "veth", "peer", "name", &down,
+                    "netns", &previous,
+                ])?;
+                ip(&["-n", &hub, "link", "set", "xprev", "master", "br0", "up"])?;
+                ip(&["-n", &previous, "link", "set", &down, "master", "br0", "up"])?;
+            }
+        }
+        let hub = self.site_hub(0);
         ip(&["link", "add", &uplink, "type", "veth", "peer", "name", "uplink", "netns", &hub])?;
         ip(&["-n", &hub, "link", "set", "uplink", "master", "br0", "up"])?;
         let gateway = format!("{}/24", self.gateway_ip());
         ip(&["addr", "add", &gateway, "dev", &uplink])?;
         ip(&["link", "set", &uplink, "up"])?;
-        for i in 0..hosts {
+        let placed = sites.iter().enumerate().flat_map(|(site, &n)| std::iter::repeat_n(site, n));
+        for (i, site) in placed.enumerate() {
             let host = LanHost {
                 netns: format!("shoal-lan{}-h{i}", self.index),
                 ip: self.ip(u8::try_from(i + 1).expect("checked above")),
+                site,
             };
+            let hub = self.site_hub(site);
             let port = format!("h{i}");
             ip(&["netns", "add", &host.netns])?;
             // Pushed to self.hosts at once, so that a failure below still removes it.
@@ -167,7 +218,7 @@ impl Lan {
             // Multicast needs a route out of eth0; the LAN has no other way out.
             ip(&["-n", &host.netns, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
         }
-        tracing::debug!(index = self.index, hosts, "LAN up");
+        tracing::debug!(index = self.index, ?sites, "LAN up");
         Ok(())
     }
 
@@ -253,6 +304,20 @@ fn list_links() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A number from a file read inside namespace `netns` (an interface counter).
+fn read_counter(netns: &str, path: &str) -> Result<u64> {
+    let output = ip_command()
+        .args(["netns", "exec", netns, "cat", path])
+        .output()
+        .map_err(|source| HarnessError::Spawn { program: "ip netns exec".to_owned(), source })?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().map_err(|_| {
+        HarnessError::io(
+            format!("reading {path} in {netns}"),
+            std::io::Error::other("not a number"),
+        )
+    })
 }
 
 /// `tc qdisc add dev DEV ARGS` in namespace `netns`.

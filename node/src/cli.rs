@@ -108,9 +108,15 @@ pub struct RunArgs {
     #[arg(long, env = "SHOAL_CLUSTER_KEY", value_name = "FILE")]
     pub cluster_key: Option<PathBuf>,
 
-    /// Locality label (e.g. a datacenter); peers on the same site are preferred.
+    /// Locality label (e.g. a datacenter): a blob crosses into a site once, and the site's
+    /// nodes take it from each other.
     #[arg(long, env = "SHOAL_SITE", value_name = "NAME")]
     pub site: Option<String>,
+
+    /// Each site fetches from the upstream itself instead of from the fleet's owner: for sites
+    /// whose own internet link is cheaper than the link between sites.
+    #[arg(long, env = "SHOAL_UPSTREAM_PER_SITE")]
+    pub upstream_per_site: bool,
 
     /// HTTP URL peers use to fetch from this node [default: derived from --listen]
     #[arg(long, env = "SHOAL_ADVERTISE_ADDR", value_name = "URL")]
@@ -150,6 +156,7 @@ impl RunArgs {
             },
             cluster_key: self.cluster_key,
             site: self.site,
+            upstream_per_site: self.upstream_per_site.then_some(true),
             advertise_addr: self.advertise_addr,
             upstream_fallback: self.upstream_fallback,
         };

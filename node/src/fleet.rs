@@ -85,17 +85,29 @@ impl Fleet for P2pFleet {
         }
     }
 
+    fn site_owner(&self, key: &[u8]) -> Owner {
+        if self.site.is_none() {
+            return self.owner(key);
+        }
+        match self.p2p.site_owner(key, &self.site) {
+            p2p::Owner::Local => Owner::Local,
+            p2p::Owner::Remote(info) => Owner::Remote(peer_ref(info)),
+        }
+    }
+
     fn ask_fetch<'a>(
         &'a self,
         owner: &'a PeerRef,
         target: &'a Target,
         digest: &'a Digest,
+        into_site: bool,
     ) -> BoxFuture<'a, Result<String, FleetError>> {
         Box::pin(async move {
             let request = OwnerRequest::FetchBlob {
                 registry: target.registry.clone(),
                 repo: target.repo.clone(),
                 digest: *digest,
+                into_site,
             };
             match self.ask(owner, request).await? {
                 OwnerResponse::FetchAccepted { http_url } => Ok(http_url),
@@ -188,13 +200,14 @@ impl OwnerService for FetcherService {
         registry: String,
         repo: RepositoryName,
         digest: Digest,
+        into_site: bool,
     ) -> BoxFuture<'static, Result<(), ErrorCode>> {
         Metrics::inc(&self.metrics.owner_requests);
         let fetcher = self.fetcher();
         Box::pin(async move {
             let fetcher = fetcher?;
             let target = Target { registry, repo };
-            fetcher.fetch_for_peer(&target, &digest).await.map_err(|e| {
+            fetcher.fetch_for_peer(&target, &digest, into_site).await.map_err(|e| {
                 tracing::warn!(%digest, error = %e, "owner request for a blob failed");
                 code(&e)
             })

@@ -94,11 +94,13 @@ pub async fn run(
         peers.clone(),
         metrics.clone(),
         fleet_config.peer_stall_timeout,
+        fleet_config.upstream_per_site,
     ));
     let upstream_for_misses: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
         upstreams.clone(),
         Some(fleet.clone()),
         fleet_config.upstream_fallback,
+        fleet_config.upstream_per_site,
         metrics.clone(),
     ));
     // Serving an owner request, this node is the owner: going upstream is its job.
@@ -106,6 +108,7 @@ pub async fn run(
         upstreams.clone(),
         None,
         UpstreamFallback::Always,
+        false,
         metrics.clone(),
     ));
     let sources = Sources {

@@ -29,6 +29,7 @@ pub struct FileConfig {
     pub mdns: Option<bool>,
     pub cluster_key: Option<PathBuf>,
     pub site: Option<String>,
+    pub upstream_per_site: Option<bool>,
     pub advertise_addr: Option<String>,
     pub upstream_fallback: Option<String>,
     pub provider_ttl: Option<HumanDuration>,

@@ -64,6 +64,8 @@ pub struct FleetConfig {
     /// The file made by `shoal key generate`.
     pub cluster_key: Option<PathBuf>,
     pub site: Option<String>,
+    /// A site's owner of a digest fetches it upstream instead of asking the fleet's owner.
+    pub upstream_per_site: bool,
     /// The HTTP URL peers fetch from; derived from `listen` when not given.
     pub advertise_url: Option<String>,
     pub upstream_fallback: UpstreamFallback,
@@ -144,6 +146,7 @@ pub struct Overrides {
     pub mdns: Option<bool>,
     pub cluster_key: Option<PathBuf>,
     pub site: Option<String>,
+    pub upstream_per_site: Option<bool>,
     pub advertise_addr: Option<String>,
     pub upstream_fallback: Option<String>,
 }
@@ -180,6 +183,7 @@ fn resolve_fleet(file: &FileConfig, o: &Overrides) -> Result<FleetConfig, Config
         mdns: o.mdns.or(file.mdns).unwrap_or(true),
         cluster_key: o.cluster_key.clone().or_else(|| file.cluster_key.clone()),
         site: o.site.clone().or_else(|| file.site.clone()),
+        upstream_per_site: o.upstream_per_site.or(file.upstream_per_site).unwrap_or(false),
         advertise_url: o.advertise_addr.clone().or_else(|| file.advertise_addr.clone()),
         upstream_fallback,
         provider_ttl,

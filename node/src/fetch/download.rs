@@ -42,6 +42,8 @@ pub struct Plan {
     pub swarm: Option<(Arc<Swarm>, Arc<PeerClient>)>,
     /// Then these, in order, each streaming the blob from an offset (the upstream).
     pub sequential: Arc<[Arc<dyn BlobSource>]>,
+    /// This node was asked to bring the blob into its site: the swarm takes it from anywhere.
+    pub into_site: bool,
 }
 
 /// Fetches, verifies and commits the blob; returns its size.
@@ -68,7 +70,7 @@ pub async fn download(
     let mut contributions = Contributions::default();
     let fetched = async {
         if let Some((swarm, _)) = &plan.swarm {
-            match swarm.run(target, digest, &to_writer, progress, &announce).await? {
+            match swarm.run(target, digest, plan.into_site, &to_writer, progress, &announce).await? {
                 Outcome::Complete(sent) => {
                     contributions = sent;
                     return Ok(());

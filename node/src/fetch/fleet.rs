@@ -51,13 +51,18 @@ pub trait Fleet: Send + Sync + 'static {
     /// The owner of a key (see `shoal_protocol::peer` for the keys of blobs and tags).
     fn owner(&self, key: &[u8]) -> Owner;
 
-    /// Asks `owner` to fetch a blob; on success, the URL to stream it from (it follows the
-    /// owner's download while it runs).
+    /// The owner of a key among the members of this node's site (this node included); the
+    /// fleet's owner when this node has no site.
+    fn site_owner(&self, key: &[u8]) -> Owner;
+
+    /// Asks `owner` to fetch a blob, from the upstream, or with `into_site` into this node's
+    /// site; on success, the URL to read it from while it arrives.
     fn ask_fetch<'a>(
         &'a self,
         owner: &'a PeerRef,
         target: &'a Target,
         digest: &'a Digest,
+        into_site: bool,
     ) -> BoxFuture<'a, Result<String, FleetError>>;
 
     /// Asks `owner` to resolve a tag; the answer carries the manifest.

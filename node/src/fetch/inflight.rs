@@ -42,7 +42,11 @@ impl Progress {
         if matches!(self.state, FetchState::Committed) {
             return Some(PieceStatus::complete(size));
         }
-        let pieces = self.pieces.as_deref().cloned()?;
+        // Before the writer's first batch no piece is whole yet.
+        let pieces = match self.pieces.as_deref() {
+            Some(pieces) => pieces.clone(),
+            None => PieceSet::empty(shoal_protocol::peer::piece_count(size)),
+        };
         let live = self.live.then_some(self.written);
         Some(PieceStatus { size, have: Have::Partial { pieces, live } })
     }

@@ -67,6 +67,8 @@ pub struct Fetcher {
     miss: Plan,
     /// For an owner request from a peer: this node is the one that goes upstream.
     as_owner: Plan,
+    /// For a peer of this node's site asking it to bring a blob into the site.
+    into_site: Plan,
     /// Piece uploads to peers running now, per digest.
     uploads: Uploads,
     fleet: Option<Arc<dyn Fleet>>,
@@ -110,11 +112,13 @@ impl Fetcher {
         tag_ttl: Duration,
     ) -> Self {
         let swarm = sources.swarm.zip(sources.peers.clone());
+        let miss: Arc<[Arc<dyn BlobSource>]> = sources.miss.into();
         Self {
             store,
             upstreams,
-            miss: Plan { swarm, sequential: sources.miss.into() },
-            as_owner: Plan { swarm: None, sequential: sources.owner.into() },
+            miss: Plan { swarm: swarm.clone(), sequential: miss.clone(), into_site: false },
+            as_owner: Plan { swarm: None, sequential: sources.owner.into(), into_site: false },
+            into_site: Plan { swarm, sequential: miss, into_site: true },
             uploads: Uploads::new(sources.upload_slots),
             peer_client: sources.peers,
             inflight: Arc::new(InFlightBlobs::new(fleet.clone())),
@@ -142,9 +146,16 @@ impl Fetcher {
     }
 
     /// Serves an owner request: starts (or joins) this node's download of the blob, from the
-    /// upstream, and returns once it runs. The asker streams it from the data plane.
-    pub async fn fetch_for_peer(&self, target: &Target, digest: &Digest) -> Result<(), FetchError> {
-        self.blob_from(target, digest, None, &self.as_owner).await.map(drop)
+    /// upstream — or, with `into_site`, from wherever the fleet has it — and returns once it
+    /// runs. The asker streams it from the data plane.
+    pub async fn fetch_for_peer(
+        &self,
+        target: &Target,
+        digest: &Digest,
+        into_site: bool,
+    ) -> Result<(), FetchError> {
+        let plan = if into_site { &self.into_site } else { &self.as_owner };
+        self.blob_from(target, digest, None, plan).await.map(drop)
     }
 
     /// A blob this node holds or is downloading, or a piece of it, for a peer. Never starts a

@@ -58,6 +58,8 @@ pub struct UpstreamSource {
     /// With a fleet, going upstream is the owner's job; anyone else doing it is a fallback.
     fleet: Option<Arc<dyn Fleet>>,
     fallback: UpstreamFallback,
+    /// The owner that goes upstream is the site's owner, not the fleet's.
+    per_site: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -66,9 +68,10 @@ impl UpstreamSource {
         upstreams: Arc<Upstreams>,
         fleet: Option<Arc<dyn Fleet>>,
         fallback: UpstreamFallback,
+        per_site: bool,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { upstreams, fleet, fallback, metrics }
+        Self { upstreams, fleet, fallback, per_site, metrics }
     }
 }
 
@@ -85,7 +88,11 @@ impl BlobSource for UpstreamSource {
     ) -> BoxFuture<'a, Result<Option<SourceStream>, FetchError>> {
         Box::pin(async move {
             let upstream = self.upstreams.get(&target.registry)?;
-            let owner = self.fleet.as_ref().map(|f| f.owner(digest.as_bytes()));
+            let key = digest.as_bytes();
+            let owner = self
+                .fleet
+                .as_ref()
+                .map(|f| if self.per_site { f.site_owner(key) } else { f.owner(key) });
             if let Some(Owner::Remote(owner)) = owner {
                 if self.fallback == UpstreamFallback::Never {
                     return Err(FetchError::FallbackForbidden { digest: *digest, owner: owner.id });

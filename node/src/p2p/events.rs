@@ -179,8 +179,8 @@ impl Task {
         tracing::debug!(%peer, ?request, "owner request");
         tokio::spawn(async move {
             let response = match request {
-                OwnerRequest::FetchBlob { registry, repo, digest } => {
-                    match service.fetch_blob(registry, repo, digest).await {
+                OwnerRequest::FetchBlob { registry, repo, digest, into_site } => {
+                    match service.fetch_blob(registry, repo, digest, into_site).await {
                         Ok(()) => OwnerResponse::FetchAccepted { http_url },
                         Err(code) => OwnerResponse::Error(known(code)),
                     }

@@ -113,6 +113,14 @@ impl P2p {
         owner_among(&self.local_peer_id, self.snapshot.borrow().peers.values(), key)
     }
 
+    /// The member of `site` that should bring `key` into it: the same rule as
+    /// [`P2p::owner`] among this node and the live peers that carry the same site label.
+    pub fn site_owner(&self, key: &[u8], site: &Option<String>) -> Owner {
+        let snapshot = self.snapshot.borrow();
+        let same_site = snapshot.peers.values().filter(|p| &p.site == site);
+        owner_among(&self.local_peer_id, same_site, key)
+    }
+
     /// Starts announcing that this node holds (or is fetching) `digest`. Does not wait for
     /// the announcement to reach peers; commands run in order, so a later `unprovide` wins.
     pub fn provide(&self, digest: &Digest) -> Result<(), P2pError> {

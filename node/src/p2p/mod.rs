@@ -47,11 +47,14 @@ pub struct ResolvedTag {
 pub trait OwnerService: Send + Sync + 'static {
     /// Start (or join) the single-flight download of a blob and return as soon as it has
     /// started; the asker then reads it from this node's data-plane URL while it arrives.
+    /// With `into_site`, this node is its site's owner of the digest and takes it from the
+    /// fleet (not necessarily the upstream).
     fn fetch_blob(
         &self,
         registry: String,
         repo: RepositoryName,
         digest: Digest,
+        into_site: bool,
     ) -> BoxFuture<'static, Result<(), ErrorCode>>;
 
     /// Resolve a tag (at most one upstream `HEAD` per TTL) and return its manifest.

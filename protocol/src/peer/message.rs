@@ -19,8 +19,18 @@ const MAX_MEDIA_TYPE_LEN: usize = 255;
 /// A question for the owner of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnerRequest {
-    FetchBlob { registry: String, repo: RepositoryName, digest: Digest },
-    ResolveTag { registry: String, repo: RepositoryName, tag: Tag },
+    /// Fetch a blob: from the upstream for the fleet, or with `into_site`, into the asker's site.
+    FetchBlob {
+        registry: String,
+        repo: RepositoryName,
+        digest: Digest,
+        into_site: bool,
+    },
+    ResolveTag {
+        registry: String,
+        repo: RepositoryName,
+        tag: Tag,
+    },
 }
 
 /// The owner's answer. `Error` never carries [`ErrorCode::Unspecified`]: decoding maps codes
@@ -62,11 +72,12 @@ pub enum MessageError {
 impl OwnerRequest {
     pub fn to_wire(&self) -> wire::OwnerRequest {
         let kind = match self {
-            Self::FetchBlob { registry, repo, digest } => {
+            Self::FetchBlob { registry, repo, digest, into_site } => {
                 owner_request::Kind::FetchBlob(wire::FetchBlob {
                     registry: registry.clone(),
                     repo: repo.as_str().to_owned(),
                     digest: digest.to_string(),
+                    into_site: *into_site,
                 })
             }
             Self::ResolveTag { registry, repo, tag } => {
@@ -86,6 +97,7 @@ impl OwnerRequest {
                 registry: check_registry(m.registry)?,
                 repo: RepositoryName::parse(&m.repo)?,
                 digest: Digest::parse(&m.digest)?,
+                into_site: m.into_site,
             }),
             owner_request::Kind::ResolveTag(m) => Ok(Self::ResolveTag {
                 registry: check_registry(m.registry)?,

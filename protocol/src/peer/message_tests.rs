@@ -13,6 +13,7 @@ fn fetch_blob() -> OwnerRequest {
         registry: "docker.io".into(),
         repo: RepositoryName::parse("library/alpine").unwrap(),
         digest: Digest::parse(EMPTY_DIGEST).unwrap(),
+        into_site: false,
     }
 }
 
@@ -23,6 +24,25 @@ fn fetch_blob_golden() {
                   316534363439623933346361343935393931623738353262383535";
     assert_eq!(hex::encode(fetch_blob().encode()), golden);
     assert_eq!(OwnerRequest::decode(&hex::decode(golden).unwrap()).unwrap(), fetch_blob());
+}
+
+/// `into_site` is field 4, a varint: `20 01` after the other fields, absent when false, so
+/// a request without it reads as a fetch for the fleet.
+#[test]
+fn fetch_blob_into_site_golden() {
+    let request = match fetch_blob() {
+        OwnerRequest::FetchBlob { registry, repo, digest, .. } => {
+            OwnerRequest::FetchBlob { registry, repo, digest, into_site: true }
+        }
+        other => other,
+    };
+    let golden = "0a660a09646f636b65722e696f120e6c6962726172792f616c70696e651a477368613235363a\
+                  65336230633434323938666331633134396166626634633839393666623932343237616534\
+                  316534363439623933346361343935393931623738353262383535"
+        .replace(' ', "")
+        + "2001";
+    assert_eq!(hex::encode(request.encode()), golden);
+    assert_eq!(OwnerRequest::decode(&hex::decode(&golden).unwrap()).unwrap(), request);
 }
 
 #[test]
@@ -92,6 +112,7 @@ fn invalid_fields_are_refused() {
                 registry: registry.into(),
                 repo: repo.into(),
                 digest: digest.into(),
+                into_site: false,
             })),
         }
         .encode_to_vec()

@@ -32,6 +32,11 @@ pub struct FetchBlob {
     /// Canonical `sha256:<hex>` form.
     #[prost(string, tag = "3")]
     pub digest: String,
+    /// "You are my site's owner of this digest: bring it into our site", from wherever the
+    /// asked node's own miss path takes it (a provider in another site, the fleet's owner),
+    /// instead of the upstream. False (absent) from nodes without sites.
+    #[prost(bool, tag = "4")]
+    pub into_site: bool,
 }
 
 /// "Which manifest does this tag point at now?"

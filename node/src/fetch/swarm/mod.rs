@@ -11,6 +11,7 @@
 //! download falls back to its sequential sources (see `download.rs`).
 
 mod scheduler;
+mod sites;
 mod trace;
 
 use std::collections::HashMap;
@@ -24,13 +25,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::fleet::{Fleet, FleetError, Owner, PeerRef};
+use super::fleet::{Fleet, FleetError, PeerRef};
 use super::inflight::Progress;
 use super::peers::{PeerClient, PieceError, StatusReply};
 use super::{FetchError, Target};
 use crate::metrics::Metrics;
 
 pub(crate) use scheduler::{Failure, Limits, Role, Scheduler, SourceId};
+use sites::Reach;
 pub(crate) use trace::liars;
 
 /// How often the DHT is asked again for providers while a download runs.
@@ -77,6 +79,8 @@ pub struct Swarm {
     limits: Limits,
     /// A download that receives no piece for this long gives up on its peers.
     stall: Duration,
+    /// A site's owner of a digest fetches it from the upstream itself.
+    upstream_per_site: bool,
 }
 
 enum Event {
@@ -99,22 +103,28 @@ impl Swarm {
         client: Arc<PeerClient>,
         metrics: Arc<Metrics>,
         stall: Duration,
+        upstream_per_site: bool,
     ) -> Self {
-        Self { fleet, client, metrics, limits: Limits::default(), stall }
+        Self { fleet, client, metrics, limits: Limits::default(), stall, upstream_per_site }
     }
 
     /// Runs the swarm until the blob is complete or no peer can help. Chunks go to `sink` with
-    /// their offsets; `started` is called once, when the first piece is in.
+    /// their offsets; `started` is called once, when the first piece is in. With `into_site`,
+    /// this node was asked to bring the blob into its site and takes it from anywhere.
     pub(crate) async fn run(
         &self,
         target: &Target,
         digest: Digest,
+        into_site: bool,
         sink: &mpsc::Sender<(u64, Bytes)>,
         progress: &watch::Sender<Progress>,
         started: &(dyn Fn() + Send + Sync),
     ) -> Result<Outcome, FetchError> {
+        let reach = Reach::new(self.fleet.as_ref(), &digest, into_site, self.upstream_per_site);
+        tracing::debug!(%digest, gateway = reach.gateway, escalations = ?reach.escalations.iter().map(|(p, s)| (&p.id, *s)).collect::<Vec<_>>(), "swarm starts");
         let mut run = Run {
             swarm: self,
+            reach,
             digest,
             sink,
             sources: Vec::new(),
@@ -122,7 +132,6 @@ impl Swarm {
             tasks: JoinSet::new(),
             pieces_out: HashMap::new(),
             piece_senders: Vec::new(),
-            owner_asked: false,
             started: false,
         };
         let providers = self.fleet.providers(&digest).await;
@@ -145,6 +154,7 @@ struct Source {
 
 struct Run<'a> {
     swarm: &'a Swarm,
+    reach: Reach,
     digest: Digest,
     sink: &'a mpsc::Sender<(u64, Bytes)>,
     /// Indexed by [`SourceId`], here and in the scheduler.
@@ -155,7 +165,6 @@ struct Run<'a> {
     pieces_out: HashMap<(SourceId, u32), AbortHandle>,
     /// Per piece, the sources asked for it (any of them may have written some of it).
     piece_senders: Vec<Vec<SourceId>>,
-    owner_asked: bool,
     started: bool,
 }
 
@@ -163,13 +172,14 @@ impl Run<'_> {
     /// Adds peers not seen yet (and trusted for this digest), and asks each what it holds.
     fn add_peers(&mut self, found: Vec<PeerRef>) {
         let site = self.swarm.fleet.site();
-        // The owner is told apart by its id, whether the DHT named it or it was asked.
-        let owner = match self.swarm.fleet.owner(self.digest.as_bytes()) {
-            Owner::Remote(owner) => Some(owner.id),
-            Owner::Local => None,
-        };
         for peer in found {
-            let role = if owner.as_ref() == Some(&peer.id) { Role::Owner } else { Role::Provider };
+            if !self.reach.admits(&peer) {
+                continue;
+            }
+            // The first holder is told apart by its id, whether the DHT named it or it was
+            // asked to fetch.
+            let first = self.reach.first_holder.as_ref() == Some(&peer.id);
+            let role = if first { Role::Owner } else { Role::Provider };
             if self.sources.iter().any(|s| s.peer.id == peer.id)
                 || !self.swarm.client.trusted(&self.digest, &peer.id)
             {
@@ -185,31 +195,32 @@ impl Run<'_> {
         }
     }
 
-    /// Asks the digest's owner to fetch it for the fleet; `false` when this node is the owner
-    /// or the owner cannot be asked (the download then goes upstream itself).
+    /// Asks the next peer in line to fetch the blob (the site's owner to bring it into the
+    /// site, or the fleet's owner to fetch it upstream); `false` when no one is left to ask
+    /// (the download then goes upstream itself, as the owner or as a fallback).
     async fn ask_owner(&mut self, target: &Target) -> Result<bool, FetchError> {
-        if self.owner_asked {
-            return Ok(false);
-        }
-        self.owner_asked = true;
-        let Owner::Remote(owner) = self.swarm.fleet.owner(self.digest.as_bytes()) else {
-            return Ok(false);
-        };
-        if !self.swarm.client.trusted(&self.digest, &owner.id) {
-            return Ok(false);
-        }
-        match self.swarm.fleet.ask_fetch(&owner, target, &self.digest).await {
-            Ok(url) => {
-                let before = self.sources.len();
-                self.add_peers(vec![PeerRef { http_url: url, ..owner }]);
-                Ok(self.sources.len() > before)
+        while !self.reach.escalations.is_empty() {
+            let (owner, into_site) = self.reach.escalations.remove(0);
+            if !self.swarm.client.trusted(&self.digest, &owner.id) {
+                continue;
             }
-            Err(FleetError::NotFound { .. }) => Err(FetchError::BlobUnknown(self.digest)),
-            Err(e) => {
-                tracing::warn!(digest = %self.digest, error = %e, "owner cannot fetch the blob for us");
-                Ok(false)
+            match self.swarm.fleet.ask_fetch(&owner, target, &self.digest, into_site).await {
+                Ok(url) => {
+                    let before = self.sources.len();
+                    self.add_peers(vec![PeerRef { http_url: url, ..owner }]);
+                    if self.sources.len() > before {
+                        return Ok(true);
+                    }
+                }
+                Err(FleetError::NotFound { .. }) => {
+                    return Err(FetchError::BlobUnknown(self.digest));
+                }
+                Err(e) => {
+                    tracing::warn!(digest = %self.digest, peer = %owner.id, into_site, error = %e, "peer cannot fetch the blob for us");
+                }
             }
         }
+        Ok(false)
     }
 
     fn probe(&mut self, source: SourceId) {
@@ -334,7 +345,14 @@ impl Run<'_> {
                         }
                         // Asked again at the next status round.
                         Ok(StatusReply::NotYet) => {}
-                        Ok(StatusReply::Nothing) | Err(_) => self.drop_source(source),
+                        Ok(StatusReply::Nothing) => {
+                            tracing::debug!(digest = %self.digest, peer = %self.sources[source].peer.id, "source holds nothing");
+                            self.drop_source(source);
+                        }
+                        Err(e) => {
+                            tracing::debug!(digest = %self.digest, peer = %self.sources[source].peer.id, error = %e, "status request failed");
+                            self.drop_source(source);
+                        }
                     }
                 }
                 Event::Piece { source, piece, status, result } => {

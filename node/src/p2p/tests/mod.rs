@@ -38,6 +38,7 @@ impl OwnerService for FakeOwner {
         registry: String,
         repo: RepositoryName,
         digest: Digest,
+        _into_site: bool,
     ) -> BoxFuture<'static, Result<(), ErrorCode>> {
         let answer = match repo.as_str() {
             "missing" => Err(ErrorCode::NotFound),

@@ -26,6 +26,7 @@ fn fetch(repo: &str) -> OwnerRequest {
         registry: "docker.io".into(),
         repo: RepositoryName::parse(repo).unwrap(),
         digest: Digest::of(b"layer"),
+        into_site: false,
     }
 }
 
