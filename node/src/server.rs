@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, FleetConfig};
 use crate::fetch::{
-    BlobSource, Fetcher, Fleet, OwnerSource, PeerClient, ProviderSource, Sources, UpstreamFallback,
-    UpstreamSource, Upstreams,
+    BlobSource, Fetcher, Fleet, OwnerSource, PeerClient, PeerTimeouts, ProviderSource, Sources,
+    UpstreamFallback, UpstreamSource, Upstreams,
 };
 use crate::fleet::{FetcherService, P2pFleet};
 use crate::metrics::Metrics;
@@ -82,12 +82,12 @@ pub async fn run(
     ));
 
     let peer_token = cluster_key.as_ref().map(ClusterKey::peer_token);
-    let peers = Arc::new(PeerClient::new(
-        peer_token.clone(),
-        config.client.connect_timeout,
-        fleet_config.peer_stall_timeout,
-        metrics.clone(),
-    ));
+    let peer_timeouts = PeerTimeouts {
+        connect: config.client.connect_timeout,
+        headers: fleet_config.peer_header_timeout,
+        stall: fleet_config.peer_stall_timeout,
+    };
+    let peers = Arc::new(PeerClient::new(peer_token.clone(), peer_timeouts, metrics.clone()));
     let upstream_for_misses: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
         upstreams.clone(),
         Some(fleet.clone()),

@@ -35,6 +35,7 @@ pub struct FileConfig {
     pub provider_republish: Option<HumanDuration>,
     pub provider_budget: Option<HumanDuration>,
     pub owner_timeout: Option<HumanDuration>,
+    pub peer_header_timeout: Option<HumanDuration>,
     pub peer_stall_timeout: Option<HumanDuration>,
 }
 

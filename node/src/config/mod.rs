@@ -38,6 +38,7 @@ pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/5001";
 pub const DEFAULT_PROVIDER_BUDGET: Duration = Duration::from_millis(300);
 pub const DEFAULT_OWNER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_PEER_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_PEER_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The fully resolved configuration of a node.
 #[derive(Debug, Clone)]
@@ -69,6 +70,8 @@ pub struct FleetConfig {
     pub provider_budget: Duration,
     /// How long a miss waits for the owner to accept a request.
     pub owner_timeout: Duration,
+    /// A peer that has not answered a data-plane request's headers after this long is skipped.
+    pub peer_header_timeout: Duration,
     /// A peer transfer that delivers no byte for this long is abandoned and resumed elsewhere.
     pub peer_stall_timeout: Duration,
 }
@@ -178,6 +181,7 @@ fn resolve_fleet(file: &FileConfig, o: &Overrides) -> Result<FleetConfig, Config
         republish,
         provider_budget: file.provider_budget.map_or(DEFAULT_PROVIDER_BUDGET, |d| d.0),
         owner_timeout: file.owner_timeout.map_or(DEFAULT_OWNER_TIMEOUT, |d| d.0),
+        peer_header_timeout: file.peer_header_timeout.map_or(DEFAULT_PEER_HEADER_TIMEOUT, |d| d.0),
         peer_stall_timeout: file.peer_stall_timeout.map_or(DEFAULT_PEER_STALL_TIMEOUT, |d| d.0),
     })
 }

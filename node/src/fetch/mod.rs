@@ -26,7 +26,9 @@ pub use body::BlobBody;
 pub use error::FetchError;
 pub use fleet::{Fleet, FleetError, Owner, PeerRef, tag_key};
 pub use manifests::ManifestData;
-pub use peers::{OwnerSource, PEER_TOKEN_HEADER, PeerClient, ProviderSource, peer_blob_path};
+pub use peers::{
+    OwnerSource, PEER_TOKEN_HEADER, PeerClient, PeerTimeouts, ProviderSource, peer_blob_path,
+};
 pub use range::RangeSpec;
 pub use source::{BlobSource, SourceStream, UpstreamFallback, UpstreamSource};
 pub use tags::TagList;

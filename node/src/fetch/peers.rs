@@ -26,12 +26,23 @@ pub fn peer_blob_path(digest: &Digest) -> String {
     format!("/v2/_shoal/peer/blobs/{digest}")
 }
 
+/// How long a peer may keep a miss waiting, at each step of a data-plane request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerTimeouts {
+    pub connect: Duration,
+    /// From sending the request to the response's status and headers. A peer that accepts the
+    /// connection and never answers would otherwise hold the miss until the OS gives up.
+    pub headers: Duration,
+    /// The longest pause between two chunks of a body.
+    pub stall: Duration,
+}
+
 /// HTTP access to peers' data planes, shared by both sources.
 pub struct PeerClient {
     http: reqwest::Client,
     token: Option<String>,
     metrics: Arc<Metrics>,
-    stall_timeout: Duration,
+    timeouts: PeerTimeouts,
     /// Peers that sent wrong bytes for a digest: never asked for that digest again.
     distrusted: Mutex<HashSet<(Digest, String)>>,
     /// The peer each running download is reading from, to know whom to blame.
@@ -39,14 +50,11 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(
-        token: Option<String>,
-        connect_timeout: Duration,
-        stall_timeout: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(token: Option<String>, timeouts: PeerTimeouts, metrics: Arc<Metrics>) -> Self {
         let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
+            .connect_timeout(timeouts.connect)
+            // A peer serves its own bytes or answers 404; it has no reason to send us elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()
             .unwrap_or_default();
@@ -54,7 +62,7 @@ impl PeerClient {
             http,
             token,
             metrics,
-            stall_timeout,
+            timeouts,
             distrusted: Mutex::default(),
             reading_from: Mutex::default(),
         }
@@ -84,10 +92,9 @@ impl PeerClient {
         if offset > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }
+        let response = self.send(request, peer).await.map_err(FetchError::Peer)?;
         let unreachable =
             |detail: String| FleetError::Unreachable { peer: peer.to_owned(), detail };
-        let response =
-            request.send().await.map_err(|e| FetchError::Peer(unreachable(e.to_string())))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -106,7 +113,7 @@ impl PeerClient {
         Metrics::inc(&self.metrics.peer_blob_fetches);
         let metrics = self.metrics.clone();
         let peer = peer.to_owned();
-        let stall = self.stall_timeout;
+        let stall = self.timeouts.stall;
         let chunks = stall_guard(response.bytes_stream(), stall)
             .map(move |chunk| {
                 let chunk = chunk.map_err(|e| {
@@ -137,7 +144,7 @@ impl PeerClient {
         if let Some(token) = &self.token {
             request = request.header(PEER_TOKEN_HEADER, token);
         }
-        let response = request.send().await.map_err(|e| unreachable(e.to_string()))?;
+        let response = self.send(request, &peer.id).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -154,9 +161,9 @@ impl PeerClient {
             .filter(|t| *t != shoal_protocol::media_type::OCTET_STREAM)
             .map(str::to_owned);
         let mut body = Vec::new();
-        let mut chunks = response.bytes_stream();
+        let mut chunks = std::pin::pin!(stall_guard(response.bytes_stream(), self.timeouts.stall));
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| unreachable(e.to_string()))?;
+            let chunk = chunk.map_err(unreachable)?;
             if (body.len() + chunk.len()) as u64 > max {
                 return Ok(None);
             }
@@ -169,6 +176,24 @@ impl PeerClient {
             return Ok(None);
         }
         Ok(Some((media_type, body.into())))
+    }
+
+    /// Sends a data-plane request and waits at most the header timeout for its answer.
+    ///
+    /// Not reqwest's own `timeout()`: that one also covers the body, which may rightly take
+    /// minutes for a large blob; the body has the stall timeout instead.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        peer: &str,
+    ) -> Result<reqwest::Response, FleetError> {
+        match tokio::time::timeout(self.timeouts.headers, request.send()).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => {
+                Err(FleetError::Unreachable { peer: peer.to_owned(), detail: e.to_string() })
+            }
+            Err(_) => Err(FleetError::Timeout { peer: peer.to_owned() }),
+        }
     }
 
     /// Blames the peer the download of `digest` read from; returns whether there was one.
