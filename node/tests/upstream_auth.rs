@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use serde_json::json;
 use shoal::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, UpstreamError};
 use shoal_protocol::{Reference, RepositoryName};
 use support::fake_upstream::FakeUpstream;
@@ -63,19 +64,35 @@ async fn anonymous_token_dance_caches_the_token_per_scope() {
 
 #[tokio::test]
 async fn expired_and_revoked_tokens_are_replaced() {
-    let fake = FakeUpstream::builder().token_auth().token_expires_in(Some(2)).start().await;
+    // 5 s is the shortest lifetime the client believes.
+    let fake = FakeUpstream::builder().token_auth().token_expires_in(Some(5)).start().await;
     fake.put_image("library/app", "v1", &[b"layer"]);
     let up = client(&fake, None);
     up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
     assert_eq!(fake.count("GET", TOKEN), 1);
-    // Renewed shortly before the 2 s expiry, not after it.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Renewed shortly before the expiry, not after it.
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
     assert_eq!(fake.count("GET", TOKEN), 2);
 
     fake.revoke_tokens();
     up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
     assert_eq!(fake.count("GET", TOKEN), 3);
+}
+
+#[tokio::test]
+async fn any_expires_in_is_survived_and_bounded() {
+    for odd in [json!(u64::MAX), json!(1e300), json!(-1), json!(0), json!("300"), json!("soon")] {
+        let fake = FakeUpstream::builder().token_auth().token_expires_in_json(odd.clone());
+        let fake = fake.start().await;
+        fake.put_image("library/app", "v1", &[b"layer"]);
+        let up = client(&fake, None);
+        for _ in 0..3 {
+            let head = up.head_manifest(&repo("library/app"), &tag("v1")).await;
+            assert!(head.is_ok(), "expires_in {odd}: {head:?}");
+        }
+        assert_eq!(fake.count("GET", TOKEN), 1, "expires_in {odd}: the token is cached");
+    }
 }
 
 #[tokio::test]

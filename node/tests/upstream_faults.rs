@@ -109,6 +109,17 @@ async fn rate_limits_surface_with_retry_after() {
 }
 
 #[tokio::test]
+async fn an_absurd_retry_after_is_bounded() {
+    let fake = fake_with_image().await;
+    fake.set_fault(&manifest_path(), Fault::TooManyRequests { retry_after_secs: u64::MAX });
+    let err = client(&fake, 3).get_manifest(&repo(), &tag("v1")).await.unwrap_err();
+    let UpstreamError::TooManyRequests { retry_after, .. } = err else {
+        panic!("expected TooManyRequests, got {err:?}");
+    };
+    assert_eq!(retry_after, Some(Duration::from_secs(3600)));
+}
+
+#[tokio::test]
 async fn unreachable_upstream_is_unavailable_after_retries() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

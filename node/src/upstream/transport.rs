@@ -15,6 +15,9 @@ use super::{Inner, UpstreamError};
 
 const MAX_REDIRECTS: usize = 5;
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// The longest `Retry-After` passed on: the number is the upstream's, and clients that obey
+/// an absurd one would stop pulling for good.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// A request to send; `scope` names the token scope, `what` the thing asked for in errors.
 pub(crate) struct Request {
@@ -161,10 +164,11 @@ fn backoff(attempt: u32) -> Duration {
     base + base.mul_f64(rand::random_range(0.0..0.5))
 }
 
-/// `Retry-After` in seconds; the HTTP-date form is rare for registries and is ignored.
+/// `Retry-After` in seconds, at most [`MAX_RETRY_AFTER`]; the HTTP-date form is rare for
+/// registries and is ignored, and so is a number too large to parse.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds))
+    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// reqwest's top-level message ("error sending request") hides the cause; show the chain.
@@ -197,6 +201,12 @@ mod tests {
         h.insert(RETRY_AFTER, HeaderValue::from_static(" 42"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(42)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from(u64::MAX));
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("99999999999999999999999"));
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
         assert_eq!(retry_after(&h), None);
     }
 }

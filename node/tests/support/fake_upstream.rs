@@ -127,7 +127,14 @@ impl FakeUpstreamBuilder {
 
     /// `expires_in` of issued tokens (`None`: left out of the response); tokens die then.
     pub fn token_expires_in(mut self, seconds: Option<u64>) -> Self {
-        self.token_service().expires_in = seconds;
+        self.token_service().expires_in = seconds.map(serde_json::Value::from);
+        self
+    }
+
+    /// `expires_in` exactly as given, however odd (`-1`, `1e300`, `"300"`); tokens live for
+    /// the number of seconds (at most a year) when it is a positive number, else 60 s.
+    pub fn token_expires_in_json(mut self, value: serde_json::Value) -> Self {
+        self.token_service().expires_in = Some(value);
         self
     }
 
