@@ -14,14 +14,22 @@ use shoal::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, Ups
 use shoal_protocol::{Reference, RepositoryName};
 use support::fake_upstream::FakeUpstream;
 
-fn client(fake: &FakeUpstream, credentials: Option<Credentials>) -> Upstream {
-    let config = UpstreamConfig { name: "fake.io".into(), url: fake.url(), credentials };
-    let settings = ClientSettings {
+fn settings() -> ClientSettings {
+    ClientSettings {
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(2),
         retries: 1,
+    }
+}
+
+fn client(fake: &FakeUpstream, credentials: Option<Credentials>) -> Upstream {
+    let config = UpstreamConfig {
+        name: "fake.io".into(),
+        url: fake.url(),
+        credentials,
+        ..Default::default()
     };
-    Upstream::new(config, &settings).unwrap()
+    Upstream::new(config, &settings()).unwrap()
 }
 
 fn basic(username: &str, password: &str) -> Option<Credentials> {
@@ -122,6 +130,38 @@ async fn token_service_with_basic_credentials() {
             .unwrap_err();
         assert!(matches!(err, UpstreamError::Unauthorized { .. }), "{err:?}");
     }
+}
+
+/// The challenge names a token service on another host (`localhost` is not `127.0.0.1`) over
+/// plain http: it gets an anonymous request, never the credentials, whether or not the
+/// operator listed the host.
+#[tokio::test]
+async fn credentials_never_go_to_a_plain_http_realm_on_another_host() {
+    for listed in [vec![], vec!["localhost".to_owned()]] {
+        let builder = FakeUpstream::builder().token_credentials("alice", "pw");
+        let fake = builder.token_realm_host("localhost").start().await;
+        fake.put_image("org/private", "v1", &[b"layer"]);
+        let config = UpstreamConfig {
+            name: "fake.io".into(),
+            url: fake.url(),
+            credentials: basic("alice", "pw"),
+            token_realms: listed.clone(),
+        };
+        let up = Upstream::new(config, &settings()).unwrap();
+        let err = up.get_manifest(&repo("org/private"), &tag("v1")).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::Unauthorized { .. }), "{listed:?}: {err:?}");
+        assert_eq!(fake.count("GET", TOKEN), 1, "{listed:?}: asked anonymously");
+        assert_eq!(fake.authorized_requests_to(TOKEN), 0, "{listed:?}: credentials sent");
+    }
+
+    let fake = FakeUpstream::builder().refresh_token("refresh-1").token_realm_host("localhost");
+    let fake = fake.start().await;
+    fake.put_image("org/private", "v1", &[b"layer"]);
+    let up = client(&fake, Some(Credentials::Token("refresh-1".into())));
+    // The fake hands anonymous tokens to anyone, so the pull itself may work.
+    let _ = up.get_manifest(&repo("org/private"), &tag("v1")).await;
+    assert_eq!(fake.count("GET", TOKEN), 1, "asked anonymously");
+    assert_eq!(fake.count("POST", TOKEN), 0, "the refresh token was sent");
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use support::fake_upstream::{FakeUpstream, Fault};
 const READ_TIMEOUT: Duration = Duration::from_millis(300);
 
 fn client_for(url: String, retries: u32) -> Upstream {
-    let config = UpstreamConfig { name: "fake.io".into(), url, credentials: None };
+    let config = UpstreamConfig { name: "fake.io".into(), url, ..Default::default() };
     let settings = ClientSettings {
         connect_timeout: Duration::from_secs(1),
         read_timeout: READ_TIMEOUT,

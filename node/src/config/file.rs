@@ -47,6 +47,8 @@ pub struct UpstreamEntry {
     pub username: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+    /// Other hosts whose token service may receive the credentials (https only).
+    pub token_realms: Option<Vec<String>>,
 }
 
 // Hand-written so that a password or token never reaches a log line through `{:?}`.
@@ -57,6 +59,7 @@ impl std::fmt::Debug for UpstreamEntry {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_realms", &self.token_realms)
             .finish()
     }
 }

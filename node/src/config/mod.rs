@@ -29,6 +29,10 @@ pub const BUILTIN_UPSTREAMS: &[(&str, &str)] = &[
     ("mcr.microsoft.com", "https://mcr.microsoft.com"),
 ];
 
+/// Token services of built-in upstreams on another host than the registry: credentials for
+/// the registry may go there (see `upstream/realm.rs`).
+pub const BUILTIN_TOKEN_REALMS: &[(&str, &str)] = &[("docker.io", "auth.docker.io")];
+
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
 pub const DEFAULT_DATA_DIR: &str = "./shoal-data";
 pub const DEFAULT_UPSTREAM: &str = "docker.io";
@@ -105,6 +109,8 @@ pub enum ConfigError {
     UpstreamUrl { name: String, url: String },
     #[error("upstream {name:?} sets both a password and a token; keep one")]
     AmbiguousCredentials { name: String },
+    #[error("upstream {name:?}: token_realms entry {realm:?} is not a host name")]
+    TokenRealm { name: String, realm: String },
     #[error("default upstream {0:?} is not a configured upstream")]
     UnknownDefault(String),
     #[error("alias {alias:?} points at {target:?}, which is not a configured upstream")]
@@ -141,6 +147,18 @@ pub struct Overrides {
     pub site: Option<String>,
     pub advertise_addr: Option<String>,
     pub upstream_fallback: Option<String>,
+}
+
+/// `token_realms` are host names: a URL there would never match a realm's host.
+fn checked_realms(name: &str, realms: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for realm in &realms {
+        let host = realm.trim();
+        if host.is_empty() || host.contains("://") || host.contains('/') || host.contains(' ') {
+            let (name, realm) = (name.to_owned(), realm.clone());
+            return Err(ConfigError::TokenRealm { name, realm });
+        }
+    }
+    Ok(realms)
 }
 
 fn multiaddrs(texts: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
@@ -197,22 +215,35 @@ impl Config {
         let mut upstreams: BTreeMap<String, UpstreamConfig> = BUILTIN_UPSTREAMS
             .iter()
             .map(|(name, url)| {
+                let token_realms = BUILTIN_TOKEN_REALMS
+                    .iter()
+                    .filter(|(registry, _)| registry == name)
+                    .map(|(_, realm)| (*realm).to_owned())
+                    .collect();
                 let config = UpstreamConfig {
                     name: (*name).to_owned(),
                     url: (*url).to_owned(),
                     credentials: None,
+                    token_realms,
                 };
                 ((*name).to_owned(), config)
             })
             .collect();
         for (name, entry) in file.upstreams {
             let credentials = entry.credentials(&name)?;
-            let url = match (entry.url, upstreams.get(&name)) {
+            let builtin = upstreams.get(&name);
+            let token_realms = match (entry.token_realms, builtin) {
+                (Some(realms), _) => checked_realms(&name, realms)?,
+                (None, Some(builtin)) => builtin.token_realms.clone(),
+                (None, None) => Vec::new(),
+            };
+            let url = match (entry.url, builtin) {
                 (Some(url), _) => url,
                 (None, Some(builtin)) => builtin.url.clone(),
                 (None, None) => format!("https://{name}"),
             };
-            upstreams.insert(name.clone(), UpstreamConfig { name, url, credentials });
+            let config = UpstreamConfig { name: name.clone(), url, credentials, token_realms };
+            upstreams.insert(name, config);
         }
         let docker_credentials = match overrides.docker_config.or(file.docker_config) {
             Some(path) => crate::upstream::load_docker_config(&path)
@@ -225,11 +256,9 @@ impl Config {
             if name.is_empty() || url.is_empty() {
                 return Err(ConfigError::UpstreamFlag(flag.clone()));
             }
-            let entry = upstreams.entry(name.to_owned()).or_insert_with(|| UpstreamConfig {
-                name: name.to_owned(),
-                url: String::new(),
-                credentials: None,
-            });
+            let entry = upstreams
+                .entry(name.to_owned())
+                .or_insert_with(|| UpstreamConfig { name: name.to_owned(), ..Default::default() });
             entry.url = url.to_owned();
         }
         let mut extra_credentials = BTreeMap::new();
@@ -325,10 +354,11 @@ mod tests {
             config.routing.upstreams["docker.io"].credentials,
             Some(Credentials::Basic { .. })
         ));
-        assert_eq!(
-            config.routing.upstreams["registry.example.com:5443"].url,
-            "https://registry.example.com:5443"
-        );
+        let example = &config.routing.upstreams["registry.example.com:5443"];
+        assert_eq!(example.url, "https://registry.example.com:5443");
+        assert_eq!(example.token_realms, ["auth.example.com"]);
+        // Docker Hub's token service is built in, and stays when the file names docker.io.
+        assert_eq!(config.routing.upstreams["docker.io"].token_realms, ["auth.docker.io"]);
     }
 
     #[test]
@@ -360,6 +390,13 @@ mod tests {
         assert!(matches!(
             resolve("[aliases]\nhub = \"nowhere.io\"", Overrides::default()),
             Err(ConfigError::UnknownAliasTarget { .. })
+        ));
+        assert!(matches!(
+            resolve(
+                "[upstreams.\"a.io\"]\ntoken_realms = [\"https://auth.a.io/token\"]",
+                Overrides::default()
+            ),
+            Err(ConfigError::TokenRealm { .. })
         ));
         assert!(matches!(
             resolve("[upstreams.\"a.io\"]\npassword = \"p\"\ntoken = \"t\"", Overrides::default()),

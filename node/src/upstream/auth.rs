@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::body::read_limited;
 use super::challenge::{Challenge, parse_challenges};
+use super::realm::RealmPolicy;
 use super::{Credentials, UpstreamError};
 
 /// Token responses are a few KiB; anything far larger is not a token service.
@@ -34,6 +35,8 @@ const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 pub(crate) struct Auth {
     registry: String,
     credentials: Option<Credentials>,
+    /// Which token services may receive `credentials`.
+    realms: RealmPolicy,
     /// Bearer headers per request scope (`repository:<name>:pull`).
     tokens: Mutex<HashMap<String, CachedToken>>,
     /// Set once the registry asked for basic auth: later requests send it up front.
@@ -69,10 +72,11 @@ fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
 }
 
 impl Auth {
-    pub fn new(registry: String, credentials: Option<Credentials>) -> Self {
+    pub fn new(registry: String, credentials: Option<Credentials>, realms: RealmPolicy) -> Self {
         Self {
             registry,
             credentials,
+            realms,
             tokens: Mutex::new(HashMap::new()),
             basic_learned: AtomicBool::new(false),
         }
@@ -130,7 +134,16 @@ impl Auth {
         if scopes.is_empty() {
             scopes.push(scope);
         }
-        let request = match &self.credentials {
+        let credentials = match self.realms.check(&realm) {
+            Ok(()) => self.credentials.as_ref(),
+            Err(why) => {
+                if self.credentials.is_some() {
+                    tracing::warn!(registry = %self.registry, "not sending credentials: {why}; asking for an anonymous token");
+                }
+                None
+            }
+        };
+        let request = match credentials {
             Some(Credentials::Token(refresh_token)) => {
                 let joined = scopes.join(" ");
                 let mut form = vec![

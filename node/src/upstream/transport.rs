@@ -2,7 +2,8 @@
 //!
 //! reqwest's own redirect handling is off: we follow redirects here so that the registry's
 //! `Authorization` goes only to the registry's own origin, never to the blob storage a
-//! registry redirects to (its URLs are presigned, and a stray header makes S3 refuse them).
+//! registry redirects to (its URLs are presigned, and a stray header makes S3 refuse them),
+//! and so that a redirect from `https://` to plain `http://` is refused.
 
 use std::time::Duration;
 
@@ -147,11 +148,16 @@ impl Inner {
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| bad("redirect without a Location"))?;
-            url = url
+            let next = url
                 .join(location)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
                 .ok_or_else(|| bad("redirect to an invalid URL"))?;
+            if is_downgrade(&url, &next) {
+                // A presigned URL in clear text is as good as a credential to whoever sees it.
+                return Err(bad("refused a redirect from https to plain http"));
+            }
+            url = next;
         }
         let detail = format!("more than {MAX_REDIRECTS} redirects for {}", req.what);
         Err(Hop::Fatal(UpstreamError::BadResponse { registry: registry.clone(), detail }))
@@ -169,6 +175,10 @@ fn backoff(attempt: u32) -> Duration {
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+fn is_downgrade(from: &Url, to: &Url) -> bool {
+    from.scheme() == "https" && to.scheme() != "https"
 }
 
 /// reqwest's top-level message ("error sending request") hides the cause; show the chain.
@@ -208,5 +218,14 @@ mod tests {
         assert_eq!(retry_after(&h), None);
         h.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn only_https_to_http_is_a_downgrade() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert!(is_downgrade(&url("https://r.io/v2/"), &url("http://s3.example/blob")));
+        assert!(!is_downgrade(&url("https://r.io/v2/"), &url("https://s3.example/blob")));
+        assert!(!is_downgrade(&url("http://127.0.0.1:5000/v2/"), &url("http://127.0.0.1:9/b")));
+        assert!(!is_downgrade(&url("http://127.0.0.1:5000/v2/"), &url("https://s3.example/b")));
     }
 }

@@ -94,7 +94,7 @@ pub(crate) fn check(state: &State, headers: &HeaderMap, repo: &str) -> Option<Re
             }
             let mut challenge = format!(
                 r#"Bearer realm="{}/token",service="{SERVICE}",scope="repository:{repo}:pull""#,
-                state.registry_url
+                state.realm_url.as_ref().unwrap_or(&state.registry_url)
             );
             if token.is_some() {
                 challenge.push_str(r#",error="invalid_token""#);
