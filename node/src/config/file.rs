@@ -23,6 +23,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
     pub upstream_client: Option<ClientEntry>,
+    pub server: Option<ServerEntry>,
     pub p2p_listen: Option<Vec<String>>,
     pub bootstrap: Option<Vec<String>>,
     pub bootstrap_dns: Option<Vec<String>>,
@@ -86,6 +87,16 @@ pub struct ClientEntry {
     pub connect_timeout: Option<HumanDuration>,
     pub read_timeout: Option<HumanDuration>,
     pub retries: Option<u32>,
+}
+
+/// `[server]`: limits of the HTTP server clients and peers connect to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEntry {
+    pub header_read_timeout: Option<HumanDuration>,
+    pub idle_timeout: Option<HumanDuration>,
+    pub max_connections: Option<usize>,
+    pub shutdown_timeout: Option<HumanDuration>,
 }
 
 impl FileConfig {

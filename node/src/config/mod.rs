@@ -10,10 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use file::{FileConfig, UpstreamEntry};
+pub use file::{FileConfig, ServerEntry, UpstreamEntry};
 pub use units::{ByteSize, HumanDuration, UnitError};
 
 use crate::fetch::UpstreamFallback;
+use crate::http_server::ServerSettings;
 use crate::p2p::{Multiaddr, P2pConfig};
 use crate::store::StoreConfig;
 use crate::upstream::{ClientSettings, Credentials, UpstreamConfig};
@@ -51,6 +52,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub routing: RoutingConfig,
     pub client: ClientSettings,
+    pub server: ServerSettings,
     pub tag_ttl: Duration,
     pub fleet: FleetConfig,
 }
@@ -123,6 +125,8 @@ pub enum ConfigError {
         "the provider republish interval ({republish:?}) must be shorter than the provider TTL ({ttl:?})"
     )]
     Republish { republish: Duration, ttl: Duration },
+    #[error("[server] {0} must be more than zero")]
+    ZeroLimit(&'static str),
     #[error("cannot load Docker credentials from {path}: {detail}")]
     DockerConfig { path: PathBuf, detail: String },
 }
@@ -147,6 +151,32 @@ pub struct Overrides {
     pub site: Option<String>,
     pub advertise_addr: Option<String>,
     pub upstream_fallback: Option<String>,
+}
+
+fn resolve_server(entry: Option<ServerEntry>) -> Result<ServerSettings, ConfigError> {
+    let entry = entry.unwrap_or_default();
+    let defaults = ServerSettings::default();
+    let duration = |key, given: Option<HumanDuration>, default| match given {
+        Some(HumanDuration(d)) if d.is_zero() => Err(ConfigError::ZeroLimit(key)),
+        given => Ok(given.map_or(default, |d| d.0)),
+    };
+    Ok(ServerSettings {
+        header_read_timeout: duration(
+            "header_read_timeout",
+            entry.header_read_timeout,
+            defaults.header_read_timeout,
+        )?,
+        idle_timeout: duration("idle_timeout", entry.idle_timeout, defaults.idle_timeout)?,
+        shutdown_timeout: duration(
+            "shutdown_timeout",
+            entry.shutdown_timeout,
+            defaults.shutdown_timeout,
+        )?,
+        max_connections: match entry.max_connections {
+            Some(0) => return Err(ConfigError::ZeroLimit("max_connections")),
+            given => given.unwrap_or(defaults.max_connections),
+        },
+    })
 }
 
 /// `token_realms` are host names: a URL there would never match a realm's host.
@@ -312,6 +342,7 @@ impl Config {
         Ok(Config {
             listen,
             fleet,
+            server: resolve_server(file.server)?,
             store: StoreConfig {
                 root: overrides
                     .data_dir
@@ -359,6 +390,8 @@ mod tests {
         assert_eq!(example.token_realms, ["auth.example.com"]);
         // Docker Hub's token service is built in, and stays when the file names docker.io.
         assert_eq!(config.routing.upstreams["docker.io"].token_realms, ["auth.docker.io"]);
+        assert_eq!(config.server, crate::http_server::ServerSettings::default());
+        assert_eq!(config.fleet.peer_header_timeout, DEFAULT_PEER_HEADER_TIMEOUT);
     }
 
     #[test]
@@ -391,6 +424,10 @@ mod tests {
             resolve("[aliases]\nhub = \"nowhere.io\"", Overrides::default()),
             Err(ConfigError::UnknownAliasTarget { .. })
         ));
+        for zero in ["max_connections = 0", "idle_timeout = \"0s\""] {
+            let file = format!("[server]\n{zero}");
+            assert!(matches!(resolve(&file, Overrides::default()), Err(ConfigError::ZeroLimit(_))));
+        }
         assert!(matches!(
             resolve(
                 "[upstreams.\"a.io\"]\ntoken_realms = [\"https://auth.a.io/token\"]",

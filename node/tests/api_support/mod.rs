@@ -32,6 +32,8 @@ pub struct NodeOptions {
     pub data_dir: Option<PathBuf>,
     /// `max_size`, as written in the config file (`"3MiB"`).
     pub max_size: Option<String>,
+    /// The lines of the `[server]` table (`"idle_timeout = \"2s\""`).
+    pub server: Option<String>,
 }
 
 /// A running node; stops when dropped.
@@ -67,6 +69,9 @@ impl Node {
         }
         if let Some(retries) = options.retries {
             toml.push_str(&format!("retries = {retries}\n"));
+        }
+        if let Some(server) = &options.server {
+            toml.push_str(&format!("[server]\n{server}\n"));
         }
         let file = FileConfig::parse(&toml, Path::new("test.toml")).expect("test config parses");
         let overrides = Overrides {
