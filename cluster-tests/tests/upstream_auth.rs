@@ -37,9 +37,9 @@ async fn node_pulls_from_an_htpasswd_registry_with_configured_credentials() {
     let anonymous = ShoalNode::start(ShoalOptions::docker_io(registry.url())).await.expect("node");
     let refused =
         reqwest::get(format!("{}/v2/team/app/manifests/v1", anonymous.url())).await.expect("get");
-    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.status(), 403);
     let body: serde_json::Value = refused.json().await.expect("json");
-    assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED");
+    assert_eq!(body["errors"][0]["code"], "DENIED");
 
     let config = config_file(dir.path(), &registry.url(), Some(&credentials));
     let node =

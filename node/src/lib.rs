@@ -3,12 +3,14 @@
 //! The library does the work; `main.rs` only parses the command line and calls [`server::run`].
 //! Layers, from the wire inwards: `registry` (HTTP API, no files, no network of its own) →
 //! `fetch` (the miss path: single-flight, tag resolution) → `store` (blob files + index) and
-//! `upstream` (the registry client). `server` wires them; `config` and `cli` feed it.
+//! `upstream` (the registry client). `http_server` accepts connections and bounds what each may
+//! hold; `server` wires them all; `config` and `cli` feed it.
 
 pub mod cli;
 pub mod config;
 pub mod fetch;
 pub mod fleet;
+pub mod http_server;
 pub mod metrics;
 pub mod p2p;
 pub mod registry;

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub peer_bytes_served: AtomicU64,
     /// Live peers with a known data-plane address (a gauge).
     pub fleet_peers: AtomicU64,
+    /// Client connections open now (a gauge).
+    pub http_connections: AtomicU64,
+    /// Connections that found every slot under the connection cap taken and had to wait.
+    pub http_connections_queued: AtomicU64,
 }
 
 impl Metrics {
@@ -39,7 +43,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 10] = [
             (
                 "shoal_upstream_blob_fetches_total",
                 "Blob downloads from an upstream registry.",
@@ -77,13 +81,24 @@ impl Metrics {
                 &self.peer_blob_serves,
             ),
             ("shoal_peer_bytes_served_total", "Bytes sent to peers.", &self.peer_bytes_served),
+            (
+                "shoal_http_connections_queued_total",
+                "Client connections that waited for a slot under the connection cap.",
+                &self.http_connections_queued,
+            ),
+        ];
+        let gauges: [(&str, &str, &AtomicU64); 2] = [
+            ("shoal_fleet_peers", "Live peers with a known data-plane address.", &self.fleet_peers),
+            ("shoal_http_connections", "Client connections open now.", &self.http_connections),
         ];
         let mut out = String::new();
-        let peers = self.fleet_peers.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP shoal_fleet_peers Live peers with a known data-plane address.\n# TYPE shoal_fleet_peers gauge\nshoal_fleet_peers {peers}"
-        );
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, value) in counters {
             let _ = writeln!(
                 out,
@@ -107,6 +122,6 @@ mod tests {
         let text = m.render();
         assert!(text.contains("shoal_upstream_blob_fetches_total 1\n"));
         assert!(text.contains("shoal_peer_bytes_total 42\n"));
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 10);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 12);
     }
 }

@@ -11,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, FleetConfig};
 use crate::fetch::{
-    BlobSource, Fetcher, Fleet, PeerClient, Sources, Swarm, UpstreamFallback, UpstreamSource,
-    Upstreams,
+    BlobSource, Fetcher, Fleet, PeerClient, PeerTimeouts, Sources, Swarm, UpstreamFallback,
+    UpstreamSource, Upstreams,
 };
 use crate::fleet::{FetcherService, P2pFleet};
+use crate::http_server;
 use crate::metrics::Metrics;
 use crate::p2p::{ClusterKey, KeyError, P2p, P2pConfig, P2pError};
 use crate::registry::{self, AppState, Routing};
@@ -36,8 +37,8 @@ pub enum ServerError {
     ClusterKey(#[from] KeyError),
     #[error("cannot start the control plane: {0}")]
     P2p(#[from] P2pError),
-    #[error("the HTTP server failed: {0}")]
-    Serve(std::io::Error),
+    #[error("cannot read the listening address: {0}")]
+    Address(std::io::Error),
     #[error("store setup did not finish: {0}")]
     Setup(tokio::task::JoinError),
 }
@@ -52,7 +53,7 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
         .await
         .map_err(ServerError::Setup)??;
-    let address = listener.local_addr().map_err(ServerError::Serve)?;
+    let address = listener.local_addr().map_err(ServerError::Address)?;
     let metrics = Arc::new(Metrics::default());
     let upstreams = Arc::new(Upstreams::new(&config.routing, &config.client)?);
 
@@ -82,13 +83,12 @@ pub async fn run(
     ));
 
     let peer_token = cluster_key.as_ref().map(ClusterKey::peer_token);
-    let peers = Arc::new(PeerClient::new(
-        peer_token.clone(),
-        config.client.connect_timeout,
-        fleet_config.peer_header_timeout,
-        fleet_config.peer_stall_timeout,
-        metrics.clone(),
-    ));
+    let peer_timeouts = PeerTimeouts {
+        connect: config.client.connect_timeout,
+        headers: fleet_config.peer_header_timeout,
+        stall: fleet_config.peer_stall_timeout,
+    };
+    let peers = Arc::new(PeerClient::new(peer_token.clone(), peer_timeouts, metrics.clone()));
     let swarm = Arc::new(Swarm::new(
         fleet.clone(),
         peers.clone(),
@@ -144,6 +144,7 @@ pub async fn run(
     let maintenance = tokio::spawn(store.clone().run_maintenance(stop.clone()));
     tokio::spawn(announce_store(store.clone(), fleet, stop.clone()));
 
+    let server_metrics = metrics.clone();
     let state = AppState {
         fetcher,
         metrics,
@@ -154,8 +155,8 @@ pub async fn run(
         }),
     };
     tracing::info!(%address, data_dir = %config.store.root.display(), "shoal is serving the registry API");
-    let served =
-        axum::serve(listener, registry::router(state)).with_graceful_shutdown(shutdown).await;
+    let router = registry::router(state);
+    http_server::serve(listener, router, &config.server, server_metrics, shutdown).await;
     stop.cancel();
     p2p.shutdown();
     if let Err(e) = maintenance.await {
@@ -163,7 +164,7 @@ pub async fn run(
     }
     let _ = p2p_task.await;
     tracing::info!("shoal stopped");
-    served.map_err(ServerError::Serve)
+    Ok(())
 }
 
 /// Announces every stored blob (after a restart the DHT has forgotten this node's records),

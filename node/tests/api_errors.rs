@@ -1,6 +1,7 @@
 //! The node's answers to requests it must refuse: malformed names, tags and digests, path
-//! traversal, push, unknown registries, manifests and blobs. Each asserts the status and the
-//! OCI error code, then that the node still serves a good pull.
+//! traversal, push, unknown registries, manifests and blobs, oversized requests, an upstream
+//! that refuses the node, a failing store. Each asserts the status and the OCI error code,
+//! then that the node still serves a good pull.
 
 mod api_support;
 mod support;
@@ -9,10 +10,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use api_support::{
-    HEALTH_REPO, Node, NodeOptions, assert_oci_error, fake_with_health, raw_get, raw_request, setup,
+    HEALTH_REPO, Node, NodeOptions, assert_oci_error, fake_with_health, raw_get, raw_request,
+    raw_request_with, setup,
 };
 use reqwest::{Method, StatusCode};
 use shoal_protocol::Digest;
+use support::fake_upstream::Fault;
 
 const EMPTY_SHA256: &str =
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -107,14 +110,18 @@ async fn dot_components_in_the_registry_position_are_name_invalid() {
     node.assert_serves(&fake, &image).await;
 }
 
+/// A reference that is neither a tag nor a digest names no manifest: 404, as distribution
+/// answers, and nothing is asked of the upstream.
 #[tokio::test]
-async fn malformed_tags_are_tag_invalid() {
+async fn malformed_tags_are_manifest_unknown() {
     let (fake, image, node) = setup().await;
     let long = "t".repeat(129);
     for tag in ["..", "%2e%2e", ".hidden", "-lead", "a%2fb", "bad$tag", "sp%20ace", &long] {
         let path = format!("/v2/{HEALTH_REPO}/manifests/{tag}");
         let resp = raw_get(&node, &path).await;
-        assert_eq!((resp.status, resp.oci_code().as_str()), (400, "TAG_INVALID"), "GET {path}");
+        let got = (resp.status, resp.oci_code());
+        assert_eq!((got.0, got.1.as_str()), (404, "MANIFEST_UNKNOWN"), "GET {path}");
+        assert_eq!(fake.requests_to(&path), 0, "GET {path} reached the upstream");
     }
     // The longest legal tag is fine: it is refused by the upstream, not by the grammar.
     let resp = node.get_ok(&format!("/v2/{HEALTH_REPO}/manifests/{}", "t".repeat(128))).await;
@@ -150,13 +157,14 @@ async fn bad_blob_digests_are_digest_invalid() {
 }
 
 #[tokio::test]
-async fn bad_manifest_digests_are_digest_invalid() {
+async fn bad_manifest_digests_are_manifest_unknown() {
     let (fake, image, node) = setup().await;
     // Only the forms that are digests by their `:`; `sha256<hex>` is a (legal) tag.
     for digest in bad_digests().iter().filter(|d| d.contains(':')) {
         let path = format!("/v2/{HEALTH_REPO}/manifests/{digest}");
         let resp = raw_get(&node, &path).await;
-        assert_eq!((resp.status, resp.oci_code().as_str()), (400, "DIGEST_INVALID"), "GET {path}");
+        let got = (resp.status, resp.oci_code());
+        assert_eq!((got.0, got.1.as_str()), (404, "MANIFEST_UNKNOWN"), "GET {path}");
     }
     node.assert_serves(&fake, &image).await;
 }
@@ -240,5 +248,73 @@ async fn other_paths_are_not_found() {
     assert_eq!((resp.status, resp.oci_code().as_str()), (404, "NOT_FOUND"));
     let resp = raw_request(&node, "GET", &format!("/v2/{HEALTH_REPO}/wat/v1")).await;
     assert_eq!((resp.status, resp.oci_code().as_str()), (404, "NOT_FOUND"));
+    node.assert_serves(&fake, &image).await;
+}
+
+/// An upstream that refuses the node (401 or 403, with or without a challenge) is the
+/// operator's to fix: the client gets 403 `DENIED`, never a 401 without a `WWW-Authenticate`
+/// it could answer.
+#[tokio::test]
+async fn upstream_refusals_are_denied() {
+    let (fake, image, node) = setup().await;
+    let pulled = fake.put_image("library/private", "v1", &[b"a private layer"]);
+    let manifest = "/v2/library/private/manifests/v1".to_owned();
+    let blob = format!("/v2/library/private/blobs/{}", pulled.layers[0]);
+    for status in [401, 403] {
+        for path in [&manifest, &blob] {
+            fake.set_fault(path, Fault::Status(status));
+            let resp = node.get_ok(path).await;
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "upstream {status} for {path}");
+            assert!(!resp.headers().contains_key("www-authenticate"));
+            assert_oci_error(resp, StatusCode::FORBIDDEN, "DENIED").await;
+        }
+    }
+    node.assert_serves(&fake, &image).await;
+}
+
+/// Requests too large to serve get 414 and 431 with OCI bodies that say so.
+#[tokio::test]
+async fn oversized_requests_are_answered_with_oci_bodies() {
+    let (fake, image, node) = setup().await;
+    let long_name = format!("/v2/{}/manifests/v1", "a/".repeat(5000));
+    let resp = raw_get(&node, &long_name).await;
+    assert_eq!((resp.status, resp.oci_code().as_str()), (414, "NAME_INVALID"));
+
+    let path = format!("/v2/{HEALTH_REPO}/manifests/v1");
+    let many: String = (0..80).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    let big = format!("X-Big: {}\r\n", "b".repeat(40 * 1024));
+    for headers in [many, big] {
+        let resp = raw_request_with(&node, "GET", &path, &headers).await;
+        assert_eq!((resp.status, resp.oci_code().as_str()), (431, "UNSUPPORTED"));
+        let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert!(json["errors"][0]["message"].as_str().is_some_and(|m| m.contains("headers")));
+    }
+    node.assert_serves(&fake, &image).await;
+}
+
+/// A store that fails says so without showing where the node keeps its files.
+#[tokio::test]
+async fn store_failures_show_no_file_paths() {
+    let (fake, image) = fake_with_health().await;
+    let node = Node::start(&fake.url(), NodeOptions::default()).await;
+    let pulled = fake.put_image("library/app", "v1", &[b"a layer the store cannot take"]);
+    // Downloads write to tmp/ first: make it a file, and every miss fails in the store.
+    let tmp = node.data_dir.join("tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+
+    let data_dir = node.data_dir.display().to_string();
+    for path in [
+        format!("/v2/library/app/blobs/{}", pulled.layers[0]),
+        format!("/v2/library/app/blobs/{}", pulled.config),
+    ] {
+        let resp = raw_get(&node, &path).await;
+        assert_eq!((resp.status, resp.oci_code().as_str()), (500, "UNKNOWN"), "GET {path}");
+        let body = String::from_utf8_lossy(&resp.body);
+        assert!(!body.contains(&data_dir) && !body.contains("/tmp"), "GET {path}: {body}");
+    }
+
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
     node.assert_serves(&fake, &image).await;
 }

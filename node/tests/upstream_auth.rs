@@ -9,18 +9,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use serde_json::json;
 use shoal::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, UpstreamError};
 use shoal_protocol::{Reference, RepositoryName};
 use support::fake_upstream::FakeUpstream;
 
-fn client(fake: &FakeUpstream, credentials: Option<Credentials>) -> Upstream {
-    let config = UpstreamConfig { name: "fake.io".into(), url: fake.url(), credentials };
-    let settings = ClientSettings {
+fn settings() -> ClientSettings {
+    ClientSettings {
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(2),
         retries: 1,
+    }
+}
+
+fn client(fake: &FakeUpstream, credentials: Option<Credentials>) -> Upstream {
+    let config = UpstreamConfig {
+        name: "fake.io".into(),
+        url: fake.url(),
+        credentials,
+        ..Default::default()
     };
-    Upstream::new(config, &settings).unwrap()
+    Upstream::new(config, &settings()).unwrap()
 }
 
 fn basic(username: &str, password: &str) -> Option<Credentials> {
@@ -63,19 +72,35 @@ async fn anonymous_token_dance_caches_the_token_per_scope() {
 
 #[tokio::test]
 async fn expired_and_revoked_tokens_are_replaced() {
-    let fake = FakeUpstream::builder().token_auth().token_expires_in(Some(2)).start().await;
+    // 5 s is the shortest lifetime the client believes.
+    let fake = FakeUpstream::builder().token_auth().token_expires_in(Some(5)).start().await;
     fake.put_image("library/app", "v1", &[b"layer"]);
     let up = client(&fake, None);
     up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
     assert_eq!(fake.count("GET", TOKEN), 1);
-    // Renewed shortly before the 2 s expiry, not after it.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Renewed shortly before the expiry, not after it.
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
     assert_eq!(fake.count("GET", TOKEN), 2);
 
     fake.revoke_tokens();
     up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
     assert_eq!(fake.count("GET", TOKEN), 3);
+}
+
+#[tokio::test]
+async fn any_expires_in_is_survived_and_bounded() {
+    for odd in [json!(u64::MAX), json!(1e300), json!(-1), json!(0), json!("300"), json!("soon")] {
+        let fake = FakeUpstream::builder().token_auth().token_expires_in_json(odd.clone());
+        let fake = fake.start().await;
+        fake.put_image("library/app", "v1", &[b"layer"]);
+        let up = client(&fake, None);
+        for _ in 0..3 {
+            let head = up.head_manifest(&repo("library/app"), &tag("v1")).await;
+            assert!(head.is_ok(), "expires_in {odd}: {head:?}");
+        }
+        assert_eq!(fake.count("GET", TOKEN), 1, "expires_in {odd}: the token is cached");
+    }
 }
 
 #[tokio::test]
@@ -105,6 +130,38 @@ async fn token_service_with_basic_credentials() {
             .unwrap_err();
         assert!(matches!(err, UpstreamError::Unauthorized { .. }), "{err:?}");
     }
+}
+
+/// The challenge names a token service on another host (`localhost` is not `127.0.0.1`) over
+/// plain http: it gets an anonymous request, never the credentials, whether or not the
+/// operator listed the host.
+#[tokio::test]
+async fn credentials_never_go_to_a_plain_http_realm_on_another_host() {
+    for listed in [vec![], vec!["localhost".to_owned()]] {
+        let builder = FakeUpstream::builder().token_credentials("alice", "pw");
+        let fake = builder.token_realm_host("localhost").start().await;
+        fake.put_image("org/private", "v1", &[b"layer"]);
+        let config = UpstreamConfig {
+            name: "fake.io".into(),
+            url: fake.url(),
+            credentials: basic("alice", "pw"),
+            token_realms: listed.clone(),
+        };
+        let up = Upstream::new(config, &settings()).unwrap();
+        let err = up.get_manifest(&repo("org/private"), &tag("v1")).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::Unauthorized { .. }), "{listed:?}: {err:?}");
+        assert_eq!(fake.count("GET", TOKEN), 1, "{listed:?}: asked anonymously");
+        assert_eq!(fake.authorized_requests_to(TOKEN), 0, "{listed:?}: credentials sent");
+    }
+
+    let fake = FakeUpstream::builder().refresh_token("refresh-1").token_realm_host("localhost");
+    let fake = fake.start().await;
+    fake.put_image("org/private", "v1", &[b"layer"]);
+    let up = client(&fake, Some(Credentials::Token("refresh-1".into())));
+    // The fake hands anonymous tokens to anyone, so the pull itself may work.
+    let _ = up.get_manifest(&repo("org/private"), &tag("v1")).await;
+    assert_eq!(fake.count("GET", TOKEN), 1, "asked anonymously");
+    assert_eq!(fake.count("POST", TOKEN), 0, "the refresh token was sent");
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use shoal_protocol::{Digest, Reference, RepositoryName};
 use support::fake_upstream::{FakeUpstream, Fault};
 
 fn client(fake: &FakeUpstream) -> Upstream {
-    let config = UpstreamConfig { name: "fake.io".into(), url: fake.url(), credentials: None };
+    let config = UpstreamConfig { name: "fake.io".into(), url: fake.url(), ..Default::default() };
     let settings = ClientSettings {
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(2),
@@ -147,7 +147,7 @@ async fn tag_lists_page_with_link() {
 async fn bad_urls_are_config_errors_and_debug_hides_credentials() {
     let settings = ClientSettings::default();
     for url in ["not a url", "ftp://x.io", "http://"] {
-        let config = UpstreamConfig { name: "x".into(), url: url.into(), credentials: None };
+        let config = UpstreamConfig { name: "x".into(), url: url.into(), ..Default::default() };
         let err = Upstream::new(config, &settings).unwrap_err();
         assert!(matches!(err, UpstreamError::Config { .. }), "{url}: {err:?}");
     }
@@ -156,6 +156,7 @@ async fn bad_urls_are_config_errors_and_debug_hides_credentials() {
         name: "x.io".into(),
         url: "https://x.io/prefix".into(),
         credentials: Some(credentials),
+        ..Default::default()
     };
     let up = Upstream::new(config, &settings).unwrap();
     let shown = format!("{up:?}");

@@ -15,7 +15,7 @@ use support::fake_upstream::{FakeUpstream, Fault};
 const READ_TIMEOUT: Duration = Duration::from_millis(300);
 
 fn client_for(url: String, retries: u32) -> Upstream {
-    let config = UpstreamConfig { name: "fake.io".into(), url, credentials: None };
+    let config = UpstreamConfig { name: "fake.io".into(), url, ..Default::default() };
     let settings = ClientSettings {
         connect_timeout: Duration::from_secs(1),
         read_timeout: READ_TIMEOUT,
@@ -106,6 +106,17 @@ async fn rate_limits_surface_with_retry_after() {
         other => panic!("expected TooManyRequests, got {other:?}"),
     }
     assert_eq!(fake.count("GET", &manifest_path()), 1);
+}
+
+#[tokio::test]
+async fn an_absurd_retry_after_is_bounded() {
+    let fake = fake_with_image().await;
+    fake.set_fault(&manifest_path(), Fault::TooManyRequests { retry_after_secs: u64::MAX });
+    let err = client(&fake, 3).get_manifest(&repo(), &tag("v1")).await.unwrap_err();
+    let UpstreamError::TooManyRequests { retry_after, .. } = err else {
+        panic!("expected TooManyRequests, got {err:?}");
+    };
+    assert_eq!(retry_after, Some(Duration::from_secs(3600)));
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
     pub upstream_client: Option<ClientEntry>,
+    pub server: Option<ServerEntry>,
     pub p2p_listen: Option<Vec<String>>,
     pub bootstrap: Option<Vec<String>>,
     pub bootstrap_dns: Option<Vec<String>>,
@@ -36,8 +37,8 @@ pub struct FileConfig {
     pub provider_republish: Option<HumanDuration>,
     pub provider_budget: Option<HumanDuration>,
     pub owner_timeout: Option<HumanDuration>,
-    pub peer_stall_timeout: Option<HumanDuration>,
     pub peer_header_timeout: Option<HumanDuration>,
+    pub peer_stall_timeout: Option<HumanDuration>,
     pub peer_upload_slots: Option<usize>,
 }
 
@@ -49,6 +50,8 @@ pub struct UpstreamEntry {
     pub username: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+    /// Other hosts whose token service may receive the credentials (https only).
+    pub token_realms: Option<Vec<String>>,
 }
 
 // Hand-written so that a password or token never reaches a log line through `{:?}`.
@@ -59,6 +62,7 @@ impl std::fmt::Debug for UpstreamEntry {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_realms", &self.token_realms)
             .finish()
     }
 }
@@ -85,6 +89,16 @@ pub struct ClientEntry {
     pub connect_timeout: Option<HumanDuration>,
     pub read_timeout: Option<HumanDuration>,
     pub retries: Option<u32>,
+}
+
+/// `[server]`: limits of the HTTP server clients and peers connect to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEntry {
+    pub header_read_timeout: Option<HumanDuration>,
+    pub idle_timeout: Option<HumanDuration>,
+    pub max_connections: Option<usize>,
+    pub shutdown_timeout: Option<HumanDuration>,
 }
 
 impl FileConfig {

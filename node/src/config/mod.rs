@@ -10,10 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use file::{FileConfig, UpstreamEntry};
+pub use file::{FileConfig, ServerEntry, UpstreamEntry};
 pub use units::{ByteSize, HumanDuration, UnitError};
 
 use crate::fetch::UpstreamFallback;
+use crate::http_server::ServerSettings;
 use crate::p2p::{Multiaddr, P2pConfig};
 use crate::store::StoreConfig;
 use crate::upstream::{ClientSettings, Credentials, UpstreamConfig};
@@ -28,6 +29,10 @@ pub const BUILTIN_UPSTREAMS: &[(&str, &str)] = &[
     ("gcr.io", "https://gcr.io"),
     ("mcr.microsoft.com", "https://mcr.microsoft.com"),
 ];
+
+/// Token services of built-in upstreams on another host than the registry: credentials for
+/// the registry may go there (see `upstream/realm.rs`).
+pub const BUILTIN_TOKEN_REALMS: &[(&str, &str)] = &[("docker.io", "auth.docker.io")];
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
 pub const DEFAULT_DATA_DIR: &str = "./shoal-data";
@@ -50,6 +55,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub routing: RoutingConfig,
     pub client: ClientSettings,
+    pub server: ServerSettings,
     pub tag_ttl: Duration,
     pub fleet: FleetConfig,
 }
@@ -75,10 +81,10 @@ pub struct FleetConfig {
     pub provider_budget: Duration,
     /// How long a miss waits for the owner to accept a request.
     pub owner_timeout: Duration,
+    /// A peer that has not answered a data-plane request's headers after this long is skipped.
+    pub peer_header_timeout: Duration,
     /// A peer transfer that delivers no byte for this long is abandoned and resumed elsewhere.
     pub peer_stall_timeout: Duration,
-    /// How long a peer request waits for the answer's head.
-    pub peer_header_timeout: Duration,
     /// Pieces of one blob this node sends to peers at once; more askers are told "busy".
     pub peer_upload_slots: usize,
 }
@@ -112,6 +118,8 @@ pub enum ConfigError {
     UpstreamUrl { name: String, url: String },
     #[error("upstream {name:?} sets both a password and a token; keep one")]
     AmbiguousCredentials { name: String },
+    #[error("upstream {name:?}: token_realms entry {realm:?} is not a host name")]
+    TokenRealm { name: String, realm: String },
     #[error("default upstream {0:?} is not a configured upstream")]
     UnknownDefault(String),
     #[error("alias {alias:?} points at {target:?}, which is not a configured upstream")]
@@ -124,6 +132,8 @@ pub enum ConfigError {
         "the provider republish interval ({republish:?}) must be shorter than the provider TTL ({ttl:?})"
     )]
     Republish { republish: Duration, ttl: Duration },
+    #[error("[server] {0} must be more than zero")]
+    ZeroLimit(&'static str),
     #[error("cannot load Docker credentials from {path}: {detail}")]
     DockerConfig { path: PathBuf, detail: String },
 }
@@ -149,6 +159,44 @@ pub struct Overrides {
     pub upstream_per_site: Option<bool>,
     pub advertise_addr: Option<String>,
     pub upstream_fallback: Option<String>,
+}
+
+fn resolve_server(entry: Option<ServerEntry>) -> Result<ServerSettings, ConfigError> {
+    let entry = entry.unwrap_or_default();
+    let defaults = ServerSettings::default();
+    let duration = |key, given: Option<HumanDuration>, default| match given {
+        Some(HumanDuration(d)) if d.is_zero() => Err(ConfigError::ZeroLimit(key)),
+        given => Ok(given.map_or(default, |d| d.0)),
+    };
+    Ok(ServerSettings {
+        header_read_timeout: duration(
+            "header_read_timeout",
+            entry.header_read_timeout,
+            defaults.header_read_timeout,
+        )?,
+        idle_timeout: duration("idle_timeout", entry.idle_timeout, defaults.idle_timeout)?,
+        shutdown_timeout: duration(
+            "shutdown_timeout",
+            entry.shutdown_timeout,
+            defaults.shutdown_timeout,
+        )?,
+        max_connections: match entry.max_connections {
+            Some(0) => return Err(ConfigError::ZeroLimit("max_connections")),
+            given => given.unwrap_or(defaults.max_connections),
+        },
+    })
+}
+
+/// `token_realms` are host names: a URL there would never match a realm's host.
+fn checked_realms(name: &str, realms: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for realm in &realms {
+        let host = realm.trim();
+        if host.is_empty() || host.contains("://") || host.contains('/') || host.contains(' ') {
+            let (name, realm) = (name.to_owned(), realm.clone());
+            return Err(ConfigError::TokenRealm { name, realm });
+        }
+    }
+    Ok(realms)
 }
 
 fn multiaddrs(texts: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
@@ -190,8 +238,8 @@ fn resolve_fleet(file: &FileConfig, o: &Overrides) -> Result<FleetConfig, Config
         republish,
         provider_budget: file.provider_budget.map_or(DEFAULT_PROVIDER_BUDGET, |d| d.0),
         owner_timeout: file.owner_timeout.map_or(DEFAULT_OWNER_TIMEOUT, |d| d.0),
-        peer_stall_timeout: file.peer_stall_timeout.map_or(DEFAULT_PEER_STALL_TIMEOUT, |d| d.0),
         peer_header_timeout: file.peer_header_timeout.map_or(DEFAULT_PEER_HEADER_TIMEOUT, |d| d.0),
+        peer_stall_timeout: file.peer_stall_timeout.map_or(DEFAULT_PEER_STALL_TIMEOUT, |d| d.0),
         peer_upload_slots: file.peer_upload_slots.unwrap_or(DEFAULT_PEER_UPLOAD_SLOTS).max(1),
     })
 }
@@ -207,22 +255,35 @@ impl Config {
         let mut upstreams: BTreeMap<String, UpstreamConfig> = BUILTIN_UPSTREAMS
             .iter()
             .map(|(name, url)| {
+                let token_realms = BUILTIN_TOKEN_REALMS
+                    .iter()
+                    .filter(|(registry, _)| registry == name)
+                    .map(|(_, realm)| (*realm).to_owned())
+                    .collect();
                 let config = UpstreamConfig {
                     name: (*name).to_owned(),
                     url: (*url).to_owned(),
                     credentials: None,
+                    token_realms,
                 };
                 ((*name).to_owned(), config)
             })
             .collect();
         for (name, entry) in file.upstreams {
             let credentials = entry.credentials(&name)?;
-            let url = match (entry.url, upstreams.get(&name)) {
+            let builtin = upstreams.get(&name);
+            let token_realms = match (entry.token_realms, builtin) {
+                (Some(realms), _) => checked_realms(&name, realms)?,
+                (None, Some(builtin)) => builtin.token_realms.clone(),
+                (None, None) => Vec::new(),
+            };
+            let url = match (entry.url, builtin) {
                 (Some(url), _) => url,
                 (None, Some(builtin)) => builtin.url.clone(),
                 (None, None) => format!("https://{name}"),
             };
-            upstreams.insert(name.clone(), UpstreamConfig { name, url, credentials });
+            let config = UpstreamConfig { name: name.clone(), url, credentials, token_realms };
+            upstreams.insert(name, config);
         }
         let docker_credentials = match overrides.docker_config.or(file.docker_config) {
             Some(path) => crate::upstream::load_docker_config(&path)
@@ -235,11 +296,9 @@ impl Config {
             if name.is_empty() || url.is_empty() {
                 return Err(ConfigError::UpstreamFlag(flag.clone()));
             }
-            let entry = upstreams.entry(name.to_owned()).or_insert_with(|| UpstreamConfig {
-                name: name.to_owned(),
-                url: String::new(),
-                credentials: None,
-            });
+            let entry = upstreams
+                .entry(name.to_owned())
+                .or_insert_with(|| UpstreamConfig { name: name.to_owned(), ..Default::default() });
             entry.url = url.to_owned();
         }
         let mut extra_credentials = BTreeMap::new();
@@ -293,6 +352,7 @@ impl Config {
         Ok(Config {
             listen,
             fleet,
+            server: resolve_server(file.server)?,
             store: StoreConfig {
                 root: overrides
                     .data_dir
@@ -335,10 +395,13 @@ mod tests {
             config.routing.upstreams["docker.io"].credentials,
             Some(Credentials::Basic { .. })
         ));
-        assert_eq!(
-            config.routing.upstreams["registry.example.com:5443"].url,
-            "https://registry.example.com:5443"
-        );
+        let example = &config.routing.upstreams["registry.example.com:5443"];
+        assert_eq!(example.url, "https://registry.example.com:5443");
+        assert_eq!(example.token_realms, ["auth.example.com"]);
+        // Docker Hub's token service is built in, and stays when the file names docker.io.
+        assert_eq!(config.routing.upstreams["docker.io"].token_realms, ["auth.docker.io"]);
+        assert_eq!(config.server, crate::http_server::ServerSettings::default());
+        assert_eq!(config.fleet.peer_header_timeout, DEFAULT_PEER_HEADER_TIMEOUT);
     }
 
     #[test]
@@ -370,6 +433,17 @@ mod tests {
         assert!(matches!(
             resolve("[aliases]\nhub = \"nowhere.io\"", Overrides::default()),
             Err(ConfigError::UnknownAliasTarget { .. })
+        ));
+        for zero in ["max_connections = 0", "idle_timeout = \"0s\""] {
+            let file = format!("[server]\n{zero}");
+            assert!(matches!(resolve(&file, Overrides::default()), Err(ConfigError::ZeroLimit(_))));
+        }
+        assert!(matches!(
+            resolve(
+                "[upstreams.\"a.io\"]\ntoken_realms = [\"https://auth.a.io/token\"]",
+                Overrides::default()
+            ),
+            Err(ConfigError::TokenRealm { .. })
         ));
         assert!(matches!(
             resolve("[upstreams.\"a.io\"]\npassword = \"p\"\ntoken = \"t\"", Overrides::default()),

@@ -35,6 +35,17 @@ fn peer_pieces_path(digest: &Digest) -> String {
     format!("/v2/_shoal/peer/pieces/{digest}")
 }
 
+/// How long a peer may keep a miss waiting, at each step of a data-plane request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerTimeouts {
+    pub connect: Duration,
+    /// From sending the request to the response's status and headers. A peer that accepts the
+    /// connection and never answers would otherwise hold the miss until the OS gives up.
+    pub headers: Duration,
+    /// The longest pause between two chunks of a body.
+    pub stall: Duration,
+}
+
 /// HTTP access to peers' data planes.
 pub struct PeerClient {
     http: reqwest::Client,
@@ -47,19 +58,22 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(
-        token: Option<String>,
-        connect_timeout: Duration,
-        header_timeout: Duration,
-        stall_timeout: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(token: Option<String>, timeouts: PeerTimeouts, metrics: Arc<Metrics>) -> Self {
         let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
+            .connect_timeout(timeouts.connect)
+            // A peer serves its own bytes or answers 404; it has no reason to send us elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()
             .unwrap_or_default();
-        Self { http, token, metrics, header_timeout, stall_timeout, distrusted: Mutex::default() }
+        Self {
+            http,
+            token,
+            metrics,
+            header_timeout: timeouts.headers,
+            stall_timeout: timeouts.stall,
+            distrusted: Mutex::default(),
+        }
     }
 
     pub fn trusted(&self, digest: &Digest, peer: &str) -> bool {
@@ -263,9 +277,9 @@ impl PeerClient {
             .filter(|t| *t != shoal_protocol::media_type::OCTET_STREAM)
             .map(str::to_owned);
         let mut body = Vec::new();
-        let mut chunks = response.bytes_stream();
+        let mut chunks = std::pin::pin!(stall_guard(response.bytes_stream(), self.stall_timeout));
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| unreachable(e.to_string()))?;
+            let chunk = chunk.map_err(unreachable)?;
             if (body.len() + chunk.len()) as u64 > max {
                 return Ok(None);
             }

@@ -49,6 +49,7 @@ impl Upstreams {
             name: registry.to_owned(),
             url: format!("https://{registry}"),
             credentials: self.extra_credentials.get(registry).cloned(),
+            ..Default::default()
         };
         let upstream = Upstream::new(config, &self.settings)?;
         dynamic.insert(registry.to_owned(), upstream.clone());

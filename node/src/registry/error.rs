@@ -1,4 +1,7 @@
 //! Every failure a client can see, mapped once to an HTTP status and an OCI error code.
+//!
+//! Bodies say what a client can act on and nothing of the machine: failures inside the node
+//! (its disk, its configuration) are described in full in the log, and only named in the body.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +18,10 @@ pub enum ApiError {
     NameInvalid(String),
     #[error("invalid manifest reference: {0}")]
     ReferenceInvalid(String),
+    #[error("the request target is longer than {0} bytes")]
+    UriTooLong(usize),
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error("invalid digest: {0}")]
     DigestInvalid(String),
     #[error("invalid query: {0}")]
@@ -52,7 +59,15 @@ impl ApiError {
         match self {
             ApiError::NotFound => mapped(StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::NameInvalid(_) => mapped(StatusCode::BAD_REQUEST, "NAME_INVALID"),
-            ApiError::ReferenceInvalid(_) => mapped(StatusCode::BAD_REQUEST, "TAG_INVALID"),
+            // A reference that is neither a tag nor a digest names no manifest: the spec's
+            // answer for a manifest that does not exist, as distribution gives it.
+            ApiError::ReferenceInvalid(_) => mapped(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            // A legal name, tag and digest fit in a fraction of the limit, so a longer target
+            // can only carry a name that is not one.
+            ApiError::UriTooLong(_) => mapped(StatusCode::URI_TOO_LONG, "NAME_INVALID"),
+            ApiError::HeadersTooLarge(_) => {
+                mapped(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "UNSUPPORTED")
+            }
             ApiError::DigestInvalid(_) => mapped(StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
             ApiError::QueryInvalid(_) => {
                 mapped(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID")
@@ -64,6 +79,32 @@ impl ApiError {
             }
             ApiError::NotReady(_) => mapped(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
             ApiError::Fetch(e) => map_fetch(e.root()),
+        }
+    }
+
+    /// The message for the body: the error itself, except where it would show the node's own
+    /// paths or configuration.
+    fn public_message(&self) -> String {
+        let ApiError::Fetch(e) = self else { return self.to_string() };
+        match e.root() {
+            FetchError::Store(StoreError::DiskFull { .. }) => {
+                "the node's store is full; its log says more".to_owned()
+            }
+            // What a client can act on, without the data directory's path.
+            FetchError::Store(StoreError::NoRoom { digest, size, usable, .. }) => format!(
+                "blob {digest} is {} but the node's store can make room for only {}; free space \
+                 on its file system or move its data directory to a larger one",
+                crate::store::human_size(*size),
+                crate::store::human_size(*usable)
+            ),
+            FetchError::Store(over @ StoreError::OverCap { .. }) => over.to_string(),
+            FetchError::Store(_) | FetchError::Read { .. } => {
+                "the node's store failed; its log says more".to_owned()
+            }
+            FetchError::Upstream(UpstreamError::Config { .. }) => {
+                "the node's upstream configuration is broken; its log says more".to_owned()
+            }
+            _ => self.to_string(),
         }
     }
 }
@@ -106,7 +147,9 @@ fn map_fetch(e: &FetchError) -> Mapped {
 fn map_upstream(e: &UpstreamError) -> Mapped {
     match e {
         UpstreamError::NotFound { .. } => mapped(StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
-        UpstreamError::Unauthorized { .. } => mapped(StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        // Not 401: a 401 without a challenge the client could answer leaves it nothing to do,
+        // and the credentials that were refused are the node's, not the client's.
+        UpstreamError::Unauthorized { .. } => mapped(StatusCode::FORBIDDEN, "DENIED"),
         UpstreamError::TooManyRequests { retry_after, .. } => Mapped {
             retry_after: Some(retry_after.map_or(60, |d| d.as_secs().max(1))),
             ..mapped(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
@@ -130,7 +173,7 @@ impl IntoResponse for ApiError {
             tracing::debug!(status = m.status.as_u16(), code = m.code, error = %self, "request refused");
         }
         let body = serde_json::json!({
-            "errors": [{ "code": m.code, "message": self.to_string(), "detail": null }]
+            "errors": [{ "code": m.code, "message": self.public_message(), "detail": null }]
         });
         let mut response = (m.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

@@ -25,6 +25,14 @@ use crate::metrics::Metrics;
 /// Every response says which API it speaks; Docker refuses a mirror whose `/v2/` does not.
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
 
+/// The longest request target served. A legal one (a name of at most 255 bytes, a tag or
+/// digest, `ns=`) is far shorter.
+const MAX_URI: usize = 8 * 1024;
+/// Header limits, below hyper's own (100 headers, about 400 KiB) so that the answer is ours, with
+/// an OCI body, rather than hyper's bare status.
+const MAX_HEADERS: usize = 64;
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 #[derive(Clone)]
 pub struct AppState {
     pub fetcher: Arc<Fetcher>,
@@ -49,6 +57,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
 
 async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, _body) = request.into_parts();
+    check_size(&parts)?;
     let endpoint = state.routing.endpoint(parts.uri.path(), parts.uri.query())?;
     let head = match parts.method {
         Method::GET => false,
@@ -90,6 +99,20 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
         Endpoint::Ready => handlers::ready(fetcher, head).await,
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
     }
+}
+
+fn check_size(parts: &axum::http::request::Parts) -> Result<(), ApiError> {
+    if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI {
+        return Err(ApiError::UriTooLong(MAX_URI));
+    }
+    let count = parts.headers.len();
+    let bytes: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
+    if count > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Err(ApiError::HeadersTooLarge(format!(
+            "{count} request headers of {bytes} bytes; at most {MAX_HEADERS} and {MAX_HEADER_BYTES} are read"
+        )));
+    }
+    Ok(())
 }
 
 /// Peer requests must carry the token derived from the cluster key, compared in constant time.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use shoal_protocol::{Digest, Reference, ReferenceError, RepositoryName};
+use shoal_protocol::{Digest, Reference, RepositoryName};
 
 use super::error::ApiError;
 use crate::fetch::{Target, is_registry_host};
@@ -109,10 +109,8 @@ impl Routing {
         }
         if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
             let target = self.target(name, query_text)?;
-            let reference = Reference::parse(reference).map_err(|e| match e {
-                ReferenceError::Digest(d) => ApiError::DigestInvalid(d.to_string()),
-                ReferenceError::Tag(t) => ApiError::ReferenceInvalid(t.to_string()),
-            })?;
+            let reference = Reference::parse(reference)
+                .map_err(|e| ApiError::ReferenceInvalid(e.to_string()))?;
             return Ok(Endpoint::Manifest { target, reference });
         }
         if let Some((name, digest)) = rest.rsplit_once("/blobs/") {

@@ -49,9 +49,9 @@ pub enum StoreError {
         "blob {digest} is {} but the store at {} can make room for only {} (free space, less a \
          margin for its index and what downloads in progress need, plus what eviction could \
          free); free space on that file system or move the data directory to a larger one",
-        human(*size),
+        human_size(*size),
         path.display(),
-        human(*usable)
+        human_size(*usable)
     )]
     NoRoom { digest: Digest, size: u64, usable: u64, path: PathBuf },
     /// A blob was refused: it is larger than the store's size cap, so evicting everything else
@@ -60,8 +60,8 @@ pub enum StoreError {
     #[error(
         "blob {digest} is at least {}, larger than the store's whole size cap (--max-size) of \
          {}; raise --max-size to cache it",
-        human(*size),
-        human(*max)
+        human_size(*size),
+        human_size(*max)
     )]
     OverCap { digest: Digest, size: u64, max: u64 },
     /// The bytes written do not hash to the digest they were stored under.
@@ -131,7 +131,7 @@ impl StoreError {
 }
 
 /// A byte count for people: `7.8 MiB (8200000 bytes)`.
-fn human(bytes: u64) -> String {
+pub fn human_size(bytes: u64) -> String {
     const UNITS: [(&str, u64); 4] =
         [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     match UNITS.iter().find(|(_, size)| bytes >= *size) {

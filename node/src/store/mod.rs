@@ -37,7 +37,7 @@ use shoal_protocol::Digest;
 use tracing::warn;
 
 pub use blob::BlobReader;
-pub use error::StoreError;
+pub use error::{StoreError, human_size};
 pub use read::read_at;
 pub use space::Writable;
 pub use tags::TagRecord;

@@ -18,17 +18,25 @@ use serde::Deserialize;
 
 use super::body::read_limited;
 use super::challenge::{Challenge, parse_challenges};
+use super::realm::RealmPolicy;
 use super::{Credentials, UpstreamError};
 
 /// Token responses are a few KiB; anything far larger is not a token service.
 const MAX_TOKEN_RESPONSE: u64 = 1024 * 1024;
 /// Docker's token spec: a token without `expires_in` lives 60 s.
-const DEFAULT_TOKEN_LIFETIME: u64 = 60;
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Bounds on the lifetime a token service claims: the number is the service's to send, and an
+/// absurd one must neither overflow the clock nor pin a token in the cache for ever. A token
+/// that dies before the bound is refused by the registry, forgotten, and fetched again.
+const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(5);
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 
 pub(crate) struct Auth {
     registry: String,
     credentials: Option<Credentials>,
+    /// Which token services may receive `credentials`.
+    realms: RealmPolicy,
     /// Bearer headers per request scope (`repository:<name>:pull`).
     tokens: Mutex<HashMap<String, CachedToken>>,
     /// Set once the registry asked for basic auth: later requests send it up front.
@@ -44,14 +52,31 @@ struct CachedToken {
 struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
-    expires_in: Option<u64>,
+    /// Any JSON: a number out of `u64`'s range, a float or a string must not fail the token.
+    expires_in: Option<serde_json::Value>,
+}
+
+/// The lifetime a token service claimed, within the bounds above.
+fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
+    let seconds = match expires_in {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match seconds {
+        // `as` saturates, and the bound is far below the saturation point.
+        Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs(s as u64),
+        _ => DEFAULT_TOKEN_LIFETIME,
+    }
+    .clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME)
 }
 
 impl Auth {
-    pub fn new(registry: String, credentials: Option<Credentials>) -> Self {
+    pub fn new(registry: String, credentials: Option<Credentials>, realms: RealmPolicy) -> Self {
         Self {
             registry,
             credentials,
+            realms,
             tokens: Mutex::new(HashMap::new()),
             basic_learned: AtomicBool::new(false),
         }
@@ -109,7 +134,16 @@ impl Auth {
         if scopes.is_empty() {
             scopes.push(scope);
         }
-        let request = match &self.credentials {
+        let credentials = match self.realms.check(&realm) {
+            Ok(()) => self.credentials.as_ref(),
+            Err(why) => {
+                if self.credentials.is_some() {
+                    tracing::warn!(registry = %self.registry, "not sending credentials: {why}; asking for an anonymous token");
+                }
+                None
+            }
+        };
+        let request = match credentials {
             Some(Credentials::Token(refresh_token)) => {
                 let joined = scopes.join(" ");
                 let mut form = vec![
@@ -182,14 +216,13 @@ impl Auth {
         let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| self.bad("token is not a valid header value"))?;
         header.set_sensitive(true);
-        self.remember(scope, header.clone(), parsed.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME));
+        self.remember(scope, header.clone(), token_lifetime(parsed.expires_in.as_ref()));
         Ok(header)
     }
 
     /// Caches a token until shortly before it expires, so that no request carries a token that
     /// dies in flight.
-    fn remember(&self, scope: &str, header: HeaderValue, expires_in: u64) {
-        let lifetime = Duration::from_secs(expires_in);
+    fn remember(&self, scope: &str, header: HeaderValue, lifetime: Duration) {
         let margin = (lifetime / 10).clamp(Duration::from_secs(1), MAX_EXPIRY_MARGIN);
         let Some(usable) = lifetime.checked_sub(margin).filter(|d| !d.is_zero()) else {
             return;
@@ -221,5 +254,27 @@ impl Auth {
 
     fn bad(&self, detail: &str) -> UpstreamError {
         UpstreamError::BadResponse { registry: self.registry.clone(), detail: detail.to_owned() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lifetimes_are_bounded_whatever_the_service_sends() {
+        let life = |v: serde_json::Value| token_lifetime(Some(&v));
+        assert_eq!(token_lifetime(None), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(life(json!(300)), Duration::from_secs(300));
+        assert_eq!(life(json!("300")), Duration::from_secs(300));
+        assert_eq!(life(json!(299.9)), Duration::from_secs(299));
+        assert_eq!(life(json!(1)), MIN_TOKEN_LIFETIME);
+        for huge in [json!(u64::MAX), json!(1e300), json!("1e308")] {
+            assert_eq!(life(huge), MAX_TOKEN_LIFETIME);
+        }
+        for garbage in [json!(0), json!(-5), json!(null), json!("soon"), json!([1]), json!({})] {
+            assert_eq!(life(garbage), DEFAULT_TOKEN_LIFETIME);
+        }
     }
 }

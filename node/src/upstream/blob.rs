@@ -57,6 +57,15 @@ impl Upstream {
                         inner.bad(format!("asked for bytes from {offset}, got from {start}"))
                     );
                 }
+                // Both numbers are the upstream's: a body that would end past the blob (or past
+                // what a u64 can count) is refused before any arithmetic trusts it.
+                if let Some(len) = len {
+                    let fits =
+                        start.checked_add(len).is_some_and(|end| total.is_none_or(|t| end <= t));
+                    if !fits {
+                        return Err(inner.bad("206 whose Content-Length runs past the blob"));
+                    }
+                }
                 (total, BodyLayout { start, skip: 0, len })
             }
             s => return Err(inner.bad(format!("unexpected HTTP {s} for a blob"))),

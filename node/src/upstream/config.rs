@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::UpstreamError;
 
 /// One upstream registry as configured (from `--upstream NAME=URL` and the config file).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct UpstreamConfig {
     /// As clients spell it: `docker.io`, `ghcr.io`, `localhost:5000`.
     pub name: String,
@@ -21,6 +21,10 @@ pub struct UpstreamConfig {
     pub url: String,
     #[serde(default)]
     pub credentials: Option<Credentials>,
+    /// Hosts besides the registry's own whose token service may receive `credentials` (over
+    /// https only), such as Docker Hub's `auth.docker.io`.
+    #[serde(default)]
+    pub token_realms: Vec<String>,
 }
 
 /// How to authenticate to one registry.
@@ -197,8 +201,12 @@ mod tests {
     #[test]
     fn debug_redacts_credentials() {
         let c = Credentials::Basic { username: "alice".into(), password: "hunter2".into() };
-        let config =
-            UpstreamConfig { name: "x".into(), url: "http://x".into(), credentials: Some(c) };
+        let config = UpstreamConfig {
+            name: "x".into(),
+            url: "http://x".into(),
+            credentials: Some(c),
+            ..Default::default()
+        };
         let shown = format!("{config:?} {:?}", Credentials::Token("tok-123".into()));
         assert!(shown.contains("<redacted>"));
         for secret in ["alice", "hunter2", "tok-123"] {

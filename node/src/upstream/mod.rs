@@ -13,6 +13,7 @@ mod challenge;
 mod config;
 mod error;
 mod manifest;
+mod realm;
 mod transport;
 
 use std::fmt;
@@ -28,6 +29,7 @@ pub use config::{ClientSettings, Credentials, UpstreamConfig, load_docker_config
 pub use error::UpstreamError;
 
 use auth::Auth;
+use realm::RealmPolicy;
 
 /// What a `HEAD` on a manifest tells: enough to resolve a tag without a pull.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,11 +103,12 @@ impl Upstream {
             .map_err(|e| UpstreamError::Config {
                 detail: format!("upstream {}: cannot build HTTP client: {e}", config.name),
             })?;
+        let realms = RealmPolicy::new(&base, &config.token_realms);
         let inner = Inner {
             origin: base.origin().ascii_serialization(),
             base,
             client,
-            auth: Auth::new(config.name.clone(), config.credentials),
+            auth: Auth::new(config.name.clone(), config.credentials, realms),
             settings: settings.clone(),
             name: config.name,
         };

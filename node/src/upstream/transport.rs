@@ -2,7 +2,8 @@
 //!
 //! reqwest's own redirect handling is off: we follow redirects here so that the registry's
 //! `Authorization` goes only to the registry's own origin, never to the blob storage a
-//! registry redirects to (its URLs are presigned, and a stray header makes S3 refuse them).
+//! registry redirects to (its URLs are presigned, and a stray header makes S3 refuse them),
+//! and so that a redirect from `https://` to plain `http://` is refused.
 
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ use super::{Inner, UpstreamError};
 
 const MAX_REDIRECTS: usize = 5;
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// The longest `Retry-After` passed on: the number is the upstream's, and clients that obey
+/// an absurd one would stop pulling for good.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// A request to send; `scope` names the token scope, `what` the thing asked for in errors.
 pub(crate) struct Request {
@@ -144,11 +148,16 @@ impl Inner {
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| bad("redirect without a Location"))?;
-            url = url
+            let next = url
                 .join(location)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
                 .ok_or_else(|| bad("redirect to an invalid URL"))?;
+            if is_downgrade(&url, &next) {
+                // A presigned URL in clear text is as good as a credential to whoever sees it.
+                return Err(bad("refused a redirect from https to plain http"));
+            }
+            url = next;
         }
         let detail = format!("more than {MAX_REDIRECTS} redirects for {}", req.what);
         Err(Hop::Fatal(UpstreamError::BadResponse { registry: registry.clone(), detail }))
@@ -161,10 +170,15 @@ fn backoff(attempt: u32) -> Duration {
     base + base.mul_f64(rand::random_range(0.0..0.5))
 }
 
-/// `Retry-After` in seconds; the HTTP-date form is rare for registries and is ignored.
+/// `Retry-After` in seconds, at most [`MAX_RETRY_AFTER`]; the HTTP-date form is rare for
+/// registries and is ignored, and so is a number too large to parse.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds))
+    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+fn is_downgrade(from: &Url, to: &Url) -> bool {
+    from.scheme() == "https" && to.scheme() != "https"
 }
 
 /// reqwest's top-level message ("error sending request") hides the cause; show the chain.
@@ -198,5 +212,20 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(42)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from(u64::MAX));
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("99999999999999999999999"));
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn only_https_to_http_is_a_downgrade() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert!(is_downgrade(&url("https://r.io/v2/"), &url("http://s3.example/blob")));
+        assert!(!is_downgrade(&url("https://r.io/v2/"), &url("https://s3.example/blob")));
+        assert!(!is_downgrade(&url("http://127.0.0.1:5000/v2/"), &url("http://127.0.0.1:9/b")));
+        assert!(!is_downgrade(&url("http://127.0.0.1:5000/v2/"), &url("https://s3.example/b")));
     }
 }

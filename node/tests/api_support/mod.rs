@@ -34,6 +34,8 @@ pub struct NodeOptions {
     pub data_dir: Option<PathBuf>,
     /// `max_size`, as written in the config file (`"3MiB"`).
     pub max_size: Option<String>,
+    /// The lines of the `[server]` table (`"idle_timeout = \"2s\""`).
+    pub server: Option<String>,
 }
 
 /// A running node; stops when dropped.
@@ -69,6 +71,9 @@ impl Node {
         }
         if let Some(retries) = options.retries {
             toml.push_str(&format!("retries = {retries}\n"));
+        }
+        if let Some(server) = &options.server {
+            toml.push_str(&format!("[server]\n{server}\n"));
         }
         let file = FileConfig::parse(&toml, Path::new("test.toml")).expect("test config parses");
         let overrides = Overrides {
@@ -299,11 +304,16 @@ impl RawResponse {
 /// Sends `METHOD path` exactly as written. HTTP clients normalise `..` and `%2e%2e` away before
 /// sending, and those are the paths a traversal test must deliver to the node.
 pub async fn raw_request(node: &Node, method: &str, path: &str) -> RawResponse {
+    raw_request_with(node, method, path, "").await
+}
+
+/// [`raw_request`] with more header lines, each ending in `\r\n`.
+pub async fn raw_request_with(node: &Node, method: &str, path: &str, headers: &str) -> RawResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = node.url.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the node");
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\nContent-Length: 0\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.expect("send the request");
     let mut raw = Vec::new();

@@ -89,6 +89,8 @@ pub(crate) struct State {
     pub auth: AuthMode,
     pub tokens: token::Issued,
     pub registry_url: String,
+    /// Where challenges send clients for tokens; the registry itself unless set.
+    pub realm_url: Option<String>,
     pub storage_url: Option<String>,
 }
 
@@ -103,6 +105,7 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 pub struct FakeUpstreamBuilder {
     state: State,
     blob_storage: bool,
+    realm_host: Option<String>,
 }
 
 impl FakeUpstreamBuilder {
@@ -127,7 +130,21 @@ impl FakeUpstreamBuilder {
 
     /// `expires_in` of issued tokens (`None`: left out of the response); tokens die then.
     pub fn token_expires_in(mut self, seconds: Option<u64>) -> Self {
-        self.token_service().expires_in = seconds;
+        self.token_service().expires_in = seconds.map(serde_json::Value::from);
+        self
+    }
+
+    /// `expires_in` exactly as given, however odd (`-1`, `1e300`, `"300"`); tokens live for
+    /// the number of seconds (at most a year) when it is a positive number, else 60 s.
+    pub fn token_expires_in_json(mut self, value: serde_json::Value) -> Self {
+        self.token_service().expires_in = Some(value);
+        self
+    }
+
+    /// Challenges name the token service on this host (same port, same server), as a registry
+    /// whose token service lives elsewhere does.
+    pub fn token_realm_host(mut self, host: &str) -> Self {
+        self.realm_host = Some(host.to_owned());
         self
     }
 
@@ -164,6 +181,9 @@ impl FakeUpstreamBuilder {
         let shared: Shared = Arc::new(Mutex::new(self.state));
         let (addr, registry) = serve::spawn(shared.clone()).await;
         lock(&shared).registry_url = format!("http://{addr}");
+        if let Some(host) = &self.realm_host {
+            lock(&shared).realm_url = Some(format!("http://{host}:{}", addr.port()));
+        }
         let mut tasks = vec![registry];
         if self.blob_storage {
             let (storage_addr, storage) = serve::spawn(shared.clone()).await;

@@ -19,12 +19,22 @@ pub const SERVICE: &str = "fake-registry";
 pub(crate) struct TokenService {
     pub basic: Option<(String, String)>,
     pub refresh_token: Option<String>,
-    pub expires_in: Option<u64>,
+    pub expires_in: Option<serde_json::Value>,
 }
 
 impl Default for TokenService {
     fn default() -> Self {
-        Self { basic: None, refresh_token: None, expires_in: Some(300) }
+        Self { basic: None, refresh_token: None, expires_in: Some(300.into()) }
+    }
+}
+
+/// How long the fake honours a token it answered with `expires_in`: that many seconds, at
+/// most a year; 60 s (Docker's default) when it is not a positive number.
+fn lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
+    const YEAR: f64 = 365.0 * 86_400.0;
+    match expires_in.and_then(serde_json::Value::as_f64) {
+        Some(s) if s >= 1.0 => Duration::from_secs_f64(s.min(YEAR)),
+        _ => Duration::from_secs(60),
     }
 }
 
@@ -84,7 +94,7 @@ pub(crate) fn check(state: &State, headers: &HeaderMap, repo: &str) -> Option<Re
             }
             let mut challenge = format!(
                 r#"Bearer realm="{}/token",service="{SERVICE}",scope="repository:{repo}:pull""#,
-                state.registry_url
+                state.realm_url.as_ref().unwrap_or(&state.registry_url)
             );
             if token.is_some() {
                 challenge.push_str(r#",error="invalid_token""#);
@@ -111,11 +121,11 @@ pub(crate) fn token_endpoint(
     let AuthMode::Token(service) = state.auth.clone() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let lifetime = Duration::from_secs(service.expires_in.unwrap_or(60));
+    let lifetime = lifetime(service.expires_in.as_ref());
     let expires = |value: serde_json::Value| {
         let mut value = value;
-        if let Some(seconds) = service.expires_in {
-            value["expires_in"] = seconds.into();
+        if let Some(expires_in) = &service.expires_in {
+            value["expires_in"] = expires_in.clone();
         }
         value.to_string()
     };
