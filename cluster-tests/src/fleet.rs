@@ -104,3 +104,50 @@ pub async fn get_verified(
     }
     verifier.finish().map_err(|mismatch| format!("GET {url}: {mismatch}"))
 }
+
+/// Starts a node on every LAN host, each after the first joining through the first, with the
+/// options `for_host` gives; waits until each sees all the others.
+pub async fn start_on_hosts(
+    hosts: &[crate::lan::LanHost],
+    for_host: impl Fn(&crate::lan::LanHost) -> ShoalOptions,
+) -> Result<Vec<ShoalNode>> {
+    let mut nodes: Vec<ShoalNode> = Vec::new();
+    for host in hosts {
+        let mut options = for_host(host).on(host);
+        if let Some(first) = nodes.first() {
+            options = options.bootstrap(first);
+        }
+        nodes.push(ShoalNode::start(options).await?);
+    }
+    wait_for_peers(&nodes, hosts.len() - 1).await?;
+    Ok(nodes)
+}
+
+/// Every host pulls `reference` (`REPO:TAG`) through its own node with skopeo, run on the
+/// host itself, all at the same moment; the copies, in the hosts' order.
+pub async fn pull_on_every_host(
+    nodes: &[ShoalNode],
+    hosts: &[crate::lan::LanHost],
+    reference: &str,
+    out: &std::path::Path,
+) -> Result<Vec<crate::clients::skopeo::DirImage>> {
+    use crate::clients::skopeo::{CopyOptions, Skopeo};
+    let pulls: Vec<_> = nodes
+        .iter()
+        .zip(hosts)
+        .enumerate()
+        .map(|(i, (node, host))| {
+            let source = format!("{}/{reference}", node.host());
+            let dest = out.join(format!("node-{i}"));
+            let options = CopyOptions { on: Some(host.clone()), ..CopyOptions::default() };
+            tokio::spawn(async move { Skopeo::new()?.copy(&source, &dest, &options).await })
+        })
+        .collect();
+    let mut copies = Vec::new();
+    for pull in pulls {
+        let joined =
+            pull.await.map_err(|e| HarnessError::io("a pull task", std::io::Error::other(e)))?;
+        copies.push(joined?);
+    }
+    Ok(copies)
+}

@@ -90,6 +90,21 @@ impl Lan {
         Ok(lan)
     }
 
+    /// Caps `host`'s link at `mbit` Mbit/s each way from now on (replacing its cap).
+    pub fn recap(&self, host: &LanHost, mbit: u32) -> Result<()> {
+        let rate = format!("{mbit}mbit");
+        let tbf = ["root", "tbf", "rate", &rate, "burst", "256kb", "latency", "50ms"];
+        let port = self.hosts.iter().position(|h| h.netns == host.netns).map(|i| format!("h{i}"));
+        let port = port.ok_or_else(|| {
+            HarnessError::io(
+                format!("{} is not on this LAN", host.netns),
+                std::io::Error::other("no such host"),
+            )
+        })?;
+        tc_replace(&host.netns, "eth0", &tbf)?;
+        tc_replace(&self.site_hub(host.site), &port, &tbf)
+    }
+
     /// Bytes that crossed the link between site `site - 1` and `site`, both ways.
     pub fn between_sites_bytes(&self, site: usize) -> Result<u64> {
         let hub = self.site_hub(site);
@@ -322,9 +337,18 @@ fn read_counter(netns: &str, path: &str) -> Result<u64> {
 
 /// `tc qdisc add dev DEV ARGS` in namespace `netns`.
 fn tc(netns: &str, dev: &str, args: &[&str]) -> Result<()> {
+    tc_qdisc("add", netns, dev, args)
+}
+
+/// `tc qdisc replace dev DEV ARGS` in namespace `netns`.
+fn tc_replace(netns: &str, dev: &str, args: &[&str]) -> Result<()> {
+    tc_qdisc("replace", netns, dev, args)
+}
+
+fn tc_qdisc(verb: &str, netns: &str, dev: &str, args: &[&str]) -> Result<()> {
     let tc = crate::require::find_tool("tc").unwrap_or_else(|| "tc".into());
     let output = Command::new(tc)
-        .args(["-n", netns, "qdisc", "add", "dev", dev])
+        .args(["-n", netns, "qdisc", verb, "dev", dev])
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -333,7 +357,7 @@ fn tc(netns: &str, dev: &str, args: &[&str]) -> Result<()> {
         return Ok(());
     }
     Err(HarnessError::ToolFailed {
-        tool: format!("tc -n {netns} qdisc add dev {dev} {}", args.join(" ")),
+        tool: format!("tc -n {netns} qdisc {verb} dev {dev} {}", args.join(" ")),
         status: output.status,
         stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
     })

@@ -5,8 +5,7 @@
 //! The kernel here has no netem, so the link between the sites has a rate and no added delay:
 //! the test asserts bytes, which a delay would not change.
 
-use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
-use shoal_cluster_tests::fleet::{logs, metric, wait_for_peers};
+use shoal_cluster_tests::fleet::{logs, metric, pull_on_every_host, start_on_hosts};
 use shoal_cluster_tests::image;
 use shoal_cluster_tests::lan::{Lan, require_lan};
 use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
@@ -34,31 +33,13 @@ async fn a_layer_crosses_between_two_sites_once() {
     options.env.push(("SHOAL_LOG".to_owned(), "info,shoal::fetch=debug".to_owned()));
     let hosts = lan.hosts();
     let site_of = |site: usize| options.clone().arg("--site").arg(["a", "b"][site]);
-    let first = ShoalNode::start(site_of(0).on(&hosts[0])).await.expect("first node");
-    let mut nodes = vec![first];
-    for host in &hosts[1..] {
-        let node = ShoalNode::start(site_of(host.site).bootstrap(&nodes[0]).on(host)).await;
-        nodes.push(node.expect("node"));
-    }
-    wait_for_peers(&nodes, nodes.len() - 1).await.expect("every node sees the others");
+    let nodes = start_on_hosts(hosts, |host| site_of(host.site)).await.expect("two sites");
     let crossed_before = lan.between_sites_bytes(1).expect("counter");
 
     let out = tempfile::tempdir().expect("tempdir");
-    let pulls: Vec<_> = nodes
-        .iter()
-        .zip(hosts)
-        .enumerate()
-        .map(|(i, (node, host))| {
-            let source = format!("{}/library/big:v1", node.host());
-            let dest = out.path().join(format!("node-{i}"));
-            let options = CopyOptions { on: Some(host.clone()), ..CopyOptions::default() };
-            tokio::spawn(async move {
-                Skopeo::new().expect("skopeo").copy(&source, &dest, &options).await
-            })
-        })
-        .collect();
-    for (i, pull) in pulls.into_iter().enumerate() {
-        let copied = pull.await.expect("join").unwrap_or_else(|e| panic!("node {i} pulls: {e}"));
+    let copies =
+        pull_on_every_host(&nodes, hosts, "library/big:v1", out.path()).await.expect("pulls");
+    for copied in copies {
         assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
     }
 

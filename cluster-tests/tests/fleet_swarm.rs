@@ -4,11 +4,12 @@
 //! copy to everyone, most nodes upload a share. Asserted by the bytes each node says it sent
 //! (`/metrics`) and by its interface counters, never by how long it took.
 
-use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
-use shoal_cluster_tests::fleet::{metric, wait_for_peers};
+use shoal_cluster_tests::fleet::{
+    blob_file, get_verified, metric, pull_on_every_host, start_on_hosts,
+};
 use shoal_cluster_tests::image;
 use shoal_cluster_tests::lan::{Lan, require_lan};
-use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
+use shoal_cluster_tests::{Registry, RegistryOptions, ShoalOptions, require_tools};
 
 const NODES: usize = 8;
 const LAYER: u64 = 48 << 20;
@@ -31,33 +32,15 @@ async fn eight_capped_hosts_pulling_at_once_share_the_layer_as_a_swarm() {
 
     let options = ShoalOptions::docker_io(registry.url());
     let hosts = lan.hosts();
-    let first = ShoalNode::start(options.clone().on(&hosts[0])).await.expect("first node");
-    let seed = options.bootstrap(&first);
-    let mut nodes = vec![first];
-    for host in &hosts[1..] {
-        nodes.push(ShoalNode::start(seed.clone().on(host)).await.expect("node"));
-    }
-    wait_for_peers(&nodes, NODES - 1).await.expect("every node sees the others");
+    let nodes = start_on_hosts(hosts, |_| options.clone()).await.expect("every node joins");
     let sent_before: Vec<u64> =
         hosts.iter().map(|h| lan.link_bytes(h).expect("counters").0).collect();
 
     // Every host pulls through its own node, as its container runtime would.
     let out = tempfile::tempdir().expect("tempdir");
-    let pulls: Vec<_> = nodes
-        .iter()
-        .zip(hosts)
-        .enumerate()
-        .map(|(i, (node, host))| {
-            let source = format!("{}/library/big:v1", node.host());
-            let dest = out.path().join(format!("node-{i}"));
-            let options = CopyOptions { on: Some(host.clone()), ..CopyOptions::default() };
-            tokio::spawn(async move {
-                Skopeo::new().expect("skopeo").copy(&source, &dest, &options).await
-            })
-        })
-        .collect();
-    for (i, pull) in pulls.into_iter().enumerate() {
-        let copied = pull.await.expect("join").unwrap_or_else(|e| panic!("node {i} pulls: {e}"));
+    let copies =
+        pull_on_every_host(&nodes, hosts, "library/big:v1", out.path()).await.expect("pulls");
+    for copied in copies {
         assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
         assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
     }
@@ -95,4 +78,56 @@ async fn eight_capped_hosts_pulling_at_once_share_the_layer_as_a_swarm() {
     let total: u64 = served.iter().map(|&(up, _)| up).sum();
     assert!(total >= (NODES as u64 - 1) * LAYER, "every copy came from some peer:{report}");
     eprintln!("swarm of {NODES} on {LINK_MBIT} Mbit/s links:{report}");
+}
+
+/// A source whose link is a tenth as fast as the others' keeps the pieces it was asked for
+/// late: they are asked again of a fast source, and the pull completes with most of its bytes
+/// from the fast ones, whether or not one of them is the layer's owner.
+#[tokio::test]
+async fn a_slow_source_loses_its_pieces_to_a_fast_one() {
+    if !require_tools(&["docker-registry", "tc"]) || !require_lan() {
+        return;
+    }
+    const SLOW_LAYER: u64 = 32 << 20;
+    let lan = Lan::create_capped(4, Some(LINK_MBIT)).expect("LAN of capped hosts");
+    let mut registry =
+        Registry::start(RegistryOptions::plain().on(lan.gateway_ip())).await.expect("registry");
+    let pushed =
+        image::push_large_layer_image(&registry.client(), "library/big", "v1", SLOW_LAYER, 411)
+            .await
+            .expect("push");
+    let layer = pushed.blobs().iter().find(|b| b.size == SLOW_LAYER).expect("layer").digest;
+    let hosts = lan.hosts();
+    let options = ShoalOptions::docker_io(registry.url());
+    let nodes = start_on_hosts(hosts, |_| options.clone()).await.expect("the fleet joins");
+    // Nodes 0 and 1 hold the layer (and its owner, if that is another node); node 1's link
+    // then slows to a tenth; a node that holds nothing pulls.
+    for node in &nodes[..2] {
+        get_verified(node, "library/big", &layer).await.expect("a holder pulls");
+    }
+    let holders: Vec<usize> =
+        (0..nodes.len()).filter(|&i| blob_file(&nodes[i], &layer).exists()).collect();
+    let puller = (0..nodes.len()).find(|i| !holders.contains(i)).expect("a node without the layer");
+    lan.recap(&hosts[1], LINK_MBIT / 10).expect("slow the second host");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    registry.reset_requests().await.expect("reset");
+    let mut before = Vec::new();
+    for node in &nodes {
+        before.push(metric(node, "shoal_peer_bytes_served_total").await.expect("metric"));
+    }
+
+    let pulled = get_verified(&nodes[puller], "library/big", &layer).await.expect("the pull");
+    assert_eq!(pulled, SLOW_LAYER);
+    let mut served = Vec::new();
+    for (node, before) in nodes.iter().zip(&before) {
+        served.push(metric(node, "shoal_peer_bytes_served_total").await.expect("metric") - before);
+    }
+    let slow = served[1];
+    let fast: u64 = holders.iter().filter(|&&i| i != 1).map(|&i| served[i]).sum();
+    let report = format!("holders {holders:?}, puller {puller}, served {served:?}");
+    assert!(slow <= SLOW_LAYER / 4, "the slow source kept few pieces: {report}");
+    assert!(fast >= SLOW_LAYER * 3 / 4, "the fast sources served the rest: {report}");
+    let gets = registry.count("GET", &format!("/v2/library/big/blobs/{layer}")).await;
+    assert_eq!(gets.expect("count"), 0, "nothing went upstream: {report}");
+    eprintln!("{report}");
 }

@@ -11,7 +11,8 @@
 //! - one central distribution proxy on the first host, every host pulling through it.
 //!
 //! It reports T1 (the first host pulling the layer straight from the origin, alone: one
-//! transfer over one link), each set-up's makespan (until every host holds the layer) over T1,
+//! transfer over one link), a lone shoal node's cold pull through the same link against T1,
+//! each set-up's makespan (until every host holds the layer) over T1,
 //! the origin's GETs of the layer, and for shoal how many copies the layer's owner uploaded
 //! and the mean upload of the other nodes (from `/metrics`).
 //!
@@ -33,6 +34,8 @@ const REPO: &str = "bench/swarm";
 struct Row {
     nodes: usize,
     t1: f64,
+    /// One node alone pulling the layer through its own capped link.
+    lone: f64,
     shoal: f64,
     owner_copies: f64,
     others_copies: f64,
@@ -80,6 +83,10 @@ async fn run(n: usize, size_mib: u64, mbit: u32, seed: u64) -> Result<Row> {
     let path = format!("/v2/{REPO}/blobs/{layer}");
 
     let t1 = pull_all(&hosts[..1], &[format!("{}{path}", origin.url())], layer).await?;
+    let lone = {
+        let node = ShoalNode::start(ShoalOptions::docker_io(origin.url()).on(&hosts[0])).await?;
+        pull_all(&hosts[..1], &[format!("{}{path}", node.url())], layer).await?
+    };
 
     let options = ShoalOptions::docker_io(origin.url());
     let first = ShoalNode::start(options.clone().on(&hosts[0])).await?;
@@ -122,6 +129,7 @@ async fn run(n: usize, size_mib: u64, mbit: u32, seed: u64) -> Result<Row> {
     Ok(Row {
         nodes: n,
         t1,
+        lone,
         shoal,
         owner_copies,
         others_copies,
@@ -155,15 +163,16 @@ async fn main() -> Result<()> {
     );
     println!();
     println!(
-        "| hosts | T1 | shoal | owner uploads | other nodes upload (mean) | origin GETs | proxy per host | origin GETs | one central proxy |"
+        "| hosts | T1 | lone node: T1 / time | shoal | owner uploads | other nodes upload (mean) | origin GETs | proxy per host | origin GETs | one central proxy |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (i, &n) in counts.iter().enumerate() {
         let row = run(n, size_mib, mbit, 700 + i as u64).await?;
         println!(
-            "| {} | {:.1} s | {:.2} ({:.1} s) | {:.2} copies | {:.2} copies | {} | {:.2} | {} | {:.2} |",
+            "| {} | {:.1} s | {:.2} | {:.2} ({:.1} s) | {:.2} copies | {:.2} copies | {} | {:.2} | {} | {:.2} |",
             row.nodes,
             row.t1,
+            row.t1 / row.lone,
             row.shoal / row.t1,
             row.shoal,
             row.owner_copies,

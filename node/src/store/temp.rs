@@ -62,6 +62,25 @@ impl Drop for TempGuard {
     }
 }
 
+/// Writes `chunks` one after the other from `offset`. A failed write removes the temp file at
+/// once: on a full disk that frees the space, and the blob cannot be committed anyway.
+fn write_chunks_at(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    chunks: &[Bytes],
+) -> Result<(), StoreError> {
+    let mut at = offset;
+    for chunk in chunks {
+        file.write_all_at(chunk, at).map_err(|e| {
+            remove_temp(path);
+            StoreError::io("write temp blob", path, e)
+        })?;
+        at += chunk.len() as u64;
+    }
+    Ok(())
+}
+
 fn remove_temp(path: &Path) {
     match fs::remove_file(path) {
         Ok(()) => debug!(path = %path.display(), "removed abandoned temp blob"),
@@ -165,17 +184,8 @@ impl TempBlob {
             }
             Ok(verifier)
         });
-        let written = blocking("write temp blob", move || {
-            let mut at = offset;
-            for chunk in chunks.iter() {
-                file.write_all_at(chunk, at).map_err(|e| {
-                    remove_temp(&path);
-                    StoreError::io("write temp blob", &path, e)
-                })?;
-                at += chunk.len() as u64;
-            }
-            Ok(())
-        });
+        let written =
+            blocking("write temp blob", move || write_chunks_at(&file, &path, offset, &chunks));
         let (verifier, written) = tokio::join!(hashed, written);
         let verifier = verifier?;
         written?;
@@ -190,18 +200,7 @@ impl TempBlob {
     pub async fn write_at(&self, offset: u64, chunks: Arc<[Bytes]>) -> Result<(), StoreError> {
         let file = Arc::clone(&self.file);
         let path = self.guard.path.clone();
-        blocking("write temp blob", move || {
-            let mut at = offset;
-            for chunk in chunks.iter() {
-                file.write_all_at(chunk, at).map_err(|e| {
-                    remove_temp(&path);
-                    StoreError::io("write temp blob", &path, e)
-                })?;
-                at += chunk.len() as u64;
-            }
-            Ok(())
-        })
-        .await
+        blocking("write temp blob", move || write_chunks_at(&file, &path, offset, &chunks)).await
     }
 
     /// Hashes the bytes from the end of the hashed prefix up to `end`, reading them back from

@@ -5,8 +5,12 @@
 //! - A source is asked only for pieces its last status says it can serve, never for more than
 //!   [`Limits::per_source`] at once (one once it has been slow), and a download never has more
 //!   than [`Limits::total`] requests out.
-//! - The owner is asked only for pieces no other live source serves: it is the one node that
-//!   has every piece first, and its uplink is the fleet's bottleneck if everyone uses it.
+//! - The owner is asked only for pieces no other live source serves at a fair pace: it is the
+//!   one node that has every piece first, and its uplink is the fleet's bottleneck if everyone
+//!   uses it; but a slow provider must not leave it idle.
+//! - A source is slow when its pieces take more than [`SLOW_FACTOR`] times as long as the
+//!   fastest source's (each source's piece time is a moving average), or when a piece of its
+//!   had to be asked elsewhere.
 //! - Pieces are taken from a window at the front of what is missing, so local clients, which
 //!   follow the contiguous prefix, keep streaming; inside the window the piece fewest sources
 //!   serve goes first, ties broken at random, so that nodes asking the same source spread over
@@ -88,6 +92,8 @@ struct Source {
     failures: u32,
     dead: bool,
     slow: bool,
+    /// Moving average of how long this source takes for a piece.
+    piece_time: Option<Duration>,
 }
 
 struct Out {
@@ -102,9 +108,10 @@ pub(crate) struct Scheduler {
     sources: Vec<Source>,
     limits: Limits,
     rng: SmallRng,
-    /// Moving average of how long a piece takes, for the hedge rule.
-    typical: Option<Duration>,
 }
+
+/// How many times slower than the fastest source a source may be before it counts as slow.
+const SLOW_FACTOR: u32 = 4;
 
 impl Scheduler {
     pub(crate) fn new(size: u64, limits: Limits, seed: u64) -> Self {
@@ -116,7 +123,6 @@ impl Scheduler {
             sources: Vec::new(),
             limits,
             rng: SmallRng::seed_from_u64(seed),
-            typical: None,
         }
     }
 
@@ -134,6 +140,7 @@ impl Scheduler {
             failures: 0,
             dead: false,
             slow: false,
+            piece_time: None,
         });
         self.sources.len() - 1
     }
@@ -216,16 +223,21 @@ impl Scheduler {
             self.sources[request.source].active -= 1;
             if request.source == source {
                 let took = now.saturating_duration_since(request.since);
-                self.typical = Some(match self.typical {
+                let src = &mut self.sources[source];
+                src.piece_time = Some(match src.piece_time {
                     None => took,
-                    Some(typical) => (typical * 3 + took) / 4,
+                    Some(average) => (average * 3 + took) / 4,
                 });
             } else {
                 others.push(request.source);
             }
         }
-        let src = &mut self.sources[source];
-        src.failures = 0;
+        self.sources[source].failures = 0;
+        if let (Some(own), Some(best)) = (self.sources[source].piece_time, self.best_piece_time())
+            && own > best * SLOW_FACTOR
+        {
+            self.sources[source].slow = true;
+        }
         self.done.insert(piece);
         others
     }
@@ -292,10 +304,18 @@ impl Scheduler {
             }
             let others = (0..self.sources.len())
                 .filter(|&o| {
-                    o != source && self.sources[o].role != Role::Owner && self.serves(o, piece)
+                    let other = &self.sources[o];
+                    o != source && other.role != Role::Owner && self.serves(o, piece)
                 })
                 .count();
-            if is_owner && others > 0 {
+            // The owner waits only for providers that keep a fair pace.
+            let fair = (0..self.sources.len())
+                .filter(|&o| {
+                    let other = &self.sources[o];
+                    o != source && other.role != Role::Owner && !other.slow && self.serves(o, piece)
+                })
+                .count();
+            if is_owner && fair > 0 {
                 continue;
             }
             window.push((piece, others));
@@ -317,8 +337,14 @@ impl Scheduler {
         })
     }
 
+    /// The piece time of the fastest live source.
+    fn best_piece_time(&self) -> Option<Duration> {
+        self.sources.iter().filter(|s| !s.dead).filter_map(|s| s.piece_time).min()
+    }
+
     fn hedge_after(&self) -> Duration {
-        self.typical.map_or(self.limits.hedge_after, |t| (t * 4).max(self.limits.hedge_after))
+        self.best_piece_time()
+            .map_or(self.limits.hedge_after, |t| (t * SLOW_FACTOR).max(self.limits.hedge_after))
     }
 
     fn assign(&mut self, source: SourceId, piece: u32, hedge: bool, now: Instant) -> Assignment {

@@ -128,3 +128,31 @@ fn a_status_for_another_size_drops_the_source() {
     assert!(!s.has_live_source());
     assert_eq!(s.next(Instant::now()), None);
 }
+
+#[test]
+fn a_slow_provider_does_not_leave_the_owner_idle() {
+    let start = Instant::now();
+    let size = 16 * MIB;
+    let mut s = Scheduler::new(size, Limits::default(), 7);
+    let owner = s.add_source(Role::Owner, true);
+    let slow = s.add_source(Role::Provider, true);
+    s.set_status(owner, PieceStatus::complete(size));
+    s.set_status(slow, PieceStatus::complete(size));
+    let first = drain(&mut s, start);
+    assert!(first.iter().all(|r| r.source == slow), "the provider goes first: {first:?}");
+    // One of its pieces is late: the owner takes it, quickly.
+    let late = start + Duration::from_millis(600);
+    let hedge = s.next(late).expect("a hedge");
+    assert!(hedge.hedge && hedge.source == owner);
+    s.completed(owner, hedge.piece, late + Duration::from_millis(50));
+    // The provider's other piece took a second: twenty times the owner's pace.
+    let other = first.iter().find(|r| r.piece != hedge.piece).expect("second piece").piece;
+    let done = start + Duration::from_secs(1);
+    s.completed(slow, other, done);
+    let next = drain(&mut s, done);
+    assert!(
+        next.iter().any(|r| r.source == owner && !r.hedge),
+        "the owner serves fresh pieces once the provider is slow: {next:?}"
+    );
+    assert!(next.iter().filter(|r| r.source == slow).count() <= 1, "one at a time: {next:?}");
+}
