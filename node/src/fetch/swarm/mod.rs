@@ -58,7 +58,9 @@ pub(crate) struct Contributions {
     pub senders: Vec<Vec<String>>,
     /// Every peer the swarm used as a source: candidates for a verified copy.
     pub sources: Vec<PeerRef>,
-    /// The digest's owner, when it was among them: the one that fetched from the upstream.
+    /// The first holder, when it was among them: the digest's owner (which fetched it from
+    /// the upstream), or for a member of a site its site's owner (which brought it in). Its
+    /// verified copy is the one to compare with.
     pub owner: Option<String>,
 }
 
