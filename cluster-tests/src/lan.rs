@@ -266,7 +266,10 @@ pub fn require_lan() -> bool {
     if !crate::require_tool("ip") {
         return false;
     }
-    let probe = format!("shoal-probe-{}", std::process::id());
+    // Tests of one binary run side by side: each probe needs a name of its own.
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = format!("shoal-probe-{}-{n}", std::process::id());
     if ip(&["netns", "add", &probe]).is_ok() {
         let _ = ip(&["netns", "del", &probe]);
         return true;
