@@ -1,0 +1,118 @@
+//! Runs the swarm simulation (`shoal::fetch::swarm_sim`) for the fleet sizes asked and prints
+//! one Markdown table row per run.
+
+use std::time::Duration;
+
+use clap::Parser;
+use shoal::fetch::swarm_sim::{self, Config, Discovery, Serving, Sharing};
+
+#[derive(Parser)]
+#[command(about = "Simulates a fleet pulling one blob at once through the node's piece scheduler.")]
+struct Args {
+    /// Fleet sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "16,100")]
+    nodes: Vec<usize>,
+    #[arg(long, default_value_t = 256)]
+    size_mib: u64,
+    /// Every fast link's rate, each way.
+    #[arg(long, default_value_t = 1.0)]
+    link_gbit: f64,
+    /// Slow-node shares to run, comma-separated (a slow node has a tenth of the rate).
+    #[arg(long, value_delimiter = ',', default_value = "0,0.1")]
+    slow: Vec<f64>,
+    /// What a provider lookup returns: `all`, `first20` (libp2p-kad's store) or `sample20`.
+    #[arg(long, value_delimiter = ',', default_value = "first20")]
+    discovery: Vec<String>,
+    /// How flows share a link: `equal` shares at both ends, or `max-min` (slow past ~100 nodes).
+    #[arg(long, default_value = "equal")]
+    sharing: String,
+    /// The serving rule: `node` (the node's), or the variants `count-sent` and `slots-only`.
+    #[arg(long, default_value = "node")]
+    serving: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How often a spinning driver loop is looked at again, in milliseconds.
+    #[arg(long, default_value_t = 1.0)]
+    poll_ms: f64,
+}
+
+fn discovery(name: &str) -> Result<Discovery, String> {
+    let number = |rest: &str| rest.parse::<usize>().map_err(|e| format!("{name}: {e}"));
+    match name {
+        "all" => Ok(Discovery::All),
+        _ if name.starts_with("first") => number(&name[5..]).map(Discovery::First),
+        _ if name.starts_with("sample") => number(&name[6..]).map(Discovery::Sample),
+        _ => Err(format!("unknown discovery {name:?}")),
+    }
+}
+
+fn serving(name: &str) -> Result<Serving, String> {
+    match name {
+        "node" => Ok(Serving::Node),
+        "count-sent" => Ok(Serving::CountSent),
+        "slots-only" => Ok(Serving::SlotsOnly),
+        _ => Err(format!("unknown serving rule {name:?}")),
+    }
+}
+
+fn main() -> Result<(), String> {
+    let args = Args::parse();
+    let serving = serving(&args.serving)?;
+    let sharing = match args.sharing.as_str() {
+        "equal" => Sharing::Equal,
+        "max-min" => Sharing::MaxMin,
+        other => return Err(format!("unknown sharing {other:?}")),
+    };
+    println!(
+        "| nodes | slow | discovery | makespan / T1 | fast nodes' makespan / T1 | mean completion / T1 | owner sent (copies) \
+         | mean sent | most sent by a peer | upstream fetches | requests / node | 503s / node \
+         | lookups / node | 503s with a slot free | max sources | next() | driver spinning | events | wall |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for name in &args.discovery {
+        let discovery = discovery(name)?;
+        for &slow in &args.slow {
+            for &nodes in &args.nodes {
+                let config = Config {
+                    nodes,
+                    size: args.size_mib << 20,
+                    link_rate: args.link_gbit * 125e6,
+                    slow_fraction: slow,
+                    discovery,
+                    serving,
+                    sharing,
+                    poll: Duration::from_secs_f64(args.poll_ms / 1e3),
+                    seed: args.seed,
+                    ..Config::default()
+                };
+                let r = swarm_sim::run(&config);
+                let t1 = r.t1.as_secs_f64();
+                println!(
+                    "| {nodes} | {:.0} % | {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} \
+                     | {:.0} | {:.0} | {:.1} | {:.0} % | {} | {:.1} µs | {:.0} % | {} | {:.1} s |",
+                    slow * 100.0,
+                    r.ratio(),
+                    r.fast_makespan.as_secs_f64() / t1,
+                    r.mean_completion.as_secs_f64() / t1,
+                    r.owner_upload,
+                    r.mean_upload,
+                    r.max_upload,
+                    r.upstream_fetches,
+                    r.requests,
+                    r.refused,
+                    r.lookups,
+                    r.copy_refusals * 100.0,
+                    r.max_sources,
+                    r.next_cost.as_secs_f64() * 1e6,
+                    r.spinning * 100.0,
+                    r.events,
+                    r.wall.as_secs_f64(),
+                );
+                if r.complete < nodes {
+                    println!("(only {} of {nodes} nodes completed)", r.complete);
+                }
+            }
+        }
+    }
+    Ok(())
+}
