@@ -31,8 +31,11 @@ struct Args {
     serving: String,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Print how far each run got every 10 simulated seconds, on stderr.
+    #[arg(long)]
+    progress: bool,
     /// How often a spinning driver loop is looked at again, in milliseconds.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 10.0)]
     poll_ms: f64,
 }
 
@@ -64,11 +67,13 @@ fn main() -> Result<(), String> {
         other => return Err(format!("unknown sharing {other:?}")),
     };
     println!(
-        "| nodes | slow | discovery | makespan / T1 | fast nodes' makespan / T1 | mean completion / T1 | owner sent (copies) \
+        "| nodes | slow | discovery | makespan / T1 | fast nodes' makespan / T1 | mean completion / T1 | first piece (mean) | owner sent (copies) \
          | mean sent | most sent by a peer | upstream fetches | requests / node | 503s / node \
          | lookups / node | 503s with a slot free | max sources | next() | driver spinning | events | wall |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for name in &args.discovery {
         let discovery = discovery(name)?;
         for &slow in &args.slow {
@@ -83,23 +88,26 @@ fn main() -> Result<(), String> {
                     sharing,
                     poll: Duration::from_secs_f64(args.poll_ms / 1e3),
                     seed: args.seed,
+                    progress: args.progress,
                     ..Config::default()
                 };
                 let r = swarm_sim::run(&config);
                 let t1 = r.t1.as_secs_f64();
                 println!(
-                    "| {nodes} | {:.0} % | {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} \
-                     | {:.0} | {:.0} | {:.1} | {:.0} % | {} | {:.1} µs | {:.0} % | {} | {:.1} s |",
+                    "| {nodes} | {:.0} % | {name} | {:.2} | {:.2} | {:.2} | {:.2} s | {:.2} | {:.2} | {:.2} | {} \
+                     | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} % | {} | {:.1} µs | {:.0} % | {} | {:.1} s |",
                     slow * 100.0,
                     r.ratio(),
                     r.fast_makespan.as_secs_f64() / t1,
                     r.mean_completion.as_secs_f64() / t1,
+                    r.first_piece.as_secs_f64(),
                     r.owner_upload,
                     r.mean_upload,
                     r.max_upload,
                     r.upstream_fetches,
                     r.requests,
                     r.refused,
+                    r.probes,
                     r.lookups,
                     r.copy_refusals * 100.0,
                     r.max_sources,

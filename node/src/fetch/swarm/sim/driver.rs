@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use shoal_protocol::peer::{PieceStatus, piece_range};
 
-use super::super::{Failure, Role, SourceId};
+use super::super::{Failure, Limits, Role, SourceId};
 use super::events::{Event, Time};
 use super::world::{OWNER, Request, World, nanos};
 
@@ -132,6 +132,7 @@ impl World {
         download.out.remove(&(request.source, request.piece));
         if failure == Failure::Busy {
             download.refused += 1;
+            download.last_busy = Some(now);
         }
         if let Some(status) = request.status {
             download.set_status(request.source, status, seed);
@@ -159,7 +160,8 @@ impl World {
             .filter_map(|other| download.out.remove(&(other, piece)))
             .collect();
         download.last_piece = now;
-        let first = !std::mem::replace(&mut download.started, true);
+        let first = download.first_piece.is_none();
+        download.first_piece.get_or_insert(now);
         self.nodes[node].held.insert(piece);
         for loser in losers {
             self.cancel(now, loser);
@@ -211,6 +213,7 @@ impl World {
                     to,
                     source: assignment.source,
                     piece: assignment.piece,
+                    sent: now,
                     flow: None,
                     status: None,
                     refused: None,
@@ -224,16 +227,32 @@ impl World {
             if wakeup > now {
                 wake = wake.min(wakeup);
             } else {
-                // A wake-up time already past: the real loop would spin until its next event.
-                // Looking again after a short step stands in for that.
+                // A wake-up time already past: the real loop spins until its next event.
                 self.nodes[node].download.spinning_since = Some(now);
-                wake = wake.min(now + nanos(self.cfg.poll));
+                wake = wake.min(self.spin_until(now, node));
             }
         }
         let download = &mut self.nodes[node].download;
         if download.wake_at.is_none_or(|w| w <= now || wake < w) {
             download.wake_at = Some(wake);
             self.queue.push(wake, Event::Wake(node));
+        }
+    }
+
+    /// When a spinning loop could first act without an answer arriving. Looking again every
+    /// [`poll`](super::Config::poll) stands in for the spin, but only while something can
+    /// change: a busy source's backoff (at most twice `busy_backoff`) ending, or a piece out
+    /// for `hedge_after` becoming worth a second source.
+    fn spin_until(&self, now: Time, node: usize) -> Time {
+        let limits = Limits::default();
+        let download = &self.nodes[node].download;
+        let backoffs_end = download.last_busy.map_or(0, |t| t + nanos(limits.busy_backoff * 2));
+        let oldest = download.out.values().filter_map(|id| self.requests.get(id)).map(|r| r.sent);
+        let hedges_from = oldest.min().map_or(Time::MAX, |t| t + nanos(limits.hedge_after));
+        if now < backoffs_end || now >= hedges_from {
+            now + nanos(self.cfg.poll)
+        } else {
+            hedges_from
         }
     }
 
@@ -253,7 +272,8 @@ impl World {
     fn give_up(&mut self, now: Time, node: usize) {
         let download = &mut self.nodes[node].download;
         download.running = false;
-        let announce = !std::mem::replace(&mut download.started, true);
+        let announce = download.first_piece.is_none();
+        download.first_piece.get_or_insert(now);
         let out: Vec<u64> = download.out.drain().map(|(_, id)| id).collect();
         for id in out {
             self.cancel(now, id);

@@ -81,8 +81,8 @@ pub(super) struct Download {
     pub out: HashMap<(SourceId, u32), u64>,
     /// The driver's loop runs (from its first source until it ends).
     pub running: bool,
-    /// The first piece is in, and the node announced itself.
-    pub started: bool,
+    /// When the first piece came in (and the node announced itself).
+    pub first_piece: Option<Time>,
     pub began: Time,
     pub last_piece: Time,
     /// The one wake-up the loop waits for, if any.
@@ -90,6 +90,8 @@ pub(super) struct Download {
     /// Since when the loop has had a wake-up time in the past: the real driver spins then.
     pub spinning_since: Option<Time>,
     pub spun: Time,
+    /// When a source last answered `503`.
+    pub last_busy: Option<Time>,
     pub probes: u64,
     pub requests: u64,
     pub refused: u64,

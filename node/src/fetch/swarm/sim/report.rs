@@ -15,6 +15,9 @@ pub struct Report {
     pub mean_completion: Duration,
     /// Until the last node with a fast link held the blob.
     pub fast_makespan: Duration,
+    /// Until a node's first piece came in, on average: how long its client waited for a
+    /// first byte, give or take a piece.
+    pub first_piece: Duration,
     /// Nodes that hold the whole blob at the end.
     pub complete: usize,
     /// What the owner sent, in copies of the blob.
@@ -73,6 +76,9 @@ impl Report {
                     .unwrap_or(0),
             ),
             mean_completion: Duration::from_nanos(done.iter().sum::<u64>() / done.len() as u64),
+            first_piece: Duration::from_secs_f64(
+                per_peer(&|d| d.first_piece.unwrap_or(limit) as f64) / 1e9,
+            ),
             complete: complete.count(),
             owner_upload: uploaded[OWNER] / size,
             mean_upload: uploaded.iter().sum::<f64>() / n / size,

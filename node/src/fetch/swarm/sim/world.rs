@@ -26,6 +26,7 @@ pub(super) struct Request {
     pub to: usize,
     pub source: SourceId,
     pub piece: u32,
+    pub sent: Time,
     pub flow: Option<FlowId>,
     /// The status the source sent with its answer (a response header: as of the answer's
     /// start).
@@ -100,9 +101,22 @@ impl World {
             self.queue.push(0, Event::Miss(node));
         }
         let limit = nanos(self.cfg.limit);
+        let mut report_at = 0;
         while let Some((now, event)) = self.queue.pop() {
             if now > limit {
                 break;
+            }
+            if self.cfg.progress && now >= report_at {
+                let done = self.nodes.iter().filter(|n| n.complete_at.is_some_and(|t| t <= now));
+                eprintln!(
+                    "simulated {:.0} s: {} of {} nodes hold the blob; {} events in {:.0} s",
+                    now as f64 / 1e9,
+                    done.count(),
+                    self.cfg.nodes,
+                    self.queue.handled,
+                    wall.elapsed().as_secs_f64()
+                );
+                report_at = now + nanos(Duration::from_secs(10));
             }
             self.handle(now, event);
         }
