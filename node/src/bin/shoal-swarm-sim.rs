@@ -1,10 +1,11 @@
-//! Runs the swarm simulation (`shoal::fetch::swarm_sim`) for the fleet sizes asked and prints
-//! one Markdown table row per run.
+//! Runs the swarm simulation (`shoal::fetch::swarm_sim`) for every combination asked and
+//! prints two Markdown tables: what the fleet achieved, and what it cost on the wire and in
+//! the scheduler.
 
 use std::time::Duration;
 
 use clap::Parser;
-use shoal::fetch::swarm_sim::{self, Config, Discovery, Serving, Sharing};
+use shoal::fetch::swarm_sim::{self, Config, Discovery, Report, Serving, Sharing};
 
 #[derive(Parser)]
 #[command(about = "Simulates a fleet pulling one blob at once through the node's piece scheduler.")]
@@ -21,22 +22,22 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "0,0.1")]
     slow: Vec<f64>,
     /// What a provider lookup returns: `all`, `first20` (libp2p-kad's store) or `sample20`.
-    #[arg(long, value_delimiter = ',', default_value = "first20")]
+    #[arg(long, value_delimiter = ',', default_value = "sample20")]
     discovery: Vec<String>,
+    /// The serving rule: `node` (the node's), or the variants `count-sent` and `slots-only`.
+    #[arg(long, value_delimiter = ',', default_value = "node")]
+    serving: Vec<String>,
     /// How flows share a link: `equal` shares at both ends, or `max-min` (slow past ~100 nodes).
     #[arg(long, default_value = "equal")]
     sharing: String,
-    /// The serving rule: `node` (the node's), or the variants `count-sent` and `slots-only`.
-    #[arg(long, default_value = "node")]
-    serving: String,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Print how far each run got every 10 simulated seconds, on stderr.
-    #[arg(long)]
-    progress: bool,
     /// How often a spinning driver loop is looked at again, in milliseconds.
     #[arg(long, default_value_t = 10.0)]
     poll_ms: f64,
+    /// Print how far each run got every 10 simulated seconds, on stderr.
+    #[arg(long)]
+    progress: bool,
 }
 
 fn discovery(name: &str) -> Result<Discovery, String> {
@@ -60,67 +61,101 @@ fn serving(name: &str) -> Result<Serving, String> {
 
 fn main() -> Result<(), String> {
     let args = Args::parse();
-    let serving = serving(&args.serving)?;
     let sharing = match args.sharing.as_str() {
         "equal" => Sharing::Equal,
         "max-min" => Sharing::MaxMin,
         other => return Err(format!("unknown sharing {other:?}")),
     };
-    println!(
-        "| nodes | slow | discovery | makespan / T1 | fast nodes' makespan / T1 | mean completion / T1 | first piece (mean) | owner sent (copies) \
-         | mean sent | most sent by a peer | upstream fetches | requests / node | 503s / node \
-         | lookups / node | 503s with a slot free | max sources | next() | driver spinning | events | wall |"
-    );
-    println!(
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    );
-    for name in &args.discovery {
-        let discovery = discovery(name)?;
-        for &slow in &args.slow {
-            for &nodes in &args.nodes {
-                let config = Config {
-                    nodes,
-                    size: args.size_mib << 20,
-                    link_rate: args.link_gbit * 125e6,
-                    slow_fraction: slow,
-                    discovery,
-                    serving,
-                    sharing,
-                    poll: Duration::from_secs_f64(args.poll_ms / 1e3),
-                    seed: args.seed,
-                    progress: args.progress,
-                    ..Config::default()
-                };
-                let r = swarm_sim::run(&config);
-                let t1 = r.t1.as_secs_f64();
-                println!(
-                    "| {nodes} | {:.0} % | {name} | {:.2} | {:.2} | {:.2} | {:.2} s | {:.2} | {:.2} | {:.2} | {} \
-                     | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} % | {} | {:.1} µs | {:.0} % | {} | {:.1} s |",
-                    slow * 100.0,
-                    r.ratio(),
-                    r.fast_makespan.as_secs_f64() / t1,
-                    r.mean_completion.as_secs_f64() / t1,
-                    r.first_piece.as_secs_f64(),
-                    r.owner_upload,
-                    r.mean_upload,
-                    r.max_upload,
-                    r.upstream_fetches,
-                    r.requests,
-                    r.refused,
-                    r.probes,
-                    r.lookups,
-                    r.copy_refusals * 100.0,
-                    r.max_sources,
-                    r.next_cost.as_secs_f64() * 1e6,
-                    r.spinning * 100.0,
-                    r.events,
-                    r.wall.as_secs_f64(),
-                );
-                if r.complete < nodes {
-                    println!("(only {} of {nodes} nodes completed)", r.complete);
+    let mut runs = Vec::new();
+    for serving_name in &args.serving {
+        for discovery_name in &args.discovery {
+            for &slow in &args.slow {
+                for &nodes in &args.nodes {
+                    let config = Config {
+                        nodes,
+                        size: args.size_mib << 20,
+                        link_rate: args.link_gbit * 125e6,
+                        slow_fraction: slow,
+                        sharing,
+                        discovery: discovery(discovery_name)?,
+                        serving: serving(serving_name)?,
+                        poll: Duration::from_secs_f64(args.poll_ms / 1e3),
+                        seed: args.seed,
+                        progress: args.progress,
+                        ..Config::default()
+                    };
+                    let report = swarm_sim::run(&config);
+                    eprintln!(
+                        "done: {nodes} nodes, {}",
+                        labels(&report, discovery_name, serving_name)
+                    );
+                    runs.push((report, discovery_name.clone(), serving_name.clone()));
                 }
             }
         }
     }
+    results(&runs);
+    println!();
+    costs(&runs);
     Ok(())
+}
+
+type Run = (Report, String, String);
+
+fn labels(r: &Report, discovery: &str, serving: &str) -> String {
+    format!(
+        "{} | {:.0} % | {discovery} | {serving}",
+        r.config.nodes,
+        r.config.slow_fraction * 100.0
+    )
+}
+
+fn results(runs: &[Run]) {
+    println!(
+        "| nodes | slow | lookups | serving | makespan / T1 | fast nodes' makespan / T1 \
+         | mean completion / T1 | first piece, mean | owner sent | mean sent | most sent by \
+         a peer | upstream fetches |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (r, discovery, serving) in runs {
+        let t1 = r.t1.as_secs_f64();
+        let incomplete = r.config.nodes - r.complete;
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} s | {:.2} | {:.2} | {:.2} | {}{} |",
+            labels(r, discovery, serving),
+            r.ratio(),
+            r.fast_makespan.as_secs_f64() / t1,
+            r.mean_completion.as_secs_f64() / t1,
+            r.first_piece.as_secs_f64(),
+            r.owner_upload,
+            r.mean_upload,
+            r.max_upload,
+            r.upstream_fetches,
+            if incomplete > 0 { format!(" ({incomplete} never completed)") } else { String::new() },
+        );
+    }
+}
+
+fn costs(runs: &[Run]) {
+    println!(
+        "| nodes | slow | lookups | serving | 503s / node | 503s with a slot free | status \
+         probes / node | lookups / node | driver loop spinning | sources, most | `next()`, mean \
+         | events | run time |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (r, discovery, serving) in runs {
+        println!(
+            "| {} | {:.0} | {:.0} % | {:.0} | {:.1} | {:.0} % | {} | {:.1} µs | {:.1} M | {:.0} s |",
+            labels(r, discovery, serving),
+            r.refused,
+            r.copy_refusals * 100.0,
+            r.probes,
+            r.lookups,
+            r.spinning * 100.0,
+            r.max_sources,
+            r.next_cost.as_secs_f64() * 1e6,
+            r.events as f64 / 1e6,
+            r.wall.as_secs_f64(),
+        );
+    }
 }
