@@ -30,6 +30,9 @@ struct Args {
     /// How flows share a link: `equal` shares at both ends, or `max-min` (slow past ~100 nodes).
     #[arg(long, default_value = "equal")]
     sharing: String,
+    /// Stop taking new sources past this many per node (a variant: the node has no limit).
+    #[arg(long)]
+    max_sources: Option<usize>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// How often a spinning driver loop is looked at again, in milliseconds.
@@ -80,6 +83,7 @@ fn main() -> Result<(), String> {
                         discovery: discovery(discovery_name)?,
                         serving: serving(serving_name)?,
                         poll: Duration::from_secs_f64(args.poll_ms / 1e3),
+                        max_sources: args.max_sources,
                         seed: args.seed,
                         progress: args.progress,
                         ..Config::default()

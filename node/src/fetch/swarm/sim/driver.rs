@@ -50,6 +50,13 @@ impl World {
 
     fn add_peers(&mut self, now: Time, node: usize, found: Vec<usize>) {
         for peer in found {
+            if self
+                .cfg
+                .max_sources
+                .is_some_and(|max| self.nodes[node].download.sources.len() >= max)
+            {
+                break;
+            }
             let role = if peer == OWNER { Role::Owner } else { Role::Provider };
             if let Some(source) = self.nodes[node].download.add_source(peer, role) {
                 self.probe(now, node, source);

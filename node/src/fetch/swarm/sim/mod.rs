@@ -78,6 +78,11 @@ pub struct Config {
     pub serving: Serving,
     /// `peer_stall_timeout`: no piece for this long and a node goes upstream.
     pub stall: Duration,
+    /// A variant: a node stops taking new sources once it knows this many. The node keeps
+    /// every source a lookup names; capping them is not a neutral shortcut (a node that keeps
+    /// its first 20 sources keeps the nodes that were first to get pieces, as everyone else
+    /// does, and the swarm starves as with [`Discovery::First`]).
+    pub max_sources: Option<usize>,
     /// How often a spinning driver loop is looked at again.
     pub poll: Duration,
     /// Simulated time after which the run stops, complete or not.
@@ -104,6 +109,7 @@ impl Default for Config {
             upload_slots: 3,
             serving: Serving::Node,
             stall: Duration::from_secs(10),
+            max_sources: None,
             // Backoffs end up to this much late; 1 ms gives the same results within the
             // spread between seeds (see docs/benchmarks.md), at twice the run time.
             poll: Duration::from_millis(10),

@@ -15,8 +15,8 @@ pub(super) type FlowId = usize;
 pub enum Sharing {
     /// A flow gets an equal share of its source's uplink and of its requester's downlink,
     /// the smaller of the two. A share one flow cannot use because its other end is slower is
-    /// not handed to the others, so this is never faster than TCP; each change costs only the
-    /// few flows at the two nodes it touches.
+    /// not handed to the others, so no flow is faster than under max-min sharing; each change
+    /// costs only the few flows at the two nodes it touches.
     Equal,
     /// Max-min fairness (progressive filling over every link), what TCP flows converge to.
     /// Every change recomputes every flow: for small fleets, to check the equal shares by.
