@@ -40,3 +40,27 @@ fn slow_links_and_max_min_sharing_complete_too() {
     // Slow nodes cannot beat their own link: a tenth of the rate.
     assert!(report.ratio() >= 10.0, "{report:?}");
 }
+
+#[test]
+fn max_min_hands_on_what_a_slow_end_cannot_use() {
+    use std::time::Instant;
+
+    use shoal_protocol::Digest;
+
+    use super::net::Net;
+    use crate::fetch::uploads::Uploads;
+
+    // Node 0 sends 1,000 bytes to node 1 (fast) and to node 2 (a tenth of the rate) at once.
+    let uploads = Uploads::new(4);
+    let slot = || uploads.acquire(&Digest::of(b"blob"), None, Instant::now()).expect("a slot");
+    let rates = vec![1.0, 1.0, 0.1];
+    let fast_flow_done = |sharing| {
+        let mut net = Net::new(sharing, rates.clone(), rates.clone());
+        let (fast, _) = net.start(0, (0, 1), 1, 1000, 0, slot());
+        let (_, changed) = net.start(0, (0, 2), 2, 1000, 0, slot());
+        changed.iter().find(|c| c.flow == fast).expect("the fast flow was re-rated").at
+    };
+    // Equal shares: half the uplink each. Max-min: the slow flow takes its 0.1, the fast 0.9.
+    assert_eq!(fast_flow_done(Sharing::Equal), 2000);
+    assert_eq!(fast_flow_done(Sharing::MaxMin), 1112);
+}
