@@ -34,6 +34,7 @@ pub use peers::{PEER_TOKEN_HEADER, PeerClient, PeerTimeouts, peer_blob_path};
 pub use range::RangeSpec;
 pub use source::{BlobSource, SourceStream, UpstreamFallback, UpstreamSource};
 pub use swarm::Swarm;
+pub use swarm::sim as swarm_sim;
 pub use tags::TagList;
 pub use upstreams::{Upstreams, is_registry_host};
 

@@ -11,6 +11,7 @@
 //! download falls back to its sequential sources (see `download.rs`).
 
 mod scheduler;
+pub mod sim;
 mod sites;
 mod trace;
 
