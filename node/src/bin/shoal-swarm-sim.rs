@@ -24,7 +24,7 @@ struct Args {
     /// What a provider lookup returns: `all`, `first20` (libp2p-kad's store) or `sample20`.
     #[arg(long, value_delimiter = ',', default_value = "sample20")]
     discovery: Vec<String>,
-    /// The serving rule: `node` (the node's), or the variants `count-sent` and `slots-only`.
+    /// The serving rule: `node` (the node's), or the variants `spread-as-busy` and `slots-only`.
     #[arg(long, value_delimiter = ',', default_value = "node")]
     serving: Vec<String>,
     /// How flows share a link: `equal` shares at both ends, or `max-min` (slow past ~100 nodes).
@@ -56,7 +56,7 @@ fn discovery(name: &str) -> Result<Discovery, String> {
 fn serving(name: &str) -> Result<Serving, String> {
     match name {
         "node" => Ok(Serving::Node),
-        "count-sent" => Ok(Serving::CountSent),
+        "spread-as-busy" => Ok(Serving::SpreadAsBusy),
         "slots-only" => Ok(Serving::SlotsOnly),
         _ => Err(format!("unknown serving rule {name:?}")),
     }

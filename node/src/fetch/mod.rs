@@ -41,7 +41,7 @@ pub use upstreams::{Upstreams, is_registry_host};
 use inflight::{InFlightBlobs, Joined};
 use keyed_lock::KeyedLock;
 use shoal_protocol::peer::PieceStatus;
-use uploads::Uploads;
+use uploads::{Refusal, Uploads};
 
 use crate::store::{Store, Writable};
 
@@ -102,6 +102,9 @@ pub enum PeerAnswer {
     NotHeld(Option<PieceStatus>),
     /// Every upload slot for this digest is taken; ask someone else.
     Busy(Option<PieceStatus>),
+    /// That piece was sent often enough just now; take it from the nodes that got it (other
+    /// pieces may still be asked here).
+    Spread(Option<PieceStatus>),
 }
 
 impl Fetcher {
@@ -173,8 +176,11 @@ impl Fetcher {
     ) -> Result<PeerAnswer, FetchError> {
         let slot = match range {
             Some(range) => match self.uploads.acquire(digest, range.start(), Instant::now()) {
-                Some(slot) => Some(slot),
-                None => return Ok(PeerAnswer::Busy(self.piece_status(digest).await)),
+                Ok(slot) => Some(slot),
+                Err(Refusal::Busy) => return Ok(PeerAnswer::Busy(self.piece_status(digest).await)),
+                Err(Refusal::Spread) => {
+                    return Ok(PeerAnswer::Spread(self.piece_status(digest).await));
+                }
             },
             None => None,
         };

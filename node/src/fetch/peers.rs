@@ -170,6 +170,7 @@ impl PeerClient {
                 self.receive(response, peer, digest, start, end, sink).await
             }
             reqwest::StatusCode::SERVICE_UNAVAILABLE => Err(PieceError::Busy),
+            reqwest::StatusCode::TOO_MANY_REQUESTS => Err(PieceError::Spread),
             reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::RANGE_NOT_SATISFIABLE => {
                 Err(PieceError::NotHeld)
             }
@@ -356,6 +357,8 @@ pub enum StatusReply {
 pub enum PieceError {
     #[error("the peer's upload slots are full")]
     Busy,
+    #[error("the peer sent that piece often enough just now")]
+    Spread,
     #[error("the peer does not hold that piece")]
     NotHeld,
     #[error("the download stopped taking bytes")]
@@ -368,6 +371,7 @@ impl PieceError {
     pub(crate) fn failure(&self) -> Failure {
         match self {
             PieceError::Busy => Failure::Busy,
+            PieceError::Spread => Failure::Spread,
             PieceError::NotHeld => Failure::NotHeld,
             PieceError::Stopped | PieceError::Peer(_) => Failure::Error,
         }

@@ -6,8 +6,9 @@
 //! slots a node answers "busy" with what it holds, and the asker takes the piece from another
 //! node that has it. A piece is also sent at most [`COPIES`] times in [`COPY_WINDOW`]: the
 //! nodes that got it pass it on, so a piece spreads through the fleet like a broadcast tree
-//! instead of leaving every node's first holder (the owner) once per node. The window ends the
-//! refusal in case those nodes went away.
+//! instead of leaving every node's first holder (the owner) once per node. That refusal names
+//! the piece, not the node ([`Refusal::Spread`], `429` on the wire): the asker takes other
+//! pieces from it meanwhile. The window ends the refusal in case those nodes went away.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,13 +44,18 @@ impl Uploads {
     }
 
     /// A slot for an upload of `digest` (of the piece that starts at `start`, for a range), or
-    /// `None` when all are taken or that piece was sent often enough just now.
+    /// why not. A copy of the piece counts only once it has a slot: a request refused for want
+    /// of a slot sends nothing, and must not keep the next asker from the piece.
     pub(crate) fn acquire(
         &self,
         digest: &Digest,
         start: Option<u64>,
         now: Instant,
-    ) -> Option<Slot> {
+    ) -> Result<Slot, Refusal> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.get(digest).is_some_and(|&count| count >= self.slots) {
+            return Err(Refusal::Busy);
+        }
         if let Some(piece) = start {
             let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
             if sent.len() >= MAX_REMEMBERED {
@@ -63,18 +69,23 @@ impl Uploads {
                 *entry = (0, now);
             }
             if entry.0 >= COPIES {
-                return None;
+                return Err(Refusal::Spread);
             }
             entry.0 += 1;
         }
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let count = running.entry(*digest).or_default();
-        if *count >= self.slots {
-            return None;
-        }
-        *count += 1;
-        Some(Slot { digest: *digest, running: self.running.clone() })
+        *running.entry(*digest).or_default() += 1;
+        Ok(Slot { digest: *digest, running: self.running.clone() })
     }
+}
+
+/// Why an upload was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Every slot for the digest is taken: ask another node, or this one in a moment.
+    Busy,
+    /// This piece was sent often enough just now: the nodes that got it pass it on. Other
+    /// pieces may still be asked of this node.
+    Spread,
 }
 
 impl Drop for Slot {
@@ -113,10 +124,10 @@ mod tests {
         let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
         let first = uploads.acquire(&a, None, now).expect("first");
         let second = uploads.acquire(&a, None, now).expect("second");
-        assert!(uploads.acquire(&a, None, now).is_none(), "two slots per digest");
-        assert!(uploads.acquire(&b, None, now).is_some(), "another digest has its own");
+        assert_eq!(uploads.acquire(&a, None, now).err(), Some(Refusal::Busy), "two per digest");
+        assert!(uploads.acquire(&b, None, now).is_ok(), "another digest has its own");
         drop(first);
-        assert!(uploads.acquire(&a, None, now).is_some());
+        assert!(uploads.acquire(&a, None, now).is_ok());
         drop(second);
         assert!(uploads.running.lock().unwrap().get(&a).is_none_or(|&n| n <= 1));
     }
@@ -126,10 +137,25 @@ mod tests {
         let uploads = Uploads::new(8);
         let now = Instant::now();
         let a = Digest::of(b"a");
-        assert!(uploads.acquire(&a, Some(3), now).is_some());
-        assert!(uploads.acquire(&a, Some(3), now).is_some());
-        assert!(uploads.acquire(&a, Some(3), now).is_none(), "a third copy waits");
-        assert!(uploads.acquire(&a, Some(4), now).is_some(), "other pieces are not held up");
-        assert!(uploads.acquire(&a, Some(3), now + COPY_WINDOW).is_some(), "the window ends");
+        assert!(uploads.acquire(&a, Some(3), now).is_ok());
+        assert!(uploads.acquire(&a, Some(3), now).is_ok());
+        assert_eq!(uploads.acquire(&a, Some(3), now).err(), Some(Refusal::Spread), "a third waits");
+        assert!(uploads.acquire(&a, Some(4), now).is_ok(), "other pieces are not held up");
+        assert!(uploads.acquire(&a, Some(3), now + COPY_WINDOW).is_ok(), "the window ends");
+    }
+
+    #[test]
+    fn a_request_refused_for_want_of_a_slot_spends_no_copy() {
+        let uploads = Uploads::new(1);
+        let now = Instant::now();
+        let a = Digest::of(b"a");
+        let held = uploads.acquire(&a, Some(0), now).expect("the one slot");
+        for _ in 0..5 {
+            assert_eq!(uploads.acquire(&a, Some(7), now).err(), Some(Refusal::Busy));
+        }
+        drop(held);
+        let first = uploads.acquire(&a, Some(7), now).expect("piece 7 was never sent");
+        drop(first);
+        assert!(uploads.acquire(&a, Some(7), now).is_ok(), "and may be sent a second time");
     }
 }

@@ -111,6 +111,7 @@ pub async fn peer_blob(
         PeerAnswer::NotHeld(None) => return Err(ApiError::Fetch(FetchError::BlobUnknown(*digest))),
         PeerAnswer::NotHeld(status) => (empty(StatusCode::RANGE_NOT_SATISFIABLE), status),
         PeerAnswer::Busy(status) => (empty(StatusCode::SERVICE_UNAVAILABLE), status),
+        PeerAnswer::Spread(status) => (empty(StatusCode::TOO_MANY_REQUESTS), status),
     };
     if let Some(status) = status
         && let Ok(v) = HeaderValue::from_str(&status.to_string())

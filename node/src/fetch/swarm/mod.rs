@@ -36,8 +36,15 @@ pub(crate) use scheduler::{Failure, Limits, Role, Scheduler, SourceId};
 use sites::Reach;
 pub(crate) use trace::liars;
 
-/// How often the DHT is asked again for providers while a download runs.
-const PROVIDER_REFRESH: Duration = Duration::from_secs(1);
+/// How long after a download's start, or its last lookup, the DHT is asked again for
+/// providers: soon at first, when the nodes that started together are getting their first
+/// pieces and can serve them, then every second. A node that knew only the owner for a whole
+/// second would wait on the owner's two copies of each piece.
+pub(crate) fn provider_refresh(lookups_done: u32) -> Duration {
+    const FIRST: Duration = Duration::from_millis(200);
+    const EVERY: Duration = Duration::from_secs(1);
+    FIRST.saturating_mul(1 << lookups_done.saturating_sub(1).min(8)).min(EVERY)
+}
 /// How often a source with nothing useful yet is asked what it holds now.
 const STATUS_REFRESH: Duration = Duration::from_millis(200);
 
@@ -251,7 +258,8 @@ impl Run<'_> {
         started: &(dyn Fn() + Send + Sync),
     ) -> Result<Outcome, FetchError> {
         let mut last_piece = Instant::now();
-        let mut next_providers = Instant::now() + PROVIDER_REFRESH;
+        let mut lookups = 1;
+        let mut next_providers = Instant::now() + provider_refresh(lookups);
         let mut next_status = Instant::now() + STATUS_REFRESH;
         loop {
             let now = Instant::now();
@@ -313,7 +321,7 @@ impl Run<'_> {
             let wakeup = self
                 .scheduler
                 .as_ref()
-                .and_then(Scheduler::next_wakeup)
+                .and_then(|s| s.next_wakeup(now.into_std()))
                 .map(Instant::from_std)
                 .into_iter()
                 .chain([next_providers, next_status, last_piece + self.swarm.stall])
@@ -328,7 +336,8 @@ impl Run<'_> {
                 () = tokio::time::sleep_until(wakeup) => {
                     let now = Instant::now();
                     if now >= next_providers {
-                        next_providers = now + PROVIDER_REFRESH;
+                        lookups += 1;
+                        next_providers = now + provider_refresh(lookups);
                         self.refresh_providers();
                     }
                     if now >= next_status {

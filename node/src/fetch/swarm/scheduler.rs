@@ -18,7 +18,9 @@
 //! - When nothing new is left to ask, a piece out for longer than a few typical piece times is
 //!   asked of a second source (a hedge); the first copy in wins and the other is cancelled.
 //! - A busy source (its upload slots are full) is left alone for a moment; a failing one for
-//!   longer; after [`Limits::max_failures`] failures in a row it is dropped.
+//!   longer; after [`Limits::max_failures`] failures in a row it is dropped. A source that
+//!   refuses one piece because it sent it often enough just now is not asked for that piece
+//!   for a moment, and is asked for others meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +70,8 @@ impl Default for Limits {
 pub(crate) enum Failure {
     /// The source's upload slots are full.
     Busy,
+    /// The source sent this piece often enough just now; the nodes that got it have it.
+    Spread,
     /// The source no longer (or not yet) has the piece; its new status says what it has.
     NotHeld,
     /// The connection failed, stalled, or the source answered nonsense.
@@ -89,6 +93,9 @@ struct Source {
     status: Option<PieceStatus>,
     active: usize,
     not_before: Option<Instant>,
+    /// Pieces it refused to send again just now, and until when they are not asked of it.
+    /// A few at most: they expire within a backoff.
+    refused: Vec<(u32, Instant)>,
     failures: u32,
     dead: bool,
     slow: bool,
@@ -137,6 +144,7 @@ impl Scheduler {
             status: None,
             active: 0,
             not_before: None,
+            refused: Vec::new(),
             failures: 0,
             dead: false,
             slow: false,
@@ -184,6 +192,9 @@ impl Scheduler {
     pub(crate) fn next(&mut self, now: Instant) -> Option<Assignment> {
         if self.outstanding() >= self.limits.total || self.is_complete() {
             return None;
+        }
+        for src in &mut self.sources {
+            src.refused.retain(|&(_, until)| until > now);
         }
         let mut order: Vec<SourceId> =
             (0..self.sources.len()).filter(|&s| self.ready(s, now)).collect();
@@ -255,6 +266,12 @@ impl Scheduler {
                 let jitter = backoff.mul_f64(self.rng.random::<f64>());
                 src.not_before = Some(now + backoff + jitter);
             }
+            Failure::Spread => {
+                let backoff = self.limits.busy_backoff;
+                let until = now + backoff + backoff.mul_f64(self.rng.random::<f64>());
+                src.refused.retain(|&(p, _)| p != piece);
+                src.refused.push((piece, until));
+            }
             Failure::NotHeld => {}
             Failure::Error => {
                 src.failures += 1;
@@ -266,13 +283,17 @@ impl Scheduler {
         }
     }
 
-    /// When the next request could become possible without any answer arriving: a backoff
-    /// ending, or a piece becoming old enough to hedge.
-    pub(crate) fn next_wakeup(&self) -> Option<Instant> {
-        let backoffs = self.sources.iter().filter(|s| !s.dead).filter_map(|s| s.not_before);
-        let hedges =
-            self.out.iter().filter(|o| o.len() == 1).map(|o| o[0].since + self.hedge_after());
-        backoffs.chain(hedges).min()
+    /// When, after `now`, the next request could become possible without any answer
+    /// arriving: a backoff or a refusal ending, or a piece becoming old enough to hedge.
+    /// Backoffs that ended already change nothing by themselves: a caller that slept until
+    /// one of those would wake at once, again and again.
+    pub(crate) fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        let live = self.sources.iter().filter(|s| !s.dead);
+        let backoffs = live.clone().filter_map(|s| s.not_before);
+        let refusals = live.flat_map(|s| s.refused.iter().map(|&(_, until)| until));
+        let hedge_after = self.hedge_after();
+        let hedges = self.out.iter().filter(|o| o.len() == 1).map(|o| o[0].since + hedge_after);
+        backoffs.chain(refusals).chain(hedges).filter(|&t| t > now).min()
     }
 
     fn ready(&self, s: SourceId, now: Instant) -> bool {
@@ -286,7 +307,9 @@ impl Scheduler {
 
     fn serves(&self, s: SourceId, piece: u32) -> bool {
         let src = &self.sources[s];
-        !src.dead && src.status.as_ref().is_some_and(|st| st.serves(piece))
+        !src.dead
+            && src.status.as_ref().is_some_and(|st| st.serves(piece))
+            && !src.refused.iter().any(|&(p, _)| p == piece)
     }
 
     fn pick_fresh(&mut self, source: SourceId) -> Option<u32> {

@@ -87,7 +87,8 @@ fn a_busy_source_waits_and_a_failing_one_is_dropped() {
     s.failed(a, first.piece, Failure::Busy, now);
     assert_eq!(s.next(now), None, "a busy source is left alone for a moment");
     let later = now + Duration::from_millis(250);
-    assert!(s.next_wakeup().is_some_and(|t| t <= later));
+    assert!(s.next_wakeup(now).is_some_and(|t| t <= later));
+    assert_eq!(s.next_wakeup(later), None, "a backoff that ended wakes nobody");
     let mut at = later;
     for _ in 0..3 {
         let request = s.next(at).expect("asked again after the backoff");
@@ -155,4 +156,53 @@ fn a_slow_provider_does_not_leave_the_owner_idle() {
         "the owner serves fresh pieces once the provider is slow: {next:?}"
     );
     assert!(next.iter().filter(|r| r.source == slow).count() <= 1, "one at a time: {next:?}");
+}
+
+#[test]
+fn a_piece_refused_to_spread_is_asked_elsewhere_and_the_source_keeps_serving() {
+    let now = Instant::now();
+    let size = 4 * MIB;
+    let mut s = Scheduler::new(size, Limits { per_source: 1, ..Limits::default() }, 5);
+    let a = s.add_source(Role::Provider, true);
+    s.set_status(a, PieceStatus::complete(size));
+    let first = s.next(now).unwrap();
+    s.failed(a, first.piece, Failure::Spread, now);
+    let next = s.next(now).expect("the source is not busy: it is asked for another piece");
+    assert_eq!(next.source, a);
+    assert_ne!(next.piece, first.piece, "not the piece it refused, for a moment");
+    s.failed(a, next.piece, Failure::NotHeld, now);
+    let wake = s.next_wakeup(now).expect("the refusal ends");
+    assert!(wake <= now + Limits::default().busy_backoff * 2);
+    let b = s.add_source(Role::Provider, true);
+    s.set_status(b, PieceStatus::complete(size));
+    let mut asked_of_b = false;
+    while let Some(request) = s.next(now) {
+        assert!(request.source != a || request.piece != first.piece);
+        asked_of_b |= request.source == b && request.piece == first.piece;
+    }
+    assert!(asked_of_b, "another source is asked for the refused piece");
+}
+
+#[test]
+fn a_refused_piece_is_asked_again_of_its_only_holder_once_the_refusal_ends() {
+    let now = Instant::now();
+    let size = 4 * MIB;
+    let mut s = Scheduler::new(size, Limits::default(), 6);
+    let a = s.add_source(Role::Provider, true);
+    s.set_status(a, partial(size, &[2]));
+    let first = s.next(now).unwrap();
+    assert_eq!(first.piece, 2);
+    s.failed(a, 2, Failure::Spread, now);
+    assert_eq!(s.next(now), None, "its only holder refused it just now");
+    let wake = s.next_wakeup(now).expect("the refusal ends");
+    assert_eq!(s.next(wake).map(|r| (r.source, r.piece)), Some((a, 2)));
+}
+
+#[test]
+fn providers_are_looked_up_soon_at_first_then_every_second() {
+    use super::super::provider_refresh;
+    let waits: Vec<u64> = (1..8).map(|n| provider_refresh(n).as_millis() as u64).collect();
+    assert_eq!(waits, [200, 400, 800, 1000, 1000, 1000, 1000]);
+    assert_eq!(provider_refresh(0).as_millis(), 200);
+    assert_eq!(provider_refresh(u32::MAX).as_millis(), 1000);
 }

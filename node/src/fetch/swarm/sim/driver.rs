@@ -1,20 +1,20 @@
 //! The asking side of every node, step for step as the swarm driver (`swarm/mod.rs`) runs a
 //! download: the first provider lookup, else the owner; a status probe per new source; the
 //! scheduler asked for requests after every event; statuses refreshed every 200 ms and
-//! providers every second; no piece for the stall timeout and the node goes upstream.
+//! providers on the driver's schedule; no piece for the stall timeout and the node goes
+//! upstream.
 
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use shoal_protocol::peer::{PieceStatus, piece_range};
 
-use super::super::{Failure, Limits, Role, SourceId};
+use super::super::{Failure, Limits, Role, SourceId, provider_refresh};
 use super::events::{Event, Time};
 use super::world::{OWNER, Request, World, nanos};
 
-/// The driver's `STATUS_REFRESH` and `PROVIDER_REFRESH`.
+/// The driver's `STATUS_REFRESH`.
 const STATUS_REFRESH: Duration = Duration::from_millis(200);
-const PROVIDER_REFRESH: Duration = Duration::from_secs(1);
 
 impl World {
     pub(super) fn on_providers(&mut self, now: Time, node: usize, first: bool) {
@@ -84,7 +84,8 @@ impl World {
         download.began = now;
         download.last_piece = now;
         self.queue.push(now + nanos(STATUS_REFRESH), Event::StatusRound(node));
-        self.queue.push(now + nanos(PROVIDER_REFRESH), Event::ProviderRound(node));
+        download.lookups = 1;
+        self.queue.push(now + nanos(provider_refresh(1)), Event::ProviderRound(node));
         self.drain(now, node);
     }
 
@@ -122,10 +123,13 @@ impl World {
     }
 
     pub(super) fn on_provider_round(&mut self, now: Time, node: usize) {
-        if self.nodes[node].download.running {
+        let download = &mut self.nodes[node].download;
+        if download.running {
+            download.lookups += 1;
+            let next = now + nanos(provider_refresh(download.lookups));
             let at = now + nanos(self.cfg.dht_latency);
             self.queue.push(at, Event::Providers { node, first: false });
-            self.queue.push(now + nanos(PROVIDER_REFRESH), Event::ProviderRound(node));
+            self.queue.push(next, Event::ProviderRound(node));
         }
     }
 
@@ -137,7 +141,7 @@ impl World {
         let at = self.instant(now);
         let download = &mut self.nodes[request.from].download;
         download.out.remove(&(request.source, request.piece));
-        if failure == Failure::Busy {
+        if matches!(failure, Failure::Busy | Failure::Spread) {
             download.refused += 1;
             download.last_busy = Some(now);
         }
@@ -228,7 +232,11 @@ impl World {
             );
             self.queue.push(now + self.half_rtt(), Event::Arrive(id));
         }
-        let wakeup = self.nodes[node].download.scheduler.as_ref().and_then(|s| s.next_wakeup());
+        let wakeup = self.nodes[node]
+            .download
+            .scheduler
+            .as_ref()
+            .and_then(|s| s.next_wakeup(self.instant(now)));
         let mut wake = stall;
         if let Some(wakeup) = wakeup.map(|w| self.time(w)) {
             if wakeup > now {

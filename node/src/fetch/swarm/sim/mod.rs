@@ -18,21 +18,22 @@
 //!   half a round trip after its source sent its last byte. A status is as of when the source
 //!   answers (for a piece, when the answer starts, as the header does in the node).
 //! - A source answers a piece request as `Fetcher::local_blob` does, with the real
-//!   `Uploads`: a slot (3 per digest) and a copy (2 per piece per 2 s), else `503`, which
-//!   the scheduler hears as `Failure::Busy`; then the piece if
-//!   it is whole in its file or, on the owner, starts at or below the live edge.
+//!   `Uploads`: a slot (3 per digest, else `503`, which the scheduler hears as
+//!   `Failure::Busy`) and a copy (2 per piece per 2 s, else `429`, `Failure::Spread`); then
+//!   the piece if it is whole in its file or, on the owner, starts at or below the live edge.
 //! - Each node runs its own scheduler with the node's default limits, as the driver does
 //!   (`driver.rs`): a status probe per new source, a refresh every 200 ms of sources with
-//!   nothing out, a provider lookup every second, the scheduler asked after every event. A
+//!   nothing out, provider lookups on the driver's schedule (`provider_refresh`), the
+//!   scheduler asked after every event. A
 //!   node announces itself once its first piece is in; the record is found by lookups from
 //!   the DHT latency on. A node that gets no piece for the stall timeout (10 s) fetches the
 //!   rest from the upstream at its own link rate and counts as an upstream fallback.
 //! - What a lookup returns is [`Discovery`]: every provider, the first 20 to announce (what
 //!   libp2p-kad's provider store does, see `dht.rs`), or 20 drawn at random per lookup.
-//! - The driver's loop sleeps until the scheduler's `next_wakeup`. When that instant is
-//!   already past the real loop spins, acting the moment a backoff ends or a piece may be
-//!   hedged; the simulation looks again every [`Config::poll`] while one could, and counts
-//!   the time as spinning.
+//! - The driver's loop sleeps until the scheduler's `next_wakeup`. Were that instant ever
+//!   already past, the real loop would spin, acting the moment a backoff ends or a piece may
+//!   be hedged; the simulation would look again every [`Config::poll`] while one could, and
+//!   counts such time as spinning (none since `next_wakeup` looks only ahead).
 
 mod dht;
 mod driver;

@@ -93,6 +93,8 @@ pub(super) struct Download {
     /// When a source last answered `503`.
     pub last_busy: Option<Time>,
     pub probes: u64,
+    /// Provider lookups made, as the driver counts them for its schedule.
+    pub lookups: u32,
     pub requests: u64,
     pub refused: u64,
 }

@@ -209,22 +209,21 @@ impl World {
         let (start, end) = piece_range(self.cfg.size, piece);
         let status = self.status(to, now);
         let serves = status.serves(piece);
-        let clock = (now, self.instant(now));
-        let slot =
-            self.nodes[to].server.acquire(self.cfg.serving, &self.digest, (piece, start), clock);
+        let clock = self.instant(now);
+        let slot = self.nodes[to].server.acquire(self.cfg.serving, &self.digest, start, clock);
         let (flow, refused) = match slot {
-            Some(slot) if serves => {
+            Ok(slot) if serves => {
                 let ready = if to == OWNER { self.owner_has(end) } else { now };
                 let (flow, changed) = self.net.start(now, (to, from), id, end - start, ready, slot);
                 self.completions(changed);
                 (Some(flow), None)
             }
-            Some(_) => (None, Some(Failure::NotHeld)),
-            None => {
+            Ok(_) => (None, Some(Failure::NotHeld)),
+            Err(failure) => {
                 if self.net.uploads(to) < self.cfg.upload_slots {
                     self.copy_refusals += 1;
                 }
-                (None, Some(Failure::Busy))
+                (None, Some(failure))
             }
         };
         if refused.is_some() {
