@@ -19,8 +19,8 @@ pub enum HarnessError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{what} exited with {status} before it was ready; its log is {log}")]
-    ExitedEarly { what: String, status: ExitStatus, log: PathBuf },
+    #[error("{what} exited with {status} before it was ready; its log ({log}) ends:\n{tail}")]
+    ExitedEarly { what: String, status: ExitStatus, log: PathBuf, tail: String },
     #[error("{what} was not ready after {waited:?}; its log is {log}")]
     NotReady { what: String, waited: Duration, log: PathBuf },
     #[error("request for {what} failed: {source}")]

@@ -61,6 +61,8 @@ impl ChildProcess {
                 what: self.name.clone(),
                 status,
                 log: self.log.clone(),
+                // The log goes with the process's temporary directory: quote its end.
+                tail: log_tail(&self.log, 20),
             }),
             Err(source) => Err(HarnessError::io(format!("polling {}", self.name), source)),
         }
@@ -144,6 +146,17 @@ pub async fn http_answers(
     match client.get(url).timeout(Duration::from_secs(2)).send().await {
         Ok(response) => accept(response.status()),
         Err(_) => false,
+    }
+}
+
+/// The last `lines` lines of a log file, or why there are none.
+fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(unreadable: {e})"),
     }
 }
 

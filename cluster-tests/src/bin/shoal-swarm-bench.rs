@@ -17,7 +17,8 @@
 //! and the mean upload of the other nodes (from `/metrics`).
 //!
 //! Needs root (namespaces, `tc`) and a release build: `SHOAL_BIN=target/release/shoal`.
-//! Usage: `shoal-swarm-bench [--nodes 4,8,16] [--size-mib 256] [--mbit 200]`
+//! Usage: `shoal-swarm-bench [--nodes 4,8,16] [--size-mib 256] [--mbit 200] [--baselines no]`
+//! (`--baselines no` leaves out the distribution proxies, which take most of the run).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -40,6 +41,11 @@ struct Row {
     owner_copies: f64,
     others_copies: f64,
     shoal_gets: usize,
+    /// The distribution proxies' runs, unless left out.
+    baselines: Option<Baselines>,
+}
+
+struct Baselines {
     per_host: f64,
     per_host_gets: usize,
     central: f64,
@@ -72,7 +78,7 @@ async fn pull_all(hosts: &[LanHost], urls: &[String], digest: Digest) -> Result<
     Ok(start.elapsed().as_secs_f64())
 }
 
-async fn run(n: usize, size_mib: u64, mbit: u32, seed: u64) -> Result<Row> {
+async fn run(n: usize, size_mib: u64, mbit: u32, seed: u64, baselines: bool) -> Result<Row> {
     let size = size_mib << 20;
     // Declared first, so that it goes last: the processes on it are stopped before it goes.
     let lan = Lan::create_capped(n, Some(mbit))?;
@@ -111,6 +117,11 @@ async fn run(n: usize, size_mib: u64, mbit: u32, seed: u64) -> Result<Row> {
     }
     let others_copies = others.iter().sum::<f64>() / others.len().max(1) as f64;
     drop(nodes);
+    let row =
+        Row { nodes: n, t1, lone, shoal, owner_copies, others_copies, shoal_gets, baselines: None };
+    if !baselines {
+        return Ok(row);
+    }
 
     let mut proxies = Vec::new();
     for host in &hosts {
@@ -127,16 +138,8 @@ async fn run(n: usize, size_mib: u64, mbit: u32, seed: u64) -> Result<Row> {
     let central_seconds = pull_all(&hosts, &urls, layer).await?;
 
     Ok(Row {
-        nodes: n,
-        t1,
-        lone,
-        shoal,
-        owner_copies,
-        others_copies,
-        shoal_gets,
-        per_host,
-        per_host_gets,
-        central: central_seconds,
+        baselines: Some(Baselines { per_host, per_host_gets, central: central_seconds }),
+        ..row
     })
 }
 
@@ -145,6 +148,7 @@ async fn main() -> Result<()> {
     let mut counts = vec![4usize, 8, 16];
     let mut size_mib = 256u64;
     let mut mbit = 200u32;
+    let mut baselines = true;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
@@ -152,7 +156,10 @@ async fn main() -> Result<()> {
             "--nodes" => counts = value.split(',').map(str::parse).collect::<Result<_, _>>()?,
             "--size-mib" => size_mib = value.parse().context("--size-mib")?,
             "--mbit" => mbit = value.parse().context("--mbit")?,
-            other => bail!("unknown flag {other}; use --nodes 4,8,16 --size-mib N --mbit N"),
+            "--baselines" => baselines = value != "no",
+            other => bail!(
+                "unknown flag {other}; use --nodes 4,8,16 --size-mib N --mbit N --baselines no"
+            ),
         }
     }
     if !require_tools(&["docker-registry", "tc"]) || !require_lan() {
@@ -167,9 +174,17 @@ async fn main() -> Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (i, &n) in counts.iter().enumerate() {
-        let row = run(n, size_mib, mbit, 700 + i as u64).await?;
+        let row = run(n, size_mib, mbit, 700 + i as u64, baselines).await?;
+        let (per_host, per_host_gets, central) = match &row.baselines {
+            Some(b) => (
+                format!("{:.2}", b.per_host / row.t1),
+                b.per_host_gets.to_string(),
+                format!("{:.2}", b.central / row.t1),
+            ),
+            None => ("—".to_owned(), "—".to_owned(), "—".to_owned()),
+        };
         println!(
-            "| {} | {:.1} s | {:.2} | {:.2} ({:.1} s) | {:.2} copies | {:.2} copies | {} | {:.2} | {} | {:.2} |",
+            "| {} | {:.1} s | {:.2} | {:.2} ({:.1} s) | {:.2} copies | {:.2} copies | {} | {per_host} | {per_host_gets} | {central} |",
             row.nodes,
             row.t1,
             row.t1 / row.lone,
@@ -178,9 +193,6 @@ async fn main() -> Result<()> {
             row.owner_copies,
             row.others_copies,
             row.shoal_gets,
-            row.per_host / row.t1,
-            row.per_host_gets,
-            row.central / row.t1,
         );
     }
     Ok(())

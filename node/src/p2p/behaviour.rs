@@ -1,13 +1,14 @@
 //! The swarm's parts: the transport (TCP, optional pnet, noise, yamux) and the behaviours
 //! (Kademlia, identify, ping, owner requests, optional mDNS), configured from [`P2pConfig`].
 
+use super::provider_store::SampledStore;
 use std::time::Duration;
 
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
+use libp2p::kad::store::MemoryStoreConfig;
 use libp2p::pnet::PnetConfig;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
@@ -34,7 +35,7 @@ const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
-    pub kad: kad::Behaviour<MemoryStore>,
+    pub kad: kad::Behaviour<SampledStore>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub owner: request_response::Behaviour<OwnerCodec>,
@@ -75,7 +76,7 @@ pub(super) fn build_swarm(
     Ok(Swarm::new(transport, behaviour, peer_id, swarm_config))
 }
 
-fn kademlia(peer_id: PeerId, config: &P2pConfig) -> kad::Behaviour<MemoryStore> {
+fn kademlia(peer_id: PeerId, config: &P2pConfig) -> kad::Behaviour<SampledStore> {
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config
         .set_provider_record_ttl(Some(config.provider_ttl))
@@ -88,7 +89,7 @@ fn kademlia(peer_id: PeerId, config: &P2pConfig) -> kad::Behaviour<MemoryStore> 
         max_provided_keys: MAX_RECORDS,
         ..Default::default()
     };
-    let store = MemoryStore::with_config(peer_id, store_config);
+    let store = SampledStore::new(peer_id, store_config);
     let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
     // Every node serves the DHT: a cache fleet has no light clients, and waiting for a
     // confirmed external address (the automatic switch) would never happen on a LAN.

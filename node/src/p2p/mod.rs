@@ -15,6 +15,7 @@ mod handle;
 mod identity;
 mod key;
 mod peers;
+mod provider_store;
 mod task;
 
 #[cfg(test)]
