@@ -213,6 +213,32 @@ pub fn generate_cluster_key(dir: &Path) -> Result<PathBuf> {
     Ok(key)
 }
 
+/// Writes a runtime's mirror configuration with `shoal config RUNTIME --node URL --out OUT
+/// --registry R...`, as an operator would; returns what it printed (its notes).
+pub fn write_client_config(
+    runtime: &str,
+    node_url: &str,
+    registries: &[&str],
+    out: &Path,
+) -> Result<String> {
+    let mut command = Command::new(shoal_binary()?);
+    command.args(["config", runtime, "--node", node_url, "--out"]).arg(out);
+    for registry in registries {
+        command.args(["--registry", registry]);
+    }
+    let output = command
+        .output()
+        .map_err(|source| HarnessError::Spawn { program: "shoal".to_owned(), source })?;
+    if !output.status.success() {
+        return Err(HarnessError::ToolFailed {
+            tool: format!("shoal config {runtime}"),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// The `shoal` binary: `$SHOAL_BIN`, else the workspace's `target/debug/shoal`, built once
 /// per test process with `cargo build` so that tests never run a stale binary.
 pub fn shoal_binary() -> Result<PathBuf> {

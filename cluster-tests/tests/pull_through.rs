@@ -7,7 +7,9 @@ use std::time::Duration;
 use shoal_cluster_tests::clients::containerd::Containerd;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::image::{self, ImageSpec};
-use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
+use shoal_cluster_tests::{
+    Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools, write_client_config,
+};
 
 #[tokio::test]
 async fn skopeo_pulls_through_a_node_by_path_and_by_prefix_mirror() {
@@ -45,10 +47,10 @@ async fn skopeo_pulls_through_a_node_by_path_and_by_prefix_mirror() {
     assert_eq!(copied.manifest().expect("index"), multi.root.bytes);
     assert_eq!(copied.verified_blobs().expect("blobs"), multi.blob_digests());
 
-    // CRI-O and podman: a registries.conf mirror with the registry as a path prefix.
-    let conf = skopeo
-        .prefix_mirror_conf("docker.io", &format!("{}/docker.io", node.host()))
-        .expect("conf");
+    // CRI-O and podman: the registries.conf that `shoal config podman` writes (docker.io is
+    // out of reach here, so only the mirror can answer).
+    let conf = out.path().join("registries.conf");
+    write_client_config("podman", &node.url(), &["docker.io"], &conf).expect("shoal config");
     let via_mirror = CopyOptions { registries_conf: Some(conf), ..CopyOptions::default() };
     let dest = out.path().join("mirror");
     let copied = skopeo.copy("docker.io/library/app:v2", &dest, &via_mirror).await.expect("mirror");
@@ -68,7 +70,9 @@ async fn containerd_pulls_through_a_hosts_toml_mirror() {
     let node = ShoalNode::start(ShoalOptions::docker_io(registry.url())).await.expect("node");
     let containerd = Containerd::start().await.expect("containerd");
     let hosts = tempfile::tempdir().expect("hosts dir");
-    Containerd::write_hosts_toml(hosts.path(), "docker.io", &node.url()).expect("hosts.toml");
+    let notes = write_client_config("containerd", &node.url(), &["docker.io"], hosts.path())
+        .expect("shoal config containerd");
+    assert!(notes.contains("--hosts-dir"), "it says how ctr finds the mirror: {notes}");
 
     containerd.fetch("docker.io/library/app:v1", hosts.path(), true).await.expect("ctr fetch");
     for manifest in multi.manifests() {
@@ -84,6 +88,44 @@ async fn containerd_pulls_through_a_hosts_toml_mirror() {
         requests.iter().all(|r| r.query.is_none()),
         "the node never forwards ?ns=: {requests:?}"
     );
+}
+
+#[tokio::test]
+async fn an_upstream_with_a_port_is_mirrored_for_podman_through_an_alias() {
+    if !require_tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
+    let pushed = image::push_image(&registry.client(), "team/app", "v1", &ImageSpec::oci(121))
+        .await
+        .expect("push");
+    // A name no client here can reach: only the node, which maps it to the registry, can.
+    let upstream = "registry.invalid:5443";
+    let dir = tempfile::tempdir().expect("tempdir");
+    // What the node must be told comes first: the tool names the alias.
+    let conf = dir.path().join("registries.conf");
+    let notes = write_client_config("podman", "http://node.invalid:5000", &[upstream], &conf)
+        .expect("shoal config podman");
+    let aliases = notes.split_once("[aliases]\n").expect("the alias the node needs").1;
+    let node_config = dir.path().join("shoal.toml");
+    std::fs::write(&node_config, format!("[aliases]\n{}\n", aliases.trim())).expect("write");
+    let node = ShoalNode::start(
+        ShoalOptions::docker_io(registry.url())
+            .upstream(upstream, registry.url())
+            .arg("--config")
+            .arg(node_config.display().to_string()),
+    )
+    .await
+    .expect("node with the alias");
+    write_client_config("podman", &node.url(), &[upstream], &conf).expect("shoal config podman");
+
+    let skopeo = Skopeo::new().expect("skopeo");
+    let options = CopyOptions { registries_conf: Some(conf), ..CopyOptions::default() };
+    let dest = dir.path().join("copy");
+    let copied =
+        skopeo.copy(&format!("{upstream}/team/app:v1"), &dest, &options).await.expect("copy");
+    assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
+    assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
 }
 
 #[tokio::test]

@@ -24,6 +24,29 @@ pub enum Command {
     /// Manage the cluster key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Write a container runtime's mirror configuration for a node (or print it).
+    Config(ClientConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientConfigArgs {
+    /// The runtime to configure.
+    #[arg(value_enum)]
+    pub runtime: crate::client_config::Runtime,
+    /// The node to pull through.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
+    pub node: String,
+    /// A registry to mirror; repeatable [default: every built-in upstream].
+    #[arg(long = "registry", value_name = "HOST")]
+    pub registries: Vec<String>,
+    /// Where to write: containerd's hosts directory [/etc/containerd/certs.d], Docker's
+    /// daemon.json [/etc/docker/daemon.json], or the registries.conf drop-in
+    /// [/etc/containers/registries.conf.d/50-shoal.conf].
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Print the files instead of writing them.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

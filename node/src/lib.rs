@@ -7,6 +7,7 @@
 //! hold; `server` wires them all; `config` and `cli` feed it.
 
 pub mod cli;
+pub mod client_config;
 pub mod config;
 pub mod fetch;
 pub mod fleet;

@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
             Err(e) => Err(e.to_string()),
         },
         Command::Key(KeyCommand::Generate { out }) => generate_key(&out),
+        Command::Config(args) => client_config(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -45,6 +46,36 @@ fn generate_key(out: &std::path::Path) -> Result<(), String> {
         "wrote a new cluster key to {}; copy it to every node and pass --cluster-key",
         out.display()
     );
+    Ok(())
+}
+
+fn client_config(args: &shoal::cli::ClientConfigArgs) -> Result<(), String> {
+    use shoal::client_config::{self, ClientConfigError, Node, Runtime};
+    let node = Node::parse(&args.node).map_err(|e| e.to_string())?;
+    let registries = client_config::registries(&args.registries).map_err(|e| e.to_string())?;
+    let target = args.out.clone().unwrap_or_else(|| client_config::default_target(args.runtime));
+    let existing = match (args.runtime, std::fs::read_to_string(&target)) {
+        (Runtime::Docker, Ok(text)) => Some(text),
+        (Runtime::Docker, Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(ClientConfigError::Read { path: target, source: e }.to_string());
+        }
+        _ => None,
+    };
+    let plan = client_config::plan(args.runtime, &node, &registries, &target, existing.as_deref())
+        .map_err(|e| e.to_string())?;
+    if args.dry_run {
+        for file in &plan.files {
+            println!("# {}\n{}", file.path.display(), file.text);
+        }
+    } else {
+        client_config::write(&plan).map_err(|e| e.to_string())?;
+        for file in &plan.files {
+            println!("wrote {}", file.path.display());
+        }
+    }
+    for note in &plan.notes {
+        println!("note: {note}");
+    }
     Ok(())
 }
 
