@@ -6,12 +6,15 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{ByteSize, Config, ConfigError, FileConfig, HumanDuration, Overrides};
 
+/// The version and the commit the binary was built from: `0.1.0 (3f2a9c1d0b7e)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SHOAL_COMMIT"), ")");
+
 /// A peer-to-peer pull-through cache for OCI container registries.
 ///
 /// Point containerd, Docker, CRI-O or podman at a node as a registry mirror; it fetches each
 /// image from the upstream registry once and serves it from its local store afterwards.
 #[derive(Debug, Parser)]
-#[command(name = "shoal", version, propagate_version = true)]
+#[command(name = "shoal", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -59,8 +62,22 @@ pub enum KeyCommand {
     },
 }
 
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// How log lines are written: `text`, or `json` for log shippers.
+    #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// TOML configuration file; flags and SHOAL_* variables override its keys.
     #[arg(long, env = "SHOAL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -1,22 +1,16 @@
 //! The `shoal` binary: parse the command line, set up logging, run the node.
 
 use clap::Parser;
-use shoal::cli::{Cli, Command, KeyCommand};
+use shoal::cli::{Cli, Command, KeyCommand, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    // libp2p's Kademlia warns on every bootstrap attempt of a node that is alone; that is the
-    // normal state of a first node, not something an operator should act on.
-    let default_filter = "info,libp2p_kad=error";
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-
     let Cli { command } = Cli::parse();
+    let format = match &command {
+        Command::Run(args) => args.log_format,
+        _ => LogFormat::Text,
+    };
+    init_logging(format);
     let result = match command {
         Command::Run(args) => match args.resolve() {
             Ok(config) => run(config),
@@ -32,6 +26,21 @@ fn main() -> std::process::ExitCode {
             eprintln!("shoal: {message}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    // libp2p's Kademlia warns on every bootstrap attempt of a node that is alone; that is the
+    // normal state of a first node, not something an operator should act on.
+    let default_filter = "info,libp2p_kad=error";
+    let filter =
+        EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+        LogFormat::Json => logs.json().with_current_span(false).with_span_list(false).init(),
     }
 }
 

@@ -1,0 +1,71 @@
+//! The binary's own surface: `--version` names the commit, `--log-format json` writes one JSON
+//! object per line, and `shoal config` prints what it would write.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+
+#[test]
+fn version_names_the_commit() {
+    let output = Command::new(SHOAL).arg("--version").output().expect("shoal --version");
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let (_, commit) = text.trim().split_once(" (").expect("version (commit)");
+    let commit = commit.strip_suffix(')').expect("closing parenthesis");
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(SHOAL)
+        .args(["run", "--log-format", "json", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("shoal run");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = 0;
+    for line in stderr.lines() {
+        let line = line.expect("a log line");
+        let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+        assert!(event["level"].is_string() && event["timestamp"].is_string(), "{line}");
+        seen += 1;
+        if line.contains("serving the registry API") || seen >= 5 || Instant::now() > deadline {
+            break;
+        }
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    assert!(seen > 0, "the node logged nothing");
+}
+
+#[test]
+fn config_dry_run_prints_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("hosts");
+    let output = Command::new(SHOAL)
+        .args(["config", "containerd", "--node", "http://10.0.0.5:5000", "--registry", "ghcr.io"])
+        .args(["--dry-run", "--out"])
+        .arg(&out)
+        .output()
+        .expect("shoal config");
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(text.contains("[host.\"http://10.0.0.5:5000\"]"), "{text}");
+    assert!(text.contains("server = \"https://ghcr.io\""), "{text}");
+    assert!(!out.exists(), "a dry run writes nothing");
+    let refused = Command::new(SHOAL)
+        .args(["config", "podman", "--node", "10.0.0.5:5000", "--dry-run"])
+        .output()
+        .expect("shoal config");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--node"), "names what is wrong");
+}
