@@ -183,7 +183,8 @@ fn map_upstream(e: &UpstreamError) -> Mapped {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let m = self.map();
-        if m.status.is_server_error() {
+        // Refused peer requests are logged where they are checked, at a bounded rate.
+        if m.status.is_server_error() && !matches!(self, ApiError::PeerAuth(_)) {
             tracing::warn!(status = m.status.as_u16(), code = m.code, error = %self, "request failed");
         } else {
             tracing::debug!(status = m.status.as_u16(), code = m.code, error = %self, "request refused");
