@@ -31,7 +31,9 @@ pub use ports::free_port;
 pub use push::{Credentials, RegistryClient};
 pub use registry::{ProxyUpstream, Registry, RegistryAuth, RegistryOptions};
 pub use require::{require_tool, require_tools};
-pub use shoal::{ShoalNode, ShoalOptions, generate_cluster_key, write_client_config};
+pub use shoal::{
+    ClusterKeyChoice, ShoalNode, ShoalOptions, generate_cluster_key, write_client_config,
+};
 pub use token_server::{TokenServer, TokenServerOptions};
 
 /// Result type of the harness.

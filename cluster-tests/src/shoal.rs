@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -45,6 +45,51 @@ pub struct ShoalOptions {
     pub bootstrap: Vec<String>,
     /// Run on this LAN host, on the default listen addresses, instead of on loopback.
     pub lan_host: Option<LanHost>,
+    /// The cluster key: by default one made for these options and shared by their clones,
+    /// so the nodes started from one value (a fleet) share one key.
+    pub cluster_key: ClusterKeyChoice,
+}
+
+/// Which `--cluster-key` a node gets.
+#[derive(Debug, Clone)]
+pub enum ClusterKeyChoice {
+    /// A key made on first use (with `shoal key generate`) and shared by every clone.
+    Fleet(Arc<FleetKey>),
+    /// This key file.
+    File(PathBuf),
+    /// No key: the node runs alone.
+    None,
+}
+
+impl Default for ClusterKeyChoice {
+    fn default() -> Self {
+        Self::Fleet(Arc::default())
+    }
+}
+
+/// A fleet's key file, made when the first node starts and removed with the last clone.
+#[derive(Debug, Default)]
+pub struct FleetKey {
+    made: OnceLock<std::result::Result<(TempDir, PathBuf), String>>,
+}
+
+impl FleetKey {
+    fn path(&self) -> Result<PathBuf> {
+        let made = self.made.get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("shoal-key-")
+                .tempdir()
+                .map_err(|e| format!("creating the key directory: {e}"))?;
+            let path = generate_cluster_key(dir.path()).map_err(|e| e.to_string())?;
+            Ok((dir, path))
+        });
+        match made {
+            Ok((_, path)) => Ok(path.clone()),
+            Err(e) => {
+                Err(HarnessError::io("making the fleet's key", std::io::Error::other(e.clone())))
+            }
+        }
+    }
 }
 
 impl ShoalOptions {
@@ -67,6 +112,25 @@ impl ShoalOptions {
     /// `--listen` and `--p2p-listen`.
     pub fn on(mut self, host: &LanHost) -> Self {
         self.lan_host = Some(host.clone());
+        self
+    }
+
+    /// Runs with this key file instead of the fleet's own key.
+    pub fn cluster_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cluster_key = ClusterKeyChoice::File(path.into());
+        self
+    }
+
+    /// Runs with a key of its own, made afresh: a node (or fleet) apart from the nodes
+    /// started from the options this was cloned from.
+    pub fn new_cluster_key(mut self) -> Self {
+        self.cluster_key = ClusterKeyChoice::default();
+        self
+    }
+
+    /// Runs without a cluster key: alone, without a control plane.
+    pub fn without_cluster_key(mut self) -> Self {
+        self.cluster_key = ClusterKeyChoice::None;
         self
     }
 
@@ -176,6 +240,15 @@ impl ShoalNode {
         }
         for addr in &self.options.bootstrap {
             command.arg("--bootstrap").arg(addr);
+        }
+        match &self.options.cluster_key {
+            ClusterKeyChoice::Fleet(key) => {
+                command.arg("--cluster-key").arg(key.path()?);
+            }
+            ClusterKeyChoice::File(path) => {
+                command.arg("--cluster-key").arg(path);
+            }
+            ClusterKeyChoice::None => {}
         }
         command.args(&self.options.extra_args);
         // Plain log lines, so tests can search the log for messages.

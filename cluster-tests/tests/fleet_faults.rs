@@ -1,6 +1,6 @@
-//! Faults inside the fleet: the node others are streaming a blob from dies midway, a node
-//! without the cluster key tries to join and to read from peers, and a peer serves a blob whose
-//! file was corrupted on disk.
+//! Faults inside the fleet: the node others are streaming a blob from dies midway, nodes with
+//! another cluster key or none try to join and to read from peers, and a peer serves a blob
+//! whose file was corrupted on disk.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
@@ -9,9 +9,7 @@ use futures_util::StreamExt;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::fleet::{blob_file, logs, metric, wait_for_peers};
 use shoal_cluster_tests::image::{self, ImageSpec};
-use shoal_cluster_tests::{
-    Registry, RegistryOptions, ShoalNode, ShoalOptions, generate_cluster_key, require_tools,
-};
+use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
 use shoal_protocol::Digest;
 use tokio::sync::oneshot;
 
@@ -137,12 +135,13 @@ async fn readers_of_a_killed_source_complete_their_pulls() {
     assert!(broken, "b or c lost its source mid-transfer{}", logs(&named));
 }
 
-/// GETs a peer blob with `token` (or none) and returns the status and the first OCI error code.
-async fn peer_get(node: &ShoalNode, digest: &Digest, token: Option<&str>) -> (u16, String) {
+/// GETs a peer blob with `auth` as its `x-shoal-peer-auth` (or none) and returns the status
+/// and the first OCI error code.
+async fn peer_get(node: &ShoalNode, digest: &Digest, auth: Option<&str>) -> (u16, String) {
     let url = format!("{}/v2/_shoal/peer/blobs/{digest}", node.url());
     let mut request = http().get(&url);
-    if let Some(token) = token {
-        request = request.header("x-shoal-peer-token", token);
+    if let Some(auth) = auth {
+        request = request.header("x-shoal-peer-auth", auth);
     }
     let response = request.send().await.expect("peer GET");
     let status = response.status().as_u16();
@@ -151,8 +150,14 @@ async fn peer_get(node: &ShoalNode, digest: &Digest, token: Option<&str>) -> (u1
     (status, code)
 }
 
+/// Whether `node`'s log has a line with every one of `words`.
+fn logged(node: &ShoalNode, words: &[&str]) -> bool {
+    let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+    log.lines().any(|line| words.iter().all(|w| line.contains(w)))
+}
+
 #[tokio::test]
-async fn a_node_without_the_cluster_key_is_kept_out() {
+async fn nodes_with_another_key_or_none_are_kept_out() {
     if !require_tools(&["docker-registry", "skopeo"]) {
         return;
     }
@@ -160,10 +165,8 @@ async fn a_node_without_the_cluster_key_is_kept_out() {
     let pushed = image::push_image(&registry.client(), "library/app", "v1", &ImageSpec::oci(341))
         .await
         .expect("push");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = generate_cluster_key(dir.path()).expect("shoal key generate");
-    let plain = ShoalOptions::docker_io(registry.url());
-    let keyed = plain.clone().arg("--cluster-key").arg(key.display().to_string());
+    // The fleet's key is the harness's default; the stranger makes one of its own.
+    let keyed = ShoalOptions::docker_io(registry.url());
 
     let skopeo = Skopeo::new().expect("skopeo");
     let out = tempfile::tempdir().expect("tempdir");
@@ -175,26 +178,65 @@ async fn a_node_without_the_cluster_key_is_kept_out() {
         .copy(&source(&a), &out.path().join("a"), &CopyOptions::default())
         .await
         .expect("a pulls");
-    let b = ShoalNode::start(keyed.bootstrap(&a)).await.expect("node b");
-    let stranger = ShoalNode::start(plain.bootstrap(&a)).await.expect("keyless node");
+    let b = ShoalNode::start(keyed.clone().bootstrap(&a)).await.expect("node b");
+    let stranger =
+        ShoalNode::start(keyed.clone().new_cluster_key().bootstrap(&a)).await.expect("stranger");
+    let keyless =
+        ShoalNode::start(keyed.clone().without_cluster_key().bootstrap(&a)).await.expect("keyless");
     let keyed_nodes = [a, b];
     wait_for_peers(&keyed_nodes, 1).await.expect("the keyed nodes join");
     // Time enough for the stranger's dial to the first node to have succeeded, were it allowed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let [a, b] = &keyed_nodes;
-    let named = [("a", a), ("b", b), ("keyless", &stranger)];
+    let named = [("a", a), ("b", b), ("stranger", &stranger), ("keyless", &keyless)];
     for (name, node) in &named[..2] {
         let peers = metric(node, "shoal_fleet_peers").await.expect("metric");
         assert_eq!(peers, 1, "{name} sees only the other keyed node{}", logs(&named));
     }
-    let peers = metric(&stranger, "shoal_fleet_peers").await.expect("metric");
-    assert_eq!(peers, 0, "the keyless node sees no peer{}", logs(&named));
+    for (name, node) in &named[2..] {
+        let peers = metric(node, "shoal_fleet_peers").await.expect("metric");
+        assert_eq!(peers, 0, "the {name} node sees no peer{}", logs(&named));
+    }
 
+    // Both ends of the refused handshake say the keys differ, and count it.
+    for (name, node) in [("a", a), ("stranger", &stranger)] {
+        assert!(
+            logged(node, &["cluster keys differ", "127.0.0.1"]),
+            "{name} logs the key mismatch with the remote's address{}",
+            logs(&named)
+        );
+        let counted = metric(node, "shoal_p2p_key_mismatches_total").await.expect("metric");
+        assert!(counted >= 1, "{name} counts the key mismatch{}", logs(&named));
+    }
+    assert!(!logged(b, &["cluster keys differ"]), "b met no other key{}", logs(&named));
+
+    // The node without a key runs alone: it says how to make one, is ready, and pulls
+    // through from the upstream by itself.
+    assert!(
+        logged(&keyless, &["shoal key generate", "--cluster-key"]),
+        "the keyless node says how to make a key{}",
+        logs(&named)
+    );
+    let ready = http().get(format!("{}/readyz", keyless.url())).send().await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200, "the keyless node is ready");
+    registry.reset_requests().await.expect("reset");
+    let copied = skopeo
+        .copy(&source(&keyless), &out.path().join("keyless"), &CopyOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("the keyless node serves a pull: {e}{}", logs(&named)));
+    assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
+    let from_upstream =
+        metric(&keyless, "shoal_upstream_blob_fetches_total").await.expect("metric");
+    assert_eq!(from_upstream, pushed.blobs().len() as u64, "from the upstream, alone");
+
+    // Nobody reads a's data plane without a signed request.
     let layer = pushed.root.blobs.last().expect("a layer").digest;
     assert!(blob_file(a, &layer).exists(), "a holds {layer}");
     assert_eq!(peer_get(a, &layer, None).await, (401, "UNAUTHORIZED".to_owned()));
-    let wrong = peer_get(a, &layer, Some("not-the-token")).await;
-    assert_eq!(wrong, (401, "UNAUTHORIZED".to_owned()));
+    let forged = "v1; peer=12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN; t=1; \
+                  nonce=000102030405060708090a0b0c0d0e0f; \
+                  sig=fe3e248313cc0cd4624f64602f1c3c7dd8f3508b94a8658cf663293b0d6cbb29";
+    assert_eq!(peer_get(a, &layer, Some(forged)).await, (401, "UNAUTHORIZED".to_owned()));
 
     // The keyed nodes still share: b's pull takes every blob from a. By digest: by tag, b may
     // own the tag and would then rightly ask the upstream about it.

@@ -6,9 +6,7 @@ use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::fleet::{metric, wait_for_peers};
 use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::lan::{Lan, require_lan};
-use shoal_cluster_tests::{
-    Registry, RegistryOptions, ShoalNode, ShoalOptions, generate_cluster_key, require_tools,
-};
+use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
 
 #[tokio::test]
 async fn three_nodes_with_mdns_find_each_other_and_share_a_blob() {
@@ -22,11 +20,8 @@ async fn three_nodes_with_mdns_find_each_other_and_share_a_blob() {
     let pushed = image::push_image(&registry.client(), "library/app", "v1", &ImageSpec::oci(351))
         .await
         .expect("push");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = generate_cluster_key(dir.path()).expect("cluster key");
-    let options = ShoalOptions { mdns: true, ..ShoalOptions::docker_io(registry.url()) }
-        .arg("--cluster-key")
-        .arg(key.display().to_string());
+    // One key for the three (the harness's default): mDNS finds them, the key lets them in.
+    let options = ShoalOptions { mdns: true, ..ShoalOptions::docker_io(registry.url()) };
     assert!(options.bootstrap.is_empty());
 
     let mut nodes = Vec::new();

@@ -143,8 +143,8 @@ pub struct RunArgs {
     #[arg(long, env = "SHOAL_NO_MDNS")]
     pub no_mdns: bool,
 
-    /// Secret shared by the cluster, made by `shoal key generate`: only nodes holding it can
-    /// join, and peer HTTP requests must prove it.
+    /// Secret shared by the fleet, made by `shoal key generate`: only nodes holding it can
+    /// join, and every peer HTTP request is signed with it. Without it the node runs alone.
     #[arg(long, env = "SHOAL_CLUSTER_KEY", value_name = "FILE")]
     pub cluster_key: Option<PathBuf>,
 

@@ -4,7 +4,8 @@
 //! Layers, from the wire inwards: `registry` (HTTP API, no files, no network of its own) →
 //! `fetch` (the miss path: single-flight, tag resolution) → `store` (blob files + index) and
 //! `upstream` (the registry client). `http_server` accepts connections and bounds what each may
-//! hold; `server` wires them all; `config` and `cli` feed it.
+//! hold; `p2p` is the control plane and `peer_auth` signs and checks the data plane's peer
+//! requests; `server` wires them all; `config` and `cli` feed it.
 
 pub mod cli;
 pub mod client_config;
@@ -14,7 +15,9 @@ pub mod fleet;
 pub mod http_server;
 pub mod metrics;
 pub mod p2p;
+pub mod peer_auth;
 pub mod registry;
 pub mod server;
 pub mod store;
+mod throttle;
 pub mod upstream;

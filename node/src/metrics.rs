@@ -24,6 +24,8 @@ pub struct Metrics {
     pub peer_blob_serves: AtomicU64,
     /// Bytes sent to peers over the data plane.
     pub peer_bytes_served: AtomicU64,
+    /// Control-plane handshakes refused because the remote holds another cluster key.
+    pub p2p_key_mismatches: AtomicU64,
     /// Live peers with a known data-plane address (a gauge).
     pub fleet_peers: AtomicU64,
     /// Client connections open now (a gauge).
@@ -43,7 +45,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let counters: [(&str, &str, &AtomicU64); 10] = [
+        let counters: [(&str, &str, &AtomicU64); 11] = [
             (
                 "shoal_upstream_blob_fetches_total",
                 "Blob downloads from an upstream registry.",
@@ -81,6 +83,11 @@ impl Metrics {
                 &self.peer_blob_serves,
             ),
             ("shoal_peer_bytes_served_total", "Bytes sent to peers.", &self.peer_bytes_served),
+            (
+                "shoal_p2p_key_mismatches_total",
+                "Control-plane handshakes refused because the remote holds another cluster key.",
+                &self.p2p_key_mismatches,
+            ),
             (
                 "shoal_http_connections_queued_total",
                 "Client connections that waited for a slot under the connection cap.",
@@ -122,6 +129,6 @@ mod tests {
         let text = m.render();
         assert!(text.contains("shoal_upstream_blob_fetches_total 1\n"));
         assert!(text.contains("shoal_peer_bytes_total 42\n"));
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 12);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 13);
     }
 }

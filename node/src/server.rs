@@ -1,12 +1,14 @@
-//! The one place that wires the node together: store, upstreams, control plane, miss path,
-//! HTTP API.
+//! The one place that wires the node together: store, upstreams, control plane (only with a
+//! cluster key; without one the node runs alone), miss path, HTTP API.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, FleetConfig};
@@ -18,6 +20,7 @@ use crate::fleet::{FetcherService, P2pFleet};
 use crate::http_server;
 use crate::metrics::Metrics;
 use crate::p2p::{ClusterKey, KeyError, P2p, P2pConfig, P2pError};
+use crate::peer_auth::{RequestSigner, RequestVerifier};
 use crate::registry::{self, AppState, Routing};
 use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamError;
@@ -59,46 +62,48 @@ pub async fn run(
 
     let fleet_config = &config.fleet;
     let cluster_key = fleet_config.cluster_key.as_deref().map(ClusterKey::load).transpose()?;
-    let advertise_url = advertise_url(fleet_config, address);
     let service = Arc::new(FetcherService::new(metrics.clone()));
-    let p2p_config = P2pConfig {
-        listen: fleet_config.p2p_listen.clone(),
-        bootstrap: fleet_config.bootstrap.clone(),
-        bootstrap_dns: fleet_config.bootstrap_dns.clone(),
-        mdns: fleet_config.mdns,
-        cluster_key: cluster_key.clone(),
-        site: fleet_config.site.clone(),
-        advertise_url: advertise_url.clone(),
-        provider_ttl: fleet_config.provider_ttl,
-        republish: fleet_config.republish,
-        identity_path: config.store.root.join("p2p-identity"),
+    let control = match &cluster_key {
+        Some(key) => Some(
+            start_control_plane(fleet_config, &config.store.root, key, address, &service, &metrics)
+                .await?,
+        ),
+        None => {
+            log_running_alone(fleet_config);
+            None
+        }
     };
-    let (p2p, p2p_task) = P2p::start(p2p_config, service.clone()).await?;
-    tracing::info!(peer_id = %p2p.local_peer_id(), listen = ?p2p.listen_addrs(), %advertise_url, "control plane up");
-    let fleet: Arc<dyn Fleet> = Arc::new(P2pFleet::new(
-        p2p.clone(),
-        fleet_config.site.clone(),
-        fleet_config.provider_budget,
-        fleet_config.owner_timeout,
-    ));
+    let fleet: Option<Arc<dyn Fleet>> = control.as_ref().map(|(p2p, _)| {
+        let fleet = P2pFleet::new(
+            p2p.clone(),
+            fleet_config.site.clone(),
+            fleet_config.provider_budget,
+            fleet_config.owner_timeout,
+        );
+        Arc::new(fleet) as Arc<dyn Fleet>
+    });
 
-    let peer_token = cluster_key.as_ref().map(ClusterKey::peer_token);
     let peer_timeouts = PeerTimeouts {
         connect: config.client.connect_timeout,
         headers: fleet_config.peer_header_timeout,
         stall: fleet_config.peer_stall_timeout,
     };
-    let peers = Arc::new(PeerClient::new(peer_token.clone(), peer_timeouts, metrics.clone()));
-    let swarm = Arc::new(Swarm::new(
-        fleet.clone(),
-        peers.clone(),
-        metrics.clone(),
-        fleet_config.peer_stall_timeout,
-        fleet_config.upstream_per_site,
-    ));
+    let peers = control.as_ref().zip(cluster_key.as_ref()).map(|((p2p, _), key)| {
+        let signer = RequestSigner::new(key.request_key(), p2p.local_peer_id().to_string());
+        Arc::new(PeerClient::new(signer, peer_timeouts, metrics.clone()))
+    });
+    let swarm = fleet.clone().zip(peers.clone()).map(|(fleet, peers)| {
+        Arc::new(Swarm::new(
+            fleet,
+            peers,
+            metrics.clone(),
+            fleet_config.peer_stall_timeout,
+            fleet_config.upstream_per_site,
+        ))
+    });
     let upstream_for_misses: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
         upstreams.clone(),
-        Some(fleet.clone()),
+        fleet.clone(),
         fleet_config.upstream_fallback,
         fleet_config.upstream_per_site,
         metrics.clone(),
@@ -112,43 +117,28 @@ pub async fn run(
         metrics.clone(),
     ));
     let sources = Sources {
-        swarm: Some(swarm),
+        swarm,
         miss: vec![upstream_for_misses],
         owner: vec![upstream_as_owner],
-        peers: Some(peers),
+        peers,
         upload_slots: fleet_config.peer_upload_slots,
     };
-    let fetcher = Arc::new(Fetcher::new(
-        store.clone(),
-        upstreams,
-        sources,
-        Some(fleet.clone()),
-        config.tag_ttl,
-    ));
+    let fetcher =
+        Arc::new(Fetcher::new(store.clone(), upstreams, sources, fleet.clone(), config.tag_ttl));
     service.set_fetcher(fetcher.clone());
-
-    let mut watcher = p2p.clone();
-    let gauge = metrics.clone();
-    tokio::spawn(async move {
-        loop {
-            gauge
-                .fleet_peers
-                .store(watcher.peers().len() as u64, std::sync::atomic::Ordering::Relaxed);
-            if watcher.peers_changed().await.is_err() {
-                return;
-            }
-        }
-    });
 
     let stop = CancellationToken::new();
     let maintenance = tokio::spawn(store.clone().run_maintenance(stop.clone()));
-    tokio::spawn(announce_store(store.clone(), fleet, stop.clone()));
+    if let (Some((p2p, _)), Some(fleet)) = (&control, fleet) {
+        tokio::spawn(count_peers(p2p.clone(), metrics.clone()));
+        tokio::spawn(announce_store(store.clone(), fleet, stop.clone()));
+    }
 
     let server_metrics = metrics.clone();
     let state = AppState {
         fetcher,
         metrics,
-        peer_token: peer_token.map(Into::into),
+        peer_auth: cluster_key.map(|key| Arc::new(RequestVerifier::new(key.request_key()))),
         routing: Arc::new(Routing {
             default_upstream: config.routing.default_upstream.clone(),
             aliases: config.routing.aliases.clone(),
@@ -158,13 +148,78 @@ pub async fn run(
     let router = registry::router(state);
     http_server::serve(listener, router, &config.server, server_metrics, shutdown).await;
     stop.cancel();
-    p2p.shutdown();
+    if let Some((p2p, _)) = &control {
+        p2p.shutdown();
+    }
     if let Err(e) = maintenance.await {
         tracing::warn!(error = %e, "store maintenance task ended abnormally");
     }
-    let _ = p2p_task.await;
+    if let Some((_, task)) = control {
+        let _ = task.await;
+    }
     tracing::info!("shoal stopped");
     Ok(())
+}
+
+/// Starts the control plane under the cluster key; the service answers owner requests once
+/// the fetcher is set.
+async fn start_control_plane(
+    fleet: &FleetConfig,
+    data_dir: &Path,
+    key: &ClusterKey,
+    address: SocketAddr,
+    service: &Arc<FetcherService>,
+    metrics: &Arc<Metrics>,
+) -> Result<(P2p, JoinHandle<()>), ServerError> {
+    let advertise_url = advertise_url(fleet, address);
+    let p2p_config = P2pConfig {
+        listen: fleet.p2p_listen.clone(),
+        bootstrap: fleet.bootstrap.clone(),
+        bootstrap_dns: fleet.bootstrap_dns.clone(),
+        mdns: fleet.mdns,
+        cluster_key: key.clone(),
+        site: fleet.site.clone(),
+        advertise_url: advertise_url.clone(),
+        provider_ttl: fleet.provider_ttl,
+        republish: fleet.republish,
+        identity_path: data_dir.join("p2p-identity"),
+        metrics: metrics.clone(),
+    };
+    let (p2p, task) = P2p::start(p2p_config, service.clone()).await?;
+    tracing::info!(peer_id = %p2p.local_peer_id(), listen = ?p2p.listen_addrs(), %advertise_url, "control plane up");
+    Ok((p2p, task))
+}
+
+/// A node without a cluster key serves clients from its own store and the upstreams, and
+/// nothing else: no libp2p, no peers. Joining a fleet is one file away; say how.
+fn log_running_alone(fleet: &FleetConfig) {
+    tracing::warn!(
+        "no cluster key: running alone (no peers, no control plane). To form a fleet, run \
+         `shoal key generate --out /etc/shoal/cluster.key` once, copy the file to every node, \
+         and start each with `--cluster-key /etc/shoal/cluster.key`"
+    );
+    let ignored: Vec<&str> = [
+        ("--bootstrap", !fleet.bootstrap.is_empty()),
+        ("--bootstrap-dns", !fleet.bootstrap_dns.is_empty()),
+        ("--site", fleet.site.is_some()),
+        ("--advertise-addr", fleet.advertise_url.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if !ignored.is_empty() {
+        tracing::warn!(?ignored, "fleet settings given without --cluster-key are ignored");
+    }
+}
+
+/// Keeps the live-peer gauge up to date until the control plane stops.
+async fn count_peers(mut p2p: P2p, metrics: Arc<Metrics>) {
+    loop {
+        metrics.fleet_peers.store(p2p.peers().len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if p2p.peers_changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Announces every stored blob (after a restart the DHT has forgotten this node's records),

@@ -25,7 +25,7 @@ use shoal::store::{Store, StoreConfig};
 use shoal_protocol::{Digest, Reference, RepositoryName, Tag};
 use tokio::net::TcpListener;
 
-use api_support::{HEALTH_REPO, fake_with_health, pattern, read_body};
+use api_support::{HEALTH_REPO, TestKey, fake_with_health, pattern, read_body};
 use support::fake_upstream::FakeUpstream;
 
 /// The fleet as the miss path sees it: these providers for every digest, and this node owns
@@ -92,8 +92,9 @@ struct Asker {
     _dir: tempfile::TempDir,
 }
 
-/// A fetcher whose providers are `providers`, in that order, then the upstream at `fake`.
-fn asker(fake: &FakeUpstream, providers: Vec<PeerRef>) -> Asker {
+/// A fetcher whose providers are `providers`, in that order, then the upstream at `fake`; it
+/// signs its peer requests with `key`.
+fn asker(fake: &FakeUpstream, providers: Vec<PeerRef>, key: &TestKey) -> Asker {
     let dir = tempfile::tempdir().expect("temp dir");
     let store =
         Store::open(StoreConfig { root: dir.path().to_owned(), max_size: None }).expect("store");
@@ -107,7 +108,7 @@ fn asker(fake: &FakeUpstream, providers: Vec<PeerRef>) -> Asker {
         headers: DEFAULT_PEER_HEADER_TIMEOUT,
         stall: Duration::from_secs(10),
     };
-    let peers = Arc::new(PeerClient::new(None, timeouts, metrics.clone()));
+    let peers = Arc::new(PeerClient::new(key.signer(), timeouts, metrics.clone()));
     let fleet: Arc<dyn Fleet> = Arc::new(FixedProviders(providers));
     let upstream: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
         upstreams.clone(),
@@ -143,8 +144,9 @@ async fn a_silent_provider_costs_the_header_timeout_then_the_next_one_serves() {
     let blob_path = FakeUpstream::blob_path(HEALTH_REPO, &digest);
     let manifest_path = FakeUpstream::manifest_path(HEALTH_REPO, &image.manifest.to_string());
 
-    // The good provider: a real node that holds the blob and the manifest.
-    let holder = api_support::Node::start(&fake.url(), Default::default()).await;
+    // The good provider: a real node of the same fleet that holds the blob and the manifest.
+    let key = TestKey::new();
+    let holder = api_support::Node::start(&fake.url(), key.options()).await;
     let (got, _) = read_body(holder.get_ok(&blob_path).await).await;
     assert_eq!(got, bytes);
     holder.assert_stored(&digest).await;
@@ -152,7 +154,7 @@ async fn a_silent_provider_costs_the_header_timeout_then_the_next_one_serves() {
     assert_eq!(fake.count("GET", &blob_path), 1);
 
     let providers = vec![peer("silent", silent_peer().await), peer("holder", holder.url.clone())];
-    let asker = asker(&fake, providers);
+    let asker = asker(&fake, providers, &key);
     let target = Target {
         registry: "docker.io".to_owned(),
         repo: RepositoryName::parse(HEALTH_REPO).expect("name"),

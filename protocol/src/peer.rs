@@ -1,5 +1,6 @@
 //! What peers say to each other: DHT keys, the owner distance, the advert every node
-//! publishes about itself, and the owner request/response messages.
+//! publishes about itself, the owner request/response messages, and the signature on
+//! data-plane requests.
 //!
 //! The wire form of the messages is protobuf through `prost`'s derive (no `.proto` file, no
 //! code generation step); their version lives in the protocol name (`/shoal/owner/1`), so a
@@ -7,12 +8,17 @@
 //! the node handles: they are only built from wire messages that passed validation.
 
 mod advert;
+mod auth;
 mod keys;
 mod message;
 mod pieces;
 pub mod wire;
 
 pub use advert::{AdvertError, PeerAdvert};
+pub use auth::{
+    MAX_CLOCK_SKEW_SECS, NONCE_LEN, PEER_AUTH_HEADER, PeerAuth, PeerAuthError, RequestKey,
+    SignedRequest, canonical,
+};
 pub use keys::{blob_key, owner_distance, tag_key};
 pub use message::{ErrorCode, MessageError, OwnerRequest, OwnerResponse};
 pub use pieces::{

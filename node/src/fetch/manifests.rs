@@ -1,5 +1,11 @@
 //! Manifests: by digest (immutable, cached forever) and by tag (resolved upstream at most once
 //! per TTL, last known digest served when the upstream is down).
+//!
+//! In a fleet a tag's owner answers for it. A member's answer is checked for what can be
+//! checked cheaply: its bytes must hash to its digest, and when it moves a tag away from the
+//! digest this node last knew, the node asks the upstream itself (one `HEAD`) and believes the
+//! upstream. An owner can therefore never move a tag this node has seen to content the
+//! upstream does not name; it can still answer first for a tag this node has never seen.
 
 use std::time::{Duration, SystemTime};
 
@@ -142,6 +148,7 @@ impl Fetcher {
         let Owner::Remote(owner) = fleet.owner(&tag_key(target, tag)) else { return Ok(None) };
         match fleet.ask_tag(&owner, target, tag).await {
             Ok(m) if Digest::of(&m.bytes) == m.digest => {
+                let m = self.check_owner_answer(target, tag, &owner.id, m).await?;
                 self.keep_manifest(&m).await?;
                 self.remember_tag(target, tag, &m.digest, &m.media_type).await?;
                 Ok(Some(m))
@@ -158,6 +165,54 @@ impl Fetcher {
             Err(e) => {
                 tracing::warn!(owner = %owner.id, %tag, error = %e, "tag owner unavailable; resolving here");
                 Ok(None)
+            }
+        }
+    }
+
+    /// The owner's answer, unless it moves the tag away from the digest this node knows and
+    /// the upstream names another one: then the upstream's. Answers that agree with this
+    /// node's record, and answers for tags it has no record of, cost no upstream request, so
+    /// a fleet still resolves a tag once per TTL; a tag that really moved costs each node that
+    /// knew the old digest one `HEAD` (not counted against Docker Hub's pull limit).
+    async fn check_owner_answer(
+        &self,
+        target: &Target,
+        tag: &Tag,
+        owner: &str,
+        answer: ManifestData,
+    ) -> Result<ManifestData, FetchError> {
+        let Some(known) = self.store.get_tag(&target.registry, &target.repo, tag)? else {
+            return Ok(answer);
+        };
+        if known.digest == answer.digest {
+            return Ok(answer);
+        }
+        let upstream = self.upstreams.get(&target.registry)?;
+        match upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await {
+            Ok(head) if head.digest == answer.digest => {
+                tracing::info!(registry = %target.registry, repo = %target.repo, %tag, old = %known.digest, new = %answer.digest, "tag moved (owner's answer confirmed upstream)");
+                Ok(answer)
+            }
+            Ok(head) => {
+                tracing::warn!(%owner, registry = %target.registry, repo = %target.repo, %tag, claimed = %answer.digest, upstream = %head.digest, "tag owner's answer contradicts the upstream; believing the upstream");
+                match self.stored_manifest(&head.digest, Some(&head.media_type)).await? {
+                    Some(stored) => Ok(stored),
+                    None => self.upstream_manifest(target, &Reference::Digest(head.digest)).await,
+                }
+            }
+            Err(UpstreamError::NotFound { .. }) => {
+                tracing::warn!(%owner, registry = %target.registry, repo = %target.repo, %tag, claimed = %answer.digest, "tag owner names a digest for a tag the upstream does not have; believing the upstream");
+                Err(FetchError::ManifestUnknown {
+                    registry: target.registry.clone(),
+                    repo: target.repo.to_string(),
+                    reference: tag.to_string(),
+                })
+            }
+            // The owner may well reach an upstream this node cannot: its word is the best
+            // there is, and its bytes match its digest.
+            Err(e) => {
+                tracing::info!(%owner, %tag, claimed = %answer.digest, error = %e, "cannot check the tag owner's new digest upstream; taking it");
+                Ok(answer)
             }
         }
     }

@@ -30,7 +30,7 @@ pub use download::Plan;
 pub use error::FetchError;
 pub use fleet::{Fleet, FleetError, Owner, PeerRef, tag_key};
 pub use manifests::ManifestData;
-pub use peers::{PEER_TOKEN_HEADER, PeerClient, PeerTimeouts, peer_blob_path};
+pub use peers::{PeerClient, PeerTimeouts, peer_blob_path};
 pub use range::RangeSpec;
 pub use source::{BlobSource, SourceStream, UpstreamFallback, UpstreamSource};
 pub use swarm::Swarm;

@@ -3,9 +3,10 @@
 //!
 //! Every request goes to the peer's `/v2/_shoal/peer/blobs/<digest>`; pieces are `Range`
 //! requests, and every answer carries the peer's `x-shoal-pieces` status (see
-//! `shoal_protocol::peer::PieceStatus`). Every request waits a bounded time for the answer's
-//! head and a bounded time between two chunks of its body, so a dead or silent peer costs a
-//! moment and the swarm asks someone else.
+//! `shoal_protocol::peer::PieceStatus`). Every request is signed for its method, path and
+//! range (`crate::peer_auth`), and waits a bounded time for the answer's head and a bounded
+//! time between two chunks of its body, so a dead or silent peer costs a moment and the swarm
+//! asks someone else.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -21,9 +22,7 @@ use tokio::sync::mpsc;
 use super::fleet::{FleetError, PeerRef};
 use super::swarm::Failure;
 use crate::metrics::Metrics;
-
-/// The header that carries the token derived from the cluster key on peer requests.
-pub const PEER_TOKEN_HEADER: &str = "x-shoal-peer-token";
+use crate::peer_auth::{PEER_AUTH_HEADER, RequestSigner};
 
 /// The data-plane path of a blob on a peer.
 pub fn peer_blob_path(digest: &Digest) -> String {
@@ -49,7 +48,7 @@ pub struct PeerTimeouts {
 /// HTTP access to peers' data planes.
 pub struct PeerClient {
     http: reqwest::Client,
-    token: Option<String>,
+    signer: RequestSigner,
     metrics: Arc<Metrics>,
     header_timeout: Duration,
     stall_timeout: Duration,
@@ -58,7 +57,7 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(token: Option<String>, timeouts: PeerTimeouts, metrics: Arc<Metrics>) -> Self {
+    pub fn new(signer: RequestSigner, timeouts: PeerTimeouts, metrics: Arc<Metrics>) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             // A peer serves its own bytes or answers 404; it has no reason to send us elsewhere.
@@ -68,7 +67,7 @@ impl PeerClient {
             .unwrap_or_default();
         Self {
             http,
-            token,
+            signer,
             metrics,
             header_timeout: timeouts.headers,
             stall_timeout: timeouts.stall,
@@ -89,20 +88,25 @@ impl PeerClient {
         method: reqwest::Method,
         peer: &PeerRef,
         digest: &Digest,
+        range: Option<String>,
     ) -> reqwest::RequestBuilder {
-        self.request(method, peer, &peer_blob_path(digest))
+        self.request(method, peer, &peer_blob_path(digest), range)
     }
 
+    /// Every request to a peer goes through here, so none leaves unsigned. `path` is sent as
+    /// it is signed: it needs no percent-encoding (digests and fixed words only).
     fn request(
         &self,
         method: reqwest::Method,
         peer: &PeerRef,
         path: &str,
+        range: Option<String>,
     ) -> reqwest::RequestBuilder {
         let url = format!("{}{path}", peer.http_url.trim_end_matches('/'));
-        let mut request = self.http.request(method, &url);
-        if let Some(token) = &self.token {
-            request = request.header(PEER_TOKEN_HEADER, token);
+        let auth = self.signer.header_value(method.as_str(), path, range.as_deref());
+        let mut request = self.http.request(method, &url).header(PEER_AUTH_HEADER, auth);
+        if let Some(range) = range {
+            request = request.header(reqwest::header::RANGE, range);
         }
         request
     }
@@ -125,7 +129,7 @@ impl PeerClient {
 
     /// What a peer holds of `digest`.
     pub async fn status(&self, peer: &PeerRef, digest: &Digest) -> Result<StatusReply, FleetError> {
-        let response = self.send(self.get(reqwest::Method::HEAD, peer, digest), peer).await?;
+        let response = self.send(self.get(reqwest::Method::HEAD, peer, digest, None), peer).await?;
         let status = pieces_header(&response);
         match (response.status(), status) {
             (reqwest::StatusCode::OK, Some(status)) => Ok(StatusReply::Has(status)),
@@ -157,9 +161,8 @@ impl PeerClient {
         end: u64,
         sink: &mpsc::Sender<(u64, Bytes)>,
     ) -> (Option<PieceStatus>, Result<(), PieceError>) {
-        let request = self
-            .get(reqwest::Method::GET, peer, digest)
-            .header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1));
+        let range = format!("bytes={start}-{}", end - 1);
+        let request = self.get(reqwest::Method::GET, peer, digest, Some(range));
         let response = match self.send(request, peer).await {
             Ok(response) => response,
             Err(e) => return (None, Err(PieceError::Peer(e))),
@@ -261,7 +264,7 @@ impl PeerClient {
     ) -> Result<Option<(Option<String>, bytes::Bytes)>, FleetError> {
         let unreachable =
             |detail: String| FleetError::Unreachable { peer: peer.id.clone(), detail };
-        let response = self.send(self.get(reqwest::Method::GET, peer, digest), peer).await?;
+        let response = self.send(self.get(reqwest::Method::GET, peer, digest, None), peer).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -304,7 +307,7 @@ impl PeerClient {
         count: u32,
     ) -> Result<Option<Vec<Digest>>, FleetError> {
         let broken = |detail: String| FleetError::Internal { peer: peer.id.clone(), detail };
-        let request = self.request(reqwest::Method::GET, peer, &peer_pieces_path(digest));
+        let request = self.request(reqwest::Method::GET, peer, &peer_pieces_path(digest), None);
         let response = self.send(request, peer).await?;
         match response.status() {
             reqwest::StatusCode::OK => {}

@@ -1,7 +1,8 @@
-//! The swarm's parts: the transport (TCP, optional pnet, noise, yamux) and the behaviours
-//! (Kademlia, identify, ping, owner requests, optional mDNS), configured from [`P2pConfig`].
+//! The swarm's parts: the transport (TCP, pnet with a key check, noise, yamux) and the
+//! behaviours (Kademlia, identify, ping, owner requests, optional mDNS), configured from
+//! [`P2pConfig`].
 
-use super::provider_store::SampledStore;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::core::muxing::StreamMuxerBox;
@@ -9,7 +10,6 @@ use libp2p::core::transport::Boxed;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::kad::store::MemoryStoreConfig;
-use libp2p::pnet::PnetConfig;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -20,6 +20,8 @@ use libp2p::{
 use shoal_protocol::peer::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, OWNER_PROTOCOL, PeerAdvert};
 
 use super::codec::OwnerCodec;
+use super::key_check::{self, MismatchReport};
+use super::provider_store::SampledStore;
 use super::{ClusterKey, P2pConfig, P2pError};
 
 /// Provider records this node may hold for itself and for others. libp2p's default of 1024 is
@@ -32,6 +34,9 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(30);
+/// A connection that has not finished pnet, the key check, noise and yamux by then is
+/// dropped, so sockets that connect and say nothing do not pile up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
@@ -49,7 +54,8 @@ pub(super) fn build_swarm(
     advert: &PeerAdvert,
 ) -> Result<Swarm<Behaviour>, P2pError> {
     let peer_id = keypair.public().to_peer_id();
-    let transport = transport(&keypair, config.cluster_key.as_ref())?;
+    let report = Arc::new(MismatchReport::new(config.metrics.clone()));
+    let transport = transport(&keypair, &config.cluster_key, report)?;
     let behaviour = Behaviour {
         kad: kademlia(peer_id, config),
         identify: identify::Behaviour::new(
@@ -99,7 +105,11 @@ fn kademlia(peer_id: PeerId, config: &P2pConfig) -> kad::Behaviour<SampledStore>
 
 type BoxedTransport = Boxed<(PeerId, StreamMuxerBox)>;
 
-fn transport(keypair: &Keypair, key: Option<&ClusterKey>) -> Result<BoxedTransport, P2pError> {
+fn transport(
+    keypair: &Keypair,
+    key: &ClusterKey,
+    report: Arc<MismatchReport>,
+) -> Result<BoxedTransport, P2pError> {
     let tcp_config = tcp::Config::default().nodelay(true);
     let base = match dns::tokio::Transport::system(tcp::tokio::Transport::new(tcp_config.clone())) {
         Ok(with_dns) => with_dns.boxed(),
@@ -111,15 +121,14 @@ fn transport(keypair: &Keypair, key: Option<&ClusterKey>) -> Result<BoxedTranspo
     };
     let noise = noise::Config::new(keypair).map_err(P2pError::Noise)?;
     let yamux = yamux::Config::default();
-    Ok(match key.map(ClusterKey::psk) {
-        // pnet wraps the raw socket before anything else is said, so a stranger without the
-        // key fails the noise handshake on garbage and learns nothing.
-        Some(psk) => base
-            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux)
-            .boxed(),
-        None => base.upgrade(Version::V1Lazy).authenticate(noise).multiplex(yamux).boxed(),
-    })
+    let psk = key.psk();
+    // pnet wraps the raw socket before anything else is said, so a stranger without the key
+    // fails on garbage and learns nothing; the key check right after names the mismatch.
+    Ok(base
+        .and_then(move |socket, endpoint| key_check::handshake(socket, psk, endpoint, report))
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise)
+        .multiplex(yamux)
+        .timeout(HANDSHAKE_TIMEOUT)
+        .boxed())
 }

@@ -1,11 +1,13 @@
 //! The control plane's part of the node configuration.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
 
 use super::ClusterKey;
+use crate::metrics::Metrics;
 
 /// Everything the swarm needs; the node's config layer fills it in.
 #[derive(Debug, Clone)]
@@ -18,8 +20,9 @@ pub struct P2pConfig {
     pub bootstrap_dns: Vec<String>,
     /// Discover peers on the local network with mDNS.
     pub mdns: bool,
-    /// With a key, the swarm is a libp2p private network: nodes without it cannot connect.
-    pub cluster_key: Option<ClusterKey>,
+    /// The swarm is a libp2p private network under this key: nodes without it cannot
+    /// connect. There is no control plane without one.
+    pub cluster_key: ClusterKey,
     /// Locality label sent to peers, preferred when choosing a provider.
     pub site: Option<String>,
     /// The HTTP data-plane URL peers use to fetch from this node, e.g. `http://10.0.0.5:5000`.
@@ -30,6 +33,8 @@ pub struct P2pConfig {
     pub republish: Duration,
     /// Where the node's keypair lives (`<data-dir>/p2p-identity`).
     pub identity_path: PathBuf,
+    /// Where handshakes refused for another cluster key are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl P2pConfig {
@@ -37,18 +42,24 @@ impl P2pConfig {
     pub const DEFAULT_REPUBLISH: Duration = Duration::from_secs(10 * 60);
 
     /// A configuration with the defaults and no peers: listen on the given addresses only.
-    pub fn new(identity_path: PathBuf, advertise_url: String, listen: Vec<Multiaddr>) -> Self {
+    pub fn new(
+        identity_path: PathBuf,
+        advertise_url: String,
+        listen: Vec<Multiaddr>,
+        cluster_key: ClusterKey,
+    ) -> Self {
         Self {
             listen,
             bootstrap: Vec::new(),
             bootstrap_dns: Vec::new(),
             mdns: false,
-            cluster_key: None,
+            cluster_key,
             site: None,
             advertise_url,
             provider_ttl: Self::DEFAULT_PROVIDER_TTL,
             republish: Self::DEFAULT_REPUBLISH,
             identity_path,
+            metrics: Arc::default(),
         }
     }
 }

@@ -60,14 +60,7 @@ impl P2p {
                 .map_err(|source| P2pError::Listen { addr: addr.clone(), source })?;
             listeners.insert(id);
         }
-        match &config.cluster_key {
-            Some(key) => {
-                tracing::info!(peer_id = %local_peer_id, key = %key.fingerprint(), "control plane starting in a private network")
-            }
-            None => {
-                tracing::warn!(peer_id = %local_peer_id, "control plane starting without a cluster key: any node that reaches this one can join")
-            }
-        }
+        tracing::info!(peer_id = %local_peer_id, key = %config.cluster_key.fingerprint(), "control plane starting in a private network");
 
         let (commands, receiver) = mpsc::unbounded_channel();
         let (snapshot_tx, snapshot) = watch::channel(Arc::new(Snapshot::default()));

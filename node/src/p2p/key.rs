@@ -1,7 +1,7 @@
 //! The cluster key: the shared secret that makes a set of nodes one private cluster.
 //!
 //! It keys libp2p's private network (pnet), so a node without it cannot even finish a
-//! connection handshake, and it derives the token that peers put on data-plane HTTP requests.
+//! connection handshake, and it derives the key that signs data-plane HTTP requests.
 //! The file format is libp2p's PSK file, so the same file works with other libp2p tooling.
 
 use std::fmt;
@@ -9,10 +9,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use libp2p::pnet::PreSharedKey;
-use sha2::{Digest as _, Sha256};
+use shoal_protocol::peer::RequestKey;
 
 const HEADER: &str = "/key/swarm/psk/1.0.0/\n/base16/\n";
-const TOKEN_CONTEXT: &[u8] = b"shoal peer http v1";
 
 /// A 32-byte cluster secret. `Debug` shows only its fingerprint.
 #[derive(Clone, PartialEq, Eq)]
@@ -53,16 +52,10 @@ impl ClusterKey {
             .map_err(|source| KeyError::Write { path: path.to_owned(), source })
     }
 
-    /// The token peers send on data-plane HTTP requests: hex HMAC-SHA256(key, context).
-    pub fn peer_token(&self) -> String {
-        hex::encode(hmac_sha256(&self.0, TOKEN_CONTEXT))
-    }
-
-    /// Compares a received token with this key's token in constant time.
-    pub fn verify_peer_token(&self, token: &str) -> bool {
-        let expected = self.peer_token();
-        expected.len() == token.len()
-            && expected.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    /// The key that signs data-plane requests, derived from this one (never the pnet key
+    /// itself).
+    pub fn request_key(&self) -> RequestKey {
+        RequestKey::derive(&self.0)
     }
 
     /// A non-secret fingerprint (go-libp2p's), for logs that show which key a node uses.
@@ -90,17 +83,6 @@ impl fmt::Debug for ClusterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ClusterKey(fingerprint {})", self.fingerprint())
     }
-}
-
-/// HMAC-SHA256 (RFC 2104) for a key of at most one block, which is all this module needs.
-fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut padded = [0u8; BLOCK];
-    padded[..key.len()].copy_from_slice(key);
-    let inner_pad: Vec<u8> = padded.iter().map(|b| b ^ 0x36).collect();
-    let outer_pad: Vec<u8> = padded.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new().chain_update(&inner_pad).chain_update(message).finalize();
-    Sha256::new().chain_update(&outer_pad).chain_update(inner).finalize().into()
 }
 
 /// Writes a file with mode 0600 through a temporary file and a rename, so a crash never
@@ -137,27 +119,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hmac_matches_rfc_4231() {
-        // RFC 4231 test case 2 uses a 4-byte key; zero padding to 32 bytes gives the same MAC.
-        let mut key = [0u8; 32];
-        key[..4].copy_from_slice(b"Jefe");
-        assert_eq!(
-            hex::encode(hmac_sha256(&key, b"what do ya want for nothing?")),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
-
-    #[test]
-    fn peer_token_golden_and_verification() {
+    fn the_request_key_is_derived_not_the_key_itself() {
         let key = ClusterKey::from_bytes([7u8; 32]);
-        // HMAC-SHA256(0x07 * 32, "shoal peer http v1"), computed outside this crate.
-        assert_eq!(
-            key.peer_token(),
-            "14070ac7a69ae10874db9568c20472aa9c732cd28658a9c50ab54fd590a25001"
-        );
-        assert!(key.verify_peer_token(&key.peer_token()));
-        assert!(!key.verify_peer_token(&ClusterKey::from_bytes([8u8; 32]).peer_token()));
-        assert!(!key.verify_peer_token(""));
+        assert_eq!(key.request_key(), RequestKey::derive(&[7u8; 32]));
+        assert_ne!(key.request_key(), ClusterKey::from_bytes([8u8; 32]).request_key());
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod events;
 mod handle;
 mod identity;
 mod key;
+mod key_check;
 mod peers;
 mod provider_store;
 mod task;

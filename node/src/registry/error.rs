@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::fetch::FetchError;
+use crate::peer_auth::PeerAuthFailure;
 use crate::store::StoreError;
 use crate::upstream::UpstreamError;
 
@@ -32,8 +33,8 @@ pub enum ApiError {
     Unsupported(&'static str),
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("peer request without a valid cluster token")]
-    PeerUnauthorized,
+    #[error("peer request refused: {0}")]
+    PeerAuth(PeerAuthFailure),
     /// `/readyz`: the store cannot take writes now.
     #[error("not ready: {0}")]
     NotReady(FetchError),
@@ -73,7 +74,7 @@ impl ApiError {
                 mapped(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID")
             }
             ApiError::RangeInvalid(_) => mapped(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
-            ApiError::PeerUnauthorized => mapped(StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            ApiError::PeerAuth(failure) => map_peer_auth(failure),
             ApiError::Unsupported(_) | ApiError::MethodNotAllowed => {
                 mapped(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
             }
@@ -144,6 +145,21 @@ fn map_fetch(e: &FetchError) -> Mapped {
     }
 }
 
+/// No valid signature is `401`; a valid one used twice, or any request to a node that is in
+/// no fleet, is `403`: the sender is known (or irrelevant) and the answer will not change.
+/// A full replay cache is `503`, which a peer takes as "ask another node".
+fn map_peer_auth(failure: &PeerAuthFailure) -> Mapped {
+    match failure {
+        PeerAuthFailure::Missing | PeerAuthFailure::Invalid(_) => {
+            mapped(StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+        }
+        PeerAuthFailure::Replayed { .. } | PeerAuthFailure::NoFleet => {
+            mapped(StatusCode::FORBIDDEN, "DENIED")
+        }
+        PeerAuthFailure::Busy => mapped(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+    }
+}
+
 fn map_upstream(e: &UpstreamError) -> Mapped {
     match e {
         UpstreamError::NotFound { .. } => mapped(StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
@@ -167,7 +183,8 @@ fn map_upstream(e: &UpstreamError) -> Mapped {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let m = self.map();
-        if m.status.is_server_error() {
+        // Refused peer requests are logged where they are checked, at a bounded rate.
+        if m.status.is_server_error() && !matches!(self, ApiError::PeerAuth(_)) {
             tracing::warn!(status = m.status.as_u16(), code = m.code, error = %self, "request failed");
         } else {
             tracing::debug!(status = m.status.as_u16(), code = m.code, error = %self, "request refused");

@@ -19,8 +19,11 @@ use axum::response::{IntoResponse, Response};
 pub use error::ApiError;
 pub use route::{Endpoint, Routing, TagsQuery};
 
-use crate::fetch::{Fetcher, PEER_TOKEN_HEADER};
+use shoal_protocol::peer::{PeerAuthError, SignedRequest};
+
+use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
+use crate::peer_auth::{PEER_AUTH_HEADER, PeerAuthFailure, RequestVerifier};
 
 /// Every response says which API it speaks; Docker refuses a mirror whose `/v2/` does not.
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
@@ -38,8 +41,9 @@ pub struct AppState {
     pub fetcher: Arc<Fetcher>,
     pub routing: Arc<Routing>,
     pub metrics: Arc<Metrics>,
-    /// With a cluster key, the token peers must present on the data plane.
-    pub peer_token: Option<Arc<str>>,
+    /// Checks peers' signed requests; `None` on a node without a cluster key, which refuses
+    /// every peer request.
+    pub peer_auth: Option<Arc<RequestVerifier>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -86,12 +90,12 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
             handlers::tags(fetcher, &target, &client_name, ns.as_deref(), page, head).await
         }
         Endpoint::PeerBlob { digest } => {
-            check_peer_token(state, &parts.headers)?;
+            check_peer(state, &parts)?;
             let range = range::parse(&parts.headers)?;
             handlers::peer_blob(fetcher, &state.metrics, &digest, range, head).await
         }
         Endpoint::PeerPieces { digest } => {
-            check_peer_token(state, &parts.headers)?;
+            check_peer(state, &parts)?;
             handlers::peer_pieces(fetcher, &digest, head).await
         }
         Endpoint::Metrics => Ok(handlers::metrics(&state.metrics)),
@@ -115,13 +119,25 @@ fn check_size(parts: &axum::http::request::Parts) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Peer requests must carry the token derived from the cluster key, compared in constant time.
-fn check_peer_token(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &state.peer_token else { return Ok(()) };
-    let given = headers.get(PEER_TOKEN_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-    let same = given.len() == expected.len()
-        && given.iter().zip(expected.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if same { Ok(()) } else { Err(ApiError::PeerUnauthorized) }
+/// Peer requests must be signed, by a member, for this method, target and range, recently,
+/// and only once (see `crate::peer_auth`).
+fn check_peer(state: &AppState, parts: &axum::http::request::Parts) -> Result<(), ApiError> {
+    let Some(verifier) = &state.peer_auth else {
+        return Err(ApiError::PeerAuth(PeerAuthFailure::NoFleet));
+    };
+    let range = match parts.headers.get(axum::http::header::RANGE) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::PeerAuth(PeerAuthFailure::Invalid(PeerAuthError::Malformed("range")))
+        })?),
+    };
+    let request = SignedRequest {
+        method: parts.method.as_str(),
+        path_and_query: parts.uri.path_and_query().map_or(parts.uri.path(), |pq| pq.as_str()),
+        range,
+    };
+    let header = parts.headers.get(PEER_AUTH_HEADER).map(|v| v.as_bytes());
+    verifier.check(request, header).map(drop).map_err(ApiError::PeerAuth)
 }
 
 /// The raw `ns=...` pair of a query, to carry it into the next page's link unchanged.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use reqwest::{Method, Response, StatusCode};
 use shoal::config::{Config, FileConfig, Overrides};
+use shoal::p2p::ClusterKey;
+use shoal::peer_auth::{PEER_AUTH_HEADER, RequestSigner};
 use shoal::server;
 use shoal_protocol::Digest;
 use tokio::net::TcpListener;
@@ -36,7 +38,40 @@ pub struct NodeOptions {
     pub max_size: Option<String>,
     /// The lines of the `[server]` table (`"idle_timeout = \"2s\""`).
     pub server: Option<String>,
+    /// `--cluster-key`: the node joins no one (mDNS off, no bootstrap) but runs the control
+    /// plane and serves signed peer requests.
+    pub cluster_key: Option<PathBuf>,
 }
+
+/// A cluster key in a file of its own, and the peer-request signer it gives a test.
+pub struct TestKey {
+    pub key: ClusterKey,
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestKey {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("key dir");
+        let path = dir.path().join("cluster.key");
+        let key = ClusterKey::generate();
+        key.save(&path).expect("write the cluster key");
+        Self { key, path, _dir: dir }
+    }
+
+    /// Signs as a peer with this (made-up, well-formed) peer id.
+    pub fn signer(&self) -> RequestSigner {
+        RequestSigner::new(self.key.request_key(), TEST_PEER_ID.to_owned())
+    }
+
+    /// Node options with this key.
+    pub fn options(&self) -> NodeOptions {
+        NodeOptions { cluster_key: Some(self.path.clone()), ..NodeOptions::default() }
+    }
+}
+
+/// A peer id as libp2p prints one; the node checks its form, not its membership.
+pub const TEST_PEER_ID: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
 
 /// A running node; stops when dropped.
 pub struct Node {
@@ -82,6 +117,7 @@ impl Node {
             // Alone on loopback: no fixed port, and no mDNS to meet the other tests' nodes.
             p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".to_owned()],
             mdns: Some(false),
+            cluster_key: options.cluster_key.clone(),
             ..Default::default()
         };
         let config = Config::resolve(file, overrides).expect("test config resolves");
@@ -129,6 +165,25 @@ impl Node {
             .send()
             .await
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// A peer request: `GET` or `HEAD` of `path`, with `range`, signed by `signer` (or not).
+    pub fn peer_request(
+        &self,
+        method: Method,
+        path: &str,
+        range: Option<&str>,
+        signer: Option<&RequestSigner>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self.client.request(method.clone(), format!("{}{path}", self.url));
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        if let Some(signer) = signer {
+            request =
+                request.header(PEER_AUTH_HEADER, signer.header_value(method.as_str(), path, range));
+        }
+        request
     }
 
     pub async fn get_ok(&self, path: &str) -> Response {

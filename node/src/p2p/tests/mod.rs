@@ -82,6 +82,7 @@ pub(super) fn config(dir: &Path, name: &str) -> P2pConfig {
         dir.join(name).join("p2p-identity"),
         format!("http://{name}.test:5000"),
         vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        key(1),
     );
     config.site = Some(format!("site-{name}"));
     config

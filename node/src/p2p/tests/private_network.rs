@@ -1,35 +1,49 @@
-//! The cluster key: only nodes with the same key connect. (mDNS discovery, which the key keeps
-//! from merging with other clusters on one network, is tested on a LAN of network namespaces
-//! in cluster-tests: `fleet_lan.rs`.)
+//! The cluster key: only nodes with the same key connect, and a node that meets another key
+//! says so, on both ends. (mDNS discovery, which the key keeps from merging with other
+//! clusters on one network, is tested on a LAN of network namespaces in cluster-tests:
+//! `fleet_lan.rs`; the log lines, with real processes, in `fleet_faults.rs`.)
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_nodes_with_the_cluster_key_connect() {
+async fn only_nodes_with_the_cluster_key_connect_and_a_mismatch_is_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let keyed = |name, key: Option<ClusterKey>, bootstrap: Vec<Multiaddr>| {
+    let keyed = |name, key: ClusterKey, bootstrap: Vec<Multiaddr>| {
         let mut c = config(dir.path(), name);
         c.cluster_key = key;
         c.bootstrap = bootstrap;
         c
     };
-    let a = start(keyed("a", Some(key(1)), vec![])).await;
+    let a_config = keyed("a", key(1), vec![]);
+    let a_metrics = a_config.metrics.clone();
+    let a = start(a_config).await;
     let a_addr = first_addr(&a);
-    let member = start(keyed("member", Some(key(1)), vec![a_addr.clone()])).await;
-    let stranger = start(keyed("stranger", Some(key(2)), vec![a_addr.clone()])).await;
-    let keyless = start(keyed("keyless", None, vec![a_addr.clone()])).await;
-    // And the other way round: a keyed node dialling a keyless one.
-    let open = start(keyed("open", None, vec![])).await;
-    a.p2p.dial(first_addr(&open)).unwrap();
+    let member = start(keyed("member", key(1), vec![a_addr.clone()])).await;
+    let stranger_config = keyed("stranger", key(2), vec![a_addr.clone()]);
+    let stranger_metrics = stranger_config.metrics.clone();
+    let stranger = start(stranger_config).await;
+    // And the other way round: the keyed node dials a node with a third key.
+    let other_config = keyed("other", key(3), vec![]);
+    let other_metrics = other_config.metrics.clone();
+    let other = start(other_config).await;
+    a.p2p.dial(first_addr(&other)).unwrap();
 
     assert!(eventually(Duration::from_secs(15), || member.p2p.peers().len() == 1).await);
-    // Give the refused handshakes the same time to (not) succeed.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let counted = |metrics: &Arc<crate::metrics::Metrics>, at_least| {
+        metrics.p2p_key_mismatches.load(Ordering::Relaxed) >= at_least
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || counted(&a_metrics, 2)
+            && counted(&stranger_metrics, 1)
+            && counted(&other_metrics, 1))
+        .await,
+        "both ends of both refused handshakes saw the mismatch"
+    );
     let ids: Vec<_> = a.p2p.peers().into_iter().map(|p| p.id).collect();
     assert_eq!(ids, vec![member.p2p.local_peer_id()]);
     assert!(stranger.p2p.peers().is_empty());
-    assert!(keyless.p2p.peers().is_empty());
-    assert!(open.p2p.peers().is_empty());
+    assert!(other.p2p.peers().is_empty());
 }
