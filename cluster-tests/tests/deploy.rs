@@ -69,3 +69,25 @@ fn the_systemd_unit_is_sandboxed() {
     // 0 is fully locked down, 10 is unprotected; systemd calls up to 2.0 "OK".
     assert!(level <= 2.0, "exposure {level}:\n{text}");
 }
+
+#[test]
+fn the_systemd_unit_command_line_passes_check_config() {
+    let unit = std::fs::read_to_string(deploy_dir().join("systemd/shoal.service")).expect("unit");
+    let exec = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart=/usr/local/bin/shoal "))
+        .expect("ExecStart");
+    let config_dir = deploy_dir().join("systemd");
+    let args: Vec<String> = exec
+        .split_whitespace()
+        .map(|arg| arg.replace("${CONFIGURATION_DIRECTORY}", &config_dir.display().to_string()))
+        .collect();
+    let output = Command::new(shoal_binary().expect("shoal binary"))
+        .args(&args)
+        .arg("--check-config")
+        .env("SHOAL_DATA_DIR", "/var/lib/shoal")
+        .output()
+        .expect("shoal --check-config");
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("data in /var/lib/shoal"));
+}

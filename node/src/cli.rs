@@ -74,6 +74,11 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Check the whole configuration (files, upstreams, the cluster key) and exit: 0 when a
+    /// node would start with it.
+    #[arg(long)]
+    pub check_config: bool,
+
     /// How log lines are written: `text`, or `json` for log shippers.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -12,10 +12,16 @@ fn main() -> std::process::ExitCode {
     };
     init_logging(format);
     let result = match command {
-        Command::Run(args) => match args.resolve() {
-            Ok(config) => run(config),
-            Err(e) => Err(e.to_string()),
-        },
+        Command::Run(args) => {
+            let check_only = args.check_config;
+            match args.resolve() {
+                Ok(config) if check_only => shoal::server::check(&config)
+                    .map(|summary| println!("{summary}"))
+                    .map_err(|e| e.to_string()),
+                Ok(config) => run(config),
+                Err(e) => Err(e.to_string()),
+            }
+        }
         Command::Key(KeyCommand::Generate { out }) => generate_key(&out),
         Command::Config(args) => client_config(&args),
     };

@@ -46,6 +46,25 @@ pub enum ServerError {
     Setup(tokio::task::JoinError),
 }
 
+/// Loads everything the configuration names (upstream credentials, the cluster key) the way
+/// [`run`] does, without opening the store or the network, and says what the node would run
+/// as: `shoal run --check-config` for deployment pipelines and init containers.
+pub fn check(config: &Config) -> Result<String, ServerError> {
+    Upstreams::new(&config.routing, &config.client)?;
+    let key = config.fleet.cluster_key.as_deref().map(ClusterKey::load).transpose()?;
+    let fleet = match (&key, &config.fleet.site) {
+        (None, _) => "alone (no cluster key)".to_owned(),
+        (Some(_), None) => "a fleet member (cluster key loaded)".to_owned(),
+        (Some(_), Some(site)) => format!("a fleet member of site {site} (cluster key loaded)"),
+    };
+    Ok(format!(
+        "configuration is valid: registry API on {}, data in {}, upstreams {}, {fleet}",
+        config.listen,
+        config.store.root.display(),
+        config.routing.upstreams.keys().cloned().collect::<Vec<_>>().join(", "),
+    ))
+}
+
 /// Runs a node on `listener` until `shutdown` resolves.
 pub async fn run(
     config: Config,

@@ -69,3 +69,38 @@ fn config_dry_run_prints_and_writes_nothing() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--node"), "names what is wrong");
 }
+
+#[test]
+fn check_config_loads_everything_and_names_what_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("cluster.key");
+    let made = Command::new(SHOAL).args(["key", "generate", "--out"]).arg(&key).output().unwrap();
+    assert!(made.status.success());
+    let good = Command::new(SHOAL)
+        .args(["run", "--check-config", "--site", "dc1", "--cluster-key"])
+        .arg(&key)
+        .output()
+        .expect("shoal run --check-config");
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    assert!(text.contains("configuration is valid") && text.contains("site dc1"), "{text}");
+
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "not a key").unwrap();
+    let toml = dir.path().join("bad.toml");
+    std::fs::write(&toml, "listen = 5000\n").unwrap();
+    for args in [
+        vec!["--cluster-key".to_owned(), garbage.display().to_string()],
+        vec!["--config".to_owned(), toml.display().to_string()],
+        vec!["--upstream".to_owned(), "ghcr.io=ftp://ghcr.io".to_owned()],
+    ] {
+        let bad = Command::new(SHOAL)
+            .args(["run", "--check-config"])
+            .args(&args)
+            .output()
+            .expect("shoal run --check-config");
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success(), "{args:?} passed the check");
+        assert!(stderr.contains(args[1].as_str()) || stderr.contains("ftp"), "{args:?}: {stderr}");
+    }
+}
