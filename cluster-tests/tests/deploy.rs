@@ -91,3 +91,73 @@ fn the_systemd_unit_command_line_passes_check_config() {
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("data in /var/lib/shoal"));
 }
+
+/// Every document of a YAML file of deploy/kubernetes/.
+fn kubernetes(file: &str) -> Vec<yaml_rust2::Yaml> {
+    let path = deploy_dir().join("kubernetes").join(file);
+    let text = std::fs::read_to_string(&path).expect("read");
+    yaml_rust2::YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+}
+
+#[test]
+fn the_kubernetes_files_parse_and_name_each_other() {
+    let kustomization = &kubernetes("kustomization.yaml")[0];
+    let resources = kustomization["resources"].as_vec().expect("resources");
+    let mut kinds = Vec::new();
+    for resource in resources {
+        for doc in kubernetes(resource.as_str().expect("a file name")) {
+            assert!(doc["apiVersion"].as_str().is_some(), "{resource:?} has an apiVersion");
+            kinds.push(doc["kind"].as_str().expect("kind").to_owned());
+        }
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["ConfigMap", "DaemonSet", "Namespace", "Service"]);
+    let secret = kustomization["secretGenerator"][0]["name"].as_str().expect("the key's Secret");
+    let daemonset = &kubernetes("daemonset.yaml")[0];
+    let pod = &daemonset["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_vec().expect("volumes");
+    assert!(volumes.iter().any(|v| v["secret"]["secretName"].as_str() == Some(secret)));
+    assert!(volumes.iter().any(|v| v["configMap"]["name"].as_str() == Some("shoal")));
+    let container = &pod["containers"][0];
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert!(container[probe]["httpGet"]["path"].as_str().is_some(), "{probe}");
+    }
+    let service = &kubernetes("service.yaml")[0];
+    assert_eq!(service["spec"]["clusterIP"].as_str(), Some("None"), "headless");
+}
+
+#[test]
+fn the_daemonset_args_pass_check_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = &kubernetes("configmap.yaml")[0]["data"]["shoal.toml"];
+    std::fs::write(dir.path().join("shoal.toml"), config.as_str().expect("shoal.toml"))
+        .expect("write config");
+    let key = shoal_cluster_tests::generate_cluster_key(dir.path()).expect("key");
+    let daemonset = &kubernetes("daemonset.yaml")[0];
+    let container = &daemonset["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_vec()
+        .expect("args")
+        .iter()
+        .map(|arg| {
+            let arg = arg.as_str().expect("a string");
+            // Mounted paths as the pod sees them → the files made here.
+            arg.replace("/etc/shoal/key/cluster.key", &key.display().to_string())
+                .replace(
+                    "/etc/shoal/shoal.toml",
+                    &dir.path().join("shoal.toml").display().to_string(),
+                )
+                .replace("$(NODE_IP)", "10.0.0.7")
+        })
+        .collect();
+    assert_eq!(args[0], "run");
+    let output = Command::new(shoal_binary().expect("shoal binary"))
+        .args(&args)
+        .arg("--check-config")
+        .output()
+        .expect("shoal --check-config");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("a fleet member"), "{stdout}");
+}
