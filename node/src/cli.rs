@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ByteSize, Config, ConfigError, FileConfig, HumanDuration, Overrides};
+use crate::config::{
+    AuthOverrides, ByteSize, Config, ConfigError, FileConfig, HumanDuration, Overrides,
+};
 
 /// A peer-to-peer pull-through cache for OCI container registries.
 ///
@@ -126,6 +128,19 @@ pub struct RunArgs {
     /// always (the default) or never.
     #[arg(long, env = "SHOAL_UPSTREAM_FALLBACK", value_name = "always|never")]
     pub upstream_fallback: Option<String>,
+
+    /// htpasswd file of the clients' users (bcrypt entries only); clients must then log in.
+    #[arg(long, env = "SHOAL_HTPASSWD", value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+
+    /// File of the clients' bearer tokens, as `name:sha256:<hex>` lines (`shoal auth token`).
+    #[arg(long, env = "SHOAL_AUTH_TOKENS", value_name = "FILE")]
+    pub auth_tokens: Option<PathBuf>,
+
+    /// Clients without credentials may pull (every name no [[auth.rule]] says otherwise of).
+    /// Needed to serve anonymously a node that holds upstream credentials.
+    #[arg(long, env = "SHOAL_ANONYMOUS_PULL")]
+    pub anonymous_pull: bool,
 }
 
 impl RunArgs {
@@ -159,6 +174,11 @@ impl RunArgs {
             upstream_per_site: self.upstream_per_site.then_some(true),
             advertise_addr: self.advertise_addr,
             upstream_fallback: self.upstream_fallback,
+            auth: AuthOverrides {
+                htpasswd: self.htpasswd,
+                tokens: self.auth_tokens,
+                anonymous_pull: self.anonymous_pull,
+            },
         };
         Config::resolve(file, overrides)
     }

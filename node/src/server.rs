@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::ClientAuth;
 use crate::config::{Config, FleetConfig};
 use crate::fetch::{
     BlobSource, Fetcher, Fleet, PeerClient, PeerTimeouts, Sources, Swarm, UpstreamFallback,
@@ -118,13 +119,12 @@ pub async fn run(
         peers: Some(peers),
         upload_slots: fleet_config.peer_upload_slots,
     };
-    let fetcher = Arc::new(Fetcher::new(
-        store.clone(),
-        upstreams,
-        sources,
-        Some(fleet.clone()),
-        config.tag_ttl,
-    ));
+    let auth = Arc::new(ClientAuth::new(config.auth.settings.clone()));
+    warn_if_open(&config, address);
+    let fetcher = Arc::new(
+        Fetcher::new(store.clone(), upstreams, sources, Some(fleet.clone()), config.tag_ttl)
+            .with_repo_check(auth.restricts_names()),
+    );
     service.set_fetcher(fetcher.clone());
 
     let mut watcher = p2p.clone();
@@ -149,6 +149,7 @@ pub async fn run(
         fetcher,
         metrics,
         peer_token: peer_token.map(Into::into),
+        auth,
         routing: Arc::new(Routing {
             default_upstream: config.routing.default_upstream.clone(),
             aliases: config.routing.aliases.clone(),
@@ -165,6 +166,14 @@ pub async fn run(
     let _ = p2p_task.await;
     tracing::info!("shoal stopped");
     Ok(())
+}
+
+/// The default of a node with no client authentication is to let anyone pull; say so once,
+/// unless only this machine can reach it.
+fn warn_if_open(config: &Config, address: SocketAddr) {
+    if config.auth.open_by_default && !address.ip().is_loopback() {
+        tracing::warn!(%address, "no client authentication is configured: anyone who reaches this address may pull through this node; configure [auth] or pass --anonymous-pull to say this is intended (see docs/configuration.md)");
+    }
 }
 
 /// Announces every stored blob (after a restart the DHT has forgotten this node's records),

@@ -2,8 +2,10 @@
 //!
 //! One fallback handler parses every request into an [`Endpoint`] and calls the matching
 //! `handle_*`; errors become OCI error bodies in one place ([`ApiError`]). This layer never
-//! touches files or the network itself: it asks the [`Fetcher`].
+//! touches files or the network itself: it asks the [`Fetcher`]. Client endpoints are checked
+//! against [`ClientAuth`] first (`auth.rs`).
 
+mod auth;
 mod error;
 mod handlers;
 mod range;
@@ -19,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 pub use error::ApiError;
 pub use route::{Endpoint, Routing, TagsQuery};
 
+use crate::auth::ClientAuth;
 use crate::fetch::{Fetcher, PEER_TOKEN_HEADER};
 use crate::metrics::Metrics;
 
@@ -40,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// With a cluster key, the token peers must present on the data plane.
     pub peer_token: Option<Arc<str>>,
+    /// Who the clients are and what they may pull.
+    pub auth: Arc<ClientAuth>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -59,6 +64,7 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
     let (parts, _body) = request.into_parts();
     check_size(&parts)?;
     let endpoint = state.routing.endpoint(parts.uri.path(), parts.uri.query())?;
+    auth::check(&state.auth, &parts.headers, &endpoint).await?;
     let head = match parts.method {
         Method::GET => false,
         Method::HEAD => true,
