@@ -26,6 +26,27 @@ pub enum Command {
     /// Manage the cluster key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Make credentials for the node's clients.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Print an htpasswd line (bcrypt) for USER; the password is read from standard input.
+    Htpasswd {
+        user: String,
+        /// bcrypt cost: each step doubles the time a check takes.
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(10..=16))]
+        cost: u32,
+    },
+    /// Make a random token for NAME, append its hash to the tokens file, and print the token.
+    Token {
+        name: String,
+        /// The tokens file (created with mode 0600 if missing).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

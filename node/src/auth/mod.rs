@@ -5,6 +5,7 @@
 //! maps a [`Refusal`] to a status and an OCI error code.
 
 mod htpasswd;
+mod make;
 mod rules;
 mod tokens;
 mod verify;
@@ -12,6 +13,7 @@ mod verify;
 use std::path::{Path, PathBuf};
 
 pub use htpasswd::Htpasswd;
+pub use make::{add_token, htpasswd_line};
 pub use rules::{Action, EVERYTHING, Policy, Rule};
 pub use tokens::{Tokens, file_line as token_file_line};
 

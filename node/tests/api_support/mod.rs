@@ -36,6 +36,8 @@ pub struct NodeOptions {
     pub max_size: Option<String>,
     /// The lines of the `[server]` table (`"idle_timeout = \"2s\""`).
     pub server: Option<String>,
+    /// The `[auth]` table and its `[[auth.rule]]`s, as written in the config file.
+    pub auth: Option<String>,
 }
 
 /// A running node; stops when dropped.
@@ -75,6 +77,9 @@ impl Node {
         if let Some(server) = &options.server {
             toml.push_str(&format!("[server]\n{server}\n"));
         }
+        if let Some(auth) = &options.auth {
+            toml.push_str(auth);
+        }
         let file = FileConfig::parse(&toml, Path::new("test.toml")).expect("test config parses");
         let overrides = Overrides {
             data_dir: Some(data_dir.clone()),
@@ -106,11 +111,12 @@ impl Node {
         node
     }
 
-    /// Opening the store happens before the node accepts; wait until `/v2/` answers.
+    /// Opening the store happens before the node accepts; wait until `/v2/` answers (asking
+    /// to log in, with client authentication on).
     async fn wait_ready(&self) {
         for _ in 0..100 {
             if let Ok(resp) = self.get("/v2/").await
-                && resp.status() == StatusCode::OK
+                && matches!(resp.status(), StatusCode::OK | StatusCode::UNAUTHORIZED)
             {
                 return;
             }
