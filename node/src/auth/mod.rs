@@ -101,7 +101,7 @@ impl ClientAuth {
     /// Whether some client may pull names another may not: then a blob is served under a
     /// name only once the node knows it belongs there.
     pub fn restricts_names(&self) -> bool {
-        !self.settings.policy.pull_is_open()
+        !self.settings.policy.is_uniform()
     }
 
     /// The client's name (`None`: anonymous), or why its credentials are refused.

@@ -124,11 +124,10 @@ impl Policy {
         self.rules.iter().find(|r| r.matches(&name)).is_some_and(|r| r.allows(who, action))
     }
 
-    /// Whether every client may pull every name: then no name needs protecting from another.
-    pub fn pull_is_open(&self) -> bool {
-        self.rules.len() == 1
-            && self.rules[0].prefix == EVERYTHING
-            && self.rules[0].allows(None, Action::Pull)
+    /// Whether one rule covers every name: then whoever may pull one name may pull them all,
+    /// and no name needs protecting from another.
+    pub fn is_uniform(&self) -> bool {
+        matches!(self.rules.as_slice(), [only] if only.prefix == EVERYTHING)
     }
 }
 
@@ -184,8 +183,8 @@ mod tests {
         assert!(!pull(&p, Some("ci"), "ghcr.io", "acme/ci"));
         assert!(p.allows(Some("ci"), "ghcr.io", "acme/ci/tool", Action::Push));
         assert!(!p.allows(Some("x"), "ghcr.io", "acme/ci/tool", Action::Push));
-        assert!(!p.pull_is_open());
-        assert!(Policy::new(vec![rule("*", &[], true)]).unwrap().pull_is_open());
+        assert!(!p.is_uniform());
+        assert!(Policy::new(vec![rule("*", &["*"], false)]).unwrap().is_uniform());
     }
 
     #[test]
