@@ -11,7 +11,7 @@ use shoal_cluster_tests::{
 };
 
 /// The config file of a node whose clients are alice (a password) and ci (a token), both
-/// allowed to pull `docker.io/team/...` and nothing else.
+/// allowed to pull `docker.io/team/...`; anyone may pull `docker.io/library/...`.
 fn auth_config(dir: &std::path::Path, alice: &Credentials) -> (String, String) {
     let htpasswd = dir.join("htpasswd");
     let line = htpasswd_line(alice).expect("shoal auth htpasswd");
@@ -19,7 +19,7 @@ fn auth_config(dir: &std::path::Path, alice: &Credentials) -> (String, String) {
     let tokens = dir.join("tokens");
     let token = add_token(&tokens, "ci").expect("shoal auth token");
     let text = format!(
-        "[auth]\nhtpasswd = \"{}\"\ntokens = \"{}\"\n\n[[auth.rule]]\nprefix = \"docker.io/team\"\nusers = [\"alice\", \"ci\"]\nallow = [\"pull\"]\n",
+        "[auth]\nhtpasswd = \"{}\"\ntokens = \"{}\"\n\n[[auth.rule]]\nprefix = \"docker.io/team\"\nusers = [\"alice\", \"ci\"]\nallow = [\"pull\"]\n\n[[auth.rule]]\nprefix = \"docker.io/library\"\nanonymous = true\nallow = [\"pull\"]\n",
         htpasswd.display(),
         tokens.display()
     );
@@ -40,6 +40,10 @@ async fn skopeo_and_containerd_log_in_to_the_node() {
     let other = image::push_image(&registry.client(), "other/app", "v1", &ImageSpec::oci(242))
         .await
         .expect("push");
+    let public_image =
+        image::push_image(&registry.client(), "library/pub", "v1", &ImageSpec::oci(243))
+            .await
+            .expect("push");
     let dir = tempfile::tempdir().expect("tempdir");
     let alice = Credentials::new("alice", "alice-password");
     let (config, token) = auth_config(dir.path(), &alice);
@@ -50,12 +54,13 @@ async fn skopeo_and_containerd_log_in_to_the_node() {
 
     // skopeo: without credentials, and with a wrong password, the node refuses.
     let anonymous = skopeo.copy(&source, &dir.path().join("anon"), &CopyOptions::default()).await;
-    assert!(anonymous.is_err(), "a pull without credentials must fail");
+    refused_with(anonymous.map(drop), "unauthorized");
     let wrong = CopyOptions {
         credentials: Some(Credentials::new("alice", "not-her-password")),
         ..CopyOptions::default()
     };
-    assert!(skopeo.copy(&source, &dir.path().join("wrong"), &wrong).await.is_err());
+    let wrong = skopeo.copy(&source, &dir.path().join("wrong"), &wrong).await;
+    refused_with(wrong.map(drop), "invalid username, password or token");
 
     let with_creds = CopyOptions { credentials: Some(alice.clone()), ..CopyOptions::default() };
     let copied =
@@ -64,27 +69,40 @@ async fn skopeo_and_containerd_log_in_to_the_node() {
     assert_eq!(copied.verified_blobs().expect("blobs"), team.blob_digests());
     // Logged in, but no rule lets alice pull other/app.
     let denied = format!("{}/other/app:v1", node.host());
-    assert!(skopeo.copy(&denied, &dir.path().join("denied"), &with_creds).await.is_err());
+    let denied = skopeo.copy(&denied, &dir.path().join("denied"), &with_creds).await;
+    refused_with(denied.map(drop), "denied");
+    // Anyone may pull library/ without logging in; skopeo then sends empty Basic credentials.
+    let public = format!("{}/library/pub:v1", node.host());
+    let copied = skopeo
+        .copy(&public, &dir.path().join("pub"), &CopyOptions::default())
+        .await
+        .expect("anonymous pull of an anonymous prefix");
+    assert_eq!(copied.manifest().expect("manifest"), public_image.root.bytes);
 
     // containerd through a hosts.toml mirror (`?ns=docker.io`), with ci's token as password.
     let containerd = Containerd::start().await.expect("containerd");
     let hosts = tempfile::tempdir().expect("hosts dir");
     Containerd::write_hosts_toml(hosts.path(), "docker.io", &node.url()).expect("hosts.toml");
     let reference = "docker.io/team/app:v1";
-    assert!(
-        containerd.fetch(reference, hosts.path(), false).await.is_err(),
-        "ctr without --user must fail"
-    );
+    refused_with(containerd.fetch(reference, hosts.path(), false).await, "401 Unauthorized");
     let ci = Credentials::new("ci", token.clone());
     containerd.fetch_as(reference, hosts.path(), false, Some(&ci)).await.expect("ctr --user");
     for blob in team.blobs() {
         assert!(containerd.has_blob(&blob.digest).expect("verify"), "{}", blob.digest);
     }
     let refused = containerd.fetch_as("docker.io/other/app:v1", hosts.path(), false, Some(&ci));
-    assert!(refused.await.is_err(), "ci may not pull other/app");
+    refused_with(refused.await, "403 Forbidden");
     assert!(other.blobs().iter().all(|b| !containerd.has_blob(&b.digest).unwrap_or(true)));
 
     // Neither the password nor the token reaches the node's log.
     let log = std::fs::read_to_string(node.log_path()).expect("log");
     assert!(!log.contains("alice-password") && !log.contains(&token));
+}
+
+/// The client failed, and its message shows the node's answer.
+fn refused_with(result: shoal_cluster_tests::Result<()>, answer: &str) {
+    match result {
+        Ok(()) => panic!("the client succeeded; expected the node to answer {answer:?}"),
+        Err(e) => assert!(e.to_string().contains(answer), "expected {answer:?} in: {e}"),
+    }
 }

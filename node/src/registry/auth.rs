@@ -55,8 +55,13 @@ fn presented(headers: &HeaderMap) -> Option<Presented> {
     if scheme.eq_ignore_ascii_case("basic") {
         let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
         let text = String::from_utf8(decoded).ok()?;
-        let (user, password) = text.split_once(':')?;
-        Some(Presented::Basic { user: user.to_owned(), password: password.to_owned() })
+        match text.split_once(':')? {
+            // What containers/image (skopeo, podman, CRI-O) sends when it has no credentials.
+            ("", "") => Some(Presented::None),
+            (user, password) => {
+                Some(Presented::Basic { user: user.to_owned(), password: password.to_owned() })
+            }
+        }
     } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
         Some(Presented::Bearer(rest.to_owned()))
     } else {
@@ -84,6 +89,7 @@ mod tests {
         assert!(with("Basic YWxpY2U6cGE6c3M=") == Some(basic.clone()));
         assert!(with("basic  YWxpY2U6cGE6c3M= ") == Some(basic));
         assert!(with("Bearer abc.def") == Some(Presented::Bearer("abc.def".into())));
+        assert!(with("Basic Og==") == Some(Presented::None), "empty user and password");
         for bad in ["Basic !!!", "Basic YWxpY2U=", "Digest x", "Bearer", "Basic"] {
             assert!(with(bad).is_none(), "{bad}");
         }
