@@ -41,7 +41,7 @@ impl Htpasswd {
                 return Err((
                     n,
                     format!(
-                        "user {user:?} has a {kind} hash; only bcrypt ($2y$, $2b$) is accepted \
+                        "user {user:?}: its hash is {kind}; only bcrypt ($2y$, $2b$) is accepted \
                          (make one with `htpasswd -nbB -C 10 USER PASSWORD` or `shoal auth htpasswd USER`)"
                     ),
                 ));

@@ -107,6 +107,11 @@ impl ClientAuth {
     /// The client's name (`None`: anonymous), or why its credentials are refused.
     pub async fn identify(&self, presented: &Presented) -> Result<Option<String>, Refusal> {
         let settings = &self.settings;
+        if !settings.requires_login() {
+            // Nothing to check them against: a client sending credentials it has for this host
+            // anyway (a `docker login` of old) is served as the anonymous client it is here.
+            return Ok(None);
+        }
         match presented {
             Presented::None => Ok(None),
             Presented::Bearer(token) => settings
@@ -177,6 +182,16 @@ mod tests {
             auth.identify(&Presented::Bearer("pw".into())).await,
             Err(Refusal::BadCredentials)
         );
+    }
+
+    #[tokio::test]
+    async fn without_users_credentials_are_not_checked() {
+        let policy = Policy::new(vec![Rule::new("*", vec![], true, vec![Action::Pull]).unwrap()]);
+        let settings = AuthSettings { policy: policy.unwrap(), ..Default::default() };
+        let auth = ClientAuth::new(settings);
+        assert!(!auth.requires_login() && !auth.restricts_names());
+        assert_eq!(auth.identify(&basic("old", "login")).await, Ok(None));
+        assert_eq!(auth.authorize(None, "ghcr.io", "org/app", Action::Pull), Ok(()));
     }
 
     #[test]
