@@ -40,8 +40,11 @@ impl Fetcher {
             }
             Reference::Tag(tag) => self.manifest_by_tag(target, tag, true).await?,
         };
-        // What it lists is in this repository too: the client's next requests.
-        self.record_manifest(target, &manifest).await?;
+        // What it lists is in this repository too: the client's next requests. Not knowing it
+        // costs those requests a HEAD upstream each, not this one its answer.
+        if let Err(e) = self.record_manifest(target, &manifest).await {
+            tracing::warn!(registry = %target.registry, repo = %target.repo, digest = %manifest.digest, error = %e, "cannot record where the manifest's blobs are");
+        }
         Ok(manifest)
     }
 
