@@ -155,7 +155,7 @@ pub struct ShoalNode {
 }
 
 impl ShoalNode {
-    /// Starts `shoal run` and waits until `GET /v2/` answers 200.
+    /// Starts `shoal run` and waits until `GET /v2/` answers (200, or 401 with client auth).
     pub async fn start(options: ShoalOptions) -> Result<Self> {
         let binary = shoal_binary()?;
         let dir = tempfile::Builder::new()
@@ -260,7 +260,10 @@ impl ShoalNode {
         let url = format!("{}/v2/", self.url());
         let http = reqwest::Client::new();
         process
-            .wait_until(START_TIMEOUT, || http_answers(&http, &url, |s| s.as_u16() == 200))
+            // 401: the node serves, and asks its clients to log in.
+            .wait_until(START_TIMEOUT, || {
+                http_answers(&http, &url, |s| matches!(s.as_u16(), 200 | 401))
+            })
             .await?;
         tracing::debug!(port = self.port, pid = process.id(), "shoal ready");
         self.process = Some(process);
@@ -302,14 +305,48 @@ pub fn write_client_config(
     let output = command
         .output()
         .map_err(|source| HarnessError::Spawn { program: "shoal".to_owned(), source })?;
+    tool_output(&format!("shoal config {runtime}"), output)
+}
+
+/// The htpasswd line of `credentials`, made by `shoal auth htpasswd` (the password on stdin).
+pub fn htpasswd_line(credentials: &crate::Credentials) -> Result<String> {
+    use std::io::Write;
+    let mut child = Command::new(shoal_binary()?)
+        .args(["auth", "htpasswd", "--cost", "10", &credentials.username])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| HarnessError::Spawn { program: "shoal".to_owned(), source })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        writeln!(stdin, "{}", credentials.password)
+            .map_err(|source| HarnessError::io("writing the password to shoal", source))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|source| HarnessError::Spawn { program: "shoal".to_owned(), source })?;
+    tool_output("shoal auth htpasswd", output)
+}
+
+/// Makes a token for `name` with `shoal auth token`, adding its hash to `file`; returns it.
+pub fn add_token(file: &Path, name: &str) -> Result<String> {
+    let output = Command::new(shoal_binary()?)
+        .args(["auth", "token", name, "--file"])
+        .arg(file)
+        .output()
+        .map_err(|source| HarnessError::Spawn { program: "shoal".to_owned(), source })?;
+    tool_output("shoal auth token", output)
+}
+
+fn tool_output(tool: &str, output: std::process::Output) -> Result<String> {
     if !output.status.success() {
         return Err(HarnessError::ToolFailed {
-            tool: format!("shoal config {runtime}"),
+            tool: tool.to_owned(),
             status: output.status,
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         });
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// The `shoal` binary: `$SHOAL_BIN`, else the workspace's `target/debug/shoal`, built once

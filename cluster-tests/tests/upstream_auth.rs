@@ -42,8 +42,9 @@ async fn node_pulls_from_an_htpasswd_registry_with_configured_credentials() {
     assert_eq!(body["errors"][0]["code"], "DENIED");
 
     let config = config_file(dir.path(), &registry.url(), Some(&credentials));
-    let node =
-        ShoalNode::start(ShoalOptions::default().arg("--config").arg(config)).await.expect("node");
+    // A node with upstream credentials serves anonymous clients only when told to.
+    let options = ShoalOptions::default().arg("--config").arg(config).arg("--anonymous-pull");
+    let node = ShoalNode::start(options).await.expect("node");
     let copied = skopeo
         .copy(
             &format!("{}/team/app:v1", node.host()),

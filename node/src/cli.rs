@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ByteSize, Config, ConfigError, FileConfig, HumanDuration, Overrides};
+use crate::config::{
+    AuthOverrides, ByteSize, Config, ConfigError, FileConfig, HumanDuration, Overrides,
+};
 
 /// The version and the commit the binary was built from: `0.1.0 (3f2a9c1d0b7e)`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SHOAL_COMMIT"), ")");
@@ -29,6 +31,9 @@ pub enum Command {
     Key(KeyCommand),
     /// Write a container runtime's mirror configuration for a node (or print it).
     Config(ClientConfigArgs),
+    /// Make credentials for the node's clients.
+    #[command(subcommand)]
+    Auth(AuthCommand),
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +55,24 @@ pub struct ClientConfigArgs {
     /// Print the files instead of writing them.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Print an htpasswd line (bcrypt) for USER; the password is read from standard input.
+    Htpasswd {
+        user: String,
+        /// bcrypt cost: each step doubles the time a check takes.
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(10..=16))]
+        cost: u32,
+    },
+    /// Make a random token for NAME, append its hash to the tokens file, and print the token.
+    Token {
+        name: String,
+        /// The tokens file (created with mode 0600 if missing).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +194,19 @@ pub struct RunArgs {
     /// always (the default) or never.
     #[arg(long, env = "SHOAL_UPSTREAM_FALLBACK", value_name = "always|never")]
     pub upstream_fallback: Option<String>,
+
+    /// htpasswd file of the clients' users (bcrypt entries only); clients must then log in.
+    #[arg(long, env = "SHOAL_HTPASSWD", value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+
+    /// File of the clients' bearer tokens, as `name:sha256:<hex>` lines (`shoal auth token`).
+    #[arg(long, env = "SHOAL_AUTH_TOKENS", value_name = "FILE")]
+    pub auth_tokens: Option<PathBuf>,
+
+    /// Clients without credentials may pull (every name no [[auth.rule]] says otherwise of).
+    /// Needed to serve anonymously a node that holds upstream credentials.
+    #[arg(long, env = "SHOAL_ANONYMOUS_PULL")]
+    pub anonymous_pull: bool,
 }
 
 impl RunArgs {
@@ -204,6 +240,11 @@ impl RunArgs {
             upstream_per_site: self.upstream_per_site.then_some(true),
             advertise_addr: self.advertise_addr,
             upstream_fallback: self.upstream_fallback,
+            auth: AuthOverrides {
+                htpasswd: self.htpasswd,
+                tokens: self.auth_tokens,
+                anonymous_pull: self.anonymous_pull,
+            },
         };
         Config::resolve(file, overrides)
     }

@@ -3,10 +3,12 @@
 //! The library does the work; `main.rs` only parses the command line and calls [`server::run`].
 //! Layers, from the wire inwards: `registry` (HTTP API, no files, no network of its own) →
 //! `fetch` (the miss path: single-flight, tag resolution) → `store` (blob files + index) and
-//! `upstream` (the registry client). `http_server` accepts connections and bounds what each may
-//! hold; `p2p` is the control plane and `peer_auth` signs and checks the data plane's peer
-//! requests; `server` wires them all; `config` and `cli` feed it.
+//! `upstream` (the registry client). `auth` says who a client is and what it may pull.
+//! `http_server` accepts connections and bounds what each may hold; `p2p` is the control plane
+//! and `peer_auth` signs and checks the data plane's peer requests; `server` wires them all;
+//! `config` and `cli` feed it.
 
+pub mod auth;
 pub mod cli;
 pub mod client_config;
 pub mod config;

@@ -1,7 +1,7 @@
 //! The `shoal` binary: parse the command line, set up logging, run the node.
 
 use clap::Parser;
-use shoal::cli::{Cli, Command, KeyCommand, LogFormat};
+use shoal::cli::{AuthCommand, Cli, Command, KeyCommand, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -24,6 +24,10 @@ fn main() -> std::process::ExitCode {
         }
         Command::Key(KeyCommand::Generate { out }) => generate_key(&out),
         Command::Config(args) => client_config(&args),
+        Command::Auth(AuthCommand::Htpasswd { user, cost }) => htpasswd(&user, cost),
+        Command::Auth(AuthCommand::Token { name, file }) => {
+            shoal::auth::add_token(&file, &name).map(|token| println!("{token}"))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -91,6 +95,21 @@ fn client_config(args: &shoal::cli::ClientConfigArgs) -> Result<(), String> {
     for note in &plan.notes {
         println!("note: {note}");
     }
+    Ok(())
+}
+
+/// Reads the password's first line from standard input, so that it stays out of the shell's
+/// history and the process list.
+fn htpasswd(user: &str, cost: u32) -> Result<(), String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err("the password on standard input is empty".to_owned());
+    }
+    println!("{}", shoal::auth::htpasswd_line(user, password, cost)?);
     Ok(())
 }
 

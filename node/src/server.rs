@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::ClientAuth;
 use crate::config::{Config, FleetConfig};
 use crate::fetch::{
     BlobSource, Fetcher, Fleet, PeerClient, PeerTimeouts, Sources, Swarm, UpstreamFallback,
@@ -142,8 +143,12 @@ pub async fn run(
         peers,
         upload_slots: fleet_config.peer_upload_slots,
     };
-    let fetcher =
-        Arc::new(Fetcher::new(store.clone(), upstreams, sources, fleet.clone(), config.tag_ttl));
+    let auth = Arc::new(ClientAuth::new(config.auth.settings.clone()));
+    warn_if_open(&config, address);
+    let fetcher = Arc::new(
+        Fetcher::new(store.clone(), upstreams, sources, fleet.clone(), config.tag_ttl)
+            .with_repo_check(auth.restricts_names()),
+    );
     service.set_fetcher(fetcher.clone());
 
     let stop = CancellationToken::new();
@@ -158,6 +163,7 @@ pub async fn run(
         fetcher,
         metrics,
         peer_auth: cluster_key.map(|key| Arc::new(RequestVerifier::new(key.request_key()))),
+        auth,
         routing: Arc::new(Routing {
             default_upstream: config.routing.default_upstream.clone(),
             aliases: config.routing.aliases.clone(),
@@ -238,6 +244,14 @@ async fn count_peers(mut p2p: P2p, metrics: Arc<Metrics>) {
         if p2p.peers_changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// The default of a node with no client authentication is to let anyone pull; say so once,
+/// unless only this machine can reach it.
+fn warn_if_open(config: &Config, address: SocketAddr) {
+    if config.auth.open_by_default && !address.ip().is_loopback() {
+        tracing::warn!(%address, "no client authentication is configured: anyone who reaches this address may pull through this node; configure [auth] or pass --anonymous-pull to say this is intended (see docs/configuration.md)");
     }
 }
 

@@ -1,5 +1,5 @@
 //! A private `containerd` (own root, state and socket) and `ctr content fetch` through a
-//! `hosts.toml` mirror, as a Kubernetes node configures it.
+//! `hosts.toml` mirror, as a Kubernetes node configures it, with or without credentials.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 use super::{run, verify_file};
 use crate::process::ChildProcess;
-use crate::{HarnessError, Result};
+use crate::{Credentials, HarnessError, Result};
 
 /// How long containerd may take to answer on its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,8 +94,23 @@ impl Containerd {
         hosts_dir: &Path,
         all_platforms: bool,
     ) -> Result<()> {
+        self.fetch_as(reference, hosts_dir, all_platforms, None).await
+    }
+
+    /// [`Containerd::fetch`] with `--user USER:PASSWORD`, which ctr answers a registry's (or
+    /// mirror's) Basic challenge with.
+    pub async fn fetch_as(
+        &self,
+        reference: &str,
+        hosts_dir: &Path,
+        all_platforms: bool,
+        user: Option<&Credentials>,
+    ) -> Result<()> {
         let mut command = ctr_command(&self.socket);
         command.args(["content", "fetch", "--hosts-dir"]).arg(hosts_dir);
+        if let Some(user) = user {
+            command.arg("--user").arg(user.colon_pair());
+        }
         if all_platforms {
             command.arg("--all-platforms");
         }

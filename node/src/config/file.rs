@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{ByteSize, ConfigError, HumanDuration};
+use crate::auth::Action;
 use crate::upstream::Credentials;
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +41,31 @@ pub struct FileConfig {
     pub peer_header_timeout: Option<HumanDuration>,
     pub peer_stall_timeout: Option<HumanDuration>,
     pub peer_upload_slots: Option<usize>,
+    pub auth: Option<AuthEntry>,
+}
+
+/// `[auth]`: who the node's clients are and what they may pull.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthEntry {
+    pub htpasswd: Option<PathBuf>,
+    pub tokens: Option<PathBuf>,
+    /// `"pull"`: clients without credentials may pull every name no rule says otherwise of.
+    pub anonymous: Option<String>,
+    #[serde(default)]
+    pub rule: Vec<RuleEntry>,
+}
+
+/// `[[auth.rule]]`: who may do what under one registry and repository prefix.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleEntry {
+    pub prefix: String,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub anonymous: bool,
+    pub allow: Vec<Action>,
 }
 
 /// `[upstreams."ghcr.io"]`: where to fetch, and how to log in.

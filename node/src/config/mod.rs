@@ -2,6 +2,7 @@
 //! flags (clap merges those two), each later source winning. Every subsystem receives only its
 //! own part of the resolved [`Config`].
 
+mod auth;
 mod file;
 mod units;
 
@@ -10,7 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use file::{FileConfig, ServerEntry, UpstreamEntry};
+pub use auth::{AuthConfig, AuthConfigError};
+pub use file::{AuthEntry, FileConfig, RuleEntry, ServerEntry, UpstreamEntry};
 pub use units::{ByteSize, HumanDuration, UnitError};
 
 use crate::fetch::UpstreamFallback;
@@ -58,6 +60,8 @@ pub struct Config {
     pub server: ServerSettings,
     pub tag_ttl: Duration,
     pub fleet: FleetConfig,
+    /// Who the node's clients are and what they may pull.
+    pub auth: AuthConfig,
 }
 
 /// How the node finds and works with its peers.
@@ -136,6 +140,8 @@ pub enum ConfigError {
     ZeroLimit(&'static str),
     #[error("cannot load Docker credentials from {path}: {detail}")]
     DockerConfig { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Auth(AuthConfigError),
 }
 
 /// Values given on the command line or in the environment; `None` means "not given".
@@ -159,6 +165,16 @@ pub struct Overrides {
     pub upstream_per_site: Option<bool>,
     pub advertise_addr: Option<String>,
     pub upstream_fallback: Option<String>,
+    pub auth: AuthOverrides,
+}
+
+/// The client authentication flags.
+#[derive(Debug, Clone, Default)]
+pub struct AuthOverrides {
+    pub htpasswd: Option<PathBuf>,
+    pub tokens: Option<PathBuf>,
+    /// `--anonymous-pull`: clients without credentials may pull.
+    pub anonymous_pull: bool,
 }
 
 fn resolve_server(entry: Option<ServerEntry>) -> Result<ServerSettings, ConfigError> {
@@ -341,6 +357,15 @@ impl Config {
             }
         }
 
+        let mut credentialed: Vec<String> = upstreams
+            .values()
+            .filter(|u| u.credentials.is_some())
+            .map(|u| u.name.clone())
+            .chain(extra_credentials.keys().cloned())
+            .collect();
+        credentialed.sort();
+        let auth = auth::resolve_auth(file.auth, overrides.auth, &credentialed)?;
+
         let client_file = file.upstream_client.unwrap_or_default();
         let defaults = ClientSettings::default();
         let client = ClientSettings {
@@ -369,6 +394,7 @@ impl Config {
             },
             client,
             tag_ttl: overrides.tag_ttl.or(file.tag_ttl).map_or(DEFAULT_TAG_TTL, |d| d.0),
+            auth,
         })
     }
 }
@@ -376,18 +402,33 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Action;
     use std::path::Path;
 
-    fn documented_example() -> String {
+    /// The example of docs/configuration.md, with its htpasswd and tokens files made in `dir`
+    /// (holding the users its rules name).
+    fn documented_example_in(dir: &Path) -> String {
         let doc = include_str!("../../../docs/configuration.md");
         let start = doc.find("```toml\n").expect("docs/configuration.md has a toml example") + 8;
         let end = start + doc[start..].find("```").expect("the example is closed");
-        doc[start..end].to_owned()
+        let line = format!("alice:{}\n", bcrypt::hash("pw", 4).unwrap());
+        std::fs::write(dir.join("htpasswd"), line).unwrap();
+        std::fs::write(dir.join("tokens"), crate::auth::token_file_line("ci", "t")).unwrap();
+        doc[start..end]
+            .replace("/etc/shoal/htpasswd", &dir.join("htpasswd").display().to_string())
+            .replace("/etc/shoal/tokens", &dir.join("tokens").display().to_string())
+    }
+
+    fn documented_example() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = documented_example_in(dir.path());
+        (dir, text)
     }
 
     #[test]
     fn documented_example_parses() {
-        let file = FileConfig::parse(&documented_example(), Path::new("configuration.md")).unwrap();
+        let (_dir, example) = documented_example();
+        let file = FileConfig::parse(&example, Path::new("configuration.md")).unwrap();
         let config = Config::resolve(file, Overrides::default()).unwrap();
         assert_eq!(config.store.max_size, Some(200 << 30));
         assert_eq!(config.routing.aliases["docker-hub"], "docker.io");
@@ -402,6 +443,14 @@ mod tests {
         assert_eq!(config.routing.upstreams["docker.io"].token_realms, ["auth.docker.io"]);
         assert_eq!(config.server, crate::http_server::ServerSettings::default());
         assert_eq!(config.fleet.peer_header_timeout, DEFAULT_PEER_HEADER_TIMEOUT);
+        let auth = &config.auth.settings;
+        assert!(auth.requires_login() && !config.auth.open_by_default);
+        let pull = |who, registry, repo| auth.policy.allows(who, registry, repo, Action::Pull);
+        assert!(pull(None, "docker.io", "library/alpine"));
+        assert!(!pull(None, "ghcr.io", "org/app"));
+        assert!(pull(Some("alice"), "ghcr.io", "org/app"));
+        assert!(pull(Some("ci"), "registry.example.com:5443", "team/app"));
+        assert!(!pull(Some("bob"), "registry.example.com:5443", "team/app"));
     }
 
     #[test]
@@ -453,7 +502,8 @@ mod tests {
 
     #[test]
     fn credentials_are_not_in_debug_output() {
-        let file = FileConfig::parse(&documented_example(), Path::new("c.md")).unwrap();
+        let (_dir, example) = documented_example();
+        let file = FileConfig::parse(&example, Path::new("c.md")).unwrap();
         let text = format!("{file:?}");
         assert!(!text.contains("dckr_pat_example"), "{text}");
         let config = Config::resolve(file, Overrides::default()).unwrap();

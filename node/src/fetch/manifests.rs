@@ -14,6 +14,7 @@ use shoal_protocol::media_type::{MAX_MANIFEST_SIZE, OCI_MANIFEST, sniff_manifest
 use shoal_protocol::{Digest, Reference, Tag};
 
 use super::fleet::{FleetError, Owner, tag_key};
+use super::provenance::Kind;
 use super::{FetchError, Fetcher, Target};
 use crate::store::{StoreError, TagRecord};
 use crate::upstream::{Manifest, UpstreamError};
@@ -38,10 +39,19 @@ impl Fetcher {
         target: &Target,
         reference: &Reference,
     ) -> Result<ManifestData, FetchError> {
-        match reference {
-            Reference::Digest(digest) => self.manifest_by_digest(target, digest).await,
-            Reference::Tag(tag) => self.manifest_by_tag(target, tag, true).await,
+        let manifest = match reference {
+            Reference::Digest(digest) => {
+                self.check_seen(target, digest, Kind::Manifest).await?;
+                self.manifest_by_digest(target, digest).await?
+            }
+            Reference::Tag(tag) => self.manifest_by_tag(target, tag, true).await?,
+        };
+        // What it lists is in this repository too: the client's next requests. Not knowing it
+        // costs those requests a HEAD upstream each, not this one its answer.
+        if let Err(e) = self.record_manifest(target, &manifest).await {
+            tracing::warn!(registry = %target.registry, repo = %target.repo, digest = %manifest.digest, error = %e, "cannot record where the manifest's blobs are");
         }
+        Ok(manifest)
     }
 
     async fn manifest_by_digest(

@@ -13,6 +13,7 @@ mod inflight;
 mod keyed_lock;
 mod manifests;
 mod peers;
+mod provenance;
 mod range;
 mod source;
 mod swarm;
@@ -79,6 +80,8 @@ pub struct Fetcher {
     manifest_locks: KeyedLock<Digest>,
     tag_locks: KeyedLock<(String, RepositoryName, Tag)>,
     tag_ttl: Duration,
+    /// Serve a digest under a name only once it is known to be there (`provenance.rs`).
+    repo_check: bool,
 }
 
 /// Where a [`Fetcher`] gets missing bytes from.
@@ -130,7 +133,15 @@ impl Fetcher {
             manifest_locks: KeyedLock::new(),
             tag_locks: KeyedLock::new(),
             tag_ttl,
+            repo_check: false,
         }
+    }
+
+    /// Serves a digest under a client's name only once the node knows the digest belongs
+    /// there: for nodes whose clients may pull some names and not others.
+    pub fn with_repo_check(mut self, on: bool) -> Self {
+        self.repo_check = on;
+        self
     }
 
     /// Refuses names of registries the node may not fetch from, before any work is done.
@@ -146,6 +157,7 @@ impl Fetcher {
         digest: &Digest,
         range: Option<RangeSpec>,
     ) -> Result<BlobResponse, FetchError> {
+        self.check_seen(target, digest, provenance::Kind::Blob).await?;
         self.blob_from(target, digest, range, &self.miss).await
     }
 

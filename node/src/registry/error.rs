@@ -6,6 +6,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::Refusal;
 use crate::fetch::FetchError;
 use crate::peer_auth::PeerAuthFailure;
 use crate::store::StoreError;
@@ -35,6 +36,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("peer request refused: {0}")]
     PeerAuth(PeerAuthFailure),
+    #[error("{}", refusal_text(.0))]
+    Auth(Refusal),
     /// `/readyz`: the store cannot take writes now.
     #[error("not ready: {0}")]
     NotReady(FetchError),
@@ -49,10 +52,23 @@ struct Mapped {
     retry_after: Option<u64>,
     /// For 416: the blob's size, sent as `Content-Range: bytes */size`.
     size: Option<u64>,
+    /// For 401: ask the client to log in.
+    challenge: bool,
 }
 
 fn mapped(status: StatusCode, code: &'static str) -> Mapped {
-    Mapped { status, code, retry_after: None, size: None }
+    Mapped { status, code, retry_after: None, size: None, challenge: false }
+}
+
+/// What clients that log in with Basic (Docker, containerd, podman, skopeo) answer.
+const CHALLENGE: &str = "Basic realm=\"shoal\"";
+
+fn refusal_text(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::LoginRequired => "authentication required",
+        Refusal::BadCredentials => "invalid username, password or token",
+        Refusal::Denied => "this client may not pull this repository",
+    }
 }
 
 impl ApiError {
@@ -75,6 +91,10 @@ impl ApiError {
             }
             ApiError::RangeInvalid(_) => mapped(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
             ApiError::PeerAuth(failure) => map_peer_auth(failure),
+            ApiError::Auth(Refusal::LoginRequired | Refusal::BadCredentials) => {
+                Mapped { challenge: true, ..mapped(StatusCode::UNAUTHORIZED, "UNAUTHORIZED") }
+            }
+            ApiError::Auth(Refusal::Denied) => mapped(StatusCode::FORBIDDEN, "DENIED"),
             ApiError::Unsupported(_) | ApiError::MethodNotAllowed => {
                 mapped(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
             }
@@ -194,6 +214,9 @@ impl IntoResponse for ApiError {
         });
         let mut response = (m.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
+        if m.challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+        }
         if let Some(secs) = m.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -2,8 +2,10 @@
 //!
 //! One fallback handler parses every request into an [`Endpoint`] and calls the matching
 //! `handle_*`; errors become OCI error bodies in one place ([`ApiError`]). This layer never
-//! touches files or the network itself: it asks the [`Fetcher`].
+//! touches files or the network itself: it asks the [`Fetcher`]. Client endpoints are checked
+//! against [`ClientAuth`] first (`auth.rs`).
 
+mod auth;
 mod error;
 mod handlers;
 mod range;
@@ -21,6 +23,7 @@ pub use route::{Endpoint, Routing, TagsQuery};
 
 use shoal_protocol::peer::{PeerAuthError, SignedRequest};
 
+use crate::auth::ClientAuth;
 use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
 use crate::peer_auth::{PEER_AUTH_HEADER, PeerAuthFailure, RequestVerifier};
@@ -44,6 +47,8 @@ pub struct AppState {
     /// Checks peers' signed requests; `None` on a node without a cluster key, which refuses
     /// every peer request.
     pub peer_auth: Option<Arc<RequestVerifier>>,
+    /// Who the clients are and what they may pull.
+    pub auth: Arc<ClientAuth>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -63,6 +68,7 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
     let (parts, _body) = request.into_parts();
     check_size(&parts)?;
     let endpoint = state.routing.endpoint(parts.uri.path(), parts.uri.query())?;
+    auth::check(&state.auth, &parts.headers, &endpoint).await?;
     let head = match parts.method {
         Method::GET => false,
         Method::HEAD => true,

@@ -2,7 +2,8 @@
 //!
 //! Everything immutable — layers, configs, manifests — is a blob named by its sha256 and
 //! written with the durable discipline of `temp.rs`: a blob file is only ever visible complete
-//! and verified. Tags live in the same redb index (`tags.rs`). Sizes and access times are
+//! and verified. Tags live in the same redb index (`tags.rs`), and so do the repositories each
+//! digest is known to be in (`seen.rs`). Sizes and access times are
 //! mirrored in memory (`state.rs`) so that hits and eviction decisions never wait on a commit.
 //! The disk cannot wedge it: a download claims room before it answers (`space.rs`), and an
 //! index taken out of service by a failed write is reopened once the disk takes writes again
@@ -19,6 +20,7 @@ mod maintenance;
 mod open;
 mod pieces;
 mod read;
+mod seen;
 mod space;
 mod state;
 mod tables;

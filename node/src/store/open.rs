@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::StoreError;
 use super::layout::{self, Paths};
 use super::state::{Entry, State};
-use super::tables::{self, BLOBS, BlobRow, TAGS};
+use super::tables::{self, BLOBS, BlobRow, SEEN, TAGS};
 
 /// Why an attempt to open the index failed: a damaged file is rebuilt, anything else is fatal.
 enum OpenFailure {
@@ -98,6 +98,21 @@ fn reconcile(
             txn.open_table(BLOBS).map_err(|e| classify("open blobs table", paths, e))?;
         // Creating the tags table now means readers never meet a missing table later.
         txn.open_table(TAGS).map_err(|e| classify("open tags table", paths, e))?;
+        let mut seen = txn.open_table(SEEN).map_err(|e| classify("open seen table", paths, e))?;
+        // Where a blob the store no longer holds was seen is not worth keeping: it is learned
+        // again (from a manifest or the upstream) if the blob is ever asked for.
+        let mut unheld = Vec::new();
+        for item in seen.iter().map_err(|e| classify("scan seen", paths, e))? {
+            let (key, _) = item.map_err(|e| classify("scan seen", paths, e))?;
+            let digest = Digest::from_raw(*key.value());
+            if !files.contains_key(&digest) {
+                unheld.push(digest);
+            }
+        }
+        for digest in unheld {
+            seen.remove(digest.as_bytes()).map_err(|e| classify("drop seen row", paths, e))?;
+        }
+        drop(seen);
 
         let mut rows: HashMap<Digest, Option<BlobRow>> = HashMap::new();
         for item in blobs.iter().map_err(|e| classify("scan blobs", paths, e))? {

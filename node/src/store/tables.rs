@@ -19,6 +19,9 @@ pub(crate) const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new
 /// `tags/list` needs, without a second table to keep in step.
 pub(crate) const TAGS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("tags-1");
 
+/// Blob digest (raw sha256) → [`SeenRow`]: the repositories the digest is known to be in.
+pub(crate) const SEEN: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("seen-in-1");
+
 const ROW_VERSION: u8 = 1;
 
 /// What the index knows about one stored blob.
@@ -37,6 +40,12 @@ pub(crate) struct TagRow {
     pub digest: [u8; 32],
     pub media_type: String,
     pub fetched_at_ms: u64,
+}
+
+/// Where one digest is known to be: `registry/repository` names, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SeenRow {
+    pub names: Vec<String>,
 }
 
 /// Encodes a row as its version byte followed by postcard.

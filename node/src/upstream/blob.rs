@@ -74,6 +74,24 @@ impl Upstream {
         Ok(BlobStream { size, stream })
     }
 
+    /// `HEAD` a blob: `Ok` when the registry says this repository has it (a redirect to blob
+    /// storage counts, as registries redirect only for blobs they hold).
+    pub async fn head_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<(), UpstreamError> {
+        let inner = &self.inner;
+        let request = Request {
+            method: Method::HEAD,
+            url: inner.url(&format!("{repo}/blobs/{digest}"))?,
+            headers: HeaderMap::new(),
+            scope: pull_scope(repo),
+            what: format!("blob {repo}@{digest}"),
+        };
+        inner.execute(&request).await.map(drop)
+    }
+
     /// `GET /v2/<repo>/tags/list?n=&last=`: the JSON body as sent, and the `Link` header.
     pub async fn list_tags(
         &self,

@@ -41,6 +41,8 @@ pub struct NodeOptions {
     /// `--cluster-key`: the node joins no one (mDNS off, no bootstrap) but runs the control
     /// plane and serves signed peer requests.
     pub cluster_key: Option<PathBuf>,
+    /// The `[auth]` table and its `[[auth.rule]]`s, as written in the config file.
+    pub auth: Option<String>,
 }
 
 /// A cluster key in a file of its own, and the peer-request signer it gives a test.
@@ -110,6 +112,9 @@ impl Node {
         if let Some(server) = &options.server {
             toml.push_str(&format!("[server]\n{server}\n"));
         }
+        if let Some(auth) = &options.auth {
+            toml.push_str(auth);
+        }
         let file = FileConfig::parse(&toml, Path::new("test.toml")).expect("test config parses");
         let overrides = Overrides {
             data_dir: Some(data_dir.clone()),
@@ -142,11 +147,12 @@ impl Node {
         node
     }
 
-    /// Opening the store happens before the node accepts; wait until `/v2/` answers.
+    /// Opening the store happens before the node accepts; wait until `/v2/` answers (asking
+    /// to log in, with client authentication on).
     async fn wait_ready(&self) {
         for _ in 0..100 {
             if let Ok(resp) = self.get("/v2/").await
-                && resp.status() == StatusCode::OK
+                && matches!(resp.status(), StatusCode::OK | StatusCode::UNAUTHORIZED)
             {
                 return;
             }

@@ -1,0 +1,142 @@
+//! Serving a digest only under names it is known to belong to.
+//!
+//! The store keeps one copy of a blob however many repositories hold it, so without this a
+//! client allowed to pull repository A could read a private layer of repository B by asking for
+//! `/v2/A/blobs/<its digest>`. When client rights differ by name, a digest asked for under a
+//! name is served only if the node has seen it there: fetched from that repository upstream,
+//! listed by a manifest served from it, or confirmed by a `HEAD` to the upstream with that
+//! repository's credentials (a 404, 401 or 403 there is "unknown" here). The check runs before
+//! the store, the peers or the upstream are asked, so neither a local copy nor a peer's can leak.
+
+use serde::Deserialize;
+use shoal_protocol::Digest;
+
+use super::{FetchError, Fetcher, ManifestData, Target};
+use crate::store::StoreError;
+use crate::upstream::UpstreamError;
+
+/// Manifests are listed by digest too; a digest asked for as one is unknown as a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Blob,
+    Manifest,
+}
+
+/// The parts of an image manifest or index that name other content of the same repository.
+#[derive(Deserialize)]
+struct References {
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+    /// OCI artifact manifests.
+    #[serde(default)]
+    blobs: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    digest: String,
+}
+
+impl Fetcher {
+    /// Refuses a digest the node does not know to be in the target's repository, unless the
+    /// upstream says it is (then it is known from now on).
+    pub(super) async fn check_seen(
+        &self,
+        target: &Target,
+        digest: &Digest,
+        kind: Kind,
+    ) -> Result<(), FetchError> {
+        if !self.repo_check || self.store.seen_in(digest, &target.registry, &target.repo)? {
+            return Ok(());
+        }
+        let upstream = self.upstreams.get(&target.registry)?;
+        let reference = shoal_protocol::Reference::Digest(*digest);
+        let asked = match kind {
+            Kind::Blob => upstream.head_blob(&target.repo, digest).await,
+            Kind::Manifest => upstream.head_manifest(&target.repo, &reference).await.map(drop),
+        };
+        match asked {
+            Ok(()) => self.record_seen(target, vec![*digest]).await,
+            Err(UpstreamError::NotFound { .. } | UpstreamError::Unauthorized { .. }) => {
+                tracing::debug!(registry = %target.registry, repo = %target.repo, %digest, "digest not in this repository upstream; not served under it");
+                Err(unknown(target, digest, kind))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records that the manifest and everything it lists are in the target's repository.
+    pub(super) async fn record_manifest(
+        &self,
+        target: &Target,
+        manifest: &ManifestData,
+    ) -> Result<(), FetchError> {
+        if !self.repo_check {
+            return Ok(());
+        }
+        let mut digests = vec![manifest.digest];
+        digests.extend(references(&manifest.bytes));
+        let unseen = self.store.unseen_in(&digests, &target.registry, &target.repo)?;
+        if unseen.is_empty() {
+            return Ok(());
+        }
+        self.record_seen(target, unseen).await
+    }
+
+    async fn record_seen(&self, target: &Target, digests: Vec<Digest>) -> Result<(), FetchError> {
+        // A durable commit: off the async threads.
+        let (store, target) = (self.store.clone(), target.clone());
+        tokio::task::spawn_blocking(move || {
+            store.record_seen(&digests, &target.registry, &target.repo)
+        })
+        .await
+        .map_err(|e| {
+            FetchError::Store(StoreError::TaskFailed { op: "record seen", source: e })
+        })??;
+        Ok(())
+    }
+}
+
+fn unknown(target: &Target, digest: &Digest, kind: Kind) -> FetchError {
+    match kind {
+        Kind::Blob => FetchError::BlobUnknown(*digest),
+        Kind::Manifest => FetchError::ManifestUnknown {
+            registry: target.registry.clone(),
+            repo: target.repo.to_string(),
+            reference: digest.to_string(),
+        },
+    }
+}
+
+/// The digests a manifest lists; nothing for what is not a manifest.
+fn references(bytes: &[u8]) -> Vec<Digest> {
+    let Ok(refs) = serde_json::from_slice::<References>(bytes) else { return Vec::new() };
+    refs.config
+        .iter()
+        .chain(&refs.layers)
+        .chain(&refs.manifests)
+        .chain(&refs.blobs)
+        .filter_map(|d| Digest::parse(&d.digest).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_lists_its_config_layers_and_children() {
+        let (a, b, c) = (Digest::of(b"a"), Digest::of(b"b"), Digest::of(b"c"));
+        let image = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{a}","size":1}},"layers":[{{"digest":"{b}"}},{{"digest":"md5:x"}}]}}"#
+        );
+        assert_eq!(references(image.as_bytes()), [a, b]);
+        let index = format!(r#"{{"manifests":[{{"digest":"{c}","platform":{{}}}}]}}"#);
+        assert_eq!(references(index.as_bytes()), [c]);
+        assert!(references(b"not json").is_empty());
+        assert!(references(br#"{"layers":"odd"}"#).is_empty());
+    }
+}

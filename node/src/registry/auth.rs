@@ -1,0 +1,97 @@
+//! Client authentication on the registry API: credentials from the `Authorization` header,
+//! checked before any client endpoint is served.
+//!
+//! Only the client endpoints are checked. The peer data plane proves the cluster key instead,
+//! and the probes and metrics stay open to whatever scrapes them. Names are authorized as the
+//! routing resolved them (`docker.io/library/alpine` whether the client wrote `alpine`,
+//! `docker-hub/alpine` or `?ns=docker.io`), so no spelling of a name escapes its rule.
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use base64::Engine;
+
+use super::error::ApiError;
+use super::route::Endpoint;
+use crate::auth::{Action, ClientAuth, Presented, Refusal};
+
+/// Refuses the request unless its client may use `endpoint`.
+pub(super) async fn check(
+    auth: &ClientAuth,
+    headers: &HeaderMap,
+    endpoint: &Endpoint,
+) -> Result<(), ApiError> {
+    let target = match endpoint {
+        Endpoint::Base => None,
+        Endpoint::Manifest { target, .. }
+        | Endpoint::Blob { target, .. }
+        | Endpoint::Tags { target, .. } => Some(target),
+        Endpoint::PeerBlob { .. }
+        | Endpoint::PeerPieces { .. }
+        | Endpoint::Metrics
+        | Endpoint::Health
+        | Endpoint::Ready
+        | Endpoint::Unsupported(_) => return Ok(()),
+    };
+    let presented = presented(headers).ok_or(ApiError::Auth(Refusal::BadCredentials))?;
+    let who = auth.identify(&presented).await.map_err(ApiError::Auth)?;
+    match target {
+        // The version check is where clients learn that they must log in.
+        None if who.is_none() && auth.requires_login() => {
+            Err(ApiError::Auth(Refusal::LoginRequired))
+        }
+        None => Ok(()),
+        Some(t) => auth
+            .authorize(who.as_deref(), &t.registry, t.repo.as_str(), Action::Pull)
+            .map_err(ApiError::Auth),
+    }
+}
+
+/// The credentials of a request; `None` when its `Authorization` header cannot be read.
+fn presented(headers: &HeaderMap) -> Option<Presented> {
+    let Some(value) = headers.get(AUTHORIZATION) else { return Some(Presented::None) };
+    let value = value.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        match text.split_once(':')? {
+            // What containers/image (skopeo, podman, CRI-O) sends when it has no credentials.
+            ("", "") => Some(Presented::None),
+            (user, password) => {
+                Some(Presented::Basic { user: user.to_owned(), password: password.to_owned() })
+            }
+        }
+    } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        Some(Presented::Bearer(rest.to_owned()))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn with(value: &str) -> Option<Presented> {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        presented(&headers)
+    }
+
+    #[test]
+    fn reads_basic_and_bearer_credentials() {
+        assert!(presented(&HeaderMap::new()) == Some(Presented::None));
+        // `alice:pa:ss`: a password may hold colons, a user name may not.
+        let basic = Presented::Basic { user: "alice".into(), password: "pa:ss".into() };
+        assert!(with("Basic YWxpY2U6cGE6c3M=") == Some(basic.clone()));
+        assert!(with("basic  YWxpY2U6cGE6c3M= ") == Some(basic));
+        assert!(with("Bearer abc.def") == Some(Presented::Bearer("abc.def".into())));
+        assert!(with("Basic Og==") == Some(Presented::None), "empty user and password");
+        for bad in ["Basic !!!", "Basic YWxpY2U=", "Digest x", "Bearer", "Basic"] {
+            assert!(with(bad).is_none(), "{bad}");
+        }
+    }
+}
