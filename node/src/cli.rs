@@ -29,6 +29,19 @@ pub enum Command {
     Key(KeyCommand),
     /// Write a container runtime's mirror configuration for a node (or print it).
     Config(ClientConfigArgs),
+    /// Show a node's view of the fleet: members, store, bytes served by source, downloads in
+    /// flight, recent errors.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The node to ask (its registry API).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
+    pub node: String,
+    /// Print the report as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ pub mod p2p;
 pub mod peer_auth;
 pub mod registry;
 pub mod server;
+pub mod status;
 pub mod store;
 mod throttle;
 pub mod upstream;

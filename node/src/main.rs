@@ -18,6 +18,7 @@ fn main() -> std::process::ExitCode {
         },
         Command::Key(KeyCommand::Generate { out }) => generate_key(&out),
         Command::Config(args) => client_config(&args),
+        Command::Status(args) => status(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -84,6 +85,21 @@ fn client_config(args: &shoal::cli::ClientConfigArgs) -> Result<(), String> {
     }
     for note in &plan.notes {
         println!("note: {note}");
+    }
+    Ok(())
+}
+
+fn status(args: &shoal::cli::StatusArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let report = runtime.block_on(shoal::status::fetch(&args.node)).map_err(|e| e.to_string())?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", shoal::status::render(&report));
     }
     Ok(())
 }

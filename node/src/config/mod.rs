@@ -10,11 +10,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use file::{FileConfig, ServerEntry, UpstreamEntry};
+pub use file::{FileConfig, MetricsEntry, ServerEntry, UpstreamEntry};
 pub use units::{ByteSize, HumanDuration, UnitError};
 
 use crate::fetch::UpstreamFallback;
 use crate::http_server::ServerSettings;
+use crate::metrics::MetricsConfig;
 use crate::p2p::{Multiaddr, P2pConfig};
 use crate::store::StoreConfig;
 use crate::upstream::{ClientSettings, Credentials, UpstreamConfig};
@@ -58,6 +59,7 @@ pub struct Config {
     pub server: ServerSettings,
     pub tag_ttl: Duration,
     pub fleet: FleetConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// How the node finds and works with its peers.
@@ -352,6 +354,9 @@ impl Config {
         Ok(Config {
             listen,
             fleet,
+            metrics: MetricsConfig {
+                repositories: file.metrics.map(|m| m.repositories).unwrap_or_default(),
+            },
             server: resolve_server(file.server)?,
             store: StoreConfig {
                 root: overrides

@@ -20,6 +20,7 @@ impl Fetcher {
         last: Option<&str>,
     ) -> Result<TagList, FetchError> {
         let upstream = self.upstreams.get(&target.registry)?;
+        self.upstreams.count(&target.registry, "tags");
         match upstream.list_tags(&target.repo, n, last).await {
             Ok(page) => {
                 Ok(TagList { body: page.body, next: page.link.as_deref().and_then(next_query) })

@@ -1,9 +1,10 @@
 //! The set of upstream registries a node may fetch from, by the name clients use for them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::RoutingConfig;
+use crate::metrics::Metrics;
 use crate::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, UpstreamError};
 
 use super::FetchError;
@@ -15,6 +16,9 @@ pub struct Upstreams {
     allow_any: bool,
     extra_credentials: BTreeMap<String, Credentials>,
     settings: ClientSettings,
+    /// Counts manifest and tag-list requests by registry (blob requests are counted by their
+    /// source, with their bytes).
+    metrics: Arc<Metrics>,
 }
 
 impl Upstreams {
@@ -30,7 +34,18 @@ impl Upstreams {
             allow_any: routing.allow_any_upstream,
             extra_credentials: routing.extra_credentials.clone(),
             settings: settings.clone(),
+            metrics: Arc::new(Metrics::default()),
         })
+    }
+
+    /// Counts requests in `metrics` instead of a private set.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// Counts one request of `kind` (`manifest`, `tags`) to `registry`.
+    pub fn count(&self, registry: &str, kind: &'static str) {
+        self.metrics.upstream_request(registry, kind);
     }
 
     /// The client for a registry name, or `UnknownRegistry` when the node may not fetch from it.

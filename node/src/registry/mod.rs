@@ -6,6 +6,7 @@
 
 mod error;
 mod handlers;
+mod observe;
 mod range;
 mod route;
 
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 pub use error::ApiError;
 pub use route::{Endpoint, Routing, TagsQuery};
@@ -22,8 +23,10 @@ pub use route::{Endpoint, Routing, TagsQuery};
 use shoal_protocol::peer::{PeerAuthError, SignedRequest};
 
 use crate::fetch::Fetcher;
-use crate::metrics::Metrics;
+use crate::metrics::{EndpointKind, Metrics};
 use crate::peer_auth::{PEER_AUTH_HEADER, PeerAuthFailure, RequestVerifier};
+use crate::status::{RecentErrors, StatusSource};
+use observe::{Pull, Seen};
 
 /// Every response says which API it speaks; Docker refuses a mirror whose `/v2/` does not.
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
@@ -44,6 +47,10 @@ pub struct AppState {
     /// Checks peers' signed requests; `None` on a node without a cluster key, which refuses
     /// every peer request.
     pub peer_auth: Option<Arc<RequestVerifier>>,
+    /// Answers `/_shoal/status`.
+    pub status: Arc<StatusSource>,
+    /// Failed client requests, for the status report.
+    pub errors: Arc<RecentErrors>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -51,18 +58,42 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
-    let mut response = match serve(&state, request).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
+    let mut seen = Seen::new();
+    let mut response = match serve(&state, request, &mut seen).await {
+        Ok(response) => {
+            seen.finish(&state.metrics, &state.errors, response.status(), None);
+            response
+        }
+        Err(e) => {
+            let response = e.to_response();
+            let message = e.public_message();
+            seen.finish(&state.metrics, &state.errors, response.status(), Some(&message));
+            response
+        }
     };
     response.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
     response
 }
 
-async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Response, ApiError> {
     let (parts, _body) = request.into_parts();
     check_size(&parts)?;
     let endpoint = state.routing.endpoint(parts.uri.path(), parts.uri.query())?;
+    seen.kind = match &endpoint {
+        Endpoint::Manifest { .. } => EndpointKind::Manifest,
+        Endpoint::Blob { .. } => EndpointKind::Blob,
+        Endpoint::Tags { .. } => EndpointKind::Tags,
+        Endpoint::PeerBlob { .. } | Endpoint::PeerPieces { .. } => EndpointKind::Peer,
+        _ => EndpointKind::Other,
+    };
+    if parts.method == Method::GET {
+        seen.pull = match &endpoint {
+            Endpoint::Manifest { target, reference } => Some(Pull::manifest(target, reference)),
+            Endpoint::Blob { target, digest } => Some(Pull::blob(target, digest)),
+            _ => None,
+        };
+    }
+    let tally = seen.tally(&state.metrics, &state.errors);
     let head = match parts.method {
         Method::GET => false,
         Method::HEAD => true,
@@ -79,11 +110,11 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
     match endpoint {
         Endpoint::Base => Ok(handlers::base()),
         Endpoint::Manifest { target, reference } => {
-            handlers::manifest(fetcher, &target, &reference, head).await
+            handlers::manifest(fetcher, &target, &reference, head, tally).await
         }
         Endpoint::Blob { target, digest } => {
             let range = range::parse(&parts.headers)?;
-            handlers::blob(fetcher, &target, &digest, range, head).await
+            handlers::blob(fetcher, &target, &digest, range, head, tally).await
         }
         Endpoint::Tags { target, client_name, page } => {
             let ns = parts.uri.query().and_then(ns_param);
@@ -99,6 +130,7 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
             handlers::peer_pieces(fetcher, &digest, head).await
         }
         Endpoint::Metrics => Ok(handlers::metrics(&state.metrics)),
+        Endpoint::Status => Ok(handlers::status(&state.status, head).await),
         Endpoint::Health => Ok(handlers::health(head)),
         Endpoint::Ready => handlers::ready(fetcher, head).await,
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
