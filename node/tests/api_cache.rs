@@ -285,7 +285,7 @@ async fn status_counts_bytes_by_source_and_the_hit_ratio() {
     for (series, want) in [
         (r#"shoal_served_bytes_total{source="upstream"}"#, size),
         (r#"shoal_served_bytes_total{source="local"}"#, size),
-        (r#"shoal_upstream_requests_total{registry="docker.io",kind="blob"}"#, 1),
+        (r#"shoal_upstream_requests_total{registry="docker.io",kind="blob",outcome="ok"}"#, 1),
         (r#"shoal_repository_blob_requests_total{repository="other",source="local"}"#, 1),
         (r#"shoal_http_requests_total{endpoint="blob",status="2xx"}"#, 2),
         ("shoal_store_bytes", size),

@@ -110,8 +110,8 @@ impl Fetcher {
 
         let upstream = self.upstreams.get(&target.registry)?;
         // HEAD, because registries (Docker Hub) do not count it against pull rate limits.
-        self.upstreams.count(&target.registry, "manifest");
-        match upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await {
+        let result = upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await;
+        match self.upstreams.counted(&target.registry, "manifest", result) {
             Ok(head) => {
                 let manifest =
                     match self.stored_manifest(&head.digest, Some(&head.media_type)).await? {
@@ -196,8 +196,8 @@ impl Fetcher {
             return Ok(answer);
         }
         let upstream = self.upstreams.get(&target.registry)?;
-        self.upstreams.count(&target.registry, "manifest");
-        match upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await {
+        let result = upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await;
+        match self.upstreams.counted(&target.registry, "manifest", result) {
             Ok(head) if head.digest == answer.digest => {
                 tracing::info!(registry = %target.registry, repo = %target.repo, %tag, old = %known.digest, new = %answer.digest, "tag moved (owner's answer confirmed upstream)");
                 Ok(answer)
@@ -290,8 +290,8 @@ impl Fetcher {
         reference: &Reference,
     ) -> Result<ManifestData, FetchError> {
         let upstream = self.upstreams.get(&target.registry)?;
-        self.upstreams.count(&target.registry, "manifest");
-        match upstream.get_manifest(&target.repo, reference).await {
+        let result = upstream.get_manifest(&target.repo, reference).await;
+        match self.upstreams.counted(&target.registry, "manifest", result) {
             Ok(m) => Ok(m.into()),
             Err(UpstreamError::NotFound { .. }) => Err(FetchError::ManifestUnknown {
                 registry: target.registry.clone(),

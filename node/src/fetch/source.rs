@@ -100,8 +100,8 @@ impl BlobSource for UpstreamSource {
                 tracing::warn!(%digest, owner = %owner.id, "owner could not serve; fetching upstream directly");
                 self.metrics.upstream_fallbacks.inc();
             }
-            self.metrics.upstream_request(&target.registry, "blob");
-            match upstream.get_blob(&target.repo, digest, offset).await {
+            let result = upstream.get_blob(&target.repo, digest, offset).await;
+            match self.upstreams.counted(&target.registry, "blob", result) {
                 Ok(blob) => {
                     self.metrics.upstream_blob_fetches.inc();
                     let all = self.metrics.upstream_bytes.clone();

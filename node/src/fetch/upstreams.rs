@@ -16,8 +16,7 @@ pub struct Upstreams {
     allow_any: bool,
     extra_credentials: BTreeMap<String, Credentials>,
     settings: ClientSettings,
-    /// Counts manifest and tag-list requests by registry (blob requests are counted by their
-    /// source, with their bytes).
+    /// Counts requests by registry, kind and outcome.
     metrics: Arc<Metrics>,
 }
 
@@ -43,9 +42,23 @@ impl Upstreams {
         Self { metrics, ..self }
     }
 
-    /// Counts one request of `kind` (`manifest`, `tags`) to `registry`.
-    pub fn count(&self, registry: &str, kind: &'static str) {
-        self.metrics.upstream_request(registry, kind);
+    /// Counts one request of `kind` (`blob`, `manifest`, `tags`) to `registry` by its outcome,
+    /// and hands its result on.
+    pub fn counted<T>(
+        &self,
+        registry: &str,
+        kind: &'static str,
+        result: Result<T, UpstreamError>,
+    ) -> Result<T, UpstreamError> {
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(UpstreamError::NotFound { .. }) => "not_found",
+            Err(UpstreamError::Unauthorized { .. }) => "denied",
+            Err(UpstreamError::TooManyRequests { .. }) => "rate_limited",
+            Err(_) => "error",
+        };
+        self.metrics.upstream_request(registry, kind, outcome);
+        result
     }
 
     /// The client for a registry name, or `UnknownRegistry` when the node may not fetch from it.

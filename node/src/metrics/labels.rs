@@ -69,6 +69,8 @@ pub struct RegistryLabels {
     pub registry: String,
     /// `blob`, `manifest` or `tags`.
     pub kind: &'static str,
+    /// `ok`, `not_found`, `denied`, `rate_limited` or `error` (unreachable, 5xx, bad answer).
+    pub outcome: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

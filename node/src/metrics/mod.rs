@@ -73,7 +73,7 @@ pub struct Metrics {
     pub request_seconds: HistogramFamily<RequestLabels>,
     /// Blob and manifest bytes sent to clients, by where they came from.
     pub served_bytes: Family<labels::SourceLabels, Counter>,
-    /// Requests sent to upstream registries, by registry and kind.
+    /// Requests sent to upstream registries, by registry, kind and outcome.
     pub upstream_requests: Family<RegistryLabels, Counter>,
     /// Bytes received from upstream registries, by registry.
     pub upstream_registry_bytes: Family<labels::RegistryOnly, Counter>,
@@ -115,51 +115,51 @@ impl Metrics {
             upstream_blob_fetches: counter(
                 r,
                 "shoal_upstream_blob_fetches",
-                "Blob downloads from an upstream registry.",
+                "Blob downloads from an upstream registry",
             ),
             upstream_fallbacks: counter(
                 r,
                 "shoal_upstream_fallbacks",
-                "Upstream blob downloads made by a node that is not the digest's owner.",
+                "Upstream blob downloads made by a node that is not the digest's owner",
             ),
             peer_blob_fetches: counter(
                 r,
                 "shoal_peer_blob_fetches",
-                "Blob downloads that took their bytes from a peer.",
+                "Blob downloads that took their bytes from a peer",
             ),
-            peer_bytes: counter(r, "shoal_peer_bytes", "Bytes received from peers."),
+            peer_bytes: counter(r, "shoal_peer_bytes", "Bytes received from peers"),
             upstream_bytes: counter(
                 r,
                 "shoal_upstream_bytes",
-                "Bytes received from upstream registries.",
+                "Bytes received from upstream registries",
             ),
             peer_corrupt: counter(
                 r,
                 "shoal_peer_corrupt",
-                "Peers dropped from a download for sending bytes that did not match the digest.",
+                "Peers dropped from a download for sending bytes that did not match the digest",
             ),
-            owner_requests: counter(r, "shoal_owner_requests", "Owner requests served for peers."),
+            owner_requests: counter(r, "shoal_owner_requests", "Owner requests served for peers"),
             peer_blob_serves: counter(
                 r,
                 "shoal_peer_blob_serves",
-                "Blob bodies and pieces served to peers.",
+                "Blob bodies and pieces served to peers",
             ),
-            peer_bytes_served: counter(r, "shoal_peer_bytes_served", "Bytes sent to peers."),
+            peer_bytes_served: counter(r, "shoal_peer_bytes_served", "Bytes sent to peers"),
             p2p_key_mismatches: counter(
                 r,
                 "shoal_p2p_key_mismatches",
-                "Control-plane handshakes refused because the remote holds another cluster key.",
+                "Control-plane handshakes refused because the remote holds another cluster key",
             ),
             fleet_peers: gauge(
                 r,
                 "shoal_fleet_peers",
-                "Live peers with a known data-plane address (members besides this node).",
+                "Live peers with a known data-plane address (members besides this node)",
             ),
-            http_connections: gauge(r, "shoal_http_connections", "Client connections open now."),
+            http_connections: gauge(r, "shoal_http_connections", "Client connections open now"),
             http_connections_queued: counter(
                 r,
                 "shoal_http_connections_queued",
-                "Client connections that waited for a slot under the connection cap.",
+                "Client connections that waited for a slot under the connection cap",
             ),
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
@@ -175,42 +175,42 @@ impl Metrics {
         };
         r.register(
             "shoal_http_requests",
-            "Requests answered, by endpoint kind (manifest, blob, tags, peer, other) and status class.",
+            "Requests answered, by endpoint kind (manifest, blob, tags, peer, other) and status class",
             metrics.requests.clone(),
         );
         r.register(
             "shoal_http_request_duration_seconds",
-            "Time from a request to its response head, by endpoint kind and status class.",
+            "Time from a request to its response head, by endpoint kind and status class",
             metrics.request_seconds.clone(),
         );
         r.register(
             "shoal_served_bytes",
-            "Blob and manifest bytes sent to clients, by source: local (a store hit), peer, upstream.",
+            "Blob and manifest bytes sent to clients, by source: local (a store hit), peer, upstream",
             metrics.served_bytes.clone(),
         );
         r.register(
             "shoal_upstream_requests",
-            "Requests sent to upstream registries, by registry (configured ones, else other) and kind.",
+            "Requests sent to upstream registries, by registry (configured ones, else other), kind and outcome",
             metrics.upstream_requests.clone(),
         );
         r.register(
             "shoal_upstream_registry_bytes",
-            "Bytes received from upstream registries, by registry (configured ones, else other).",
+            "Bytes received from upstream registries, by registry (configured ones, else other)",
             metrics.upstream_registry_bytes.clone(),
         );
         r.register(
             "shoal_repository_blob_requests",
-            "Client blob requests by repository (the configured list, else other) and source.",
+            "Client blob requests by repository (the configured list, else other) and source",
             metrics.repository_requests.clone(),
         );
         r.register(
             "shoal_dht_provider_lookup_duration_seconds",
-            "How long a provider lookup in the DHT took.",
+            "How long a provider lookup in the DHT took",
             metrics.dht_lookup_seconds.clone(),
         );
         r.register(
             "shoal_miss_first_byte_seconds",
-            "From a client's request for a blob this node did not hold to the first byte sent.",
+            "From a client's request for a blob this node did not hold to the first byte sent",
             metrics.miss_first_byte_seconds.clone(),
         );
         Self { registry, ..metrics }
@@ -244,8 +244,8 @@ impl Metrics {
     }
 
     /// Counts one request to an upstream registry.
-    pub fn upstream_request(&self, registry: &str, kind: &'static str) {
-        let labels = RegistryLabels { registry: self.registry_label(registry), kind };
+    pub fn upstream_request(&self, registry: &str, kind: &'static str, outcome: &'static str) {
+        let labels = RegistryLabels { registry: self.registry_label(registry), kind, outcome };
         self.upstream_requests.get_or_create(&labels).inc();
     }
 

@@ -15,11 +15,11 @@ impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.0.stats();
         let gauges = [
-            ("shoal_store_bytes", "Bytes of the blobs in the store.", stats.bytes),
-            ("shoal_store_blobs", "Blobs in the store.", stats.blobs),
+            ("shoal_store_bytes", "Bytes of the blobs in the store", stats.bytes),
+            ("shoal_store_blobs", "Blobs in the store", stats.blobs),
             (
                 "shoal_store_max_bytes",
-                "The store's size cap (--max-size); 0 when there is none.",
+                "The store's size cap (--max-size); 0 when there is none",
                 stats.max_size.unwrap_or(0),
             ),
         ];
@@ -30,7 +30,7 @@ impl Collector for StoreCollector {
         let evictions = ConstCounter::new(stats.evictions);
         evictions.encode(encoder.encode_descriptor(
             "shoal_store_evictions",
-            "Blobs evicted to stay under the size cap or to make room on the disk.",
+            "Blobs evicted to stay under the size cap or to make room on the disk",
             None,
             evictions.metric_type(),
         )?)?;

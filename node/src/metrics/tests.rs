@@ -18,6 +18,7 @@ fn keeps_the_names_readers_know() {
     assert_eq!(value(&text, "shoal_fleet_peers").as_deref(), Some("2"));
     assert!(text.contains("# TYPE shoal_upstream_blob_fetches_total counter\n"), "{text}");
     assert!(!text.contains("# EOF"));
+    assert!(!text.contains("..\n"), "prometheus-client ends help texts with a period itself");
     for name in [
         "shoal_upstream_fallbacks_total",
         "shoal_peer_blob_fetches_total",
@@ -43,14 +44,17 @@ fn labels_are_bounded_by_configuration() {
     assert_eq!(m.registry_label("ghcr.io"), "ghcr.io");
     assert_eq!(m.registry_label("registry.example.com"), OTHER);
 
-    m.upstream_request("registry.example.com", "manifest");
-    m.upstream_request("another.example.com", "manifest");
+    m.upstream_request("registry.example.com", "manifest", "ok");
+    m.upstream_request("another.example.com", "manifest", "ok");
     m.served(Served::Local, 10);
     m.served(Served::Upstream, 5);
     let text = m.render();
     assert_eq!(
-        value(&text, r#"shoal_upstream_requests_total{registry="other",kind="manifest"}"#)
-            .as_deref(),
+        value(
+            &text,
+            r#"shoal_upstream_requests_total{registry="other",kind="manifest",outcome="ok"}"#
+        )
+        .as_deref(),
         Some("2"),
         "{text}"
     );
