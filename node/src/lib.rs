@@ -5,7 +5,8 @@
 //! `fetch` (the miss path: single-flight, tag resolution) → `store` (blob files + index) and
 //! `upstream` (the registry client). `http_server` accepts connections and bounds what each may
 //! hold; `p2p` is the control plane and `peer_auth` signs and checks the data plane's peer
-//! requests; `server` wires them all; `config` and `cli` feed it.
+//! requests; `metrics` and `status` are what an operator reads; `server` wires them all;
+//! `config` and `cli` feed it.
 
 pub mod cli;
 pub mod client_config;

@@ -396,6 +396,7 @@ mod tests {
         let config = Config::resolve(file, Overrides::default()).unwrap();
         assert_eq!(config.store.max_size, Some(200 << 30));
         assert_eq!(config.routing.aliases["docker-hub"], "docker.io");
+        assert_eq!(config.metrics.repositories, ["docker.io/library/alpine"]);
         assert!(matches!(
             config.routing.upstreams["docker.io"].credentials,
             Some(Credentials::Basic { .. })

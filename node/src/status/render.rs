@@ -17,10 +17,10 @@ pub fn render(report: &StatusReport) -> String {
     );
 
     let store = &report.store;
-    let cap = store.max_bytes.map_or("no cap".to_owned(), |max| format!("of {}", size(max)));
+    let cap = store.max_bytes.map_or(", no cap".to_owned(), |max| format!(" of {}", size(max)));
     let _ = writeln!(
         out,
-        "Store      {} {cap}, {} blobs, {} evicted",
+        "Store      {}{cap}, {} blobs, {} evicted",
         size(store.bytes),
         store.blobs,
         store.evictions

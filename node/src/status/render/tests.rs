@@ -81,7 +81,7 @@ fn a_node_alone_with_nothing_served() {
     report.served = ServedReport::new(0, 0, 0);
     report.store.max_bytes = None;
     let text = render(&report);
-    assert!(text.contains("Store      3.0 GiB no cap, 42 blobs"), "{text}");
+    assert!(text.contains("Store      3.0 GiB, no cap, 42 blobs"), "{text}");
     assert!(text.contains("hit ratio -\n"), "{text}");
     assert!(text.contains("Members    none: this node runs alone"), "{text}");
     assert!(text.contains("Downloads  none in flight"), "{text}");
