@@ -86,6 +86,12 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
         Endpoint::PeerBlob { .. } | Endpoint::PeerPieces { .. } => EndpointKind::Peer,
         _ => EndpointKind::Other,
     };
+    if let Endpoint::Manifest { target, .. }
+    | Endpoint::Blob { target, .. }
+    | Endpoint::Tags { target, .. } = &endpoint
+    {
+        seen.repository = Some(format!("{}/{}", target.registry, target.repo));
+    }
     if parts.method == Method::GET {
         seen.pull = match &endpoint {
             Endpoint::Manifest { target, reference } => Some(Pull::manifest(target, reference)),

@@ -61,11 +61,13 @@ pub(super) struct Seen {
     started: Instant,
     pub kind: EndpointKind,
     pub pull: Option<Pull>,
+    /// `registry/repository` of a request that names one.
+    pub repository: Option<String>,
 }
 
 impl Seen {
     pub fn new() -> Self {
-        Self { started: Instant::now(), kind: EndpointKind::Other, pull: None }
+        Self { started: Instant::now(), kind: EndpointKind::Other, pull: None, repository: None }
     }
 
     /// The bookkeeping a pull's body does when it ends.
@@ -106,11 +108,16 @@ impl Seen {
                 "pull done"
             );
         }
-        if self.kind != EndpointKind::Peer
-            && (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
-        {
-            let what =
-                self.pull.as_ref().map_or_else(|| self.kind.as_str().to_owned(), Pull::describe);
+        // Clients' pulls only: probes and peers have their own places (the readiness answer,
+        // the peer-auth log) and would push the pulls' failures out of the ring.
+        let pulling =
+            matches!(self.kind, EndpointKind::Manifest | EndpointKind::Blob | EndpointKind::Tags);
+        if pulling && (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
+            let what = match (&self.pull, &self.repository) {
+                (Some(pull), _) => pull.describe(),
+                (None, Some(repository)) => format!("{} {repository}", self.kind.as_str()),
+                (None, None) => self.kind.as_str().to_owned(),
+            };
             errors.record(what, status.as_u16(), message.to_owned());
         }
     }
