@@ -23,10 +23,10 @@ pub use route::{Endpoint, Routing, TagsQuery};
 use shoal_protocol::peer::{PeerAuthError, SignedRequest};
 
 use crate::fetch::Fetcher;
-use crate::metrics::{EndpointKind, Metrics};
+use crate::metrics::Metrics;
 use crate::peer_auth::{PEER_AUTH_HEADER, PeerAuthFailure, RequestVerifier};
 use crate::status::{RecentErrors, StatusSource};
-use observe::{Pull, Seen};
+use observe::Seen;
 
 /// Every response says which API it speaks; Docker refuses a mirror whose `/v2/` does not.
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
@@ -79,26 +79,7 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
     let (parts, _body) = request.into_parts();
     check_size(&parts)?;
     let endpoint = state.routing.endpoint(parts.uri.path(), parts.uri.query())?;
-    seen.kind = match &endpoint {
-        Endpoint::Manifest { .. } => EndpointKind::Manifest,
-        Endpoint::Blob { .. } => EndpointKind::Blob,
-        Endpoint::Tags { .. } => EndpointKind::Tags,
-        Endpoint::PeerBlob { .. } | Endpoint::PeerPieces { .. } => EndpointKind::Peer,
-        _ => EndpointKind::Other,
-    };
-    if let Endpoint::Manifest { target, .. }
-    | Endpoint::Blob { target, .. }
-    | Endpoint::Tags { target, .. } = &endpoint
-    {
-        seen.repository = Some(format!("{}/{}", target.registry, target.repo));
-    }
-    if parts.method == Method::GET {
-        seen.pull = match &endpoint {
-            Endpoint::Manifest { target, reference } => Some(Pull::manifest(target, reference)),
-            Endpoint::Blob { target, digest } => Some(Pull::blob(target, digest)),
-            _ => None,
-        };
-    }
+    seen.note(&endpoint, &parts.method);
     let tally = seen.tally(&state.metrics, &state.errors);
     let head = match parts.method {
         Method::GET => false,

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::route::Endpoint;
 use crate::fetch::{BlobBody, FetchError, Origin, Served, Target};
 use crate::metrics::{EndpointKind, Metrics, RepositoryLabels, RequestLabels};
 use crate::status::RecentErrors;
@@ -32,11 +33,11 @@ pub(super) struct Pull {
 }
 
 impl Pull {
-    pub fn manifest(target: &Target, reference: &impl ToString) -> Self {
+    fn manifest(target: &Target, reference: &impl ToString) -> Self {
         Self::new("manifest", target, reference.to_string())
     }
 
-    pub fn blob(target: &Target, digest: &impl ToString) -> Self {
+    fn blob(target: &Target, digest: &impl ToString) -> Self {
         Self::new("blob", target, digest.to_string())
     }
 
@@ -59,15 +60,39 @@ impl Pull {
 /// One request, from its arrival to its response head.
 pub(super) struct Seen {
     started: Instant,
-    pub kind: EndpointKind,
-    pub pull: Option<Pull>,
+    kind: EndpointKind,
+    pull: Option<Pull>,
     /// `registry/repository` of a request that names one.
-    pub repository: Option<String>,
+    repository: Option<String>,
 }
 
 impl Seen {
     pub fn new() -> Self {
         Self { started: Instant::now(), kind: EndpointKind::Other, pull: None, repository: None }
+    }
+
+    /// Notes what the request asks for, once it is parsed.
+    pub fn note(&mut self, endpoint: &Endpoint, method: &Method) {
+        self.kind = match endpoint {
+            Endpoint::Manifest { .. } => EndpointKind::Manifest,
+            Endpoint::Blob { .. } => EndpointKind::Blob,
+            Endpoint::Tags { .. } => EndpointKind::Tags,
+            Endpoint::PeerBlob { .. } | Endpoint::PeerPieces { .. } => EndpointKind::Peer,
+            _ => EndpointKind::Other,
+        };
+        if let Endpoint::Manifest { target, .. }
+        | Endpoint::Blob { target, .. }
+        | Endpoint::Tags { target, .. } = endpoint
+        {
+            self.repository = Some(format!("{}/{}", target.registry, target.repo));
+        }
+        if method == Method::GET {
+            self.pull = match endpoint {
+                Endpoint::Manifest { target, reference } => Some(Pull::manifest(target, reference)),
+                Endpoint::Blob { target, digest } => Some(Pull::blob(target, digest)),
+                _ => None,
+            };
+        }
     }
 
     /// The bookkeeping a pull's body does when it ends.
