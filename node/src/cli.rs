@@ -34,6 +34,22 @@ pub enum Command {
     /// Make credentials for the node's clients.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Show a node's view of the fleet: members, store, bytes served by source, downloads in
+    /// flight, recent errors.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The node to ask (its registry API).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
+    pub node: String,
+    /// Print the report as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// Log in as USER:PASSWORD (or NAME:TOKEN) when the node has client authentication.
+    #[arg(long, env = "SHOAL_STATUS_USER", value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Args)]

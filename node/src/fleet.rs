@@ -9,7 +9,9 @@ use futures_util::future::BoxFuture;
 use shoal_protocol::peer::{ErrorCode, OwnerRequest, OwnerResponse};
 use shoal_protocol::{Digest, RepositoryName, Tag};
 
-use crate::fetch::{FetchError, Fetcher, Fleet, FleetError, ManifestData, Owner, PeerRef, Target};
+use crate::fetch::{
+    FetchError, Fetcher, Fleet, FleetError, ManifestData, Owner, PeerRef, Served, Target,
+};
 use crate::metrics::Metrics;
 use crate::p2p::{self, OwnerService, P2p, PeerInfo, ResolvedTag};
 use crate::upstream::UpstreamError;
@@ -19,6 +21,7 @@ pub struct P2pFleet {
     site: Option<String>,
     provider_budget: Duration,
     owner_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl P2pFleet {
@@ -27,8 +30,9 @@ impl P2pFleet {
         site: Option<String>,
         provider_budget: Duration,
         owner_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        Self { p2p, site, provider_budget, owner_timeout }
+        Self { p2p, site, provider_budget, owner_timeout, metrics }
     }
 
     async fn ask(
@@ -73,7 +77,9 @@ fn unexpected(peer: &PeerRef) -> FleetError {
 impl Fleet for P2pFleet {
     fn providers<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Vec<PeerRef>> {
         Box::pin(async move {
+            let started = std::time::Instant::now();
             let found = self.p2p.find_providers(digest, self.provider_budget).await;
+            self.metrics.dht_lookup_seconds.observe(started.elapsed().as_secs_f64());
             found.into_iter().map(peer_ref).collect()
         })
     }
@@ -130,9 +136,12 @@ impl Fleet for P2pFleet {
                 tag: tag.clone(),
             };
             match self.ask(owner, request).await? {
-                OwnerResponse::TagResolved { digest, media_type, manifest } => {
-                    Ok(ManifestData { digest, media_type, bytes: manifest.into() })
-                }
+                OwnerResponse::TagResolved { digest, media_type, manifest } => Ok(ManifestData {
+                    digest,
+                    media_type,
+                    bytes: manifest.into(),
+                    source: Served::Peer,
+                }),
                 OwnerResponse::Error(code) => Err(refusal(owner, code)),
                 OwnerResponse::FetchAccepted { .. } => Err(unexpected(owner)),
             }
@@ -202,7 +211,7 @@ impl OwnerService for FetcherService {
         digest: Digest,
         into_site: bool,
     ) -> BoxFuture<'static, Result<(), ErrorCode>> {
-        Metrics::inc(&self.metrics.owner_requests);
+        self.metrics.owner_requests.inc();
         let fetcher = self.fetcher();
         Box::pin(async move {
             let fetcher = fetcher?;
@@ -220,7 +229,7 @@ impl OwnerService for FetcherService {
         repo: RepositoryName,
         tag: Tag,
     ) -> BoxFuture<'static, Result<ResolvedTag, ErrorCode>> {
-        Metrics::inc(&self.metrics.owner_requests);
+        self.metrics.owner_requests.inc();
         let fetcher = self.fetcher();
         Box::pin(async move {
             let fetcher = fetcher?;

@@ -5,7 +5,8 @@
 //! `fetch` (the miss path: single-flight, tag resolution) → `store` (blob files + index) and
 //! `upstream` (the registry client). `auth` says who a client is and what it may pull.
 //! `http_server` accepts connections and bounds what each may hold; `p2p` is the control plane
-//! and `peer_auth` signs and checks the data plane's peer requests; `server` wires them all;
+//! and `peer_auth` signs and checks the data plane's peer requests; `metrics` and `status` are
+//! what an operator reads; `server` wires them all;
 //! `config` and `cli` feed it.
 
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod p2p;
 pub mod peer_auth;
 pub mod registry;
 pub mod server;
+pub mod status;
 pub mod store;
 mod throttle;
 pub mod upstream;

@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
         Command::Auth(AuthCommand::Token { name, file }) => {
             shoal::auth::add_token(&file, &name).map(|token| println!("{token}"))
         }
+        Command::Status(args) => status(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -110,6 +111,23 @@ fn htpasswd(user: &str, cost: u32) -> Result<(), String> {
         return Err("the password on standard input is empty".to_owned());
     }
     println!("{}", shoal::auth::htpasswd_line(user, password, cost)?);
+    Ok(())
+}
+
+fn status(args: &shoal::cli::StatusArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let report = runtime
+        .block_on(shoal::status::fetch(&args.node, args.user.as_deref()))
+        .map_err(|e| e.to_string())?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", shoal::status::render(&report));
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::p2p::{ClusterKey, KeyError, P2p, P2pConfig, P2pError};
 use crate::peer_auth::{RequestSigner, RequestVerifier};
 use crate::registry::{self, AppState, Routing};
+use crate::status::{FleetView, RecentErrors, StatusSource};
 use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamError;
 
@@ -77,8 +78,12 @@ pub async fn run(
         .await
         .map_err(ServerError::Setup)??;
     let address = listener.local_addr().map_err(ServerError::Address)?;
-    let metrics = Arc::new(Metrics::default());
-    let upstreams = Arc::new(Upstreams::new(&config.routing, &config.client)?);
+    let mut metrics =
+        Metrics::new(&config.metrics, config.routing.upstreams.keys().map(String::as_str));
+    metrics.watch_store(store.clone());
+    let metrics = Arc::new(metrics);
+    let upstreams =
+        Arc::new(Upstreams::new(&config.routing, &config.client)?.with_metrics(metrics.clone()));
 
     let fleet_config = &config.fleet;
     let cluster_key = fleet_config.cluster_key.as_deref().map(ClusterKey::load).transpose()?;
@@ -99,6 +104,7 @@ pub async fn run(
             fleet_config.site.clone(),
             fleet_config.provider_budget,
             fleet_config.owner_timeout,
+            metrics.clone(),
         );
         Arc::new(fleet) as Arc<dyn Fleet>
     });
@@ -158,10 +164,20 @@ pub async fn run(
         tokio::spawn(announce_store(store.clone(), fleet, stop.clone()));
     }
 
+    let errors = Arc::new(RecentErrors::default());
+    let view = control.as_ref().map(|(p2p, _)| FleetView {
+        p2p: p2p.clone(),
+        site: fleet_config.site.clone(),
+        advertise_url: advertise_url(fleet_config, address),
+    });
+    let status =
+        Arc::new(StatusSource::new(fetcher.clone(), metrics.clone(), errors.clone(), view));
     let server_metrics = metrics.clone();
     let state = AppState {
         fetcher,
         metrics,
+        status,
+        errors,
         peer_auth: cluster_key.map(|key| Arc::new(RequestVerifier::new(key.request_key()))),
         auth,
         routing: Arc::new(Routing {
@@ -240,7 +256,7 @@ fn log_running_alone(fleet: &FleetConfig) {
 /// Keeps the live-peer gauge up to date until the control plane stops.
 async fn count_peers(mut p2p: P2p, metrics: Arc<Metrics>) {
     loop {
-        metrics.fleet_peers.store(p2p.peers().len() as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics.fleet_peers.set(p2p.peers().len() as i64);
         if p2p.peers_changed().await.is_err() {
             return;
         }

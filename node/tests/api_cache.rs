@@ -1,6 +1,7 @@
 //! What the node caches and how: exact manifest bytes and headers (GET and HEAD), one upstream
 //! fetch however many clients ask at once, tags/list passed through (or served from what the
-//! node has seen when the upstream is down), and tag revalidation once per TTL.
+//! node has seen when the upstream is down), tag revalidation once per TTL, and what the node
+//! reports about it all on `/_shoal/status` and `/metrics`.
 
 mod api_support;
 mod support;
@@ -227,4 +228,85 @@ async fn tags_are_revalidated_with_one_head_per_ttl() {
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(pull().await, second.manifest_bytes);
     assert_eq!(counts().1, 3);
+}
+
+/// The status report of `node`, once `check` holds for it (a body's bookkeeping ends just
+/// after its client has read the last byte).
+async fn status_when(
+    node: &Node,
+    check: impl Fn(&shoal::status::StatusReport) -> bool,
+) -> shoal::status::StatusReport {
+    let mut last = None;
+    for _ in 0..100 {
+        let resp = node.get_ok("/_shoal/status").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let report: shoal::status::StatusReport = resp.json().await.expect("a status report");
+        if check(&report) {
+            return report;
+        }
+        last = Some(report);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the status report never got there: {last:#?}");
+}
+
+#[tokio::test]
+async fn status_counts_bytes_by_source_and_the_hit_ratio() {
+    let key = api_support::TestKey::new();
+    let (fake, _image, node) = setup_with(key.options()).await;
+    let report = status_when(&node, |_| true).await;
+    assert_eq!(report.served.hit_ratio, None);
+    assert_eq!((report.store.bytes, report.store.blobs), (0, 0));
+    assert_eq!(report.members.len(), 1, "a node alone is its only member: {report:?}");
+    assert!(report.members[0].local && report.members[0].reachable);
+    assert_eq!(report.node.peer_id.as_deref(), Some(report.members[0].peer_id.as_str()));
+
+    let blob = pattern(300_000, 4);
+    let digest = fake.put_blob(REPO, &blob);
+    let url = format!("/v2/{REPO}/blobs/{digest}");
+    let size = blob.len() as u64;
+    assert_eq!(node.get_ok(&url).await.bytes().await.expect("first pull").len() as u64, size);
+    node.assert_stored(&digest).await;
+    let report = status_when(&node, |r| r.served.upstream_bytes == size).await;
+    assert_eq!((report.served.local_bytes, report.served.peer_bytes), (0, 0));
+    assert_eq!(report.served.hit_ratio, Some(0.0));
+    assert_eq!(report.served.upstream_bytes_saved, 0);
+    assert_eq!((report.store.bytes, report.store.blobs), (size, 1));
+    assert!(report.downloads.is_empty(), "{:?}", report.downloads);
+
+    assert_eq!(node.get_ok(&url).await.bytes().await.expect("second pull").len() as u64, size);
+    let report = status_when(&node, |r| r.served.local_bytes == size).await;
+    assert_eq!(report.served.upstream_bytes, size);
+    assert_eq!(report.served.hit_ratio, Some(0.5));
+    assert_eq!(report.served.upstream_bytes_saved, size);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    let metrics = node.get_ok("/metrics").await.text().await.expect("metrics");
+    for (series, want) in [
+        (r#"shoal_served_bytes_total{source="upstream"}"#, size),
+        (r#"shoal_served_bytes_total{source="local"}"#, size),
+        (r#"shoal_upstream_requests_total{registry="docker.io",kind="blob",outcome="ok"}"#, 1),
+        (r#"shoal_repository_blob_requests_total{repository="other",source="local"}"#, 1),
+        (r#"shoal_http_requests_total{endpoint="blob",status="2xx"}"#, 2),
+        ("shoal_store_bytes", size),
+        ("shoal_store_blobs", 1),
+        ("shoal_miss_first_byte_seconds_count", 1),
+    ] {
+        let got = metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' '));
+        assert_eq!(got, Some(want.to_string().as_str()), "{series} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn status_lists_failed_requests() {
+    let (fake, _image, node) = setup().await;
+    let blob = pattern(10_000, 2);
+    let digest = fake.put_blob(REPO, &blob);
+    fake.set_fault(&FakeUpstream::blob_path(REPO, &digest), Fault::Status(503));
+    let resp = node.get_ok(&format!("/v2/{REPO}/blobs/{digest}")).await;
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    let report = status_when(&node, |r| !r.errors.is_empty()).await;
+    let error = &report.errors[0];
+    assert!(error.status >= 500, "{error:?}");
+    assert_eq!(error.what, format!("GET blob docker.io/{REPO}@{digest}"));
 }

@@ -1,5 +1,6 @@
 //! The binary's own surface: `--version` names the commit, `--log-format json` writes one JSON
-//! object per line, and `shoal config` prints what it would write.
+//! object per line, `shoal config` prints what it would write, and `shoal status` says which
+//! node it could not reach.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -103,4 +104,15 @@ fn check_config_loads_everything_and_names_what_fails() {
         assert!(!bad.status.success(), "{args:?} passed the check");
         assert!(stderr.contains(args[1].as_str()) || stderr.contains("ftp"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn status_names_the_node_it_cannot_reach() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let node = format!("http://127.0.0.1:{port}");
+    let output = Command::new(SHOAL).args(["status", "--node", &node]).output().expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("cannot reach the node at {node}/_shoal/status")), "{stderr}");
 }

@@ -38,6 +38,7 @@ impl TagOwner {
             digest: Digest::of(manifest),
             media_type: OCI_MANIFEST.to_owned(),
             bytes: bytes::Bytes::copy_from_slice(manifest),
+            source: shoal::fetch::Served::Peer,
         };
         *self.answer.lock().unwrap() = Some(answer);
     }

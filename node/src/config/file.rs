@@ -25,6 +25,7 @@ pub struct FileConfig {
     pub aliases: BTreeMap<String, String>,
     pub upstream_client: Option<ClientEntry>,
     pub server: Option<ServerEntry>,
+    pub metrics: Option<MetricsEntry>,
     pub p2p_listen: Option<Vec<String>>,
     pub bootstrap: Option<Vec<String>>,
     pub bootstrap_dns: Option<Vec<String>>,
@@ -125,6 +126,15 @@ pub struct ServerEntry {
     pub idle_timeout: Option<HumanDuration>,
     pub max_connections: Option<usize>,
     pub shutdown_timeout: Option<HumanDuration>,
+}
+
+/// `[metrics]`: what the metrics count by name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsEntry {
+    /// Repositories counted by name, as `registry/repository`; every other one is `other`.
+    #[serde(default)]
+    pub repositories: Vec<String>,
 }
 
 impl FileConfig {

@@ -12,11 +12,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use auth::{AuthConfig, AuthConfigError};
-pub use file::{AuthEntry, FileConfig, RuleEntry, ServerEntry, UpstreamEntry};
+pub use file::{AuthEntry, FileConfig, MetricsEntry, RuleEntry, ServerEntry, UpstreamEntry};
 pub use units::{ByteSize, HumanDuration, UnitError};
 
 use crate::fetch::UpstreamFallback;
 use crate::http_server::ServerSettings;
+use crate::metrics::MetricsConfig;
 use crate::p2p::{Multiaddr, P2pConfig};
 use crate::store::StoreConfig;
 use crate::upstream::{ClientSettings, Credentials, UpstreamConfig};
@@ -62,6 +63,7 @@ pub struct Config {
     pub fleet: FleetConfig,
     /// Who the node's clients are and what they may pull.
     pub auth: AuthConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// How the node finds and works with its peers.
@@ -377,6 +379,9 @@ impl Config {
         Ok(Config {
             listen,
             fleet,
+            metrics: MetricsConfig {
+                repositories: file.metrics.map(|m| m.repositories).unwrap_or_default(),
+            },
             server: resolve_server(file.server)?,
             store: StoreConfig {
                 root: overrides
@@ -432,6 +437,7 @@ mod tests {
         let config = Config::resolve(file, Overrides::default()).unwrap();
         assert_eq!(config.store.max_size, Some(200 << 30));
         assert_eq!(config.routing.aliases["docker-hub"], "docker.io");
+        assert_eq!(config.metrics.repositories, ["docker.io/library/alpine"]);
         assert!(matches!(
             config.routing.upstreams["docker.io"].credentials,
             Some(Credentials::Basic { .. })

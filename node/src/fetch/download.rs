@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use super::coverage::Coverage;
 use super::fleet::Fleet;
 use super::inflight::{Progress, Recent};
+use super::served::Served;
 use super::source::{BlobSource, SourceStream};
 use super::swarm::{self, Contributions, Outcome, Swarm};
 use super::{FetchError, PeerClient, Target};
@@ -82,7 +83,10 @@ pub async fn download(
                 }
             }
         }
-        progress.send_modify(|p| p.live = true);
+        progress.send_modify(|p| {
+            p.live = true;
+            p.source = Served::Upstream;
+        });
         let sequential = fetch(&plan.sequential, target, digest, &to_writer, progress, &announce).await;
         progress.send_modify(|p| p.live = false);
         sequential

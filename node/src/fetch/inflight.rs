@@ -17,6 +17,7 @@ use tokio::sync::{Mutex, watch};
 
 use super::download::{self, Plan};
 use super::fleet::Fleet;
+use super::served::Served;
 use super::{FetchError, Target};
 use crate::store::Store;
 
@@ -33,6 +34,8 @@ pub struct Progress {
     /// The bytes after `written` arrive in order from one stream (the upstream), so a peer
     /// may follow them as they come.
     pub live: bool,
+    /// Where the bytes come from: the peers until the download turns to the upstream.
+    pub source: Served,
 }
 
 impl Progress {
@@ -141,6 +144,18 @@ impl InFlightBlobs {
         Self { fleet, downloads: Mutex::default() }
     }
 
+    /// Every download running now: digest, bytes written in order, size once known, source.
+    pub async fn snapshot(&self) -> Vec<(Digest, u64, Option<u64>, Served)> {
+        let downloads = self.downloads.lock().await;
+        downloads
+            .values()
+            .map(|d| {
+                let p = d.progress.borrow();
+                (d.digest, p.written, p.size, p.source)
+            })
+            .collect()
+    }
+
     /// The download of `digest` running now, if any.
     pub async fn get(&self, digest: &Digest) -> Option<Arc<InFlight>> {
         self.downloads.lock().await.get(digest).cloned()
@@ -170,6 +185,7 @@ impl InFlightBlobs {
                 recent: None,
                 pieces: None,
                 live: false,
+                source: if plan.swarm.is_some() { Served::Peer } else { Served::Upstream },
             });
             let tx = Arc::new(tx);
             let inflight = Arc::new(InFlight { digest, reader: temp.reader(), progress: rx });

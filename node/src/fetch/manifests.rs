@@ -15,7 +15,7 @@ use shoal_protocol::{Digest, Reference, Tag};
 
 use super::fleet::{FleetError, Owner, tag_key};
 use super::provenance::Kind;
-use super::{FetchError, Fetcher, Target};
+use super::{FetchError, Fetcher, Served, Target};
 use crate::store::{StoreError, TagRecord};
 use crate::upstream::{Manifest, UpstreamError};
 
@@ -25,11 +25,18 @@ pub struct ManifestData {
     pub digest: Digest,
     pub media_type: String,
     pub bytes: Bytes,
+    /// Where this node got the bytes, for the metrics and the log.
+    pub source: Served,
 }
 
 impl From<Manifest> for ManifestData {
     fn from(m: Manifest) -> Self {
-        Self { digest: m.digest, media_type: m.media_type, bytes: m.bytes }
+        Self {
+            digest: m.digest,
+            media_type: m.media_type,
+            bytes: m.bytes,
+            source: Served::Upstream,
+        }
     }
 }
 
@@ -113,7 +120,8 @@ impl Fetcher {
 
         let upstream = self.upstreams.get(&target.registry)?;
         // HEAD, because registries (Docker Hub) do not count it against pull rate limits.
-        match upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await {
+        let result = upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await;
+        match self.upstreams.counted(&target.registry, "manifest", result) {
             Ok(head) => {
                 let manifest =
                     match self.stored_manifest(&head.digest, Some(&head.media_type)).await? {
@@ -198,7 +206,8 @@ impl Fetcher {
             return Ok(answer);
         }
         let upstream = self.upstreams.get(&target.registry)?;
-        match upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await {
+        let result = upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await;
+        match self.upstreams.counted(&target.registry, "manifest", result) {
             Ok(head) if head.digest == answer.digest => {
                 tracing::info!(registry = %target.registry, repo = %target.repo, %tag, old = %known.digest, new = %answer.digest, "tag moved (owner's answer confirmed upstream)");
                 Ok(answer)
@@ -239,7 +248,12 @@ impl Fetcher {
                     let media_type = media_type
                         .or_else(|| sniff_manifest_media_type(&bytes))
                         .unwrap_or_else(|| OCI_MANIFEST.to_owned());
-                    return Some(ManifestData { digest: *digest, media_type, bytes });
+                    return Some(ManifestData {
+                        digest: *digest,
+                        media_type,
+                        bytes,
+                        source: Served::Peer,
+                    });
                 }
                 Ok(None) => {}
                 Err(e) => tracing::debug!(%digest, error = %e, "manifest provider failed"),
@@ -277,7 +291,7 @@ impl Fetcher {
             .or_else(|| media_type.map(str::to_owned))
             .or_else(|| sniff_manifest_media_type(&bytes))
             .unwrap_or_else(|| OCI_MANIFEST.to_owned());
-        Ok(Some(ManifestData { digest: *digest, media_type, bytes }))
+        Ok(Some(ManifestData { digest: *digest, media_type, bytes, source: Served::Local }))
     }
 
     async fn upstream_manifest(
@@ -286,7 +300,8 @@ impl Fetcher {
         reference: &Reference,
     ) -> Result<ManifestData, FetchError> {
         let upstream = self.upstreams.get(&target.registry)?;
-        match upstream.get_manifest(&target.repo, reference).await {
+        let result = upstream.get_manifest(&target.repo, reference).await;
+        match self.upstreams.counted(&target.registry, "manifest", result) {
             Ok(m) => Ok(m.into()),
             Err(UpstreamError::NotFound { .. }) => Err(FetchError::ManifestUnknown {
                 registry: target.registry.clone(),

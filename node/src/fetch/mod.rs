@@ -15,6 +15,7 @@ mod manifests;
 mod peers;
 mod provenance;
 mod range;
+mod served;
 mod source;
 mod swarm;
 mod tags;
@@ -33,6 +34,7 @@ pub use fleet::{Fleet, FleetError, Owner, PeerRef, tag_key};
 pub use manifests::ManifestData;
 pub use peers::{PeerClient, PeerTimeouts, peer_blob_path};
 pub use range::RangeSpec;
+pub use served::{Origin, Served};
 pub use source::{BlobSource, SourceStream, UpstreamFallback, UpstreamSource};
 pub use swarm::Swarm;
 pub use swarm::sim as swarm_sim;
@@ -60,6 +62,7 @@ pub struct BlobResponse {
     /// The half-open range sent, when the request had a `Range`.
     pub range: Option<(u64, u64)>,
     pub body: BlobBody,
+    pub origin: Origin,
 }
 
 pub struct Fetcher {
@@ -96,6 +99,17 @@ pub struct Sources {
     pub peers: Option<Arc<PeerClient>>,
     /// Piece uploads this node runs at once per digest; more are answered "busy".
     pub upload_slots: usize,
+}
+
+/// A blob download running now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadProgress {
+    pub digest: Digest,
+    /// Bytes written and verified in order from the first.
+    pub written: u64,
+    /// The blob's size, once a source announced it.
+    pub size: Option<u64>,
+    pub source: Served,
 }
 
 /// What this node answers a peer asking for a blob or a piece of it.
@@ -205,6 +219,7 @@ impl Fetcher {
         let Some(inflight) = self.inflight.get(digest).await else {
             return Ok(PeerAnswer::NotHeld(None));
         };
+        let origin = Origin::Download(inflight.subscribe());
         let progress = inflight.subscribe().borrow().clone();
         let status = progress.piece_status();
         let Some(size) = progress.size else {
@@ -227,7 +242,7 @@ impl Fetcher {
         };
         let body = uploads::hold(body, slot);
         Ok(PeerAnswer::Blob(
-            BlobResponse { size, range: range.map(|_| (start, end)), body },
+            BlobResponse { size, range: range.map(|_| (start, end)), body, origin },
             status,
         ))
     }
@@ -243,6 +258,25 @@ impl Fetcher {
             return Some(PieceStatus::complete(meta.size));
         }
         self.inflight.get(digest).await?.subscribe().borrow().piece_status()
+    }
+
+    /// The blob downloads running on this node, for the status report.
+    pub async fn downloads(&self) -> Vec<DownloadProgress> {
+        let mut downloads: Vec<_> = (self.inflight.snapshot().await.into_iter())
+            .map(|(digest, written, size, source)| DownloadProgress {
+                digest,
+                written,
+                size,
+                source,
+            })
+            .collect();
+        downloads.sort_by_key(|d| d.digest.to_string());
+        downloads
+    }
+
+    /// What the store holds, for the metrics and the status report.
+    pub fn store_stats(&self) -> crate::store::StoreStats {
+        self.store.stats()
     }
 
     /// Whether the store can take writes now, for a readiness probe.
@@ -286,7 +320,7 @@ fn respond_stored(
     let size = reader.size;
     let (start, end) = select(range, size)?;
     let body = body::complete_file(*digest, reader, start, end);
-    Ok(BlobResponse { size, range: range.map(|_| (start, end)), body })
+    Ok(BlobResponse { size, range: range.map(|_| (start, end)), body, origin: Origin::Stored })
 }
 
 async fn respond_following(
@@ -304,8 +338,9 @@ async fn respond_following(
         return Err(FetchError::Joined { digest: inflight.digest, cause: cause.clone() });
     }
     let (start, end) = select(range, size)?;
+    let origin = Origin::Download(inflight.subscribe());
     let body = body::growing_file(inflight, start, end);
-    Ok(BlobResponse { size, range: range.map(|_| (start, end)), body })
+    Ok(BlobResponse { size, range: range.map(|_| (start, end)), body, origin })
 }
 
 /// The pieces that hold bytes `[from, to)`.

@@ -238,7 +238,7 @@ impl PeerClient {
                 )));
             }
             let len = chunk.len() as u64;
-            Metrics::add(&self.metrics.peer_bytes, len);
+            self.metrics.peer_bytes.inc_by(len);
             if sink.send((at, chunk)).await.is_err() {
                 return Err(PieceError::Stopped);
             }
@@ -291,7 +291,7 @@ impl PeerClient {
         }
         if Digest::of(&body) != *digest {
             tracing::warn!(%digest, peer = %peer.id, "peer sent a manifest that does not match its digest");
-            Metrics::inc(&self.metrics.peer_corrupt);
+            self.metrics.peer_corrupt.inc();
             self.lock_distrusted().insert((*digest, peer.id.clone()));
             return Ok(None);
         }
@@ -340,7 +340,7 @@ impl PeerClient {
     pub fn distrust(&self, digest: &Digest, peers: &[String]) {
         for peer in peers {
             tracing::warn!(%digest, %peer, "peer sent bytes of a blob that failed verification; not asking it again");
-            Metrics::inc(&self.metrics.peer_corrupt);
+            self.metrics.peer_corrupt.inc();
             self.lock_distrusted().insert((*digest, peer.clone()));
         }
     }

@@ -98,15 +98,18 @@ impl BlobSource for UpstreamSource {
                     return Err(FetchError::FallbackForbidden { digest: *digest, owner: owner.id });
                 }
                 tracing::warn!(%digest, owner = %owner.id, "owner could not serve; fetching upstream directly");
-                Metrics::inc(&self.metrics.upstream_fallbacks);
+                self.metrics.upstream_fallbacks.inc();
             }
-            match upstream.get_blob(&target.repo, digest, offset).await {
+            let result = upstream.get_blob(&target.repo, digest, offset).await;
+            match self.upstreams.counted(&target.registry, "blob", result) {
                 Ok(blob) => {
-                    Metrics::inc(&self.metrics.upstream_blob_fetches);
-                    let metrics = self.metrics.clone();
+                    self.metrics.upstream_blob_fetches.inc();
+                    let all = self.metrics.upstream_bytes.clone();
+                    let by_registry = self.metrics.upstream_bytes_from(&target.registry);
                     let chunks = blob.stream.map(move |r| {
                         let chunk = r.map_err(FetchError::from)?;
-                        Metrics::add(&metrics.upstream_bytes, chunk.len() as u64);
+                        all.inc_by(chunk.len() as u64);
+                        by_registry.inc_by(chunk.len() as u64);
                         Ok(chunk)
                     });
                     Ok(Some(SourceStream { size: blob.size, chunks: chunks.boxed() }))

@@ -20,7 +20,8 @@ impl Fetcher {
         last: Option<&str>,
     ) -> Result<TagList, FetchError> {
         let upstream = self.upstreams.get(&target.registry)?;
-        match upstream.list_tags(&target.repo, n, last).await {
+        let result = upstream.list_tags(&target.repo, n, last).await;
+        match self.upstreams.counted(&target.registry, "tags", result) {
             Ok(page) => {
                 Ok(TagList { body: page.body, next: page.link.as_deref().and_then(next_query) })
             }

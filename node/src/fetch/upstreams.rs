@@ -1,9 +1,10 @@
 //! The set of upstream registries a node may fetch from, by the name clients use for them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::RoutingConfig;
+use crate::metrics::Metrics;
 use crate::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, UpstreamError};
 
 use super::FetchError;
@@ -15,6 +16,8 @@ pub struct Upstreams {
     allow_any: bool,
     extra_credentials: BTreeMap<String, Credentials>,
     settings: ClientSettings,
+    /// Counts requests by registry, kind and outcome.
+    metrics: Arc<Metrics>,
 }
 
 impl Upstreams {
@@ -30,7 +33,32 @@ impl Upstreams {
             allow_any: routing.allow_any_upstream,
             extra_credentials: routing.extra_credentials.clone(),
             settings: settings.clone(),
+            metrics: Arc::new(Metrics::default()),
         })
+    }
+
+    /// Counts requests in `metrics` instead of a private set.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// Counts one request of `kind` (`blob`, `manifest`, `tags`) to `registry` by its outcome,
+    /// and hands its result on.
+    pub fn counted<T>(
+        &self,
+        registry: &str,
+        kind: &'static str,
+        result: Result<T, UpstreamError>,
+    ) -> Result<T, UpstreamError> {
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(UpstreamError::NotFound { .. }) => "not_found",
+            Err(UpstreamError::Unauthorized { .. }) => "denied",
+            Err(UpstreamError::TooManyRequests { .. }) => "rate_limited",
+            Err(_) => "error",
+        };
+        self.metrics.upstream_request(registry, kind, outcome);
+        result
     }
 
     /// The client for a registry name, or `UnknownRegistry` when the node may not fetch from it.

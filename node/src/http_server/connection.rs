@@ -40,14 +40,14 @@ pub(super) struct Open {
 
 impl Open {
     pub fn new(slot: OwnedSemaphorePermit, metrics: Arc<Metrics>) -> Self {
-        Metrics::inc(&metrics.http_connections);
+        metrics.http_connections.inc();
         Self { _slot: slot, metrics }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.metrics.http_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.http_connections.dec();
     }
 }
 

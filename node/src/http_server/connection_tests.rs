@@ -2,7 +2,6 @@
 //! stream stands in for the socket, so virtual time moves only when every task waits.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -79,12 +78,12 @@ async fn read_whole_slow_response(client: &mut DuplexStream) {
 #[tokio::test(start_paused = true)]
 async fn a_connection_that_sends_nothing_is_closed_after_the_idle_timeout() {
     let Conn { client: _client, task, metrics, .. } = connect();
-    assert_eq!(metrics.http_connections.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.http_connections.get(), 1);
     let start = Instant::now();
     task.await.expect("the connection task");
     let lived = start.elapsed();
     assert!(lived >= IDLE_TIMEOUT && lived < IDLE_TIMEOUT + Duration::from_secs(1), "{lived:?}");
-    assert_eq!(metrics.http_connections.load(Ordering::Relaxed), 0);
+    assert_eq!(metrics.http_connections.get(), 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -94,7 +94,7 @@ pub(crate) async fn serve(
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                Metrics::inc(&metrics.http_connections_queued);
+                metrics.http_connections_queued.inc();
                 if let Some(more) = full.ready(Instant::now()) {
                     tracing::warn!(
                         max_connections = cap,

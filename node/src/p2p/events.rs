@@ -99,6 +99,7 @@ impl Task {
             http_url: advert.http_url,
             site: advert.site,
             addrs: info.listen_addrs,
+            version: PeerAdvert::product_version(&info.agent_version).to_owned(),
         };
         if self.infos.insert(peer_id, peer.clone()).as_ref() != Some(&peer) {
             tracing::info!(peer = %peer_id, http = %peer.http_url, site = ?peer.site, "peer joined");

@@ -47,7 +47,7 @@ impl MismatchReport {
     }
 
     fn report(&self, endpoint: &ConnectedPoint) {
-        Metrics::inc(&self.metrics.p2p_key_mismatches);
+        self.metrics.p2p_key_mismatches.inc();
         let remote = endpoint.get_remote_address();
         // By host, not by socket: a node that dials again comes from a new port each time.
         let host = remote

@@ -19,6 +19,8 @@ pub struct PeerInfo {
     pub site: Option<String>,
     /// The libp2p addresses the peer listens on, as it reported them.
     pub addrs: Vec<Multiaddr>,
+    /// The Shoal version the peer runs, from its advert.
+    pub version: String,
 }
 
 /// Who should do the work for a key.
@@ -70,6 +72,7 @@ mod tests {
             http_url: "http://127.0.0.1:1".into(),
             site: None,
             addrs: Vec::new(),
+            version: "0.1.0".into(),
         }
     }
 

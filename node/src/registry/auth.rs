@@ -21,7 +21,9 @@ pub(super) async fn check(
     endpoint: &Endpoint,
 ) -> Result<(), ApiError> {
     let target = match endpoint {
-        Endpoint::Base => None,
+        // The status report names the fleet's members and what they hold: any client that
+        // may log in may read it, as it may read `/v2/`.
+        Endpoint::Base | Endpoint::Status => None,
         Endpoint::Manifest { target, .. }
         | Endpoint::Blob { target, .. }
         | Endpoint::Tags { target, .. } => Some(target),

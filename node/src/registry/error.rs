@@ -105,7 +105,7 @@ impl ApiError {
 
     /// The message for the body: the error itself, except where it would show the node's own
     /// paths or configuration.
-    fn public_message(&self) -> String {
+    pub(super) fn public_message(&self) -> String {
         let ApiError::Fetch(e) = self else { return self.to_string() };
         match e.root() {
             FetchError::Store(StoreError::DiskFull { .. }) => {
@@ -202,6 +202,13 @@ fn map_upstream(e: &UpstreamError) -> Mapped {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.to_response()
+    }
+}
+
+impl ApiError {
+    /// The response, keeping the error for the caller's bookkeeping.
+    pub(super) fn to_response(&self) -> Response {
         let m = self.map();
         // Refused peer requests are logged where they are checked, at a bounded rate.
         if m.status.is_server_error() && !matches!(self, ApiError::PeerAuth(_)) {

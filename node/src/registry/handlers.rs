@@ -11,9 +11,11 @@ use shoal_protocol::peer::PIECES_HEADER;
 use shoal_protocol::{Digest, Reference};
 
 use super::error::ApiError;
+use super::observe::Tally;
 use super::route::TagsQuery;
 use crate::fetch::{BlobResponse, FetchError, Fetcher, PeerAnswer, RangeSpec, Target};
 use crate::metrics::Metrics;
+use crate::status::StatusSource;
 
 const DIGEST_HEADER: &str = "docker-content-digest";
 
@@ -26,9 +28,13 @@ pub async fn manifest(
     target: &Target,
     reference: &Reference,
     head: bool,
+    tally: Option<Tally>,
 ) -> Result<Response, ApiError> {
     let m = fetcher.manifest(target, reference).await?;
     let len = m.bytes.len() as u64;
+    if let Some(tally) = tally {
+        tally.manifest_sent(m.source, len);
+    }
     let body = if head { Body::empty() } else { Body::from(m.bytes) };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -49,8 +55,15 @@ pub async fn blob(
     digest: &Digest,
     range: Option<RangeSpec>,
     head: bool,
+    tally: Option<Tally>,
 ) -> Result<Response, ApiError> {
-    let blob = fetcher.blob(target, digest, range).await?;
+    let mut blob = fetcher.blob(target, digest, range).await?;
+    if let Some(tally) = tally {
+        let status =
+            if blob.range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+        let body = std::mem::replace(&mut blob.body, futures_util::stream::empty().boxed());
+        blob.body = tally.follow(body, blob.origin.clone(), status);
+    }
     Ok(blob_response(digest, blob, head))
 }
 
@@ -88,13 +101,13 @@ pub async fn peer_blob(
     let (mut response, status) = match fetcher.local_blob(digest, range).await? {
         PeerAnswer::Blob(mut blob, status) => {
             if !head {
-                Metrics::inc(&metrics.peer_blob_serves);
+                metrics.peer_blob_serves.inc();
                 let counter = metrics.clone();
                 blob.body = blob
                     .body
                     .inspect(move |chunk| {
                         if let Ok(chunk) = chunk {
-                            Metrics::add(&counter.peer_bytes_served, chunk.len() as u64);
+                            counter.peer_bytes_served.inc_by(chunk.len() as u64);
                         }
                     })
                     .boxed();
@@ -169,8 +182,16 @@ pub fn metrics(metrics: &Metrics) -> Response {
     let mut response = Response::new(Body::from(metrics.render()));
     response
         .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
     response
+}
+
+/// The node's status report, as JSON.
+pub async fn status(status: &StatusSource, head: bool) -> Response {
+    let report = status.report().await;
+    let body = serde_json::to_string(&report).unwrap_or_else(|_| "{}".to_owned());
+    let len = body.len() as u64;
+    json_response(StatusCode::OK, Body::from(body), len, head)
 }
 
 pub async fn tags(

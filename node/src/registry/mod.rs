@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod handlers;
+mod observe;
 mod range;
 mod route;
 
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 pub use error::ApiError;
 pub use route::{Endpoint, Routing, TagsQuery};
@@ -27,6 +28,8 @@ use crate::auth::ClientAuth;
 use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
 use crate::peer_auth::{PEER_AUTH_HEADER, PeerAuthFailure, RequestVerifier};
+use crate::status::{RecentErrors, StatusSource};
+use observe::Seen;
 
 /// Every response says which API it speaks; Docker refuses a mirror whose `/v2/` does not.
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
@@ -49,6 +52,10 @@ pub struct AppState {
     pub peer_auth: Option<Arc<RequestVerifier>>,
     /// Who the clients are and what they may pull.
     pub auth: Arc<ClientAuth>,
+    /// Answers `/_shoal/status`.
+    pub status: Arc<StatusSource>,
+    /// Failed client requests, for the status report.
+    pub errors: Arc<RecentErrors>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,19 +63,30 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
-    let mut response = match serve(&state, request).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
+    let mut seen = Seen::new();
+    let mut response = match serve(&state, request, &mut seen).await {
+        Ok(response) => {
+            seen.finish(&state.metrics, &state.errors, response.status(), None);
+            response
+        }
+        Err(e) => {
+            let response = e.to_response();
+            let message = e.public_message();
+            seen.finish(&state.metrics, &state.errors, response.status(), Some(&message));
+            response
+        }
     };
     response.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
     response
 }
 
-async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Response, ApiError> {
     let (parts, _body) = request.into_parts();
     check_size(&parts)?;
     let endpoint = state.routing.endpoint(parts.uri.path(), parts.uri.query())?;
+    seen.note(&endpoint, &parts.method);
     auth::check(&state.auth, &parts.headers, &endpoint).await?;
+    let tally = seen.tally(&state.metrics, &state.errors);
     let head = match parts.method {
         Method::GET => false,
         Method::HEAD => true,
@@ -85,11 +103,11 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
     match endpoint {
         Endpoint::Base => Ok(handlers::base()),
         Endpoint::Manifest { target, reference } => {
-            handlers::manifest(fetcher, &target, &reference, head).await
+            handlers::manifest(fetcher, &target, &reference, head, tally).await
         }
         Endpoint::Blob { target, digest } => {
             let range = range::parse(&parts.headers)?;
-            handlers::blob(fetcher, &target, &digest, range, head).await
+            handlers::blob(fetcher, &target, &digest, range, head, tally).await
         }
         Endpoint::Tags { target, client_name, page } => {
             let ns = parts.uri.query().and_then(ns_param);
@@ -105,6 +123,7 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
             handlers::peer_pieces(fetcher, &digest, head).await
         }
         Endpoint::Metrics => Ok(handlers::metrics(&state.metrics)),
+        Endpoint::Status => Ok(handlers::status(&state.status, head).await),
         Endpoint::Health => Ok(handlers::health(head)),
         Endpoint::Ready => handlers::ready(fetcher, head).await,
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),

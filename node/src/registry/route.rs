@@ -44,6 +44,8 @@ pub enum Endpoint {
     },
     /// Prometheus counters.
     Metrics,
+    /// `/_shoal/status`: what `shoal status` shows.
+    Status,
     /// `/healthz`: the process serves.
     Health,
     /// `/readyz`: the store can take writes.
@@ -74,6 +76,7 @@ impl Routing {
     pub fn endpoint(&self, path: &str, query: Option<&str>) -> Result<Endpoint, ApiError> {
         match path {
             "/metrics" => return Ok(Endpoint::Metrics),
+            crate::status::STATUS_PATH => return Ok(Endpoint::Status),
             "/healthz" => return Ok(Endpoint::Health),
             "/readyz" => return Ok(Endpoint::Ready),
             _ => {}
@@ -232,6 +235,7 @@ mod tests {
         assert!(matches!(r.endpoint("/v3/", None), Err(ApiError::NotFound)));
         assert_eq!(r.endpoint("/healthz", None).unwrap(), Endpoint::Health);
         assert_eq!(r.endpoint("/readyz", None).unwrap(), Endpoint::Ready);
+        assert_eq!(r.endpoint("/_shoal/status", None).unwrap(), Endpoint::Status);
         assert!(matches!(r.endpoint("/readyz/x", None), Err(ApiError::NotFound)));
     }
 

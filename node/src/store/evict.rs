@@ -74,6 +74,7 @@ pub(crate) fn move_out(
         state.remove(&digest);
         moved.push(Moved { digest, size: entry.size, file });
     }
+    inner.evictions.fetch_add(moved.len() as u64, Ordering::Relaxed);
     moved
 }
 

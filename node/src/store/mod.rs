@@ -59,6 +59,16 @@ pub struct StoreConfig {
     pub max_size: Option<u64>,
 }
 
+/// What the store holds, for the metrics and the status report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    pub bytes: u64,
+    pub blobs: u64,
+    pub max_size: Option<u64>,
+    /// Blobs evicted since the node started.
+    pub evictions: u64,
+}
+
 /// What the store knows about a committed blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobMeta {
@@ -79,6 +89,8 @@ pub(crate) struct Inner {
     max_size: Option<u64>,
     state: Mutex<State>,
     temp_seq: AtomicU64,
+    /// Blobs evicted since the node started, for the metrics.
+    evictions: AtomicU64,
     /// Digests that left the store (evicted or quarantined), for whoever announced them.
     removals: tokio::sync::broadcast::Sender<Digest>,
 }
@@ -156,6 +168,7 @@ impl Store {
             max_size: config.max_size,
             state: Mutex::new(state),
             temp_seq: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
             removals: tokio::sync::broadcast::channel(REMOVALS_QUEUE).0,
         });
         evict::evict_blocking(&inner)?;
@@ -193,6 +206,17 @@ impl Store {
     /// Bytes of all committed blobs.
     pub fn total_size(&self) -> u64 {
         self.inner.state().total()
+    }
+
+    /// Size, blob count, cap and evictions, in one look at the state.
+    pub fn stats(&self) -> StoreStats {
+        let state = self.inner.state();
+        StoreStats {
+            bytes: state.total(),
+            blobs: state.len() as u64,
+            max_size: self.inner.max_size,
+            evictions: self.inner.evictions.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// The configured size cap.

@@ -45,6 +45,12 @@ impl PeerAdvert {
         self.to_string()
     }
 
+    /// The version in an agent version string (`0.1.0` of `shoal/0.1.0 http=...`); empty when
+    /// it names none.
+    pub fn product_version(s: &str) -> &str {
+        s.split(' ').next().and_then(|w| w.strip_prefix(PRODUCT)).unwrap_or("")
+    }
+
     pub fn parse_agent_version(s: &str) -> Result<Self, AdvertError> {
         let mut words = s.split(' ');
         if !words.next().is_some_and(|w| w.starts_with(PRODUCT)) {
@@ -93,6 +99,7 @@ mod tests {
             format!("shoal/{} http=http://10.0.0.5:5000 site=eu-west.1", env!("CARGO_PKG_VERSION"))
         );
         assert_eq!(PeerAdvert::parse_agent_version(&text).unwrap(), advert);
+        assert_eq!(PeerAdvert::product_version(&text), env!("CARGO_PKG_VERSION"));
 
         let no_site = PeerAdvert::new("https://n1:5000".into(), None).unwrap();
         assert_eq!(PeerAdvert::parse_agent_version(&no_site.to_agent_version()).unwrap(), no_site);

@@ -379,7 +379,7 @@ impl Run<'_> {
                             last_piece = Instant::now();
                             if !self.started {
                                 self.started = true;
-                                Metrics::inc(&self.swarm.metrics.peer_blob_fetches);
+                                self.swarm.metrics.peer_blob_fetches.inc();
                                 started();
                             }
                             for other in scheduler.completed(source, piece, now) {

@@ -3,7 +3,6 @@
 //! clusters on one network, is tested on a LAN of network namespaces in cluster-tests:
 //! `fleet_lan.rs`; the log lines, with real processes, in `fleet_faults.rs`.)
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::*;
@@ -33,7 +32,7 @@ async fn only_nodes_with_the_cluster_key_connect_and_a_mismatch_is_counted() {
 
     assert!(eventually(Duration::from_secs(15), || member.p2p.peers().len() == 1).await);
     let counted = |metrics: &Arc<crate::metrics::Metrics>, at_least| {
-        metrics.p2p_key_mismatches.load(Ordering::Relaxed) >= at_least
+        metrics.p2p_key_mismatches.get() >= at_least
     };
     assert!(
         eventually(Duration::from_secs(10), || counted(&a_metrics, 2)

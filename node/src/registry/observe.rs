@@ -1,0 +1,261 @@
+//! What every request leaves behind: its count and time to the response head by endpoint kind
+//! and status class; for each client `GET` of a manifest or blob, one `pull done` log line
+//! when it ends and its bytes counted by source; for a failure, an entry in the recent errors
+//! that `shoal status` shows.
+//!
+//! Nothing secret is logged: no header, no query string (containerd's `?ns=` is the only one a
+//! client sends, and the repository already names the registry).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use axum::http::{Method, StatusCode};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::route::Endpoint;
+use crate::fetch::{BlobBody, FetchError, Origin, Served, Target};
+use crate::metrics::{EndpointKind, Metrics, RepositoryLabels, RequestLabels};
+use crate::status::RecentErrors;
+
+/// A client's `GET` of a manifest or a blob.
+#[derive(Debug, Clone)]
+pub(super) struct Pull {
+    kind: &'static str,
+    /// `registry/repository`.
+    repository: String,
+    registry: String,
+    repo: String,
+    /// The tag or digest asked for.
+    reference: String,
+}
+
+impl Pull {
+    fn manifest(target: &Target, reference: &impl ToString) -> Self {
+        Self::new("manifest", target, reference.to_string())
+    }
+
+    fn blob(target: &Target, digest: &impl ToString) -> Self {
+        Self::new("blob", target, digest.to_string())
+    }
+
+    fn new(kind: &'static str, target: &Target, reference: String) -> Self {
+        Self {
+            kind,
+            repository: format!("{}/{}", target.registry, target.repo),
+            registry: target.registry.clone(),
+            repo: target.repo.to_string(),
+            reference,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let sep = if self.reference.contains(':') { '@' } else { ':' };
+        format!("GET {} {}{sep}{}", self.kind, self.repository, self.reference)
+    }
+}
+
+/// One request, from its arrival to its response head.
+pub(super) struct Seen {
+    started: Instant,
+    kind: EndpointKind,
+    pull: Option<Pull>,
+    /// `registry/repository` of a request that names one.
+    repository: Option<String>,
+}
+
+impl Seen {
+    pub fn new() -> Self {
+        Self { started: Instant::now(), kind: EndpointKind::Other, pull: None, repository: None }
+    }
+
+    /// Notes what the request asks for, once it is parsed.
+    pub fn note(&mut self, endpoint: &Endpoint, method: &Method) {
+        self.kind = match endpoint {
+            Endpoint::Manifest { .. } => EndpointKind::Manifest,
+            Endpoint::Blob { .. } => EndpointKind::Blob,
+            Endpoint::Tags { .. } => EndpointKind::Tags,
+            Endpoint::PeerBlob { .. } | Endpoint::PeerPieces { .. } => EndpointKind::Peer,
+            _ => EndpointKind::Other,
+        };
+        if let Endpoint::Manifest { target, .. }
+        | Endpoint::Blob { target, .. }
+        | Endpoint::Tags { target, .. } = endpoint
+        {
+            self.repository = Some(format!("{}/{}", target.registry, target.repo));
+        }
+        if method == Method::GET {
+            self.pull = match endpoint {
+                Endpoint::Manifest { target, reference } => Some(Pull::manifest(target, reference)),
+                Endpoint::Blob { target, digest } => Some(Pull::blob(target, digest)),
+                _ => None,
+            };
+        }
+    }
+
+    /// The bookkeeping a pull's body does when it ends.
+    pub fn tally(&self, metrics: &Arc<Metrics>, errors: &Arc<RecentErrors>) -> Option<Tally> {
+        Some(Tally {
+            pull: self.pull.clone()?,
+            started: self.started,
+            metrics: metrics.clone(),
+            errors: errors.clone(),
+        })
+    }
+
+    /// Counts the request once its head is ready; a failed pull is logged here, with what the
+    /// client was told.
+    pub fn finish(
+        self,
+        metrics: &Metrics,
+        errors: &RecentErrors,
+        status: StatusCode,
+        failure: Option<&str>,
+    ) {
+        let labels = RequestLabels::new(self.kind, status);
+        metrics.requests.get_or_create(&labels).inc();
+        metrics
+            .request_seconds
+            .get_or_create(&labels)
+            .observe(self.started.elapsed().as_secs_f64());
+        let Some(message) = failure else { return };
+        if let Some(pull) = &self.pull {
+            tracing::info!(
+                kind = pull.kind,
+                repository = %pull.repository,
+                reference = %pull.reference,
+                bytes = 0u64,
+                duration_ms = self.started.elapsed().as_millis() as u64,
+                status = status.as_u16(),
+                error = %message,
+                "pull done"
+            );
+        }
+        // Clients' pulls only: probes and peers have their own places (the readiness answer,
+        // the peer-auth log) and would push the pulls' failures out of the ring.
+        let pulling =
+            matches!(self.kind, EndpointKind::Manifest | EndpointKind::Blob | EndpointKind::Tags);
+        if pulling && (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
+            let what = match (&self.pull, &self.repository) {
+                (Some(pull), _) => pull.describe(),
+                (None, Some(repository)) => format!("{} {repository}", self.kind.as_str()),
+                (None, None) => self.kind.as_str().to_owned(),
+            };
+            errors.record(what, status.as_u16(), message.to_owned());
+        }
+    }
+}
+
+/// Logs and counts one successful pull when its bytes are all sent (or the client left).
+pub(super) struct Tally {
+    pull: Pull,
+    started: Instant,
+    metrics: Arc<Metrics>,
+    errors: Arc<RecentErrors>,
+}
+
+impl Tally {
+    /// A manifest: its bytes go out with the head.
+    pub fn manifest_sent(self, source: Served, bytes: u64) {
+        self.done(source, bytes, StatusCode::OK, None);
+    }
+
+    /// A blob body that does the bookkeeping as it is sent.
+    pub fn follow(self, body: BlobBody, origin: Origin, status: StatusCode) -> BlobBody {
+        Tallied { body, origin, status, bytes: 0, tally: Some(self) }.boxed()
+    }
+
+    /// `failure`: what went wrong, and whether it belongs in the recent errors (a client that
+    /// leaves does not).
+    fn done(self, source: Served, bytes: u64, status: StatusCode, failure: Option<(String, bool)>) {
+        let pull = &self.pull;
+        self.metrics.served(source, bytes);
+        if pull.kind == "blob" {
+            let labels = RepositoryLabels {
+                repository: self.metrics.repository_label(&pull.registry, &pull.repo),
+                source: source.as_str(),
+            };
+            self.metrics.repository_requests.get_or_create(&labels).inc();
+        }
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        match &failure {
+            None => tracing::info!(
+                kind = pull.kind,
+                repository = %pull.repository,
+                reference = %pull.reference,
+                bytes,
+                %source,
+                duration_ms,
+                status = status.as_u16(),
+                "pull done"
+            ),
+            Some((error, record)) => {
+                tracing::info!(
+                    kind = pull.kind,
+                    repository = %pull.repository,
+                    reference = %pull.reference,
+                    bytes,
+                    %source,
+                    duration_ms,
+                    status = status.as_u16(),
+                    %error,
+                    "pull done"
+                );
+                if *record {
+                    self.errors.record(pull.describe(), status.as_u16(), error.clone());
+                }
+            }
+        }
+    }
+}
+
+struct Tallied {
+    body: BlobBody,
+    origin: Origin,
+    status: StatusCode,
+    bytes: u64,
+    tally: Option<Tally>,
+}
+
+impl Tallied {
+    fn end(&mut self, failure: Option<(String, bool)>) {
+        if let Some(tally) = self.tally.take() {
+            tally.done(self.origin.source(), self.bytes, self.status, failure);
+        }
+    }
+}
+
+impl Stream for Tallied {
+    type Item = Result<Bytes, FetchError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let item = ready!(this.body.poll_next_unpin(cx));
+        match &item {
+            Some(Ok(chunk)) => {
+                if this.bytes == 0
+                    && this.origin.is_miss()
+                    && let Some(tally) = &this.tally
+                {
+                    let waited = tally.started.elapsed().as_secs_f64();
+                    tally.metrics.miss_first_byte_seconds.observe(waited);
+                }
+                this.bytes += chunk.len() as u64;
+            }
+            Some(Err(e)) => this.end(Some((format!("cut short: {e}"), true))),
+            None => this.end(None),
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for Tallied {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away (or the connection broke).
+        if self.tally.is_some() {
+            self.end(Some(("the client closed the connection before the end".to_owned(), false)));
+        }
+    }
+}
