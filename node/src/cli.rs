@@ -154,6 +154,12 @@ pub struct RunArgs {
     #[arg(long, env = "SHOAL_ALLOW_ANY_UPSTREAM")]
     pub allow_any_upstream: bool,
 
+    /// With --allow-any-upstream, let clients name registries at private, loopback or
+    /// link-local addresses too (by default only public ones, so that the node is no way into
+    /// the network it sits in).
+    #[arg(long, env = "SHOAL_ALLOW_PRIVATE_UPSTREAMS")]
+    pub allow_private_upstreams: bool,
+
     /// Cap on the store's size, e.g. 50GiB; least recently used blobs are evicted [default: no cap]
     #[arg(long, env = "SHOAL_MAX_SIZE", value_name = "SIZE")]
     pub max_size: Option<ByteSize>,
@@ -238,6 +244,7 @@ impl RunArgs {
             upstreams: self.upstreams,
             default_upstream: self.default_upstream,
             allow_any_upstream: self.allow_any_upstream,
+            allow_private_upstreams: self.allow_private_upstreams,
             max_size: self.max_size,
             tag_ttl: self.tag_ttl,
             docker_config: self.docker_config,

@@ -318,3 +318,40 @@ async fn store_failures_show_no_file_paths() {
     std::fs::create_dir(&tmp).unwrap();
     node.assert_serves(&fake, &image).await;
 }
+
+#[tokio::test]
+async fn registries_clients_name_must_be_at_public_addresses() {
+    let options = NodeOptions { allow_any_upstream: true, ..NodeOptions::default() };
+    let (_fake, _image, node) = api_support::setup_with(options).await;
+    // A literal address: refused before any connection, whatever the path asks for.
+    for path in [
+        "/v2/10.0.0.7:8080/app/manifests/v1",
+        "/v2/169.254.169.254/latest/manifests/v1",
+        "/v2/192.168.1.1:5000/app/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let resp = node.get(path).await.unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert!(body.contains("DENIED") && body.contains("public address"), "{path}: {body}");
+    }
+    // A name that resolves only to loopback: refused where the connection is made.
+    let resp = node.get("/v2/localhost:1/app/manifests/v1").await.unwrap();
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("resolves only to addresses that are not public (127.0.0.1)"), "{body}");
+
+    // The operator may allow them: then the address is tried (and nothing listens there).
+    let open = NodeOptions {
+        allow_any_upstream: true,
+        allow_private_upstreams: true,
+        ..NodeOptions::default()
+    };
+    let (_fake, _image, node) = api_support::setup_with(open).await;
+    let resp = node.get("/v2/127.0.0.1:1/app/manifests/v1").await.unwrap();
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert_ne!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(!body.contains("public"), "{body}");
+}

@@ -146,6 +146,7 @@ async fn credentials_never_go_to_a_plain_http_realm_on_another_host() {
             url: fake.url(),
             credentials: basic("alice", "pw"),
             token_realms: listed.clone(),
+            ..Default::default()
         };
         let up = Upstream::new(config, &settings()).unwrap();
         let err = up.get_manifest(&repo("org/private"), &tag("v1")).await.unwrap_err();

@@ -16,6 +16,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub default_upstream: Option<String>,
     pub allow_any_upstream: Option<bool>,
+    pub allow_private_upstreams: Option<bool>,
     pub max_size: Option<ByteSize>,
     pub tag_ttl: Option<HumanDuration>,
     pub docker_config: Option<PathBuf>,

@@ -106,6 +106,8 @@ pub struct RoutingConfig {
     pub aliases: BTreeMap<String, String>,
     /// Fetch from registries that are not configured, over HTTPS at their own name.
     pub allow_any_upstream: bool,
+    /// Such registries may be at private, loopback or link-local addresses too.
+    pub allow_private_upstreams: bool,
     /// Credentials for registries reached through `allow_any_upstream`, from a Docker config.
     pub extra_credentials: BTreeMap<String, Credentials>,
 }
@@ -154,6 +156,7 @@ pub struct Overrides {
     pub upstreams: Vec<String>,
     pub default_upstream: Option<String>,
     pub allow_any_upstream: bool,
+    pub allow_private_upstreams: bool,
     pub max_size: Option<ByteSize>,
     pub tag_ttl: Option<HumanDuration>,
     pub docker_config: Option<PathBuf>,
@@ -283,6 +286,7 @@ impl Config {
                     url: (*url).to_owned(),
                     credentials: None,
                     token_realms,
+                    public_only: false,
                 };
                 ((*name).to_owned(), config)
             })
@@ -300,7 +304,13 @@ impl Config {
                 (None, Some(builtin)) => builtin.url.clone(),
                 (None, None) => format!("https://{name}"),
             };
-            let config = UpstreamConfig { name: name.clone(), url, credentials, token_realms };
+            let config = UpstreamConfig {
+                name: name.clone(),
+                url,
+                credentials,
+                token_realms,
+                public_only: false,
+            };
             upstreams.insert(name, config);
         }
         let docker_credentials = match overrides.docker_config.or(file.docker_config) {
@@ -343,6 +353,8 @@ impl Config {
 
         let allow_any_upstream =
             overrides.allow_any_upstream || file.allow_any_upstream.unwrap_or(false);
+        let allow_private_upstreams =
+            overrides.allow_private_upstreams || file.allow_private_upstreams.unwrap_or(false);
         let default_upstream = overrides
             .default_upstream
             .or(file.default_upstream)
@@ -395,6 +407,7 @@ impl Config {
                 default_upstream,
                 aliases: file.aliases,
                 allow_any_upstream,
+                allow_private_upstreams,
                 extra_credentials,
             },
             client,

@@ -13,6 +13,8 @@ use crate::upstream::UpstreamError;
 pub enum FetchError {
     #[error("registry {0:?} is not a configured upstream")]
     UnknownRegistry(String),
+    #[error("registry {0:?} is not at a public address; a registry a client names must be")]
+    PrivateRegistry(String),
     #[error("manifest {reference} is unknown to {registry}/{repo}")]
     ManifestUnknown { registry: String, repo: String, reference: String },
     #[error("blob {0} is unknown upstream")]

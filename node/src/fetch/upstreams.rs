@@ -14,6 +14,7 @@ pub struct Upstreams {
     /// Clients for registries reached through `allow_any_upstream`, made on first use.
     dynamic: Mutex<HashMap<String, Upstream>>,
     allow_any: bool,
+    allow_private: bool,
     extra_credentials: BTreeMap<String, Credentials>,
     settings: ClientSettings,
     /// Counts requests by registry, kind and outcome.
@@ -31,6 +32,7 @@ impl Upstreams {
             configured,
             dynamic: Mutex::new(HashMap::new()),
             allow_any: routing.allow_any_upstream,
+            allow_private: routing.allow_private_upstreams,
             extra_credentials: routing.extra_credentials.clone(),
             settings: settings.clone(),
             metrics: Arc::new(Metrics::default()),
@@ -69,6 +71,13 @@ impl Upstreams {
         if !self.allow_any || !is_registry_host(registry) {
             return Err(FetchError::UnknownRegistry(registry.to_owned()));
         }
+        // A literal address never reaches the resolver that keeps the others public.
+        let host = registry.rsplit_once(':').map_or(registry, |(host, _)| host);
+        if !self.allow_private
+            && host.parse().is_ok_and(|ip| !crate::upstream::is_public_address(ip))
+        {
+            return Err(FetchError::PrivateRegistry(registry.to_owned()));
+        }
         let mut dynamic = self.dynamic.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(upstream) = dynamic.get(registry) {
             return Ok(upstream.clone());
@@ -77,6 +86,7 @@ impl Upstreams {
             name: registry.to_owned(),
             url: format!("https://{registry}"),
             credentials: self.extra_credentials.get(registry).cloned(),
+            public_only: !self.allow_private,
             ..Default::default()
         };
         let upstream = Upstream::new(config, &self.settings)?;

@@ -133,6 +133,7 @@ impl ApiError {
 fn map_fetch(e: &FetchError) -> Mapped {
     match e {
         FetchError::UnknownRegistry(_) => mapped(StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+        FetchError::PrivateRegistry(_) => mapped(StatusCode::FORBIDDEN, "DENIED"),
         FetchError::ManifestUnknown { .. } => mapped(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
         FetchError::BlobUnknown(_) => mapped(StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
         FetchError::RangeNotSatisfiable { size } => Mapped {

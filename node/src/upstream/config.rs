@@ -25,6 +25,9 @@ pub struct UpstreamConfig {
     /// https only), such as Docker Hub's `auth.docker.io`.
     #[serde(default)]
     pub token_realms: Vec<String>,
+    /// Connect only to public addresses (a registry a client named, not the operator).
+    #[serde(skip)]
+    pub public_only: bool,
 }
 
 /// How to authenticate to one registry.

@@ -13,6 +13,7 @@ mod challenge;
 mod config;
 mod error;
 mod manifest;
+mod public_only;
 mod realm;
 mod transport;
 
@@ -27,6 +28,7 @@ use shoal_protocol::{Digest, RepositoryName};
 
 pub use config::{ClientSettings, Credentials, UpstreamConfig, load_docker_config};
 pub use error::UpstreamError;
+pub use public_only::is_public as is_public_address;
 
 use auth::Auth;
 use realm::RealmPolicy;
@@ -75,6 +77,8 @@ pub(crate) struct Inner {
     client: reqwest::Client,
     auth: Auth,
     settings: ClientSettings,
+    /// Every URL it requests, redirects included, must be at a public address.
+    public_only: bool,
 }
 
 impl Upstream {
@@ -95,14 +99,21 @@ impl Upstream {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let client = reqwest::Client::builder()
+        if config.public_only {
+            public_only::check_url(&base).map_err(|detail| UpstreamError::Config {
+                detail: format!("upstream {}: {detail}", config.name),
+            })?;
+        }
+        let mut builder = reqwest::Client::builder()
             .redirect(Policy::none())
             .connect_timeout(settings.connect_timeout)
-            .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| UpstreamError::Config {
-                detail: format!("upstream {}: cannot build HTTP client: {e}", config.name),
-            })?;
+            .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")));
+        if config.public_only {
+            builder = builder.dns_resolver(Arc::new(public_only::PublicResolver));
+        }
+        let client = builder.build().map_err(|e| UpstreamError::Config {
+            detail: format!("upstream {}: cannot build HTTP client: {e}", config.name),
+        })?;
         let realms = RealmPolicy::new(&base, &config.token_realms);
         let inner = Inner {
             origin: base.origin().ascii_serialization(),
@@ -110,6 +121,7 @@ impl Upstream {
             client,
             auth: Auth::new(config.name.clone(), config.credentials, realms),
             settings: settings.clone(),
+            public_only: config.public_only,
             name: config.name,
         };
         Ok(Upstream { inner: Arc::new(inner) })

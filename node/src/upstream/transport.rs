@@ -12,7 +12,7 @@ use reqwest::header::{
 };
 use reqwest::{Method, Response, StatusCode, Url};
 
-use super::{Inner, UpstreamError};
+use super::{Inner, UpstreamError, public_only};
 
 const MAX_REDIRECTS: usize = 5;
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -110,6 +110,14 @@ impl Inner {
         let registry = &self.name;
         let mut url = req.url.clone();
         for _ in 0..=MAX_REDIRECTS {
+            if self.public_only
+                && let Err(detail) = public_only::check_url(&url)
+            {
+                return Err(Hop::Fatal(UpstreamError::BadResponse {
+                    registry: registry.clone(),
+                    detail,
+                }));
+            }
             let to_registry = url.origin().ascii_serialization() == self.origin;
             let mut builder =
                 self.client.request(req.method.clone(), url.clone()).headers(req.headers.clone());

@@ -43,6 +43,9 @@ pub struct NodeOptions {
     pub cluster_key: Option<PathBuf>,
     /// The `[auth]` table and its `[[auth.rule]]`s, as written in the config file.
     pub auth: Option<String>,
+    /// `--allow-any-upstream`, and `--allow-private-upstreams` with it.
+    pub allow_any_upstream: bool,
+    pub allow_private_upstreams: bool,
 }
 
 /// A cluster key in a file of its own, and the peer-request signer it gives a test.
@@ -123,6 +126,8 @@ impl Node {
             p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".to_owned()],
             mdns: Some(false),
             cluster_key: options.cluster_key.clone(),
+            allow_any_upstream: options.allow_any_upstream,
+            allow_private_upstreams: options.allow_private_upstreams,
             ..Default::default()
         };
         let config = Config::resolve(file, overrides).expect("test config resolves");
