@@ -310,3 +310,43 @@ async fn status_lists_failed_requests() {
     assert!(error.status >= 500, "{error:?}");
     assert_eq!(error.what, format!("GET blob docker.io/{REPO}@{digest}"));
 }
+
+#[tokio::test]
+async fn head_of_an_uncached_blob_asks_the_upstream_and_downloads_nothing() {
+    let (fake, _image, node) = api_support::setup().await;
+    let bytes = pattern(300_000, 9);
+    let digest = fake.put_blob(REPO, &bytes);
+    let path = format!("/v2/{REPO}/blobs/{digest}");
+    let upstream_path = FakeUpstream::blob_path(REPO, &digest);
+
+    let resp = node.request(Method::HEAD, &path).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, CONTENT_LENGTH), Some(bytes.len().to_string()));
+    assert_eq!(header(&resp, "docker-content-digest"), Some(digest.to_string()));
+    assert_eq!(fake.count("HEAD", &upstream_path), 1, "asked with a HEAD");
+    assert_eq!(fake.count("GET", &upstream_path), 0, "and not downloaded");
+
+    // A range is answered as a GET would answer it.
+    let resp = node
+        .client
+        .head(format!("{}{path}", node.url))
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&resp, CONTENT_LENGTH).as_deref(), Some("10"));
+
+    // One the upstream does not have is unknown, and nothing is fetched for it either.
+    let absent = Digest::of(b"not pushed anywhere");
+    let resp = node.request(Method::HEAD, &format!("/v2/{REPO}/blobs/{absent}")).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(fake.count("GET", &FakeUpstream::blob_path(REPO, &absent)), 0);
+
+    // Once the blob is held, a HEAD is answered from the store.
+    let resp = node.request(Method::GET, &path).await;
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let heads = fake.count("HEAD", &upstream_path);
+    assert_eq!(node.request(Method::HEAD, &path).await.status(), StatusCode::OK);
+    assert_eq!(fake.count("HEAD", &upstream_path), heads, "no upstream request for a hit");
+}

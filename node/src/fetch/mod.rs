@@ -47,6 +47,7 @@ use shoal_protocol::peer::PieceStatus;
 use uploads::{Refusal, Uploads};
 
 use crate::store::{Store, Writable};
+use crate::upstream::UpstreamError;
 
 /// Which upstream registry and repository a request is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -63,6 +64,14 @@ pub struct BlobResponse {
     pub range: Option<(u64, u64)>,
     pub body: BlobBody,
     pub origin: Origin,
+}
+
+/// The answer to a `HEAD` of a blob.
+pub struct BlobHead {
+    pub size: u64,
+    /// The half-open range a `GET` with the same `Range` would send.
+    pub range: Option<(u64, u64)>,
+    pub source: Served,
 }
 
 pub struct Fetcher {
@@ -173,6 +182,37 @@ impl Fetcher {
     ) -> Result<BlobResponse, FetchError> {
         self.check_seen(target, digest, provenance::Kind::Blob).await?;
         self.blob_from(target, digest, range, &self.miss).await
+    }
+
+    /// What a `HEAD` of a blob answers: its size, and the range a `GET` would send. A blob the
+    /// node neither holds nor is downloading is asked of the upstream with a `HEAD`, rather
+    /// than downloaded: clients ask whether a blob exists before they push one, and tools
+    /// probe what they may never pull. Only when the upstream cannot say (it is down, or it
+    /// gave no size) does the node find the blob the way a `GET` would.
+    pub async fn blob_head(
+        &self,
+        target: &Target,
+        digest: &Digest,
+        range: Option<RangeSpec>,
+    ) -> Result<BlobHead, FetchError> {
+        self.check_seen(target, digest, provenance::Kind::Blob).await?;
+        let local = self.store.contains(digest) || self.inflight.get(digest).await.is_some();
+        if !local {
+            let upstream = self.upstreams.get(&target.registry)?;
+            match upstream.head_blob(&target.repo, digest).await {
+                Ok(Some(size)) => {
+                    let (start, end) = select(range, size)?;
+                    let range = range.map(|_| (start, end));
+                    return Ok(BlobHead { size, range, source: Served::Upstream });
+                }
+                Err(UpstreamError::NotFound { .. }) => {
+                    return Err(FetchError::BlobUnknown(*digest));
+                }
+                Ok(None) | Err(_) => {}
+            }
+        }
+        let blob = self.blob_from(target, digest, range, &self.miss).await?;
+        Ok(BlobHead { size: blob.size, range: blob.range, source: blob.origin.source() })
     }
 
     /// Serves an owner request: starts (or joins) this node's download of the blob, from the

@@ -55,7 +55,7 @@ impl Fetcher {
         let upstream = self.upstreams.get(&target.registry)?;
         let reference = shoal_protocol::Reference::Digest(*digest);
         let asked = match kind {
-            Kind::Blob => upstream.head_blob(&target.repo, digest).await,
+            Kind::Blob => upstream.head_blob(&target.repo, digest).await.map(drop),
             Kind::Manifest => upstream.head_manifest(&target.repo, &reference).await.map(drop),
         };
         match asked {

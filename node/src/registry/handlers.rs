@@ -57,6 +57,13 @@ pub async fn blob(
     head: bool,
     tally: Option<Tally>,
 ) -> Result<Response, ApiError> {
+    if head {
+        let answer = fetcher.blob_head(target, digest, range).await?;
+        if let Some(tally) = tally {
+            tally.head_answered(answer.source);
+        }
+        return Ok(blob_head_response(digest, answer.size, answer.range, Body::empty()));
+    }
     let mut blob = fetcher.blob(target, digest, range).await?;
     if let Some(tally) = tally {
         let status =
@@ -68,12 +75,22 @@ pub async fn blob(
 }
 
 fn blob_response(digest: &Digest, blob: BlobResponse, head: bool) -> Response {
-    let (status, len) = match blob.range {
-        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, end - start),
-        None => (StatusCode::OK, blob.size),
-    };
     // A HEAD drops the body stream here; a miss's download goes on in its own task.
     let body = if head { Body::empty() } else { Body::from_stream(blob.body) };
+    blob_head_response(digest, blob.size, blob.range, body)
+}
+
+/// The status and headers of a blob (or of a range of it) of `size` bytes, over `body`.
+fn blob_head_response(
+    digest: &Digest,
+    size: u64,
+    range: Option<(u64, u64)>,
+    body: Body,
+) -> Response {
+    let (status, len) = match range {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, end - start),
+        None => (StatusCode::OK, size),
+    };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -81,8 +98,8 @@ fn blob_response(digest: &Digest, blob: BlobResponse, head: bool) -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     insert_digest(headers, digest);
-    if let Some((start, end)) = blob.range
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{}", end - 1, blob.size))
+    if let Some((start, end)) = range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1))
     {
         headers.insert(header::CONTENT_RANGE, v);
     }

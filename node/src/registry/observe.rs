@@ -162,6 +162,11 @@ impl Tally {
         self.done(source, bytes, StatusCode::OK, None);
     }
 
+    /// A `HEAD`: nothing follows the head.
+    pub fn head_answered(self, source: Served) {
+        self.done(source, 0, StatusCode::OK, None);
+    }
+
     /// A blob body that does the bookkeeping as it is sent.
     pub fn follow(self, body: BlobBody, origin: Origin, status: StatusCode) -> BlobBody {
         Tallied { body, origin, status, bytes: 0, tally: Some(self) }.boxed()

@@ -75,12 +75,13 @@ impl Upstream {
     }
 
     /// `HEAD` a blob: `Ok` when the registry says this repository has it (a redirect to blob
-    /// storage counts, as registries redirect only for blobs they hold).
+    /// storage counts, as registries redirect only for blobs they hold), with its size when
+    /// the answer gave one.
     pub async fn head_blob(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<Option<u64>, UpstreamError> {
         let inner = &self.inner;
         let request = Request {
             method: Method::HEAD,
@@ -89,7 +90,11 @@ impl Upstream {
             scope: pull_scope(repo),
             what: format!("blob {repo}@{digest}"),
         };
-        inner.execute(&request).await.map(drop)
+        let response = inner.execute(&request).await?;
+        Ok(response
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok()))
     }
 
     /// `GET /v2/<repo>/tags/list?n=&last=`: the JSON body as sent, and the `Link` header.
