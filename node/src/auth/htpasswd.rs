@@ -18,12 +18,7 @@ pub struct Htpasswd {
 
 impl Htpasswd {
     pub fn load(path: &Path) -> Result<Self, AuthFileError> {
-        let text = super::read_file(path)?;
-        Self::parse(&text).map_err(|(line, detail)| AuthFileError::Line {
-            path: path.to_owned(),
-            line,
-            detail,
-        })
+        super::load_file(path, Self::parse)
     }
 
     /// Parses the file's text; an error names the 1-based line and what is wrong with it.

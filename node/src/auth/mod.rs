@@ -28,9 +28,18 @@ pub enum AuthFileError {
     Line { path: PathBuf, line: usize, detail: String },
 }
 
-fn read_file(path: &Path) -> Result<String, AuthFileError> {
-    std::fs::read_to_string(path)
-        .map_err(|source| AuthFileError::Read { path: path.to_owned(), source })
+/// Reads a credentials file and parses it; a parse error names the file and the line.
+fn load_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, (usize, String)>,
+) -> Result<T, AuthFileError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| AuthFileError::Read { path: path.to_owned(), source })?;
+    parse(&text).map_err(|(line, detail)| AuthFileError::Line {
+        path: path.to_owned(),
+        line,
+        detail,
+    })
 }
 
 /// A user or token name: what rules name and logs show.

@@ -122,16 +122,7 @@ impl Seen {
             .observe(self.started.elapsed().as_secs_f64());
         let Some(message) = failure else { return };
         if let Some(pull) = &self.pull {
-            tracing::info!(
-                kind = pull.kind,
-                repository = %pull.repository,
-                reference = %pull.reference,
-                bytes = 0u64,
-                duration_ms = self.started.elapsed().as_millis() as u64,
-                status = status.as_u16(),
-                error = %message,
-                "pull done"
-            );
+            log_pull(pull, 0, None, self.started, status, Some(message));
         }
         // Clients' pulls only: probes and peers have their own places (the readiness answer,
         // the peer-auth log) and would push the pulls' failures out of the ring.
@@ -184,36 +175,35 @@ impl Tally {
             };
             self.metrics.repository_requests.get_or_create(&labels).inc();
         }
-        let duration_ms = self.started.elapsed().as_millis() as u64;
-        match &failure {
-            None => tracing::info!(
-                kind = pull.kind,
-                repository = %pull.repository,
-                reference = %pull.reference,
-                bytes,
-                %source,
-                duration_ms,
-                status = status.as_u16(),
-                "pull done"
-            ),
-            Some((error, record)) => {
-                tracing::info!(
-                    kind = pull.kind,
-                    repository = %pull.repository,
-                    reference = %pull.reference,
-                    bytes,
-                    %source,
-                    duration_ms,
-                    status = status.as_u16(),
-                    %error,
-                    "pull done"
-                );
-                if *record {
-                    self.errors.record(pull.describe(), status.as_u16(), error.clone());
-                }
-            }
+        let error = failure.as_ref().map(|(error, _)| error.as_str());
+        log_pull(pull, bytes, Some(source), self.started, status, error);
+        if let Some((error, true)) = failure {
+            self.errors.record(pull.describe(), status.as_u16(), error);
         }
     }
+}
+
+/// The one `pull done` line per client pull; `source` is absent when the pull failed before
+/// any source answered.
+fn log_pull(
+    pull: &Pull,
+    bytes: u64,
+    source: Option<Served>,
+    started: Instant,
+    status: StatusCode,
+    error: Option<&str>,
+) {
+    tracing::info!(
+        kind = pull.kind,
+        repository = %pull.repository,
+        reference = %pull.reference,
+        bytes,
+        source = source.map(tracing::field::display),
+        duration_ms = started.elapsed().as_millis() as u64,
+        status = status.as_u16(),
+        error = error.map(tracing::field::display),
+        "pull done"
+    );
 }
 
 struct Tallied {

@@ -99,11 +99,8 @@ impl Upstream {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        if config.public_only {
-            public_only::check_url(&base).map_err(|detail| UpstreamError::Config {
-                detail: format!("upstream {}: {detail}", config.name),
-            })?;
-        }
+        // Its address literals are checked where each request is sent (`transport.rs`), the
+        // base URL's included.
         let mut builder = reqwest::Client::builder()
             .redirect(Policy::none())
             .connect_timeout(settings.connect_timeout)
