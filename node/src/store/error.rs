@@ -64,6 +64,25 @@ pub enum StoreError {
         human_size(*max)
     )]
     OverCap { digest: Digest, size: u64, max: u64 },
+    /// A pushed blob grew past what the store can take: the free space of its file system,
+    /// less the index's margin and what downloads in progress need, plus what eviction could
+    /// free. The upload is removed.
+    #[error(
+        "the upload reached {} but the store at {} can take only {}; free space on that file \
+         system or move the data directory to a larger one",
+        human_size(*size),
+        path.display(),
+        human_size(*usable)
+    )]
+    UploadNoRoom { size: u64, usable: u64, path: PathBuf },
+    /// A pushed blob grew past the store's size cap. The upload is removed.
+    #[error(
+        "the upload reached {}, more than the store's size cap (--max-size) of {}; raise \
+         --max-size to take it",
+        human_size(*size),
+        human_size(*max)
+    )]
+    UploadOverCap { size: u64, max: u64 },
     /// The bytes written do not hash to the digest they were stored under.
     #[error(transparent)]
     DigestMismatch(#[from] DigestMismatch),

@@ -26,6 +26,24 @@ impl Store {
     pub async fn evict(&self) -> Result<Vec<Digest>, StoreError> {
         evict(&self.inner).await
     }
+
+    /// Deletes a blob (a client's `DELETE`), pinned or not, and its pins; false when it was not
+    /// stored. A reader that has it open keeps reading its file to the end.
+    pub async fn delete_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        let digest = *digest;
+        let store = self.clone();
+        blocking("delete blob", move || {
+            store.unpin_all(&[digest])?;
+            let moved = {
+                let mut state = inner.state();
+                let Some(entry) = state.get(&digest) else { return Ok(false) };
+                move_out(&inner, &mut state, vec![(digest, entry)])
+            };
+            Ok(!finish_removal(&inner, moved)?.is_empty())
+        })
+        .await
+    }
 }
 
 pub(crate) async fn evict(inner: &Arc<Inner>) -> Result<Vec<Digest>, StoreError> {
@@ -38,7 +56,9 @@ pub(crate) fn evict_blocking(inner: &Inner) -> Result<Vec<Digest>, StoreError> {
     let moved = {
         let mut state = inner.state();
         let victims = state.pick_victims(max);
-        move_out(inner, &mut state, victims)
+        let moved = move_out(inner, &mut state, victims);
+        inner.evictions.fetch_add(moved.len() as u64, Ordering::Relaxed);
+        moved
     };
     finish_removal(inner, moved)
 }
@@ -74,7 +94,6 @@ pub(crate) fn move_out(
         state.remove(&digest);
         moved.push(Moved { digest, size: entry.size, file });
     }
-    inner.evictions.fetch_add(moved.len() as u64, Ordering::Relaxed);
     moved
 }
 

@@ -3,7 +3,8 @@
 //! Everything immutable — layers, configs, manifests — is a blob named by its sha256 and
 //! written with the durable discipline of `temp.rs`: a blob file is only ever visible complete
 //! and verified. Tags live in the same redb index (`tags.rs`), and so do the repositories each
-//! digest is known to be in (`seen.rs`). Sizes and access times are
+//! digest is known to be in (`seen.rs`), pushed tags and referrers (`tags.rs`,
+//! `referrers.rs`), and pins that keep pushed content from eviction (`pins.rs`). Sizes and access times are
 //! mirrored in memory (`state.rs`) so that hits and eviction decisions never wait on a commit.
 //! The disk cannot wedge it: a download claims room before it answers (`space.rs`), and an
 //! index taken out of service by a failed write is reopened once the disk takes writes again
@@ -19,7 +20,9 @@ mod layout;
 mod maintenance;
 mod open;
 mod pieces;
+mod pins;
 mod read;
+mod referrers;
 mod seen;
 mod space;
 mod state;
@@ -28,6 +31,7 @@ mod tags;
 mod temp;
 #[cfg(test)]
 mod test_util;
+mod upload;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -41,9 +45,11 @@ use tracing::warn;
 pub use blob::BlobReader;
 pub use error::{StoreError, human_size};
 pub use read::read_at;
+pub use referrers::Referrer;
 pub use space::Writable;
 pub use tags::TagRecord;
 pub use temp::TempBlob;
+pub use upload::UploadFile;
 
 use index::Index;
 use layout::Paths;

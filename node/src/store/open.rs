@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::StoreError;
 use super::layout::{self, Paths};
 use super::state::{Entry, State};
-use super::tables::{self, BLOBS, BlobRow, SEEN, TAGS};
+use super::tables::{self, BLOBS, BlobRow, PINS, PUSHED_TAGS, REFERRERS, SEEN, TAGS};
 
 /// Why an attempt to open the index failed: a damaged file is rebuilt, anything else is fatal.
 enum OpenFailure {
@@ -98,6 +98,15 @@ fn reconcile(
             txn.open_table(BLOBS).map_err(|e| classify("open blobs table", paths, e))?;
         // Creating the tags table now means readers never meet a missing table later.
         txn.open_table(TAGS).map_err(|e| classify("open tags table", paths, e))?;
+        txn.open_table(PUSHED_TAGS).map_err(|e| classify("open pushed tags table", paths, e))?;
+        txn.open_table(REFERRERS).map_err(|e| classify("open referrers table", paths, e))?;
+        // Pins outlive the blobs they name: a pinned blob that is gone is fetched again.
+        let pins = txn.open_table(PINS).map_err(|e| classify("open pins table", paths, e))?;
+        for item in pins.iter().map_err(|e| classify("scan pins", paths, e))? {
+            let (key, _) = item.map_err(|e| classify("scan pins", paths, e))?;
+            state.set_pinned(Digest::from_raw(*key.value()), true);
+        }
+        drop(pins);
         let mut seen = txn.open_table(SEEN).map_err(|e| classify("open seen table", paths, e))?;
         // Where a blob the store no longer holds was seen is not worth keeping: it is learned
         // again (from a manifest or the upstream) if the blob is ever asked for.

@@ -111,6 +111,17 @@ impl Claims {
         Ok(())
     }
 
+    /// Bytes that claimed temp blobs have still to write.
+    pub fn pending(&self) -> u64 {
+        self.temps
+            .values()
+            .map(|t| match t.claim {
+                Claim::Claimed { size } => size.saturating_sub(t.written),
+                Claim::Unclaimed | Claim::Refused(_) => 0,
+            })
+            .sum()
+    }
+
     /// Bytes that claimed temp blobs of other digests have still to write.
     fn pending_except(&self, digest: &Digest) -> u64 {
         self.temps
@@ -214,6 +225,7 @@ fn reserve_blocking(inner: &Inner, digest: Digest, size: u64) -> Result<(), Stor
             return Err(refuse(&mut state, digest, root, Refusal::NoRoom { size, usable }));
         };
         let moved = evict::move_out(inner, &mut state, victims);
+        inner.evictions.fetch_add(moved.len() as u64, std::sync::atomic::Ordering::Relaxed);
         state.claims.set(&digest, Claim::Claimed { size });
         moved
     };

@@ -30,6 +30,8 @@ pub(crate) struct State {
     clock_ms: u64,
     /// Room claimed for the blobs being written (see `space.rs`).
     pub claims: Claims,
+    /// Blobs that eviction must never choose (see `pins.rs`); may name blobs not held yet.
+    pinned: HashSet<Digest>,
 }
 
 impl State {
@@ -130,7 +132,32 @@ impl State {
         self.readers.contains_key(digest) || self.writers.contains_key(digest)
     }
 
-    /// The least recently used blobs that are not in use, oldest first, just enough of them to
+    pub fn set_pinned(&mut self, digest: Digest, pinned: bool) {
+        if pinned {
+            self.pinned.insert(digest);
+        } else {
+            self.pinned.remove(&digest);
+        }
+    }
+
+    pub fn is_pinned(&self, digest: &Digest) -> bool {
+        self.pinned.contains(digest)
+    }
+
+    /// Bytes of the held blobs that are pinned.
+    pub fn pinned_bytes(&self) -> (u64, u64) {
+        self.pinned
+            .iter()
+            .filter_map(|d| self.entries.get(d))
+            .fold((0, 0), |(n, bytes), e| (n + 1, bytes + e.size))
+    }
+
+    /// Neither in use nor pinned: eviction may take it.
+    fn removable(&self, digest: &Digest) -> bool {
+        !self.in_use(digest) && !self.pinned.contains(digest)
+    }
+
+    /// The least recently used blobs neither in use nor pinned, oldest first, just enough of them to
     /// bring the total to `max` or below (fewer if the rest are in use).
     pub fn pick_victims(&self, max: u64) -> Vec<(Digest, Entry)> {
         if self.total <= max {
@@ -148,7 +175,7 @@ impl State {
         victims
     }
 
-    /// The least recently used blobs that are not in use, oldest first, just enough of them to
+    /// The least recently used blobs neither in use nor pinned, oldest first, just enough of them to
     /// free `bytes`; `None` when all of them together would not.
     pub fn pick_to_free(&self, bytes: u64) -> Option<Vec<(Digest, Entry)>> {
         let mut freed = 0u64;
@@ -163,9 +190,9 @@ impl State {
         (freed >= bytes).then_some(victims)
     }
 
-    /// Bytes of the blobs eviction could remove now: those not in use.
+    /// Bytes of the blobs eviction could remove now: those neither in use nor pinned.
     pub fn evictable(&self) -> u64 {
-        self.entries.iter().filter(|(d, _)| !self.in_use(d)).map(|(_, e)| e.size).sum()
+        self.entries.iter().filter(|(d, _)| self.removable(d)).map(|(_, e)| e.size).sum()
     }
 
     /// Every blob with its size.
@@ -175,7 +202,7 @@ impl State {
 
     fn unused_oldest_first(&self) -> Vec<(Digest, Entry)> {
         let mut unused: Vec<(Digest, Entry)> =
-            self.entries.iter().filter(|(d, _)| !self.in_use(d)).map(|(d, e)| (*d, *e)).collect();
+            self.entries.iter().filter(|(d, _)| self.removable(d)).map(|(d, e)| (*d, *e)).collect();
         unused.sort_by_key(|(d, e)| (e.last_access_ms, *d));
         unused
     }

@@ -22,6 +22,20 @@ pub(crate) const TAGS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinit
 /// Blob digest (raw sha256) → [`SeenRow`]: the repositories the digest is known to be in.
 pub(crate) const SEEN: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("seen-in-1");
 
+/// Blob digest (raw sha256) → [`PinRow`]: why the blob must never be evicted.
+pub(crate) const PINS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pins-1");
+
+/// (registry, repository, tag) → [`TagRow`] of tags pushed to this node. Kept apart from
+/// [`TAGS`] because they mean something else: the truth for that name, never revalidated
+/// upstream, where a row of `TAGS` is only the last answer an upstream gave.
+pub(crate) const PUSHED_TAGS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("pushed-tags-1");
+
+/// (registry, repository, subject digest, referrer digest) → [`ReferrerRow`]: the manifests
+/// pushed with a `subject`, so that one range read answers the referrers API.
+pub(crate) const REFERRERS: TableDefinition<(&str, &str, &[u8; 32], &[u8; 32]), &[u8]> =
+    TableDefinition::new("referrers-1");
+
 const ROW_VERSION: u8 = 1;
 
 /// What the index knows about one stored blob.
@@ -46,6 +60,23 @@ pub(crate) struct TagRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SeenRow {
     pub names: Vec<String>,
+}
+
+/// Why a blob is pinned: one entry per pushed tag, imported image or `shoal pin`, so that
+/// removing one reason leaves the others' pin in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PinRow {
+    pub reasons: Vec<String>,
+}
+
+/// The descriptor of a manifest that refers to a subject, as the referrers API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReferrerRow {
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    /// The manifest's annotations, as JSON text (postcard cannot carry arbitrary JSON).
+    pub annotations: Option<String>,
 }
 
 /// Encodes a row as its version byte followed by postcard.

@@ -1,14 +1,16 @@
-//! Tags: (upstream, repository, tag) → the digest it pointed to when last fetched.
+//! Tags: (upstream, repository, tag) → the digest it pointed to when last fetched, or when
+//! pushed.
 //!
-//! Tags are mutable upstream; this is the last known answer, kept so that a node can serve
-//! pulls by tag while its upstream is down and answer `tags/list` from what it has seen.
+//! Tags are mutable upstream; a fetched tag is the last known answer, kept so that a node can
+//! serve pulls by tag while its upstream is down and answer `tags/list` from what it has seen.
+//! A pushed tag is the truth for its name until it is deleted or pushed again.
 
 use std::time::SystemTime;
 
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, TableDefinition};
 use shoal_protocol::{Digest, RepositoryName, Tag};
 
-use super::tables::{self, TAGS, TagRow};
+use super::tables::{self, PUSHED_TAGS, TAGS, TagRow};
 use super::{Store, StoreError};
 
 /// The last known resolution of a tag.
@@ -21,6 +23,8 @@ pub struct TagRecord {
     pub fetched_at: SystemTime,
 }
 
+type TagTable = TableDefinition<'static, (&'static str, &'static str, &'static str), &'static [u8]>;
+
 impl Store {
     /// The stored record of a tag; `None` when unknown (or stored by an incompatible version).
     /// A short index read; fine on an async thread.
@@ -30,11 +34,106 @@ impl Store {
         repo: &RepositoryName,
         tag: &Tag,
     ) -> Result<Option<TagRecord>, StoreError> {
+        self.read_tag(TAGS, upstream, repo, tag)
+    }
+
+    /// Records (or replaces) the resolution of a tag, durably. Blocking (an index commit with
+    /// fsync): call it from `spawn_blocking` on a busy server.
+    pub fn put_tag(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+        tag: &Tag,
+        record: &TagRecord,
+    ) -> Result<(), StoreError> {
+        self.write_tag(TAGS, upstream, repo, tag, Some(record)).map(drop)
+    }
+
+    /// The tags known for one repository of one upstream, sorted.
+    pub fn list_tags(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+    ) -> Result<Vec<String>, StoreError> {
+        self.scan_tags(TAGS, upstream, repo)
+    }
+
+    /// A tag pushed to this node (`fetched_at` is when it was pushed). A short index read.
+    pub fn get_pushed_tag(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<TagRecord>, StoreError> {
+        self.read_tag(PUSHED_TAGS, upstream, repo, tag)
+    }
+
+    /// Records a pushed tag, durably; it is served as the truth until deleted or pushed again.
+    /// Blocking (an index commit).
+    pub fn put_pushed_tag(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+        tag: &Tag,
+        record: &TagRecord,
+    ) -> Result<(), StoreError> {
+        self.write_tag(PUSHED_TAGS, upstream, repo, tag, Some(record)).map(drop)
+    }
+
+    /// Deletes a pushed tag and the last known upstream answer for the same name; returns the
+    /// digests they named. Blocking (an index commit).
+    pub fn delete_tag(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let mut gone = Vec::new();
+        gone.extend(self.write_tag(PUSHED_TAGS, upstream, repo, tag, None)?);
+        gone.extend(self.write_tag(TAGS, upstream, repo, tag, None)?);
+        Ok(gone)
+    }
+
+    /// The tags pushed to one repository, sorted.
+    pub fn list_pushed_tags(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+    ) -> Result<Vec<String>, StoreError> {
+        self.scan_tags(PUSHED_TAGS, upstream, repo)
+    }
+
+    /// Every pushed tag of a repository with what it names, for deleting a manifest that tags
+    /// point at.
+    pub fn pushed_tags_naming(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut naming = Vec::new();
+        for name in self.list_pushed_tags(upstream, repo)? {
+            let Ok(tag) = Tag::parse(&name) else { continue };
+            if self.get_pushed_tag(upstream, repo, &tag)?.is_some_and(|r| r.digest == *digest) {
+                naming.push(name);
+            }
+        }
+        Ok(naming)
+    }
+
+    fn read_tag(
+        &self,
+        table: TagTable,
+        upstream: &str,
+        repo: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<TagRecord>, StoreError> {
         let index = self.inner.index.path();
         let row: Option<TagRow> = self.inner.read_index(|db| {
             let txn = db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
-            let table =
-                txn.open_table(TAGS).map_err(|e| StoreError::index("open tags table", index, e))?;
+            let table = txn
+                .open_table(table)
+                .map_err(|e| StoreError::index("open tags table", index, e))?;
             let value = table
                 .get((upstream, repo.as_str(), tag.as_str()))
                 .map_err(|e| StoreError::index("read tag", index, e))?;
@@ -47,41 +146,51 @@ impl Store {
         }))
     }
 
-    /// Records (or replaces) the resolution of a tag, durably. Blocking (an index commit with
-    /// fsync): call it from `spawn_blocking` on a busy server.
-    pub fn put_tag(
+    /// Writes a tag row, or removes it when `record` is `None`; returns the digest the row it
+    /// replaced or removed named.
+    fn write_tag(
         &self,
+        table: TagTable,
         upstream: &str,
         repo: &RepositoryName,
         tag: &Tag,
-        record: &TagRecord,
-    ) -> Result<(), StoreError> {
+        record: Option<&TagRecord>,
+    ) -> Result<Option<Digest>, StoreError> {
         let index = self.inner.index.path();
-        let row = TagRow {
-            digest: *record.digest.as_bytes(),
-            media_type: record.media_type.clone(),
-            fetched_at_ms: tables::to_millis(record.fetched_at),
-        };
+        let key = (upstream, repo.as_str(), tag.as_str());
         self.inner.write_index(|db| {
             let txn = db.begin_write().map_err(|e| StoreError::index("begin write", index, e))?;
-            {
+            let old = {
                 let mut table = txn
-                    .open_table(TAGS)
+                    .open_table(table)
                     .map_err(|e| StoreError::index("open tags table", index, e))?;
-                table
-                    .insert(
-                        (upstream, repo.as_str(), tag.as_str()),
-                        tables::encode(&row).as_slice(),
-                    )
-                    .map_err(|e| StoreError::index("write tag", index, e))?;
-            }
-            txn.commit().map_err(|e| StoreError::index("commit tag", index, e))
+                let old = match record {
+                    Some(record) => {
+                        let row = TagRow {
+                            digest: *record.digest.as_bytes(),
+                            media_type: record.media_type.clone(),
+                            fetched_at_ms: tables::to_millis(record.fetched_at),
+                        };
+                        table
+                            .insert(key, tables::encode(&row).as_slice())
+                            .map_err(|e| StoreError::index("write tag", index, e))?
+                            .map(|v| v.value().to_vec())
+                    }
+                    None => table
+                        .remove(key)
+                        .map_err(|e| StoreError::index("remove tag", index, e))?
+                        .map(|v| v.value().to_vec()),
+                };
+                old.and_then(|bytes| tables::decode::<TagRow>(&bytes))
+            };
+            txn.commit().map_err(|e| StoreError::index("commit tag", index, e))?;
+            Ok(old.map(|row| Digest::from_raw(row.digest)))
         })
     }
 
-    /// The tags known for one repository of one upstream, sorted.
-    pub fn list_tags(
+    fn scan_tags(
         &self,
+        table: TagTable,
         upstream: &str,
         repo: &RepositoryName,
     ) -> Result<Vec<String>, StoreError> {
@@ -89,8 +198,9 @@ impl Store {
         let repo = repo.as_str();
         self.inner.read_index(|db| {
             let txn = db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
-            let table =
-                txn.open_table(TAGS).map_err(|e| StoreError::index("open tags table", index, e))?;
+            let table = txn
+                .open_table(table)
+                .map_err(|e| StoreError::index("open tags table", index, e))?;
             // The empty tag sorts first, so the range starts at this repository's first tag; it
             // ends where the key's first two parts change.
             let range = table
@@ -172,6 +282,24 @@ mod tests {
         assert_eq!(store.list_tags("ghcr.io", &repo("a")).unwrap(), ["only-ghcr"]);
         assert!(store.list_tags("docker.io", &repo("b")).unwrap().is_empty());
         assert!(store.list_tags("quay.io", &repo("a")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pushed_tags_are_apart_from_fetched_ones_and_delete_removes_both() {
+        let (_dir, store) = fresh(None);
+        let (r, t) = (repo("library/app"), tag("v1"));
+        store.put_tag("docker.io", &r, &t, &record(b"fetched")).unwrap();
+        assert_eq!(store.get_pushed_tag("docker.io", &r, &t).unwrap(), None);
+        store.put_pushed_tag("docker.io", &r, &t, &record(b"pushed")).unwrap();
+        assert_eq!(store.get_pushed_tag("docker.io", &r, &t).unwrap(), Some(record(b"pushed")));
+        assert_eq!(store.list_pushed_tags("docker.io", &r).unwrap(), ["v1"]);
+        let pushed = Digest::of(b"pushed");
+        assert_eq!(store.pushed_tags_naming("docker.io", &r, &pushed).unwrap(), ["v1"]);
+        let gone = store.delete_tag("docker.io", &r, &t).unwrap();
+        assert_eq!(gone, [pushed, Digest::of(b"fetched")]);
+        assert_eq!(store.get_tag("docker.io", &r, &t).unwrap(), None);
+        assert!(store.list_pushed_tags("docker.io", &r).unwrap().is_empty());
+        assert!(store.delete_tag("docker.io", &r, &t).unwrap().is_empty());
     }
 
     #[test]

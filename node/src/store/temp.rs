@@ -64,7 +64,7 @@ impl Drop for TempGuard {
 
 /// Writes `chunks` one after the other from `offset`. A failed write removes the temp file at
 /// once: on a full disk that frees the space, and the blob cannot be committed anyway.
-fn write_chunks_at(
+pub(super) fn write_chunks_at(
     file: &File,
     path: &Path,
     offset: u64,
@@ -81,7 +81,7 @@ fn write_chunks_at(
     Ok(())
 }
 
-fn remove_temp(path: &Path) {
+pub(super) fn remove_temp(path: &Path) {
     match fs::remove_file(path) {
         Ok(()) => debug!(path = %path.display(), "removed abandoned temp blob"),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -250,17 +250,47 @@ impl TempBlob {
         };
         // On mismatch the guard, dropped with `self`, removes the temp file.
         let size = verifier.finish()?;
-        let inner = Arc::clone(&self.guard.inner);
-        let media_type = media_type.map(str::to_owned);
         let TempBlob { guard, file, .. } = self;
-        blocking("commit blob", move || finish_commit(guard, &file, size, media_type)).await?;
-        if inner.max_size.is_some_and(|max| inner.state().total() > max)
-            && let Err(e) = evict::evict(&inner).await
-        {
-            warn!(error = %e, "eviction after commit failed");
-        }
+        commit_guarded(guard, file, size, media_type.map(str::to_owned)).await?;
         Ok(size)
     }
+}
+
+/// Commits a verified file written elsewhere in `tmp/` (an upload) as the blob `digest`: the
+/// same durable rename, index row and eviction as a temp blob's commit. On failure the file is
+/// removed.
+pub(super) async fn commit_verified(
+    inner: &Arc<Inner>,
+    digest: Digest,
+    path: PathBuf,
+    file: Arc<File>,
+    size: u64,
+    media_type: Option<String>,
+) -> Result<(), StoreError> {
+    let id = inner.temp_seq.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut state = inner.state();
+        state.acquire_writer(digest);
+        state.claims.add(id, digest);
+    }
+    let guard = TempGuard { inner: Arc::clone(inner), id, digest, path, remove_file: true };
+    commit_guarded(guard, file, size, media_type).await
+}
+
+async fn commit_guarded(
+    guard: TempGuard,
+    file: Arc<File>,
+    size: u64,
+    media_type: Option<String>,
+) -> Result<(), StoreError> {
+    let inner = Arc::clone(&guard.inner);
+    blocking("commit blob", move || finish_commit(guard, &file, size, media_type)).await?;
+    if inner.max_size.is_some_and(|max| inner.state().total() > max)
+        && let Err(e) = evict::evict(&inner).await
+    {
+        warn!(error = %e, "eviction after commit failed");
+    }
+    Ok(())
 }
 
 fn finish_commit(
