@@ -168,6 +168,15 @@ pub struct RunArgs {
     #[arg(long, env = "SHOAL_TAG_TTL", value_name = "DURATION")]
     pub tag_ttl: Option<HumanDuration>,
 
+    /// How long an unfinished push may sit untouched before it is removed [default: 1h]
+    #[arg(long, env = "SHOAL_UPLOAD_TIMEOUT", value_name = "DURATION")]
+    pub upload_timeout: Option<HumanDuration>,
+
+    /// A registry name that is no upstream, for which the node is a plain registry of what
+    /// is pushed to it (e.g. `local`); repeatable.
+    #[arg(long = "hosted", env = "SHOAL_HOSTED", value_name = "NAME", value_delimiter = ',')]
+    pub hosted: Vec<String>,
+
     /// Docker config.json whose `auths` supply upstream credentials.
     #[arg(long, env = "SHOAL_DOCKER_CONFIG", value_name = "FILE")]
     pub docker_config: Option<PathBuf>,
@@ -247,6 +256,8 @@ impl RunArgs {
             allow_private_upstreams: self.allow_private_upstreams,
             max_size: self.max_size,
             tag_ttl: self.tag_ttl,
+            upload_timeout: self.upload_timeout,
+            hosted: self.hosted,
             docker_config: self.docker_config,
             p2p_listen: self.p2p_listen,
             bootstrap: self.bootstrap,

@@ -19,6 +19,7 @@ pub mod http_server;
 pub mod metrics;
 pub mod p2p;
 pub mod peer_auth;
+pub mod push;
 pub mod registry;
 pub mod server;
 pub mod status;

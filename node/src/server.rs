@@ -22,6 +22,7 @@ use crate::http_server;
 use crate::metrics::Metrics;
 use crate::p2p::{ClusterKey, KeyError, P2p, P2pConfig, P2pError};
 use crate::peer_auth::{RequestSigner, RequestVerifier};
+use crate::push::Pusher;
 use crate::registry::{self, AppState, Routing};
 use crate::status::{FleetView, RecentErrors, StatusSource};
 use crate::store::{Store, StoreError};
@@ -156,6 +157,12 @@ pub async fn run(
             .with_repo_check(auth.restricts_names()),
     );
     service.set_fetcher(fetcher.clone());
+    let pusher = Arc::new(Pusher::new(
+        store.clone(),
+        fetcher.clone(),
+        config.upload_timeout,
+        auth.restricts_names(),
+    ));
 
     let stop = CancellationToken::new();
     let maintenance = tokio::spawn(store.clone().run_maintenance(stop.clone()));
@@ -175,6 +182,7 @@ pub async fn run(
     let server_metrics = metrics.clone();
     let state = AppState {
         fetcher,
+        pusher,
         metrics,
         status,
         errors,
@@ -183,6 +191,7 @@ pub async fn run(
         routing: Arc::new(Routing {
             default_upstream: config.routing.default_upstream.clone(),
             aliases: config.routing.aliases.clone(),
+            hosted: config.routing.hosted.clone(),
         }),
     };
     tracing::info!(%address, data_dir = %config.store.root.display(), "shoal is serving the registry API");

@@ -5,6 +5,7 @@
 //! that the node never handles an unchecked string where one of these is meant.
 
 pub mod digest;
+pub mod manifest;
 pub mod media_type;
 pub mod name;
 pub mod peer;

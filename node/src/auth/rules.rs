@@ -14,7 +14,7 @@ use crate::fetch::is_registry_host;
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Pull,
-    /// Recorded for pushed content; nothing asks for it until pushes are served.
+    /// Uploads, manifest pushes and deletes.
     Push,
 }
 
@@ -40,8 +40,21 @@ impl Rule {
         anonymous: bool,
         allow: Vec<Action>,
     ) -> Result<Rule, String> {
+        Rule::with_hosted(prefix, users, anonymous, allow, &[])
+    }
+
+    /// A checked rule whose prefix may also start with one of the `hosted` registry names
+    /// (which need not look like host names).
+    pub fn with_hosted(
+        prefix: &str,
+        users: Vec<String>,
+        anonymous: bool,
+        allow: Vec<Action>,
+        hosted: &[String],
+    ) -> Result<Rule, String> {
         let prefix = prefix.trim_end_matches('/');
-        if prefix != EVERYTHING {
+        let first = prefix.split('/').next().unwrap_or_default();
+        if prefix != EVERYTHING && !hosted.iter().any(|h| h == first) {
             check_prefix(prefix)?;
         }
         Ok(Rule { prefix: prefix.to_owned(), users, anonymous, allow })

@@ -53,14 +53,16 @@ pub(super) fn resolve_auth(
     entry: Option<AuthEntry>,
     overrides: AuthOverrides,
     credentialed: &[String],
+    hosted: &[String],
 ) -> Result<AuthConfig, ConfigError> {
-    resolve(entry.unwrap_or_default(), overrides, credentialed).map_err(ConfigError::Auth)
+    resolve(entry.unwrap_or_default(), overrides, credentialed, hosted).map_err(ConfigError::Auth)
 }
 
 fn resolve(
     entry: AuthEntry,
     o: AuthOverrides,
     credentialed: &[String],
+    hosted: &[String],
 ) -> Result<AuthConfig, AuthConfigError> {
     let htpasswd: Option<PathBuf> = o.htpasswd.or(entry.htpasswd);
     let tokens_path: Option<PathBuf> = o.tokens.or(entry.tokens);
@@ -89,8 +91,9 @@ fn resolve(
                 return Err(AuthConfigError::UnknownUser { prefix, user: user.clone() });
             }
         }
-        let rule = Rule::new(&r.prefix, r.users.clone(), r.anonymous, r.allow.clone())
-            .map_err(AuthConfigError::Rule)?;
+        let rule =
+            Rule::with_hosted(&r.prefix, r.users.clone(), r.anonymous, r.allow.clone(), hosted)
+                .map_err(AuthConfigError::Rule)?;
         rules.push(rule);
     }
     // The rule for names no other rule covers, when the configuration implies one: anonymous
@@ -135,7 +138,7 @@ mod tests {
     ) -> Result<AuthConfig, AuthConfigError> {
         let file = FileConfig::parse(text, Path::new("x.toml")).unwrap();
         let credentialed: Vec<String> = credentialed.iter().map(|s| (*s).to_owned()).collect();
-        resolve(file.auth.unwrap_or_default(), o, &credentialed)
+        resolve(file.auth.unwrap_or_default(), o, &credentialed, &[])
     }
 
     fn pull(c: &AuthConfig, who: Option<&str>, registry: &str, repo: &str) -> bool {

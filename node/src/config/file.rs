@@ -19,6 +19,9 @@ pub struct FileConfig {
     pub allow_private_upstreams: Option<bool>,
     pub max_size: Option<ByteSize>,
     pub tag_ttl: Option<HumanDuration>,
+    pub upload_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub hosted: Vec<String>,
     pub docker_config: Option<PathBuf>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamEntry>,

@@ -6,7 +6,7 @@ mod auth;
 mod file;
 mod units;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +41,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
 pub const DEFAULT_DATA_DIR: &str = "./shoal-data";
 pub const DEFAULT_UPSTREAM: &str = "docker.io";
 pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(5 * 60);
+/// An upload untouched this long is abandoned: its session and bytes are removed.
+pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/5001";
 pub const DEFAULT_PROVIDER_BUDGET: Duration = Duration::from_millis(300);
@@ -60,6 +62,8 @@ pub struct Config {
     pub client: ClientSettings,
     pub server: ServerSettings,
     pub tag_ttl: Duration,
+    /// How long an upload may sit untouched before it is removed with its bytes.
+    pub upload_timeout: Duration,
     pub fleet: FleetConfig,
     /// Who the node's clients are and what they may pull.
     pub auth: AuthConfig,
@@ -104,6 +108,9 @@ pub struct RoutingConfig {
     pub default_upstream: String,
     /// Path-prefix aliases such as `docker-hub` → `docker.io`, as ECR pull-through rules have.
     pub aliases: BTreeMap<String, String>,
+    /// Registry names that are no upstream: the node (the fleet) is the registry for them,
+    /// serving only what was pushed or imported.
+    pub hosted: BTreeSet<String>,
     /// Fetch from registries that are not configured, over HTTPS at their own name.
     pub allow_any_upstream: bool,
     /// Such registries may be at private, loopback or link-local addresses too.
@@ -130,6 +137,11 @@ pub enum ConfigError {
     TokenRealm { name: String, realm: String },
     #[error("default upstream {0:?} is not a configured upstream")]
     UnknownDefault(String),
+    #[error(
+        "hosted registry name {0:?} must be a registry name (letters, digits, . - and a port) \
+         that is neither an upstream nor an alias"
+    )]
+    BadHosted(String),
     #[error("alias {alias:?} points at {target:?}, which is not a configured upstream")]
     UnknownAliasTarget { alias: String, target: String },
     #[error("invalid multiaddr {0:?} (expected e.g. /ip4/10.0.0.2/tcp/5001)")]
@@ -159,6 +171,8 @@ pub struct Overrides {
     pub allow_private_upstreams: bool,
     pub max_size: Option<ByteSize>,
     pub tag_ttl: Option<HumanDuration>,
+    pub upload_timeout: Option<HumanDuration>,
+    pub hosted: Vec<String>,
     pub docker_config: Option<PathBuf>,
     pub p2p_listen: Vec<String>,
     pub bootstrap: Vec<String>,
@@ -362,6 +376,16 @@ impl Config {
         if !upstreams.contains_key(&default_upstream) {
             return Err(ConfigError::UnknownDefault(default_upstream));
         }
+        let mut hosted = BTreeSet::new();
+        for name in overrides.hosted.iter().chain(file.hosted.iter()) {
+            if !crate::fetch::is_registry_host(name)
+                || upstreams.contains_key(name)
+                || file.aliases.contains_key(name)
+            {
+                return Err(ConfigError::BadHosted(name.clone()));
+            }
+            hosted.insert(name.clone());
+        }
         for (alias, target) in &file.aliases {
             if !upstreams.contains_key(target) {
                 return Err(ConfigError::UnknownAliasTarget {
@@ -378,7 +402,8 @@ impl Config {
             .chain(extra_credentials.keys().cloned())
             .collect();
         credentialed.sort();
-        let auth = auth::resolve_auth(file.auth, overrides.auth, &credentialed)?;
+        let hosted_names: Vec<String> = hosted.iter().cloned().collect();
+        let auth = auth::resolve_auth(file.auth, overrides.auth, &credentialed, &hosted_names)?;
 
         let client_file = file.upstream_client.unwrap_or_default();
         let defaults = ClientSettings::default();
@@ -406,12 +431,17 @@ impl Config {
                 upstreams,
                 default_upstream,
                 aliases: file.aliases,
+                hosted,
                 allow_any_upstream,
                 allow_private_upstreams,
                 extra_credentials,
             },
             client,
             tag_ttl: overrides.tag_ttl.or(file.tag_ttl).map_or(DEFAULT_TAG_TTL, |d| d.0),
+            upload_timeout: overrides
+                .upload_timeout
+                .or(file.upload_timeout)
+                .map_or(DEFAULT_UPLOAD_TIMEOUT, |d| d.0),
             auth,
         })
     }

@@ -65,4 +65,16 @@ impl FetchError {
             other => other,
         }
     }
+
+    /// Whether the content does not exist where it was asked for (as opposed to a failure
+    /// that a retry could get past).
+    pub fn is_unknown(&self) -> bool {
+        matches!(
+            self.root(),
+            FetchError::UnknownRegistry(_)
+                | FetchError::ManifestUnknown { .. }
+                | FetchError::BlobUnknown(_)
+                | FetchError::Upstream(UpstreamError::NotFound { .. })
+        )
+    }
 }

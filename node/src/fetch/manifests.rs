@@ -97,6 +97,9 @@ impl Fetcher {
         tag: &Tag,
         ask_owner: bool,
     ) -> Result<ManifestData, FetchError> {
+        if let Some(found) = self.pushed_tag(target, tag).await? {
+            return Ok(found);
+        }
         if let Some(found) = self.fresh_tag(target, tag).await? {
             return Ok(found);
         }
@@ -276,6 +279,31 @@ impl Fetcher {
             return Ok(None);
         }
         self.stored_manifest(&record.digest, Some(&record.media_type)).await
+    }
+
+    /// A tag pushed to this node: the truth for its name, never asked of the upstream. Its
+    /// manifest is read here, else from a peer that holds it.
+    async fn pushed_tag(
+        &self,
+        target: &Target,
+        tag: &Tag,
+    ) -> Result<Option<ManifestData>, FetchError> {
+        let Some(pushed) = self.store.get_pushed_tag(&target.registry, &target.repo, tag)? else {
+            return Ok(None);
+        };
+        if let Some(found) = self.stored_manifest(&pushed.digest, Some(&pushed.media_type)).await? {
+            return Ok(Some(found));
+        }
+        if let Some(found) = self.manifest_from_peers(&pushed.digest).await {
+            self.keep_manifest(&found).await?;
+            return Ok(Some(found));
+        }
+        tracing::warn!(registry = %target.registry, repo = %target.repo, %tag, digest = %pushed.digest, "pushed tag names a manifest no member holds");
+        Err(FetchError::ManifestUnknown {
+            registry: target.registry.clone(),
+            repo: target.repo.to_string(),
+            reference: tag.to_string(),
+        })
     }
 
     async fn stored_manifest(

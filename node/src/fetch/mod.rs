@@ -9,6 +9,7 @@ mod coverage;
 mod download;
 mod error;
 mod fleet;
+mod held;
 mod inflight;
 mod keyed_lock;
 mod manifests;

@@ -8,8 +8,8 @@
 //! repository's credentials (a 404, 401 or 403 there is "unknown" here). The check runs before
 //! the store, the peers or the upstream are asked, so neither a local copy nor a peer's can leak.
 
-use serde::Deserialize;
 use shoal_protocol::Digest;
+use shoal_protocol::manifest::ManifestRefs;
 
 use super::{FetchError, Fetcher, ManifestData, Target};
 use crate::store::StoreError;
@@ -20,24 +20,6 @@ use crate::upstream::UpstreamError;
 pub(super) enum Kind {
     Blob,
     Manifest,
-}
-
-/// The parts of an image manifest or index that name other content of the same repository.
-#[derive(Deserialize)]
-struct References {
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-    /// OCI artifact manifests.
-    #[serde(default)]
-    blobs: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    digest: String,
 }
 
 impl Fetcher {
@@ -113,30 +95,5 @@ fn unknown(target: &Target, digest: &Digest, kind: Kind) -> FetchError {
 
 /// The digests a manifest lists; nothing for what is not a manifest.
 fn references(bytes: &[u8]) -> Vec<Digest> {
-    let Ok(refs) = serde_json::from_slice::<References>(bytes) else { return Vec::new() };
-    refs.config
-        .iter()
-        .chain(&refs.layers)
-        .chain(&refs.manifests)
-        .chain(&refs.blobs)
-        .filter_map(|d| Digest::parse(&d.digest).ok())
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_manifest_lists_its_config_layers_and_children() {
-        let (a, b, c) = (Digest::of(b"a"), Digest::of(b"b"), Digest::of(b"c"));
-        let image = format!(
-            r#"{{"schemaVersion":2,"config":{{"digest":"{a}","size":1}},"layers":[{{"digest":"{b}"}},{{"digest":"md5:x"}}]}}"#
-        );
-        assert_eq!(references(image.as_bytes()), [a, b]);
-        let index = format!(r#"{{"manifests":[{{"digest":"{c}","platform":{{}}}}]}}"#);
-        assert_eq!(references(index.as_bytes()), [c]);
-        assert!(references(b"not json").is_empty());
-        assert!(references(br#"{"layers":"odd"}"#).is_empty());
-    }
+    ManifestRefs::parse(bytes).map(|m| m.references()).unwrap_or_default()
 }

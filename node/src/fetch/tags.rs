@@ -1,4 +1,5 @@
-//! `tags/list`: the upstream's answer when it can give one, the tags this node has seen when not.
+//! `tags/list`: the upstream's answer when it can give one, the tags this node has seen when not,
+//! and the tags pushed here with them.
 
 use bytes::Bytes;
 
@@ -19,7 +20,20 @@ impl Fetcher {
         n: Option<u32>,
         last: Option<&str>,
     ) -> Result<TagList, FetchError> {
-        let upstream = self.upstreams.get(&target.registry)?;
+        // Tags pushed here are listed from here: with the tags the node has seen, for a name
+        // that is an upstream's; alone, for a hosted name (no upstream to ask).
+        let pushed = self.store.list_pushed_tags(&target.registry, &target.repo)?;
+        let upstream = match self.upstreams.get(&target.registry) {
+            Ok(upstream) if pushed.is_empty() => upstream,
+            Err(e) if pushed.is_empty() => return Err(e),
+            _ => {
+                let mut known = self.store.list_tags(&target.registry, &target.repo)?;
+                known.extend(pushed);
+                known.sort();
+                known.dedup();
+                return Ok(local_page(target, known, n, last));
+            }
+        };
         let result = upstream.list_tags(&target.repo, n, last).await;
         match self.upstreams.counted(&target.registry, "tags", result) {
             Ok(page) => {

@@ -14,25 +14,30 @@ use super::error::ApiError;
 use super::route::Endpoint;
 use crate::auth::{Action, ClientAuth, Presented, Refusal};
 
-/// Refuses the request unless its client may use `endpoint`.
+/// Refuses the request unless its client may use `endpoint` for `action`; returns who the
+/// client is (`None`: anonymous).
 pub(super) async fn check(
     auth: &ClientAuth,
     headers: &HeaderMap,
     endpoint: &Endpoint,
-) -> Result<(), ApiError> {
+    action: Action,
+) -> Result<Option<String>, ApiError> {
     let target = match endpoint {
         // The status report names the fleet's members and what they hold: any client that
         // may log in may read it, as it may read `/v2/`.
         Endpoint::Base | Endpoint::Status => None,
         Endpoint::Manifest { target, .. }
         | Endpoint::Blob { target, .. }
-        | Endpoint::Tags { target, .. } => Some(target),
+        | Endpoint::Tags { target, .. }
+        | Endpoint::UploadStart { target, .. }
+        | Endpoint::Upload { target, .. }
+        | Endpoint::Referrers { target, .. } => Some(target),
         Endpoint::PeerBlob { .. }
         | Endpoint::PeerPieces { .. }
         | Endpoint::Metrics
         | Endpoint::Health
         | Endpoint::Ready
-        | Endpoint::Unsupported(_) => return Ok(()),
+        | Endpoint::Unsupported(_) => return Ok(None),
     };
     let presented = presented(headers).ok_or(ApiError::Auth(Refusal::BadCredentials))?;
     let who = auth.identify(&presented).await.map_err(ApiError::Auth)?;
@@ -41,10 +46,12 @@ pub(super) async fn check(
         None if who.is_none() && auth.requires_login() => {
             Err(ApiError::Auth(Refusal::LoginRequired))
         }
-        None => Ok(()),
-        Some(t) => auth
-            .authorize(who.as_deref(), &t.registry, t.repo.as_str(), Action::Pull)
-            .map_err(ApiError::Auth),
+        None => Ok(who),
+        Some(t) => {
+            auth.authorize(who.as_deref(), &t.registry, t.repo.as_str(), action)
+                .map_err(ApiError::Auth)?;
+            Ok(who)
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::Refusal;
 use crate::fetch::FetchError;
 use crate::peer_auth::PeerAuthFailure;
+use crate::push::PushError;
 use crate::store::StoreError;
 use crate::upstream::UpstreamError;
 
@@ -41,6 +42,10 @@ pub enum ApiError {
     /// `/readyz`: the store cannot take writes now.
     #[error("not ready: {0}")]
     NotReady(FetchError),
+    #[error("upload {0:?} is unknown")]
+    UploadUnknown(String),
+    #[error(transparent)]
+    Push(#[from] PushError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
 }
@@ -67,7 +72,7 @@ fn refusal_text(refusal: &Refusal) -> &'static str {
     match refusal {
         Refusal::LoginRequired => "authentication required",
         Refusal::BadCredentials => "invalid username, password or token",
-        Refusal::Denied => "this client may not pull this repository",
+        Refusal::Denied => "this client may not do that in this repository",
     }
 }
 
@@ -99,6 +104,8 @@ impl ApiError {
                 mapped(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
             }
             ApiError::NotReady(_) => mapped(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            ApiError::UploadUnknown(_) => mapped(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            ApiError::Push(e) => map_push(e),
             ApiError::Fetch(e) => map_fetch(e.root()),
         }
     }
@@ -106,8 +113,13 @@ impl ApiError {
     /// The message for the body: the error itself, except where it would show the node's own
     /// paths or configuration.
     pub(super) fn public_message(&self) -> String {
-        let ApiError::Fetch(e) = self else { return self.to_string() };
-        match e.root() {
+        let e = match self {
+            ApiError::Fetch(e) => e.root(),
+            ApiError::Push(PushError::Store(e)) => return store_message(e, self),
+            ApiError::Push(PushError::Fetch(e)) => e.root(),
+            _ => return self.to_string(),
+        };
+        match e {
             FetchError::Store(StoreError::DiskFull { .. }) => {
                 "the node's store is full; its log says more".to_owned()
             }
@@ -127,6 +139,67 @@ impl ApiError {
             }
             _ => self.to_string(),
         }
+    }
+}
+
+/// What a client may read of a store failure during a push.
+fn store_message(e: &StoreError, error: &ApiError) -> String {
+    match e {
+        StoreError::UploadNoRoom { size, usable, .. } => format!(
+            "the upload reached {} but the node's store can take only {}; it was removed",
+            crate::store::human_size(*size),
+            crate::store::human_size(*usable)
+        ),
+        StoreError::UploadOverCap { .. } | StoreError::OverCap { .. } => error.to_string(),
+        StoreError::DiskFull { .. } => "the node's store is full; its log says more".to_owned(),
+        _ => "the node's store failed; its log says more".to_owned(),
+    }
+}
+
+fn map_push(e: &PushError) -> Mapped {
+    match e {
+        PushError::UploadUnknown(_) => mapped(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+        PushError::OutOfOrder { .. } => {
+            mapped(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID")
+        }
+        PushError::SizeInvalid(_) => mapped(StatusCode::BAD_REQUEST, "SIZE_INVALID"),
+        PushError::DigestInvalid(_) => mapped(StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+        PushError::ManifestInvalid(_) => mapped(StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+        PushError::ManifestTooLarge { .. } => {
+            mapped(StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID")
+        }
+        PushError::ManifestBlobUnknown(_) => {
+            mapped(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN")
+        }
+        PushError::ManifestUnknown(_) => mapped(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        PushError::BlobUnknown(_) => mapped(StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+        PushError::TooManyUploads(_) => Mapped {
+            retry_after: Some(60),
+            ..mapped(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
+        },
+        PushError::Body(_) => mapped(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+        PushError::Unsupported(_) => mapped(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+        PushError::Store(StoreError::UploadNoRoom { .. } | StoreError::UploadOverCap { .. }) => {
+            mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
+        }
+        PushError::Store(StoreError::IncompleteWrite { .. }) => {
+            mapped(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID")
+        }
+        PushError::Store(e) => map_store(e),
+        PushError::Fetch(e) => map_fetch(e.root()),
+    }
+}
+
+fn map_store(e: &StoreError) -> Mapped {
+    match e {
+        StoreError::NoRoom { .. } | StoreError::OverCap { .. } => {
+            mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
+        }
+        e if e.is_disk_full() => mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE"),
+        StoreError::IndexUnavailable { .. } | StoreError::ReadOnly { .. } => {
+            mapped(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+        }
+        _ => mapped(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
 }
 
@@ -150,16 +223,8 @@ fn map_fetch(e: &FetchError) -> Mapped {
             mapped(StatusCode::BAD_GATEWAY, "UNAVAILABLE")
         }
         FetchError::Upstream(u) => map_upstream(u),
-        FetchError::Store(StoreError::NoRoom { .. } | StoreError::OverCap { .. }) => {
-            mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
-        }
-        FetchError::Store(e) if e.is_disk_full() => {
-            mapped(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
-        }
-        FetchError::Store(StoreError::IndexUnavailable { .. } | StoreError::ReadOnly { .. }) => {
-            mapped(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
-        }
-        FetchError::Store(_) | FetchError::Read { .. } | FetchError::Panicked { .. } => {
+        FetchError::Store(e) => map_store(e),
+        FetchError::Read { .. } | FetchError::Panicked { .. } => {
             mapped(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")
         }
         FetchError::Joined { cause, .. } => map_fetch(cause),

@@ -9,6 +9,7 @@ mod auth;
 mod error;
 mod handlers;
 mod observe;
+mod push;
 mod range;
 mod route;
 
@@ -24,10 +25,11 @@ pub use route::{Endpoint, Routing, TagsQuery};
 
 use shoal_protocol::peer::{PeerAuthError, SignedRequest};
 
-use crate::auth::ClientAuth;
-use crate::fetch::Fetcher;
+use crate::auth::{Action, ClientAuth};
+use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
 use crate::peer_auth::{PEER_AUTH_HEADER, PeerAuthFailure, RequestVerifier};
+use crate::push::Pusher;
 use crate::status::{RecentErrors, StatusSource};
 use observe::Seen;
 
@@ -45,6 +47,8 @@ const MAX_HEADER_BYTES: usize = 32 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub fetcher: Arc<Fetcher>,
+    /// Uploads, manifest pushes, deletes and referrers.
+    pub pusher: Arc<Pusher>,
     pub routing: Arc<Routing>,
     pub metrics: Arc<Metrics>,
     /// Checks peers' signed requests; `None` on a node without a cluster key, which refuses
@@ -81,37 +85,47 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
 }
 
 async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Response, ApiError> {
-    let (parts, _body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     check_size(&parts)?;
     let endpoint = state.routing.endpoint(parts.uri.path(), parts.uri.query())?;
     seen.note(&endpoint, &parts.method);
-    auth::check(&state.auth, &parts.headers, &endpoint).await?;
+    let method = &parts.method;
+    let writes = !matches!(*method, Method::GET | Method::HEAD)
+        || matches!(endpoint, Endpoint::Upload { .. });
+    let action = if writes { Action::Push } else { Action::Pull };
+    let who = auth::check(&state.auth, &parts.headers, &endpoint, action).await?;
+    if writes {
+        return serve_push(state, &parts, endpoint, who.as_deref(), body).await;
+    }
+    let head = *method == Method::HEAD;
     let tally = seen.tally(&state.metrics, &state.errors);
-    let head = match parts.method {
-        Method::GET => false,
-        Method::HEAD => true,
-        _ if matches!(endpoint, Endpoint::Unsupported(_)) => {
-            return Err(ApiError::Unsupported("push is not supported by a pull-through cache"));
-        }
-        _ => {
-            return Err(ApiError::Unsupported(
-                "only GET and HEAD are served by a pull-through cache",
-            ));
-        }
-    };
     let fetcher = &state.fetcher;
+    let hosted = |target: &crate::fetch::Target| state.routing.is_hosted(&target.registry);
     match endpoint {
         Endpoint::Base => Ok(handlers::base()),
         Endpoint::Manifest { target, reference } => {
-            handlers::manifest(fetcher, &target, &reference, head, tally).await
+            handlers::manifest(fetcher, &target, &reference, head, tally).await.map_err(|e| {
+                let unknown = FetchError::ManifestUnknown {
+                    registry: target.registry.clone(),
+                    repo: target.repo.to_string(),
+                    reference: reference.to_string(),
+                };
+                hosted_unknown(e, hosted(&target).then_some(unknown))
+            })
         }
         Endpoint::Blob { target, digest } => {
             let range = range::parse(&parts.headers)?;
-            handlers::blob(fetcher, &target, &digest, range, head, tally).await
+            handlers::blob(fetcher, &target, &digest, range, head, tally).await.map_err(|e| {
+                let unknown = FetchError::BlobUnknown(digest);
+                hosted_unknown(e, hosted(&target).then_some(unknown))
+            })
         }
         Endpoint::Tags { target, client_name, page } => {
             let ns = parts.uri.query().and_then(ns_param);
             handlers::tags(fetcher, &target, &client_name, ns.as_deref(), page, head).await
+        }
+        Endpoint::Referrers { target, digest, artifact_type } => {
+            push::referrers(&state.pusher, &target, &digest, artifact_type.as_deref(), head)
         }
         Endpoint::PeerBlob { digest } => {
             check_peer(state, &parts)?;
@@ -127,6 +141,100 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
         Endpoint::Health => Ok(handlers::health(head)),
         Endpoint::Ready => handlers::ready(fetcher, head).await,
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
+        Endpoint::UploadStart { .. } | Endpoint::Upload { .. } => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// Uploads, manifest pushes and deletes; the client may push to the name (checked by now).
+async fn serve_push(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    endpoint: Endpoint,
+    who: Option<&str>,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let pusher = &state.pusher;
+    let ns = parts.uri.query().and_then(ns_param);
+    let names = |client_name| push::Names { client_name, ns: ns.as_deref() };
+    if let Some(target) = endpoint_target(&endpoint) {
+        // Content pushed under a name the node neither fetches nor hosts could never be
+        // pulled back through the fleet.
+        if !state.routing.is_hosted(&target.registry) {
+            state.fetcher.check_registry(&target.registry)?;
+        }
+    }
+    let method = &parts.method;
+    match endpoint {
+        Endpoint::UploadStart { target, client_name, query } if method == Method::POST => {
+            if let Some(from) = &query.from {
+                // A mount reads the blob out of `from`: only for a client that may pull it.
+                state
+                    .auth
+                    .authorize(who, &target.registry, from.as_str(), Action::Pull)
+                    .map_err(ApiError::Auth)?;
+            }
+            push::start(pusher, &target, names(&client_name), query, body).await
+        }
+        Endpoint::Upload { target, client_name, id, digest } => match *method {
+            Method::PATCH => {
+                push::patch(pusher, &target, names(&client_name), &id, &parts.headers, body).await
+            }
+            Method::PUT => {
+                push::finish(pusher, &target, names(&client_name), &id, digest, body).await
+            }
+            Method::GET | Method::HEAD => {
+                push::status(pusher, &target, names(&client_name), &id).await
+            }
+            Method::DELETE => push::cancel(pusher, &target, &id).await,
+            _ => Err(ApiError::MethodNotAllowed),
+        },
+        Endpoint::Manifest { target, reference } if method == Method::PUT => {
+            let client_name = client_name(parts.uri.path(), "/manifests/");
+            push::put_manifest(
+                pusher,
+                &target,
+                names(client_name),
+                &reference,
+                &parts.headers,
+                body,
+            )
+            .await
+        }
+        Endpoint::Manifest { target, reference } if method == Method::DELETE => {
+            push::delete_manifest(pusher, &target, &reference).await
+        }
+        Endpoint::Blob { target, digest } if method == Method::DELETE => {
+            push::delete_blob(pusher, &target, &digest).await
+        }
+        Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn endpoint_target(endpoint: &Endpoint) -> Option<&crate::fetch::Target> {
+    match endpoint {
+        Endpoint::Manifest { target, .. }
+        | Endpoint::Blob { target, .. }
+        | Endpoint::UploadStart { target, .. }
+        | Endpoint::Upload { target, .. } => Some(target),
+        _ => None,
+    }
+}
+
+/// The repository name as the client wrote it in `/v2/<name>/manifests/...`.
+fn client_name<'a>(path: &'a str, marker: &str) -> &'a str {
+    let rest = path.strip_prefix("/v2/").unwrap_or(path);
+    rest.rsplit_once(marker).map_or(rest, |(name, _)| name)
+}
+
+/// Under a hosted name there is no upstream to ask: what neither this node nor a peer holds
+/// is `unknown` (given for hosted names only), not an unknown registry.
+fn hosted_unknown(e: ApiError, unknown: Option<FetchError>) -> ApiError {
+    match (e, unknown) {
+        (ApiError::Fetch(FetchError::UnknownRegistry(_)), Some(unknown)) => {
+            ApiError::Fetch(unknown)
+        }
+        (other, _) => other,
     }
 }
 

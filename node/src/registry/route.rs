@@ -5,7 +5,7 @@
 //! containerd's `?ns=docker.io`, a first path component that is a host (`/v2/ghcr.io/org/app/`)
 //! or a configured alias, or nothing (the default upstream, with Docker's `library/` rule).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use shoal_protocol::{Digest, Reference, RepositoryName};
 
@@ -34,6 +34,25 @@ pub enum Endpoint {
         client_name: String,
         page: TagsQuery,
     },
+    /// `POST /v2/<name>/blobs/uploads/`: start an upload, push a blob whole, or mount one.
+    UploadStart {
+        target: Target,
+        client_name: String,
+        query: UploadQuery,
+    },
+    /// `/v2/<name>/blobs/uploads/<id>`: an upload in progress.
+    Upload {
+        target: Target,
+        client_name: String,
+        id: String,
+        digest: Option<Digest>,
+    },
+    /// `GET /v2/<name>/referrers/<digest>`.
+    Referrers {
+        target: Target,
+        digest: Digest,
+        artifact_type: Option<String>,
+    },
     /// A blob this node holds or is fetching, for a peer (never starts a fetch).
     PeerBlob {
         digest: Digest,
@@ -50,8 +69,45 @@ pub enum Endpoint {
     Health,
     /// `/readyz`: the store can take writes.
     Ready,
-    /// Uploads, pushes, deletes, catalog: not served by a pull-through cache.
+    /// The catalog: not served (a cache cannot list what its upstreams hold).
     Unsupported(&'static str),
+}
+
+/// The query of an upload's first request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadQuery {
+    /// The whole blob is in this request (a monolithic upload).
+    pub digest: Option<Digest>,
+    /// Mount this blob instead of uploading it...
+    pub mount: Option<Digest>,
+    /// ...from this repository of the same registry.
+    pub from: Option<RepositoryName>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct RawUploadQuery {
+    digest: Option<String>,
+    mount: Option<String>,
+    from: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ReferrersQuery {
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
+}
+
+/// Upload ids this node hands out are hex; anything else names no upload.
+fn upload_id(id: &str) -> Result<String, ApiError> {
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_owned())
+    } else {
+        Err(ApiError::UploadUnknown(id.chars().take(64).collect()))
+    }
+}
+
+fn digest_param(value: Option<String>) -> Result<Option<Digest>, ApiError> {
+    value.map(|d| Digest::parse(&d).map_err(|e| ApiError::DigestInvalid(e.to_string()))).transpose()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -70,6 +126,14 @@ struct CommonQuery {
 pub struct Routing {
     pub default_upstream: String,
     pub aliases: BTreeMap<String, String>,
+    /// Registry names the node hosts itself (`local/app`).
+    pub hosted: BTreeSet<String>,
+}
+
+impl Routing {
+    pub fn is_hosted(&self, registry: &str) -> bool {
+        self.hosted.contains(registry)
+    }
 }
 
 impl Routing {
@@ -107,8 +171,40 @@ impl Routing {
             let target = self.target(name, query_text)?;
             return Ok(Endpoint::Tags { target, client_name: name.to_owned(), page });
         }
-        if rest.contains("/blobs/uploads") {
-            return Ok(Endpoint::Unsupported("push is not supported by a pull-through cache"));
+        if let Some((name, id)) = rest.split_once("/blobs/uploads") {
+            let target = self.target(name, query_text)?;
+            let client_name = name.to_owned();
+            return match id.trim_start_matches('/') {
+                "" => {
+                    let raw: RawUploadQuery = serde_urlencoded_query(query_text)?;
+                    let from = match raw.from {
+                        None => None,
+                        Some(from) => {
+                            let from = self.target(&from, query_text)?;
+                            // A mount crosses repositories, never registries.
+                            (from.registry == target.registry).then_some(from.repo)
+                        }
+                    };
+                    let query = UploadQuery {
+                        digest: digest_param(raw.digest)?,
+                        mount: digest_param(raw.mount)?,
+                        from,
+                    };
+                    Ok(Endpoint::UploadStart { target, client_name, query })
+                }
+                id => {
+                    let raw: RawUploadQuery = serde_urlencoded_query(query_text)?;
+                    let (id, digest) = (upload_id(id)?, digest_param(raw.digest)?);
+                    Ok(Endpoint::Upload { target, client_name, id, digest })
+                }
+            };
+        }
+        if let Some((name, digest)) = rest.rsplit_once("/referrers/") {
+            let target = self.target(name, query_text)?;
+            let digest =
+                Digest::parse(digest).map_err(|e| ApiError::DigestInvalid(e.to_string()))?;
+            let q: ReferrersQuery = serde_urlencoded_query(query_text)?;
+            return Ok(Endpoint::Referrers { target, digest, artifact_type: q.artifact_type });
         }
         if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
             let target = self.target(name, query_text)?;
@@ -130,7 +226,11 @@ impl Routing {
         let (registry, repo) = match common.ns {
             Some(ns) => (ns, name),
             None => match name.split_once('/') {
-                Some((first, rest)) if is_host_like(first) || self.aliases.contains_key(first) => {
+                Some((first, rest))
+                    if is_host_like(first)
+                        || self.aliases.contains_key(first)
+                        || self.hosted.contains(first) =>
+                {
                     (first.to_owned(), rest)
                 }
                 _ => (self.default_upstream.clone(), name),
@@ -185,6 +285,7 @@ mod tests {
         Routing {
             default_upstream: "docker.io".to_owned(),
             aliases: [("docker-hub".to_owned(), "docker.io".to_owned())].into(),
+            hosted: ["local".to_owned()].into(),
         }
     }
 
@@ -227,10 +328,6 @@ mod tests {
         let r = routing();
         assert_eq!(r.endpoint("/v2/", None).unwrap(), Endpoint::Base);
         assert_eq!(r.endpoint("/v2", None).unwrap(), Endpoint::Base);
-        assert!(matches!(
-            r.endpoint("/v2/app/blobs/uploads/", None).unwrap(),
-            Endpoint::Unsupported(_)
-        ));
         assert!(matches!(r.endpoint("/v2/_catalog", None).unwrap(), Endpoint::Unsupported(_)));
         assert!(matches!(r.endpoint("/v3/", None), Err(ApiError::NotFound)));
         assert_eq!(r.endpoint("/healthz", None).unwrap(), Endpoint::Health);
@@ -270,6 +367,47 @@ mod tests {
             r.endpoint("/v2/app/tags/list", Some("n=abc")),
             Err(ApiError::QueryInvalid(_))
         ));
+    }
+
+    #[test]
+    fn uploads_and_referrers() {
+        let r = routing();
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let e = r.endpoint("/v2/local/app/blobs/uploads/", None).unwrap();
+        let Endpoint::UploadStart { target: t, client_name, query } = e else { panic!("{e:?}") };
+        assert_eq!((t.registry.as_str(), t.repo.as_str()), ("local", "app"));
+        assert_eq!((client_name.as_str(), query), ("local/app", UploadQuery::default()));
+
+        let q = format!("mount={d}&from=local/other");
+        let e = r.endpoint("/v2/local/app/blobs/uploads/", Some(&q)).unwrap();
+        let Endpoint::UploadStart { query, .. } = e else { panic!("{e:?}") };
+        assert_eq!(query.mount.unwrap().to_string(), d);
+        assert_eq!(query.from.unwrap().as_str(), "other");
+        // A mount from another registry is no mount: the client uploads instead.
+        let q = format!("mount={d}&from=ghcr.io/other");
+        let e = r.endpoint("/v2/local/app/blobs/uploads/", Some(&q)).unwrap();
+        let Endpoint::UploadStart { query, .. } = e else { panic!("{e:?}") };
+        assert_eq!(query.from, None);
+
+        let e =
+            r.endpoint("/v2/local/app/blobs/uploads/00ff", Some(&format!("digest={d}"))).unwrap();
+        let Endpoint::Upload { id, digest, .. } = e else { panic!("{e:?}") };
+        assert_eq!((id.as_str(), digest.unwrap().to_string()), ("00ff", d.to_owned()));
+        assert!(matches!(
+            r.endpoint("/v2/local/app/blobs/uploads/../x", None),
+            Err(ApiError::UploadUnknown(_))
+        ));
+        assert!(matches!(
+            r.endpoint("/v2/local/app/blobs/uploads/", Some("digest=md5:1")),
+            Err(ApiError::DigestInvalid(_))
+        ));
+
+        let e = r.endpoint(&format!("/v2/local/app/referrers/{d}"), Some("artifactType=x%2Fy"));
+        let Endpoint::Referrers { artifact_type, .. } = e.unwrap() else { panic!() };
+        assert_eq!(artifact_type.as_deref(), Some("x/y"));
+        // Without the hosted name this is Docker Hub's `local/app`.
+        let t = target(r.endpoint("/v2/localx/app/manifests/v1", None).unwrap());
+        assert_eq!((t.registry.as_str(), t.repo.as_str()), ("docker.io", "localx/app"));
     }
 
     #[test]

@@ -33,8 +33,11 @@ pub(crate) const PUSHED_TAGS: TableDefinition<(&str, &str, &str), &[u8]> =
 
 /// (registry, repository, subject digest, referrer digest) → [`ReferrerRow`]: the manifests
 /// pushed with a `subject`, so that one range read answers the referrers API.
-pub(crate) const REFERRERS: TableDefinition<(&str, &str, &[u8; 32], &[u8; 32]), &[u8]> =
+pub(crate) const REFERRERS: TableDefinition<ReferrerKey, &[u8]> =
     TableDefinition::new("referrers-1");
+
+/// (registry, repository, subject digest, referrer digest).
+pub(crate) type ReferrerKey = (&'static str, &'static str, &'static [u8; 32], &'static [u8; 32]);
 
 const ROW_VERSION: u8 = 1;
 

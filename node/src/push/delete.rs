@@ -1,0 +1,74 @@
+//! Deletes: `DELETE` of a manifest by digest, of a tag, and of a blob.
+//!
+//! Deleting a manifest removes the tags pushed to it in that repository, its referrer record,
+//! and its pins; its bytes go when no other pushed repository pins them. What it named stays
+//! stored but is no longer pinned by it, so eviction may take it once nothing else needs it.
+//! Under an upstream's name a deleted tag is resolved upstream again on the next pull: this is
+//! a cache, and the upstream still has it.
+
+use shoal_protocol::manifest::ManifestRefs;
+use shoal_protocol::media_type::MAX_MANIFEST_SIZE;
+use shoal_protocol::{Digest, Reference};
+
+use super::{PushError, Pusher, blocking, manifest_pin};
+use crate::fetch::Target;
+
+impl Pusher {
+    pub async fn delete_manifest(
+        &self,
+        target: &Target,
+        reference: &Reference,
+    ) -> Result<(), PushError> {
+        let digest = match reference {
+            Reference::Tag(tag) => {
+                let (store, t, tag) = (self.store.clone(), target.clone(), tag.clone());
+                let gone =
+                    blocking("delete tag", move || store.delete_tag(&t.registry, &t.repo, &tag))
+                        .await?;
+                if gone.is_empty() {
+                    return Err(PushError::ManifestUnknown(reference.to_string()));
+                }
+                tracing::info!(registry = %target.registry, repo = %target.repo, %reference, "tag deleted");
+                return Ok(());
+            }
+            Reference::Digest(digest) => *digest,
+        };
+        let tags = self.store.pushed_tags_naming(&target.registry, &target.repo, &digest)?;
+        let held = self.store.read_small(&digest, MAX_MANIFEST_SIZE).await?;
+        let seen = self.store.seen_in(&digest, &target.registry, &target.repo)?;
+        if held.is_none() && tags.is_empty() || !seen && tags.is_empty() {
+            return Err(PushError::ManifestUnknown(digest.to_string()));
+        }
+        let refs = held.as_ref().and_then(|(_, bytes)| ManifestRefs::parse(bytes));
+        let (store, t) = (self.store.clone(), target.clone());
+        let last_pin = blocking("delete manifest", move || {
+            for tag in tags {
+                if let Ok(tag) = shoal_protocol::Tag::parse(&tag) {
+                    store.delete_tag(&t.registry, &t.repo, &tag)?;
+                }
+            }
+            let mut named = refs.as_ref().map(ManifestRefs::references).unwrap_or_default();
+            named.push(digest);
+            if let Some(subject) = refs.as_ref().and_then(ManifestRefs::subject) {
+                store.remove_referrer(&t.registry, &t.repo, &subject, &digest)?;
+            }
+            store.unpin(&named, &manifest_pin(&t, &digest))?;
+            Ok(store.pin_reasons(&digest)?.is_empty())
+        })
+        .await?;
+        if last_pin {
+            self.store.delete_blob(&digest).await?;
+        }
+        tracing::info!(registry = %target.registry, repo = %target.repo, %digest, "manifest deleted");
+        Ok(())
+    }
+
+    pub async fn delete_blob(&self, target: &Target, digest: &Digest) -> Result<(), PushError> {
+        let seen = self.store.seen_in(digest, &target.registry, &target.repo)?;
+        if !seen || !self.store.delete_blob(digest).await? {
+            return Err(PushError::BlobUnknown(*digest));
+        }
+        tracing::info!(registry = %target.registry, repo = %target.repo, %digest, "blob deleted");
+        Ok(())
+    }
+}

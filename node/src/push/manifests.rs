@@ -1,0 +1,124 @@
+//! Manifest pushes: `PUT /v2/<name>/manifests/<tag or digest>`.
+//!
+//! A pushed manifest is checked before anything is stored: at most 4 MiB, the image manifest or
+//! index schema with a media type that agrees with its `Content-Type`, the digest it is pushed
+//! by (if any) is its own, and every blob (for an image manifest) or child manifest (for an
+//! index) it names is held here — brought in from the fleet or the upstream when the client
+//! skipped it — so a pushed image is whole on this node. Then it is stored, its content pinned
+//! under it, its tag recorded as pushed, and its `subject` (if any) recorded for the referrers
+//! API.
+
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use shoal_protocol::manifest::ManifestRefs;
+use shoal_protocol::media_type::MAX_MANIFEST_SIZE;
+use shoal_protocol::{Digest, Reference};
+
+use super::{BodyStream, PushError, Pusher, blocking, manifest_pin, upload_pin};
+use crate::fetch::{FetchError, Target};
+use crate::store::{Referrer, TagRecord};
+
+/// What a manifest push stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    /// The manifest's `subject`, for the `OCI-Subject` header.
+    pub subject: Option<Digest>,
+}
+
+impl Pusher {
+    pub async fn put_manifest(
+        &self,
+        target: &Target,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: BodyStream,
+    ) -> Result<PushedManifest, PushError> {
+        let bytes = read_limited(body, MAX_MANIFEST_SIZE).await?;
+        // A client that sends no Content-Type, or a generic one, leaves it to the field.
+        let content_type =
+            content_type.filter(|t| !t.is_empty() && *t != "application/octet-stream");
+        let (refs, media_type) = ManifestRefs::check_pushed(&bytes, content_type)?;
+        let digest = Digest::of(&bytes);
+        if let Reference::Digest(named) = reference
+            && *named != digest
+        {
+            return Err(PushError::DigestInvalid(format!(
+                "the manifest hashes to {digest}, not to the digest {named} it was pushed by"
+            )));
+        }
+        let (blobs, manifests) = refs.required(&media_type);
+        for blob in &blobs {
+            if !self.fetcher.hold_blob(target, blob).await.map_err(held_error)? {
+                return Err(PushError::ManifestBlobUnknown(*blob));
+            }
+        }
+        for child in &manifests {
+            if !self.fetcher.hold_manifest(target, child).await.map_err(held_error)? {
+                return Err(PushError::ManifestBlobUnknown(*child));
+            }
+        }
+        self.store.put_small(&digest, Some(&media_type), &bytes).await?;
+
+        let subject = refs.subject();
+        let referrer = subject.map(|_| Referrer {
+            digest,
+            media_type: media_type.clone(),
+            size: bytes.len() as u64,
+            artifact_type: refs.artifact_type(),
+            annotations: refs
+                .annotations
+                .as_ref()
+                .map(|a| serde_json::Value::from(a.clone()).to_string()),
+        });
+        let mut named = blobs;
+        named.extend(manifests);
+        named.push(digest);
+        let (store, target_c, tag) = (self.store.clone(), target.clone(), reference.clone());
+        blocking("record pushed manifest", move || {
+            let (registry, repo) = (&target_c.registry, &target_c.repo);
+            store.record_seen(&named, registry, repo)?;
+            store.pin(&named, &manifest_pin(&target_c, &digest))?;
+            store.unpin(&named, &upload_pin(&target_c))?;
+            if let (Some(subject), Some(referrer)) = (subject, referrer) {
+                store.add_referrer(registry, repo, &subject, &referrer)?;
+            }
+            if let Reference::Tag(tag) = tag {
+                let record = TagRecord { digest, media_type, fetched_at: SystemTime::now() };
+                store.put_pushed_tag(registry, repo, &tag, &record)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.fetcher.announce(&digest);
+        tracing::info!(registry = %target.registry, repo = %target.repo, reference = %reference, %digest, "manifest pushed");
+        Ok(PushedManifest { digest, subject })
+    }
+}
+
+/// A failure to bring in named content that is not "it does not exist" (that is
+/// `ManifestBlobUnknown`): the store's, or the upstream's while it is down.
+fn held_error(e: FetchError) -> PushError {
+    match e {
+        FetchError::Store(s) => PushError::Store(s),
+        other => PushError::Fetch(other),
+    }
+}
+
+/// Reads a whole body of at most `max` bytes; refuses a larger one once it passes the limit.
+pub(super) async fn read_limited(mut body: BodyStream, max: u64) -> Result<Bytes, PushError> {
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(PushError::Body)?;
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(PushError::ManifestTooLarge {
+                size: (bytes.len() + chunk.len()) as u64,
+                max,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.freeze())
+}
