@@ -288,6 +288,18 @@ fn warn_if_open(config: &Config, address: SocketAddr) {
 /// republishing the same way).
 async fn announce_store(store: Store, fleet: Arc<dyn Fleet>, stop: CancellationToken) {
     let mut removals = store.subscribe_removals();
+    // Pushed tags are found through their keys (see `fetch/manifests.rs`).
+    match store.all_pushed_tags() {
+        Ok(tags) => {
+            for (registry, repo, tag) in tags {
+                let target = crate::fetch::Target { registry, repo };
+                fleet.provide(&shoal_protocol::Digest::from_raw(crate::fetch::tag_key(
+                    &target, &tag,
+                )));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list pushed tags to announce them"),
+    }
     let held = store.digests();
     if !held.is_empty() {
         tracing::info!(blobs = held.len(), "announcing stored blobs to the fleet");

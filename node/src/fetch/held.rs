@@ -23,6 +23,13 @@ impl Fetcher {
         }
     }
 
+    /// Withdraws the announcement of a key this node no longer serves (a deleted pushed tag).
+    pub fn withdraw(&self, key: &Digest) {
+        if let Some(fleet) = &self.fleet {
+            fleet.unprovide(key);
+        }
+    }
+
     /// Fetches the blob `digest` of `target` unless this node holds it; `Ok(false)` when no
     /// peer and no upstream has it.
     pub async fn hold_blob(&self, target: &Target, digest: &Digest) -> Result<bool, FetchError> {

@@ -112,6 +112,17 @@ impl Fetcher {
         if ask_owner && let Some(found) = self.tag_from_owner(target, tag).await? {
             return Ok(found);
         }
+        if self.upstreams.get(&target.registry).is_err() {
+            // A hosted name: only the members it was pushed to know the tag.
+            return match self.tag_from_pushers(target, tag).await? {
+                Some(found) => Ok(found),
+                None => Err(FetchError::ManifestUnknown {
+                    registry: target.registry.clone(),
+                    repo: target.repo.to_string(),
+                    reference: tag.to_string(),
+                }),
+            };
+        }
         let known = self.store.get_tag(&target.registry, &target.repo, tag)?;
         let Some(known) = known else {
             // Never seen: one GET by tag gives the digest and the bytes at once.
@@ -188,6 +199,32 @@ impl Fetcher {
                 Ok(None)
             }
         }
+    }
+
+    /// Asks the members that announced a pushed tag (they provide its tag key) for it.
+    async fn tag_from_pushers(
+        &self,
+        target: &Target,
+        tag: &Tag,
+    ) -> Result<Option<ManifestData>, FetchError> {
+        let Some(fleet) = &self.fleet else { return Ok(None) };
+        let key = Digest::from_raw(tag_key(target, tag));
+        for peer in fleet.providers(&key).await {
+            match fleet.ask_tag(&peer, target, tag).await {
+                Ok(m) if Digest::of(&m.bytes) == m.digest => {
+                    self.keep_manifest(&m).await?;
+                    self.remember_tag(target, tag, &m.digest, &m.media_type).await?;
+                    return Ok(Some(m));
+                }
+                Ok(m) => {
+                    tracing::warn!(peer = %peer.id, %tag, claimed = %m.digest, "member sent a pushed tag's manifest that does not match its digest");
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %peer.id, %tag, error = %e, "member announcing a pushed tag did not answer for it");
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The owner's answer, unless it moves the tag away from the digest this node knows and

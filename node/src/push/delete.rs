@@ -11,7 +11,7 @@ use shoal_protocol::media_type::MAX_MANIFEST_SIZE;
 use shoal_protocol::{Digest, Reference};
 
 use super::{PushError, Pusher, blocking, manifest_pin};
-use crate::fetch::Target;
+use crate::fetch::{Target, tag_key};
 
 impl Pusher {
     pub async fn delete_manifest(
@@ -21,19 +21,26 @@ impl Pusher {
     ) -> Result<(), PushError> {
         let digest = match reference {
             Reference::Tag(tag) => {
-                let (store, t, tag) = (self.store.clone(), target.clone(), tag.clone());
+                let (store, t, owned) = (self.store.clone(), target.clone(), tag.clone());
                 let gone =
-                    blocking("delete tag", move || store.delete_tag(&t.registry, &t.repo, &tag))
+                    blocking("delete tag", move || store.delete_tag(&t.registry, &t.repo, &owned))
                         .await?;
                 if gone.is_empty() {
                     return Err(PushError::ManifestUnknown(reference.to_string()));
                 }
+                self.fetcher.withdraw(&Digest::from_raw(tag_key(target, tag)));
                 tracing::info!(registry = %target.registry, repo = %target.repo, %reference, "tag deleted");
                 return Ok(());
             }
             Reference::Digest(digest) => *digest,
         };
-        let tags = self.store.pushed_tags_naming(&target.registry, &target.repo, &digest)?;
+        let tags: Vec<shoal_protocol::Tag> = self
+            .store
+            .pushed_tags_naming(&target.registry, &target.repo, &digest)?
+            .iter()
+            .filter_map(|t| shoal_protocol::Tag::parse(t).ok())
+            .collect();
+        let tags_deleted = tags.clone();
         let held = self.store.read_small(&digest, MAX_MANIFEST_SIZE).await?;
         let seen = self.store.seen_in(&digest, &target.registry, &target.repo)?;
         if held.is_none() && tags.is_empty() || !seen && tags.is_empty() {
@@ -42,10 +49,8 @@ impl Pusher {
         let refs = held.as_ref().and_then(|(_, bytes)| ManifestRefs::parse(bytes));
         let (store, t) = (self.store.clone(), target.clone());
         let last_pin = blocking("delete manifest", move || {
-            for tag in tags {
-                if let Ok(tag) = shoal_protocol::Tag::parse(&tag) {
-                    store.delete_tag(&t.registry, &t.repo, &tag)?;
-                }
+            for tag in &tags {
+                store.delete_tag(&t.registry, &t.repo, tag)?;
             }
             let mut named = refs.as_ref().map(ManifestRefs::references).unwrap_or_default();
             named.push(digest);
@@ -56,6 +61,9 @@ impl Pusher {
             Ok(store.pin_reasons(&digest)?.is_empty())
         })
         .await?;
+        for tag in &tags_deleted {
+            self.fetcher.withdraw(&Digest::from_raw(tag_key(target, tag)));
+        }
         if last_pin {
             self.store.delete_blob(&digest).await?;
         }

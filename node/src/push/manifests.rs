@@ -17,7 +17,7 @@ use shoal_protocol::media_type::MAX_MANIFEST_SIZE;
 use shoal_protocol::{Digest, Reference};
 
 use super::{BodyStream, PushError, Pusher, blocking, manifest_pin, upload_pin};
-use crate::fetch::{FetchError, Target};
+use crate::fetch::{FetchError, Target, tag_key};
 use crate::store::{Referrer, TagRecord};
 
 /// What a manifest push stored.
@@ -93,6 +93,10 @@ impl Pusher {
         })
         .await?;
         self.fetcher.announce(&digest);
+        if let Reference::Tag(tag) = reference {
+            // Members resolving the tag find this node through the tag's key.
+            self.fetcher.announce(&Digest::from_raw(tag_key(target, tag)));
+        }
         tracing::info!(registry = %target.registry, repo = %target.repo, reference = %reference, %digest, "manifest pushed");
         Ok(PushedManifest { digest, subject })
     }

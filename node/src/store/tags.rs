@@ -7,7 +7,7 @@
 
 use std::time::SystemTime;
 
-use redb::{ReadableDatabase, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use shoal_protocol::{Digest, RepositoryName, Tag};
 
 use super::tables::{self, PUSHED_TAGS, TAGS, TagRow};
@@ -101,6 +101,26 @@ impl Store {
         repo: &RepositoryName,
     ) -> Result<Vec<String>, StoreError> {
         self.scan_tags(PUSHED_TAGS, upstream, repo)
+    }
+
+    /// Every pushed tag: (registry, repository, tag), for announcing them after a restart.
+    pub fn all_pushed_tags(&self) -> Result<Vec<(String, RepositoryName, Tag)>, StoreError> {
+        let index = self.inner.index.path();
+        self.inner.read_index(|db| {
+            let txn = db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
+            let table = txn
+                .open_table(PUSHED_TAGS)
+                .map_err(|e| StoreError::index("open tags table", index, e))?;
+            let mut all = Vec::new();
+            for item in table.iter().map_err(|e| StoreError::index("scan tags", index, e))? {
+                let (key, _) = item.map_err(|e| StoreError::index("scan tags", index, e))?;
+                let (registry, repo, tag) = key.value();
+                if let (Ok(repo), Ok(tag)) = (RepositoryName::parse(repo), Tag::parse(tag)) {
+                    all.push((registry.to_owned(), repo, tag));
+                }
+            }
+            Ok(all)
+        })
     }
 
     /// Every pushed tag of a repository with what it names, for deleting a manifest that tags
