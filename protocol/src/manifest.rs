@@ -206,7 +206,7 @@ mod tests {
         for (bad, why) in [
             (r#"{"schemaVersion":1}"#.to_owned(), "schema 1"),
             ("[]".to_owned(), "not an object"),
-            (format!(r#"{{"schemaVersion":2,"mediaType":"text/plain","layers":[]}}"#), "type"),
+            (r#"{"schemaVersion":2,"mediaType":"text/plain","layers":[]}"#.to_owned(), "type"),
             (
                 format!(
                     r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[{{"digest":"sha256:zz"}}]}}"#

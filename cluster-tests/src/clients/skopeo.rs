@@ -1,5 +1,5 @@
 //! `skopeo copy` from a registry into a `dir:` directory, directly or through a
-//! `registries.conf` prefix mirror, and a check of what it wrote.
+//! `registries.conf` prefix mirror, and a check of what it wrote; and pushes between registries.
 
 use std::path::{Path, PathBuf};
 
@@ -80,6 +80,34 @@ impl Skopeo {
         command.env("HOME", self.dir.path());
         run("skopeo", &mut command).await?;
         Ok(DirImage { path: dest.to_owned() })
+    }
+
+    /// `skopeo copy docker://SOURCE docker://DEST` over plain HTTP: pushes an image into a
+    /// registry (or a node), logging in to the destination with `dest_credentials`.
+    pub async fn push(
+        &self,
+        source: &str,
+        dest: &str,
+        dest_credentials: Option<&Credentials>,
+        all: bool,
+    ) -> Result<()> {
+        let mut command = tokio::process::Command::new("skopeo");
+        command
+            .arg("--policy")
+            .arg(self.dir.path().join("policy.json"))
+            .arg("copy")
+            .args(["--src-tls-verify=false", "--dest-tls-verify=false", "--retry-times=0"])
+            .arg("--src-no-creds");
+        match dest_credentials {
+            Some(credentials) => command.arg("--dest-creds").arg(credentials.colon_pair()),
+            None => command.arg("--dest-no-creds"),
+        };
+        if all {
+            command.arg("--all");
+        }
+        command.arg(format!("docker://{source}")).arg(format!("docker://{dest}"));
+        command.env("HOME", self.dir.path());
+        run("skopeo", &mut command).await.map(drop)
     }
 }
 

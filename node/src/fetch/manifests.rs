@@ -112,17 +112,34 @@ impl Fetcher {
         if ask_owner && let Some(found) = self.tag_from_owner(target, tag).await? {
             return Ok(found);
         }
-        if self.upstreams.get(&target.registry).is_err() {
+        let resolved = if self.upstreams.get(&target.registry).is_err() {
             // A hosted name: only the members it was pushed to know the tag.
-            return match self.tag_from_pushers(target, tag).await? {
-                Some(found) => Ok(found),
-                None => Err(FetchError::ManifestUnknown {
-                    registry: target.registry.clone(),
-                    repo: target.repo.to_string(),
-                    reference: tag.to_string(),
-                }),
-            };
+            Err(FetchError::ManifestUnknown {
+                registry: target.registry.clone(),
+                repo: target.repo.to_string(),
+                reference: tag.to_string(),
+            })
+        } else {
+            self.tag_from_upstream(target, tag).await
+        };
+        match resolved {
+            // The upstream does not know it, or cannot be asked (an air-gapped site seeded by
+            // pushes under the upstream's names): a member it was pushed to may.
+            Err(e) if e.is_unknown() || is_unavailable(&e) => {
+                match self.tag_from_pushers(target, tag).await? {
+                    Some(found) => Ok(found),
+                    None => Err(e),
+                }
+            }
+            other => other,
         }
+    }
+
+    async fn tag_from_upstream(
+        &self,
+        target: &Target,
+        tag: &Tag,
+    ) -> Result<ManifestData, FetchError> {
         let known = self.store.get_tag(&target.registry, &target.repo, tag)?;
         let Some(known) = known else {
             // Never seen: one GET by tag gives the digest and the bytes at once.
@@ -411,4 +428,8 @@ impl Fetcher {
 /// Failures for which a cache serves what it last saw rather than an error.
 fn stale_if_error(e: &UpstreamError) -> bool {
     e.is_unavailable() || matches!(e, UpstreamError::TooManyRequests { .. })
+}
+
+fn is_unavailable(e: &FetchError) -> bool {
+    matches!(e.root(), FetchError::Upstream(u) if u.is_unavailable())
 }

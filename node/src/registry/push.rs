@@ -113,6 +113,7 @@ pub async fn put_manifest(
     if let Some(len) = content_length(headers)?
         && len > MAX_MANIFEST_SIZE
     {
+        drain(body).await;
         return Err(PushError::ManifestTooLarge { size: len, max: MAX_MANIFEST_SIZE }.into());
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -164,6 +165,20 @@ pub fn referrers(
         insert(h, FILTERS_HEADER, "artifactType");
     }
     Ok(response)
+}
+
+/// Reads and drops a refused body, up to a bound, so that a client still sending it reads the
+/// answer instead of a reset connection; past the bound the connection is closed anyway.
+async fn drain(body: Body) {
+    const DRAIN_MAX: usize = 16 * 1024 * 1024;
+    let mut stream = body.into_data_stream();
+    let mut drained = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        drained += chunk.len();
+        if drained > DRAIN_MAX {
+            break;
+        }
+    }
 }
 
 /// `201 Created` for a blob now stored.
