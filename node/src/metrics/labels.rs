@@ -16,6 +16,9 @@ pub enum EndpointKind {
     Manifest,
     Blob,
     Tags,
+    /// Blob uploads (pushes).
+    Upload,
+    Referrers,
     /// The data plane between members.
     Peer,
     /// `/v2/`, health, metrics, status, and requests that name nothing valid.
@@ -28,6 +31,8 @@ impl EndpointKind {
             Self::Manifest => "manifest",
             Self::Blob => "blob",
             Self::Tags => "tags",
+            Self::Upload => "upload",
+            Self::Referrers => "referrers",
             Self::Peer => "peer",
             Self::Other => "other",
         }

@@ -77,12 +77,17 @@ impl Seen {
             Endpoint::Manifest { .. } => EndpointKind::Manifest,
             Endpoint::Blob { .. } => EndpointKind::Blob,
             Endpoint::Tags { .. } => EndpointKind::Tags,
+            Endpoint::UploadStart { .. } | Endpoint::Upload { .. } => EndpointKind::Upload,
+            Endpoint::Referrers { .. } => EndpointKind::Referrers,
             Endpoint::PeerBlob { .. } | Endpoint::PeerPieces { .. } => EndpointKind::Peer,
             _ => EndpointKind::Other,
         };
         if let Endpoint::Manifest { target, .. }
         | Endpoint::Blob { target, .. }
-        | Endpoint::Tags { target, .. } = endpoint
+        | Endpoint::Tags { target, .. }
+        | Endpoint::UploadStart { target, .. }
+        | Endpoint::Upload { target, .. }
+        | Endpoint::Referrers { target, .. } = endpoint
         {
             self.repository = Some(format!("{}/{}", target.registry, target.repo));
         }
