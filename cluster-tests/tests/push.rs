@@ -139,6 +139,9 @@ async fn the_push_api_refuses_bad_input_and_cleans_up() {
     let status = http.get(&location).send().await.unwrap();
     assert_eq!(status.status(), StatusCode::NO_CONTENT);
     assert_eq!(status.headers()["range"], "0-4");
+    // An upload id is good only under the name it was started for.
+    let elsewhere = location.replace("/local/app/", "/local/other/");
+    assert_eq!(http.get(&elsewhere).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 
     // Closing it with a digest the bytes do not have: 400 DIGEST_INVALID, nothing stored.
     let lie = Digest::of(b"hello world");

@@ -43,7 +43,8 @@ impl Pusher {
         let tags_deleted = tags.clone();
         let held = self.store.read_small(&digest, MAX_MANIFEST_SIZE).await?;
         let seen = self.store.seen_in(&digest, &target.registry, &target.repo)?;
-        if held.is_none() && tags.is_empty() || !seen && tags.is_empty() {
+        // Unknown here unless a pushed tag names it, or it is held and in this repository.
+        if tags.is_empty() && (held.is_none() || !seen) {
             return Err(PushError::ManifestUnknown(digest.to_string()));
         }
         let refs = held.as_ref().and_then(|(_, bytes)| ManifestRefs::parse(bytes));

@@ -22,7 +22,6 @@ pub const MAX_SESSIONS: usize = 1024;
 
 /// One upload in progress.
 pub struct Session {
-    pub target: Target,
     /// `None` once a closing `PUT` took it; a request that waited on the lock meanwhile finds
     /// the upload gone.
     file: Option<UploadFile>,
@@ -47,9 +46,13 @@ fn unknown(id: &str) -> PushError {
     PushError::UploadUnknown(id.chars().take(64).collect())
 }
 
+/// The open uploads by id, each with the name it was started for, kept outside its lock so
+/// that the check needs no wait.
+type Open = HashMap<String, (Target, Arc<AsyncMutex<Session>>)>;
+
 #[derive(Default)]
 pub struct Sessions {
-    open: Mutex<HashMap<String, Arc<AsyncMutex<Session>>>>,
+    open: Mutex<Open>,
 }
 
 impl Sessions {
@@ -60,22 +63,23 @@ impl Sessions {
             return Err(PushError::TooManyUploads(open.len()));
         }
         let id = format!("{:032x}", rand::random::<u128>());
-        let session = Session { target, file: Some(file), touched: Instant::now() };
-        open.insert(id.clone(), Arc::new(AsyncMutex::new(session)));
+        let session = Session { file: Some(file), touched: Instant::now() };
+        open.insert(id.clone(), (target, Arc::new(AsyncMutex::new(session))));
         Ok(id)
     }
 
     /// The session `id`, if it is open and belongs to `target` (an upload id is only good
     /// under the name it was started for).
     pub fn get(&self, id: &str, target: &Target) -> Result<Arc<AsyncMutex<Session>>, PushError> {
-        let session = self.lock().get(id).cloned().ok_or_else(|| unknown(id))?;
-        let same = session.try_lock().map_or(true, |s| s.target == *target);
-        if same { Ok(session) } else { Err(unknown(id)) }
+        match self.lock().get(id) {
+            Some((started_for, session)) if started_for == target => Ok(Arc::clone(session)),
+            _ => Err(unknown(id)),
+        }
     }
 
     /// Ends the session `id`; its file goes when the last holder lets go.
-    pub fn close(&self, id: &str) -> Option<Arc<AsyncMutex<Session>>> {
-        self.lock().remove(id)
+    pub fn close(&self, id: &str) {
+        self.lock().remove(id);
     }
 
     pub fn len(&self) -> usize {
@@ -88,14 +92,14 @@ impl Sessions {
         let now = Instant::now();
         let mut open = self.lock();
         let before = open.len();
-        open.retain(|_, session| match session.try_lock() {
+        open.retain(|_, (_, session)| match session.try_lock() {
             Ok(s) => now.duration_since(s.touched) < idle,
             Err(_) => true,
         });
         before - open.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AsyncMutex<Session>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
