@@ -37,6 +37,46 @@ pub enum Command {
     /// Show a node's view of the fleet: members, store, bytes served by source, downloads in
     /// flight, recent errors.
     Status(StatusArgs),
+    /// Pull images through a node and write them to an OCI image layout archive (for an
+    /// air-gapped site: carry the file, then `shoal import` it there).
+    Export(ExportArgs),
+    /// Push every image of an OCI image layout archive into a node (and so its fleet), under
+    /// the names the archive gives them; pushed content is pinned.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Images to export, e.g. docker.io/library/alpine:3.20 or ghcr.io/org/app@sha256:...
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// The archive to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Only the image for this platform (os/arch[/variant]) of a multi-arch image [default:
+    /// every platform].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// The node to pull through (its registry API).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
+    pub node: String,
+    /// Log in as USER:PASSWORD (or NAME:TOKEN) when the node has client authentication.
+    #[arg(long, env = "SHOAL_USER", value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The archive to read (what `shoal export` or `skopeo copy ... oci-archive:` wrote, with
+    /// full image names in its index).
+    #[arg(value_name = "FILE")]
+    pub archive: PathBuf,
+    /// The node to push into (its registry API).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
+    pub node: String,
+    /// Log in as USER:PASSWORD (or NAME:TOKEN); the user must be allowed to push those names.
+    #[arg(long, env = "SHOAL_USER", value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@
 //! what an operator reads; `server` wires them all;
 //! `config` and `cli` feed it.
 
+pub mod archive;
 pub mod auth;
 pub mod cli;
 pub mod client_config;

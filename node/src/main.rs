@@ -29,6 +29,8 @@ fn main() -> std::process::ExitCode {
             shoal::auth::add_token(&file, &name).map(|token| println!("{token}"))
         }
         Command::Status(args) => status(&args),
+        Command::Export(args) => export(&args),
+        Command::Import(args) => import(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -129,6 +131,54 @@ fn status(args: &shoal::cli::StatusArgs) -> Result<(), String> {
         print!("{}", shoal::status::render(&report));
     }
     Ok(())
+}
+
+fn export(args: &shoal::cli::ExportArgs) -> Result<(), String> {
+    use shoal::archive::{ImageRef, NodeClient};
+    let images: Vec<ImageRef> = args
+        .images
+        .iter()
+        .map(|i| ImageRef::parse(i))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let client = NodeClient::new(&args.node, args.user.as_deref()).map_err(|e| e.to_string())?;
+    let report = current_thread()?
+        .block_on(shoal::archive::export(&client, &images, &args.out, args.platform.as_deref()))
+        .map_err(|e| e.to_string())?;
+    println!(
+        "wrote {}: {} images, {} manifests, {} blobs ({})",
+        args.out.display(),
+        report.images,
+        report.manifests,
+        report.blobs,
+        shoal::store::human_size(report.bytes)
+    );
+    Ok(())
+}
+
+fn import(args: &shoal::cli::ImportArgs) -> Result<(), String> {
+    let client = shoal::archive::NodeClient::new(&args.node, args.user.as_deref())
+        .map_err(|e| e.to_string())?;
+    let report = current_thread()?
+        .block_on(shoal::archive::import(&client, &args.archive))
+        .map_err(|e| e.to_string())?;
+    println!(
+        "imported {} images into {}: {} manifests, {} blobs uploaded ({}), {} already there",
+        report.images,
+        args.node,
+        report.manifests,
+        report.blobs_uploaded,
+        shoal::store::human_size(report.bytes_uploaded),
+        report.blobs_present
+    );
+    Ok(())
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
 fn run(config: shoal::config::Config) -> Result<(), String> {

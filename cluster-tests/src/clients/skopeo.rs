@@ -82,6 +82,20 @@ impl Skopeo {
         Ok(DirImage { path: dest.to_owned() })
     }
 
+    /// `skopeo copy SOURCE dir:DEST` from any transport (`oci-archive:FILE:NAME`, say).
+    pub async fn copy_from(&self, source: &str, dest: &Path) -> Result<DirImage> {
+        let mut command = tokio::process::Command::new("skopeo");
+        command
+            .arg("--policy")
+            .arg(self.dir.path().join("policy.json"))
+            .arg("copy")
+            .arg(source)
+            .arg(format!("dir:{}", dest.display()))
+            .env("HOME", self.dir.path());
+        run("skopeo", &mut command).await?;
+        Ok(DirImage { path: dest.to_owned() })
+    }
+
     /// `skopeo copy docker://SOURCE docker://DEST` over plain HTTP: pushes an image into a
     /// registry (or a node), logging in to the destination with `dest_credentials`.
     pub async fn push(

@@ -1,0 +1,140 @@
+//! The air-gapped site: `shoal export` on a connected node writes an OCI archive (which skopeo
+//! reads), `shoal import` loads it into a fleet whose upstream is never reachable, every image
+//! (a multi-arch index among them) is pulled through every member; a second import uploads
+//! nothing; a damaged archive is refused naming the corrupt blob.
+
+use std::path::Path;
+use std::process::Output;
+
+use shoal_cluster_tests::clients::containerd::Containerd;
+use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
+use shoal_cluster_tests::fleet::start_fleet;
+use shoal_cluster_tests::image::{self, ImageSpec};
+use shoal_cluster_tests::shoal::shoal_binary;
+use shoal_cluster_tests::{
+    Registry, RegistryOptions, ShoalNode, ShoalOptions, free_port, require_tools,
+};
+
+/// Anyone may pull and push: a lab site.
+fn lab_config(dir: &Path) -> String {
+    let path = dir.join("shoal.toml");
+    let text = "[[auth.rule]]\nprefix = \"*\"\nanonymous = true\nallow = [\"pull\", \"push\"]\n";
+    std::fs::write(&path, text).expect("write config");
+    path.display().to_string()
+}
+
+async fn shoal(args: &[&str]) -> Output {
+    let binary = shoal_binary().expect("shoal binary");
+    tokio::process::Command::new(binary)
+        .args(args)
+        .env("SHOAL_LOG", "info")
+        .output()
+        .await
+        .expect("run shoal")
+}
+
+fn ok(output: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{what} failed: {stdout}\n{stderr}");
+    stdout
+}
+
+#[tokio::test]
+async fn an_exported_archive_seeds_a_site_without_upstream() {
+    if !require_tools(&["docker-registry", "skopeo", "containerd", "ctr"]) {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
+    let client = registry.client();
+    let app = image::push_image(&client, "library/app", "v1", &ImageSpec::oci(601))
+        .await
+        .expect("push app");
+    let multi = image::push_multi_arch(&client, "team/multi", "v2", 602).await.expect("push");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("site.tar");
+    let archive_arg = archive.display().to_string();
+
+    // The connected side: one node in front of the registry.
+    let connected = ShoalNode::start(ShoalOptions::docker_io(registry.url()).without_cluster_key())
+        .await
+        .expect("connected node");
+    let out = shoal(&[
+        "export",
+        "docker.io/library/app:v1",
+        "docker.io/team/multi:v2",
+        "-o",
+        &archive_arg,
+        "--node",
+        &connected.url(),
+    ])
+    .await;
+    let said = ok(&out, "shoal export");
+    assert!(said.contains("2 images"), "{said}");
+    let skopeo = Skopeo::new().expect("skopeo");
+    let check = skopeo
+        .copy_from(
+            &format!("oci-archive:{archive_arg}:docker.io/library/app:v1"),
+            &dir.path().join("check"),
+        )
+        .await
+        .expect("skopeo reads the archive");
+    assert_eq!(check.manifest().expect("manifest"), app.root.bytes);
+    assert_eq!(check.verified_blobs().expect("blobs"), app.blob_digests());
+
+    // The air-gapped site: its docker.io is an address where nothing listens.
+    let nowhere = format!("http://127.0.0.1:{}", free_port().expect("port"));
+    let options = ShoalOptions::docker_io(nowhere).arg("--config").arg(lab_config(dir.path()));
+    let site = start_fleet(2, options).await.expect("site fleet");
+    let out = shoal(&["import", &archive_arg, "--node", &site[0].url()]).await;
+    let said = ok(&out, "shoal import");
+    assert!(said.contains("imported 2 images"), "{said}");
+
+    // Every image through every member: skopeo (all platforms of the index) and containerd.
+    let containerd = Containerd::start().await.expect("containerd");
+    for (i, node) in site.iter().enumerate() {
+        let dest = dir.path().join(format!("multi-{i}"));
+        let all = CopyOptions { all: true, ..CopyOptions::default() };
+        let copied = skopeo
+            .copy(&format!("{}/team/multi:v2", node.host()), &dest, &all)
+            .await
+            .expect("the index through a member");
+        assert_eq!(copied.manifest().expect("manifest"), multi.root.bytes);
+        assert_eq!(copied.verified_blobs().expect("blobs"), multi.blob_digests());
+        let hosts = dir.path().join(format!("hosts-{i}"));
+        Containerd::write_hosts_toml(&hosts, "docker.io", &node.url()).expect("hosts.toml");
+        containerd.fetch("docker.io/library/app:v1", &hosts, false).await.expect("ctr pull");
+    }
+    for blob in app.blobs() {
+        assert!(containerd.has_blob(&blob.digest).expect("content"), "{}", blob.digest);
+    }
+
+    // Importing again uploads nothing: an interrupted import resumes where it stopped.
+    let said = ok(&shoal(&["import", &archive_arg, "--node", &site[1].url()]).await, "re-import");
+    assert!(said.contains("0 blobs uploaded"), "{said}");
+
+    // A damaged archive: one byte of a layer flipped. The import names that blob.
+    let layer = &app.root.blobs[1];
+    let bytes = client.get_blob("library/app", &layer.digest).await.expect("layer bytes");
+    let mut tar = std::fs::read(&archive).expect("read archive");
+    let at = find(&tar, &bytes[..64]).expect("the layer is in the archive") + bytes.len() / 2;
+    tar[at] ^= 0x55;
+    let damaged = dir.path().join("damaged.tar");
+    std::fs::write(&damaged, &tar).expect("write");
+    let fresh = ShoalNode::start(
+        ShoalOptions::docker_io(format!("http://127.0.0.1:{}", free_port().expect("port")))
+            .without_cluster_key()
+            .arg("--config")
+            .arg(lab_config(dir.path())),
+    )
+    .await
+    .expect("fresh node");
+    let out = shoal(&["import", &damaged.display().to_string(), "--node", &fresh.url()]).await;
+    assert!(!out.status.success(), "a damaged archive is refused");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&layer.digest.to_string()) && stderr.contains("corrupt"), "{stderr}");
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

@@ -1,0 +1,232 @@
+//! `shoal import site.tar`: pushes every image of an OCI image layout archive into a node,
+//! under the names its `index.json` gives them.
+//!
+//! Blobs first (each streamed from the archive in one monolithic upload, skipped when the node
+//! has it already, which is also how an interrupted import resumes), then manifests, children
+//! before the index that names them, so that every push names only what the node holds. A
+//! blob whose bytes do not match its digest is named, and nothing of it is stored: the node
+//! verifies every upload.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest as _, Sha256};
+use shoal_protocol::manifest::ManifestRefs;
+use shoal_protocol::media_type::{MAX_MANIFEST_SIZE, OCI_MANIFEST, sniff_manifest_media_type};
+use shoal_protocol::{Digest, Reference};
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
+
+use super::client::NodeClient;
+use super::layout::{ArchiveReader, blob_path};
+use super::progress::Progress;
+use super::{ArchiveError, ImageRef};
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub images: usize,
+    pub manifests: usize,
+    pub blobs_uploaded: usize,
+    /// Blobs the node had already (an import resumed, or images sharing layers with others).
+    pub blobs_present: usize,
+    pub bytes_uploaded: u64,
+}
+
+/// One manifest to push: under `name`, by digest (children) or by the image's reference.
+struct ToPush {
+    name: String,
+    reference: Reference,
+    media_type: String,
+    bytes: Bytes,
+}
+
+#[derive(serde::Deserialize)]
+struct Index {
+    #[serde(default)]
+    manifests: Vec<IndexEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct IndexEntry {
+    digest: String,
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+pub async fn import(client: &NodeClient, archive: &Path) -> Result<ImportReport, ArchiveError> {
+    let path = archive.to_owned();
+    let reader = tokio::task::spawn_blocking(move || ArchiveReader::open(&path))
+        .await
+        .map_err(|e| ArchiveError::io("read", archive, std::io::Error::other(e)))??;
+    let reader = Arc::new(reader);
+    let name_of_archive = archive.display().to_string();
+    let not_layout =
+        |detail: String| ArchiveError::NotLayout { archive: name_of_archive.clone(), detail };
+    let index = reader
+        .read_small("index.json", MAX_MANIFEST_SIZE)?
+        .ok_or_else(|| not_layout("no index.json".to_owned()))?;
+    let index: Index = serde_json::from_slice(&index).map_err(|e| not_layout(e.to_string()))?;
+
+    let mut report = ImportReport::default();
+    let mut manifests: Vec<ToPush> = Vec::new();
+    let mut blobs: Vec<(String, Digest, u64)> = Vec::new();
+    let mut blob_seen = HashSet::new();
+    for entry in &index.manifests {
+        let image = image_name(entry).ok_or_else(|| {
+            not_layout(format!(
+                "index.json entry {} has no full image name (io.containerd.image.name or \
+                 org.opencontainers.image.ref.name such as docker.io/library/alpine:3.20)",
+                entry.digest
+            ))
+        })?;
+        let name = image.node_name();
+        let root = Digest::parse(&entry.digest).map_err(|e| not_layout(e.to_string()))?;
+        // Children first: walk the tree, then push in reverse order of discovery.
+        let mut found: Vec<ToPush> = Vec::new();
+        let mut queue = vec![(root, "index.json".to_owned())];
+        let mut manifest_seen = HashSet::new();
+        while let Some((digest, parent)) = queue.pop() {
+            if !manifest_seen.insert(digest) {
+                continue;
+            }
+            let bytes = read_verified(&reader, &digest, &parent)?;
+            let refs = ManifestRefs::parse(&bytes).unwrap_or_default();
+            for child in &refs.manifests {
+                if let Ok(child) = Digest::parse(&child.digest) {
+                    queue.push((child, digest.to_string()));
+                }
+            }
+            for blob in refs.config.iter().chain(&refs.layers).chain(&refs.blobs) {
+                let Ok(d) = Digest::parse(&blob.digest) else { continue };
+                if !blob.urls.is_empty() || !blob_seen.insert((name.clone(), d)) {
+                    continue;
+                }
+                let size = reader.size(&blob_path(&d)).ok_or_else(|| ArchiveError::Missing {
+                    archive: name_of_archive.clone(),
+                    digest: d,
+                    parent: digest.to_string(),
+                })?;
+                blobs.push((name.clone(), d, size));
+            }
+            let media_type = match (digest == root, &entry.media_type) {
+                (true, Some(t)) => t.clone(),
+                _ => sniff_manifest_media_type(&bytes).unwrap_or_else(|| OCI_MANIFEST.to_owned()),
+            };
+            let reference =
+                if digest == root { image.reference.clone() } else { Reference::Digest(digest) };
+            found.push(ToPush {
+                name: name.clone(),
+                reference,
+                media_type,
+                bytes: Bytes::from(bytes),
+            });
+        }
+        found.reverse();
+        manifests.extend(found);
+        report.images += 1;
+    }
+
+    let total = blobs.iter().map(|(_, _, size)| size).sum();
+    let mut progress = Progress::new("import", total);
+    for (name, digest, size) in &blobs {
+        if client.has_blob(name, digest).await? {
+            report.blobs_present += 1;
+        } else {
+            upload(client, &reader, name, digest, *size).await?;
+            report.blobs_uploaded += 1;
+            report.bytes_uploaded += size;
+        }
+        progress.advance(*size);
+    }
+    for m in manifests {
+        client.push_manifest(&m.name, &m.reference, &m.media_type, m.bytes).await?;
+        report.manifests += 1;
+    }
+    progress.finish();
+    Ok(report)
+}
+
+/// The name an index entry gives its image: containerd's annotation, else the OCI one when it
+/// is a full reference (skopeo writes only a tag there).
+fn image_name(entry: &IndexEntry) -> Option<ImageRef> {
+    ["io.containerd.image.name", "org.opencontainers.image.ref.name"]
+        .iter()
+        .filter_map(|key| entry.annotations.get(*key))
+        .filter(|name| name.contains('/'))
+        .find_map(|name| ImageRef::parse(name).ok())
+}
+
+/// A manifest from the archive, checked against its digest.
+fn read_verified(
+    reader: &ArchiveReader,
+    digest: &Digest,
+    parent: &str,
+) -> Result<Vec<u8>, ArchiveError> {
+    let archive = reader.path.display().to_string();
+    let bytes = reader.read_small(&blob_path(digest), MAX_MANIFEST_SIZE)?.ok_or_else(|| {
+        ArchiveError::Missing {
+            archive: archive.clone(),
+            digest: *digest,
+            parent: parent.to_owned(),
+        }
+    })?;
+    let actual = Digest::of(&bytes);
+    if actual != *digest {
+        return Err(ArchiveError::CorruptInArchive { archive, digest: *digest, actual });
+    }
+    Ok(bytes)
+}
+
+/// Streams one blob from the archive to the node, hashing it on the way so that a refusal for
+/// a digest mismatch can name what the archive holds.
+async fn upload(
+    client: &NodeClient,
+    reader: &Arc<ArchiveReader>,
+    name: &str,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), ArchiveError> {
+    let entry_name = blob_path(digest);
+    let opened = {
+        let shared = Arc::clone(reader);
+        tokio::task::spawn_blocking(move || shared.open_entry(&entry_name))
+            .await
+            .map_err(|e| ArchiveError::io("read", &reader.path, std::io::Error::other(e)))??
+    };
+    let Some(entry) = opened else {
+        return Err(ArchiveError::Missing {
+            archive: reader.path.display().to_string(),
+            digest: *digest,
+            parent: name.to_owned(),
+        });
+    };
+    let file = tokio::fs::File::from_std(entry.into_inner()).take(size);
+    let hasher = Arc::new(Mutex::new(Sha256::new()));
+    let hashing = Arc::clone(&hasher);
+    let stream = ReaderStream::new(file).map(move |chunk| {
+        if let Ok(chunk) = &chunk
+            && let Ok(mut h) = hashing.lock()
+        {
+            h.update(chunk);
+        }
+        chunk
+    });
+    let pushed = client.push_blob(name, digest, size, reqwest::Body::wrap_stream(stream)).await;
+    match pushed {
+        Err(ArchiveError::Refused { status: 400, body, .. }) if body.contains("DIGEST_INVALID") => {
+            let actual = hasher.lock().map(|h| Digest::from_raw(h.clone().finalize().into()));
+            Err(ArchiveError::CorruptInArchive {
+                archive: reader.path.display().to_string(),
+                digest: *digest,
+                actual: actual.unwrap_or(*digest),
+            })
+        }
+        other => other,
+    }
+}
