@@ -457,7 +457,11 @@ mod tests {
     /// (holding the users its rules name).
     fn documented_example_in(dir: &Path) -> String {
         let doc = include_str!("../../../docs/configuration.md");
-        let start = doc.find("```toml\n").expect("docs/configuration.md has a toml example") + 8;
+        let section =
+            doc.find("\n## Example").expect("docs/configuration.md has an Example section");
+        let start = section
+            + doc[section..].find("```toml\n").expect("the Example section has a toml example")
+            + 8;
         let end = start + doc[start..].find("```").expect("the example is closed");
         let line = format!("alice:{}\n", bcrypt::hash("pw", 4).unwrap());
         std::fs::write(dir.join("htpasswd"), line).unwrap();

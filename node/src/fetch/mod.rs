@@ -209,11 +209,27 @@ impl Fetcher {
                 Err(UpstreamError::NotFound { .. }) => {
                     return Err(FetchError::BlobUnknown(*digest));
                 }
+                // The upstream is down (an air-gapped site, say): only a peer can have it, and
+                // asking the upstream again on the GET path would cost the same wait twice.
+                // Clients pushing ask this of every blob before they upload it.
+                Err(UpstreamError::Unavailable { .. } | UpstreamError::Timeout { .. })
+                    if !self.peers_have(digest).await =>
+                {
+                    return Err(FetchError::BlobUnknown(*digest));
+                }
                 Ok(None) | Err(_) => {}
             }
         }
         let blob = self.blob_from(target, digest, range, &self.miss).await?;
         Ok(BlobHead { size: blob.size, range: blob.range, source: blob.origin.source() })
+    }
+
+    /// Whether some peer announces the digest (within the fleet's short lookup budget).
+    async fn peers_have(&self, digest: &Digest) -> bool {
+        match &self.fleet {
+            Some(fleet) => !fleet.providers(digest).await.is_empty(),
+            None => false,
+        }
     }
 
     /// Serves an owner request: starts (or joins) this node's download of the blob, from the
