@@ -47,14 +47,7 @@ struct TempGuard {
 impl Drop for TempGuard {
     fn drop(&mut self) {
         if self.remove_file {
-            let path = std::mem::take(&mut self.path);
-            // Unlinking a large file can take a while; keep it off the async threads.
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => {
-                    handle.spawn_blocking(move || remove_temp(&path));
-                }
-                Err(_) => remove_temp(&path),
-            }
+            remove_temp_off_thread(std::mem::take(&mut self.path));
         }
         let mut state = self.inner.state();
         state.release_writer(&self.digest);
@@ -79,6 +72,17 @@ pub(super) fn write_chunks_at(
         at += chunk.len() as u64;
     }
     Ok(())
+}
+
+/// Removes an abandoned temp file from a `Drop`: unlinking a large file can take a while, so
+/// off the async threads when there are some.
+pub(super) fn remove_temp_off_thread(path: PathBuf) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn_blocking(move || remove_temp(&path));
+        }
+        Err(_) => remove_temp(&path),
+    }
 }
 
 pub(super) fn remove_temp(path: &Path) {

@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 use shoal_protocol::{Digest, DigestMismatch};
 
 use super::space::{INDEX_HEADROOM, disk};
-use super::temp::{commit_verified, remove_temp, write_chunks_at};
+use super::temp::{commit_verified, remove_temp, remove_temp_off_thread, write_chunks_at};
 use super::{Inner, Store, StoreError, blocking};
 
 /// A blob being pushed. See the module documentation.
@@ -36,13 +36,7 @@ pub struct UploadFile {
 impl Drop for UploadFile {
     fn drop(&mut self) {
         if self.remove_on_drop {
-            let path = std::mem::take(&mut self.path);
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => {
-                    handle.spawn_blocking(move || remove_temp(&path));
-                }
-                Err(_) => remove_temp(&path),
-            }
+            remove_temp_off_thread(std::mem::take(&mut self.path));
         }
     }
 }
