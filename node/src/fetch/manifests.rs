@@ -112,15 +112,11 @@ impl Fetcher {
         if ask_owner && let Some(found) = self.tag_from_owner(target, tag).await? {
             return Ok(found);
         }
-        let resolved = if self.upstreams.get(&target.registry).is_err() {
-            // A hosted name: only the members it was pushed to know the tag.
-            Err(FetchError::ManifestUnknown {
-                registry: target.registry.clone(),
-                repo: target.repo.to_string(),
-                reference: tag.to_string(),
-            })
-        } else {
-            self.tag_from_upstream(target, tag).await
+        // A hosted name has no upstream: `UnknownRegistry` here, which the registry layer
+        // answers as an unknown manifest once the members it was pushed to had their say.
+        let resolved = match self.upstreams.get(&target.registry) {
+            Err(e) => Err(e),
+            Ok(_) => self.tag_from_upstream(target, tag).await,
         };
         match resolved {
             // The upstream does not know it, or cannot be asked (an air-gapped site seeded by
