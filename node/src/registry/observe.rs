@@ -158,9 +158,9 @@ impl Tally {
         self.done(source, 0, StatusCode::OK, None);
     }
 
-    /// A blob body that does the bookkeeping as it is sent.
-    pub fn follow(self, body: BlobBody, origin: Origin, status: StatusCode) -> BlobBody {
-        Tallied { body, origin, status, bytes: 0, tally: Some(self) }.boxed()
+    /// A blob body of `len` bytes that does the bookkeeping as it is sent.
+    pub fn follow(self, body: BlobBody, origin: Origin, status: StatusCode, len: u64) -> BlobBody {
+        Tallied { body, origin, status, len, bytes: 0, tally: Some(self) }.boxed()
     }
 
     /// `failure`: what went wrong, and whether it belongs in the recent errors (a client that
@@ -210,6 +210,8 @@ struct Tallied {
     body: BlobBody,
     origin: Origin,
     status: StatusCode,
+    /// The response's `Content-Length`.
+    len: u64,
     bytes: u64,
     tally: Option<Tally>,
 }
@@ -248,8 +250,15 @@ impl Stream for Tallied {
 
 impl Drop for Tallied {
     fn drop(&mut self) {
-        // Dropped before its end: the client went away (or the connection broke).
-        if self.tally.is_some() {
+        if self.tally.is_none() {
+            return;
+        }
+        // hyper stops reading a body once it has sent `Content-Length` bytes, so a complete
+        // pull is often dropped before its end is read. Short of that length, the client went
+        // away (or the connection broke).
+        if self.bytes >= self.len {
+            self.end(None);
+        } else {
             self.end(Some(("the client closed the connection before the end".to_owned(), false)));
         }
     }
