@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod clients;
+pub mod container;
 pub mod demo;
 pub mod error;
 pub mod fleet;
