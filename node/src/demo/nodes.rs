@@ -163,3 +163,11 @@ impl DemoNode {
         }
     }
 }
+
+impl Drop for DemoNode {
+    /// A node nobody holds any more stops (nodes started before one that failed to start,
+    /// say); its thread winds it down on its own.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
