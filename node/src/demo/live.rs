@@ -28,7 +28,7 @@ pub(super) enum Seen {
 /// The header above the lines.
 pub(super) fn header() -> String {
     format!(
-        "{:<7} {:<8} {:<58} {:>9}  {:<14} {:>7}",
+        "{:<7} {:<8} {:<50} {:>9}  {:<14} {:>7}",
         "NODE", "KIND", "WHAT", "SIZE", "SOURCE", "TIME"
     )
 }
@@ -44,7 +44,7 @@ pub(super) fn line(node: &str, event: &PullEvent) -> String {
     };
     let ms = event.duration.as_millis();
     format!(
-        "{node:<7} {:<8} {what:<58} {:>9}  {outcome:<14} {ms:>4} ms",
+        "{node:<7} {:<8} {what:<50} {:>9}  {outcome:<14} {ms:>4} ms",
         event.kind.as_str(),
         human_size(event.bytes),
     )
