@@ -7,6 +7,9 @@
 
 pub mod bench;
 pub mod clients;
+pub mod container;
+pub mod dashboard;
+pub mod demo;
 pub mod error;
 pub mod fleet;
 pub mod image;

@@ -100,8 +100,14 @@ impl ChildProcess {
 
     /// Sends SIGTERM and waits up to `timeout` for the process to exit; true if it did.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
+        self.signal("TERM", timeout).is_some()
+    }
+
+    /// Sends `signal` (`INT` is a terminal's Ctrl-C) and waits up to `timeout` for the process
+    /// to exit; how it exited, if it did.
+    pub fn signal(&mut self, signal: &str, timeout: Duration) -> Option<std::process::ExitStatus> {
         let sent = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -109,12 +115,12 @@ impl ChildProcess {
             .is_ok_and(|s| s.success());
         let start = Instant::now();
         while sent && start.elapsed() < timeout {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        false
+        None
     }
 
     /// Kills the process (SIGKILL, as a crash or a pulled cable would) and reaps it.

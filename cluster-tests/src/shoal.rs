@@ -363,13 +363,20 @@ fn find_or_build() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("SHOAL_BIN") {
         return Ok(PathBuf::from(path));
     }
+    Ok(build_shoal(&[], &[])?.join("debug").join("shoal"))
+}
+
+/// Runs `cargo build -p shoal --bin shoal ARGS` in the workspace with the variables `envs`;
+/// returns the target directory.
+pub(crate) fn build_shoal(args: &[&str], envs: &[(&str, &str)]) -> Result<PathBuf> {
     let workspace = workspace_root();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut command = Command::new(cargo);
-    command.args(["build", "-p", "shoal", "--bin", "shoal"]).current_dir(&workspace);
+    command.args(["build", "-p", "shoal", "--bin", "shoal"]).args(args).current_dir(&workspace);
+    command.envs(envs.iter().copied());
     // Cargo sets these for the running test; build scripts (ring's) track some of them, so
     // passing them on would rebuild dependencies that `cargo build` had just built.
     for (key, _) in std::env::vars_os() {
@@ -384,10 +391,10 @@ fn find_or_build() -> Result<PathBuf> {
     if !status.success() {
         return Err(HarnessError::BuildShoal { status });
     }
-    Ok(target.join("debug").join("shoal"))
+    Ok(target)
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().unwrap_or(manifest_dir).to_owned()
 }

@@ -1,12 +1,18 @@
 //! The deployment files are what they claim: the systemd unit passes `systemd-analyze verify`
 //! with the real binary, with and without the fleet drop-in, and its sandbox rates as well
-//! hardened by `systemd-analyze security`.
+//! hardened by `systemd-analyze security`; the Kubernetes files parse and their arguments pass
+//! `--check-config`; the container image built FROM scratch runs a node that serves a pull.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use shoal_cluster_tests::require_tools;
+use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
+use shoal_cluster_tests::container::{Container, Image, static_shoal_binary};
+use shoal_cluster_tests::image::{self, ImageSpec};
+use shoal_cluster_tests::process::http_answers;
 use shoal_cluster_tests::shoal::shoal_binary;
+use shoal_cluster_tests::{Registry, RegistryOptions, free_port, require_tools};
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -120,6 +126,8 @@ fn the_kubernetes_files_parse_and_name_each_other() {
     assert!(volumes.iter().any(|v| v["secret"]["secretName"].as_str() == Some(secret)));
     assert!(volumes.iter().any(|v| v["configMap"]["name"].as_str() == Some("shoal")));
     let container = &pod["containers"][0];
+    let image = kustomization["images"][0]["name"].as_str().expect("the image kustomize sets");
+    assert_eq!(container["image"].as_str(), Some(image), "kustomize names the DaemonSet's image");
     for probe in ["livenessProbe", "readinessProbe"] {
         assert!(container[probe]["httpGet"]["path"].as_str().is_some(), "{probe}");
     }
@@ -160,4 +168,74 @@ fn the_daemonset_args_pass_check_config() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("a fleet member"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_container_image_is_the_static_binary_and_runs_a_node() {
+    if !require_tools(&["podman", "docker-registry", "skopeo"]) {
+        return;
+    }
+    let binary = static_shoal_binary().expect("the static shoal binary");
+    let image = Image::build(&binary).expect("deploy/container/build");
+    // The image is the binary and nothing to run it with: no shell, no loader, no libraries.
+    assert_eq!(image.inspect("{{.Config.Entrypoint}}").expect("inspect"), "[/usr/local/bin/shoal]");
+    let no_shell = image.run(&["--entrypoint", "/bin/sh"], &["-c", "true"]);
+    assert!(no_shell.is_err() || !no_shell.expect("output").status.success());
+
+    let version = image.run(&[], &["--version"]).expect("podman run --version");
+    let expected = Command::new(&binary).arg("--version").output().expect("shoal --version");
+    assert!(version.status.success(), "{}", String::from_utf8_lossy(&version.stderr));
+    assert_eq!(version.stdout, expected.stdout, "the image runs the binary it was built from");
+    let check = image.run(&[], &["run", "--check-config"]).expect("podman run --check-config");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(stdout.contains("data in /var/lib/shoal"), "the image's data directory: {stdout}");
+
+    // A node in the image, on the host's network, whose upstream has a name only /etc/hosts
+    // knows: the static binary resolves names without the libraries glibc would load.
+    let mut registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
+    let pushed = image::push_image(&registry.client(), "library/app", "v1", &ImageSpec::oci(1101))
+        .await
+        .expect("push");
+    registry.reset_requests().await.expect("reset");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("data dir");
+    let port = free_port().expect("port");
+    let listen = format!("127.0.0.1:{port}");
+    let upstream = format!("docker.io=http://registry.shoal.test:{}", registry.port());
+    let volume = format!("{}:/var/lib/shoal", data.display());
+    let mut node = Container::start(
+        &image,
+        &["--network=host", "--add-host=registry.shoal.test:127.0.0.1", "--volume", &volume],
+        &["run", "--listen", &listen, "--no-mdns", "--upstream", &upstream],
+        &dir.path().join("container.log"),
+    )
+    .expect("podman run");
+    let http = reqwest::Client::new();
+    let url = format!("http://{listen}/v2/");
+    node.process()
+        .wait_until(Duration::from_secs(60), || http_answers(&http, &url, |s| s.is_success()))
+        .await
+        .expect("the node in the container serves");
+
+    let skopeo = Skopeo::new().expect("skopeo");
+    let copied = skopeo
+        .copy(
+            &format!("{listen}/library/app:v1"),
+            &dir.path().join("pulled"),
+            &CopyOptions::default(),
+        )
+        .await
+        .expect("pull through the node in the container");
+    assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
+    assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
+    let requests = registry.requests().await.expect("access log");
+    for blob in pushed.blobs() {
+        let path = format!("/v2/library/app/blobs/{}", blob.digest);
+        assert_eq!(registry.count("GET", &path).await.expect("count"), 1, "{requests:?}");
+        let hex = blob.digest.hex();
+        let stored = data.join("blobs/sha256").join(&hex[..2]).join(&hex);
+        assert!(stored.is_file(), "the node stored {} in its volume", blob.digest);
+    }
 }

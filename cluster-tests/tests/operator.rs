@@ -1,10 +1,13 @@
 //! What an operator sees of real nodes: a `pull done` line per pull that says where its bytes
-//! came from, a `/metrics` exposition that `promtool` accepts, and `shoal status` listing a
-//! fleet's members.
+//! came from, a `/metrics` exposition that `promtool` accepts and that has every metric and
+//! label the Grafana dashboard queries, and `shoal status` listing a fleet's members.
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
+use shoal_cluster_tests::dashboard;
 use shoal_cluster_tests::fleet::start_fleet;
 use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::shoal::shoal_binary;
@@ -34,7 +37,7 @@ async fn wait_for_pull_lines(node: &ShoalNode, reference: &str, count: usize) ->
 }
 
 #[tokio::test]
-async fn each_pull_is_logged_with_its_source_and_promtool_accepts_the_metrics() {
+async fn each_pull_is_logged_with_its_source_and_the_metrics_are_what_promtool_and_grafana_read() {
     if !require_tools(&["docker-registry", "skopeo", "promtool"]) {
         return;
     }
@@ -65,6 +68,8 @@ async fn each_pull_is_logged_with_its_source_and_promtool_accepts_the_metrics() 
             assert!(line.contains("repository=docker.io/library/app"), "{line}");
             assert!(line.contains(&format!("bytes={}", blob.size)), "{line}");
             assert!(line.contains("status=200") && line.contains("duration_ms="), "{line}");
+            // skopeo read the whole body: not a client that left.
+            assert!(!line.contains("error="), "{line}");
         }
     }
     let manifest = wait_for_pull_lines(&node, "v1", 2).await;
@@ -78,6 +83,7 @@ async fn each_pull_is_logged_with_its_source_and_promtool_accepts_the_metrics() 
         .text()
         .await
         .expect("metrics text");
+    check_dashboard(&metrics);
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -91,6 +97,77 @@ async fn each_pull_is_logged_with_its_source_and_promtool_accepts_the_metrics() 
     assert!(
         checked.status.success(),
         "promtool check metrics failed:\n{}{}\n--- the exposition:\n{metrics}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+/// Every query of `deploy/grafana/shoal.json` is PromQL that `promtool` parses, and reads only
+/// metrics and labels that `exposition` (a real node's, after pulls) has.
+fn check_dashboard(exposition: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/shoal.json");
+    let text = std::fs::read_to_string(&path).expect("the dashboard");
+    let board: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let queries = dashboard::queries(&board);
+    assert!(queries.len() >= 20, "a query per question: {queries:?}");
+    let exposed = dashboard::exposed(exposition);
+
+    let mut used = BTreeSet::new();
+    for metric in dashboard::variable_metrics(&board) {
+        assert!(exposed.contains_key(&metric), "a variable reads {metric}, which is not exposed");
+        used.insert(metric);
+    }
+    for query in &queries {
+        let uses = dashboard::uses(query);
+        assert!(!uses.metrics.is_empty(), "{query} reads no shoal metric");
+        let mut labels = BTreeSet::new();
+        for (metric, matched) in &uses.metrics {
+            let Some(exposed_labels) = exposed.get(metric) else {
+                panic!("{query} reads {metric}, which the node does not expose:\n{exposition}")
+            };
+            for label in matched {
+                assert!(exposed_labels.contains(label), "{query}: {metric} has no label {label}");
+            }
+            labels.extend(exposed_labels.iter().cloned());
+            used.insert(metric.clone());
+        }
+        for label in &uses.grouped_by {
+            assert!(labels.contains(label), "{query} groups by {label}, which its metrics lack");
+        }
+    }
+    // What the dashboard must answer: requests and latency, bytes by source, upstreams, peers,
+    // the store, members, DHT lookups, a miss's first byte.
+    for metric in [
+        "shoal_http_requests_total",
+        "shoal_http_request_duration_seconds_bucket",
+        "shoal_served_bytes_total",
+        "shoal_upstream_requests_total",
+        "shoal_upstream_registry_bytes_total",
+        "shoal_peer_bytes_total",
+        "shoal_peer_bytes_served_total",
+        "shoal_store_bytes",
+        "shoal_store_evictions_total",
+        "shoal_fleet_peers",
+        "shoal_dht_provider_lookup_duration_seconds_bucket",
+        "shoal_miss_first_byte_seconds_bucket",
+    ] {
+        assert!(used.contains(metric), "the dashboard shows nothing of {metric}");
+    }
+
+    // promtool parses each query as a recording rule's expression.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, query) in queries.iter().enumerate() {
+        let expr = serde_json::to_string(&dashboard::as_promql(query)).expect("quoted");
+        rules.push_str(&format!("      - record: dashboard:query_{i}\n        expr: {expr}\n"));
+    }
+    let file = dir.path().join("dashboard.rules.yml");
+    std::fs::write(&file, &rules).expect("write rules");
+    let checked =
+        Command::new("promtool").args(["check", "rules"]).arg(&file).output().expect("promtool");
+    assert!(
+        checked.status.success(),
+        "promtool check rules:\n{}{}\n--- the rules:\n{rules}",
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );

@@ -1,4 +1,6 @@
-//! The command line: `shoal run` and its flags, each also a `SHOAL_*` variable.
+//! The command line: `shoal run` and its flags, each also a `SHOAL_*` variable, and the other
+//! subcommands. `shoal demo` takes `run`'s upstream flags ([`UpstreamArgs`]) and resolves them
+//! the same way.
 
 use std::path::PathBuf;
 
@@ -7,6 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{
     AuthOverrides, ByteSize, Config, ConfigError, FileConfig, HumanDuration, Overrides,
 };
+
+/// What is logged when `SHOAL_LOG` does not say. libp2p's Kademlia warns on every bootstrap
+/// attempt of a node that is alone; that is the normal state of a first node, not something an
+/// operator should act on.
+pub const DEFAULT_LOG_FILTER: &str = "info,libp2p_kad=error";
 
 /// The version and the commit the binary was built from: `0.1.0 (3f2a9c1d0b7e)`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SHOAL_COMMIT"), ")");
@@ -43,6 +50,9 @@ pub enum Command {
     /// Push every image of an OCI image layout archive into a node (and so its fleet), under
     /// the names the archive gives them; pushed content is pinned.
     Import(ImportArgs),
+    /// Run a fleet of nodes on this machine (on 127.0.0.1, in a temporary directory) and show,
+    /// live, where each node got each layer it served: upstream, a peer, or its own store.
+    Demo(DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +87,46 @@ pub struct ImportArgs {
     /// Log in as USER:PASSWORD (or NAME:TOKEN); the user must be allowed to push those names.
     #[arg(long, env = "SHOAL_USER", value_name = "USER:PASSWORD")]
     pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many nodes to run.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=9))]
+    pub nodes: u8,
+
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+}
+
+/// Which registries a node fetches from: shared by `shoal run` and `shoal demo`.
+#[derive(Debug, Args)]
+pub struct UpstreamArgs {
+    /// Map a registry name, as clients spell it, to the URL to fetch from. Repeatable;
+    /// overrides the built-in entry of the same name (docker.io, ghcr.io, quay.io,
+    /// registry.k8s.io, public.ecr.aws, gcr.io, mcr.microsoft.com).
+    #[arg(
+        long = "upstream",
+        env = "SHOAL_UPSTREAM",
+        value_name = "NAME=URL",
+        value_delimiter = ','
+    )]
+    pub upstreams: Vec<String>,
+
+    /// Registry for names with no registry host and no ?ns= [default: docker.io]
+    #[arg(long, env = "SHOAL_DEFAULT_UPSTREAM", value_name = "NAME")]
+    pub default_upstream: Option<String>,
+
+    /// Fetch from registries that are not configured (over HTTPS at their own name) instead
+    /// of refusing them.
+    #[arg(long, env = "SHOAL_ALLOW_ANY_UPSTREAM")]
+    pub allow_any_upstream: bool,
+
+    /// With --allow-any-upstream, let clients name registries at private, loopback or
+    /// link-local addresses too (by default only public ones, so that the node is no way into
+    /// the network it sits in).
+    #[arg(long, env = "SHOAL_ALLOW_PRIVATE_UPSTREAMS")]
+    pub allow_private_upstreams: bool,
 }
 
 #[derive(Debug, Args)]
@@ -174,31 +224,8 @@ pub struct RunArgs {
     #[arg(long, env = "SHOAL_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Map a registry name, as clients spell it, to the URL to fetch from. Repeatable;
-    /// overrides the built-in entry of the same name (docker.io, ghcr.io, quay.io,
-    /// registry.k8s.io, public.ecr.aws, gcr.io, mcr.microsoft.com).
-    #[arg(
-        long = "upstream",
-        env = "SHOAL_UPSTREAM",
-        value_name = "NAME=URL",
-        value_delimiter = ','
-    )]
-    pub upstreams: Vec<String>,
-
-    /// Registry for names with no registry host and no ?ns= [default: docker.io]
-    #[arg(long, env = "SHOAL_DEFAULT_UPSTREAM", value_name = "NAME")]
-    pub default_upstream: Option<String>,
-
-    /// Fetch from registries that are not configured (over HTTPS at their own name) instead
-    /// of refusing them.
-    #[arg(long, env = "SHOAL_ALLOW_ANY_UPSTREAM")]
-    pub allow_any_upstream: bool,
-
-    /// With --allow-any-upstream, let clients name registries at private, loopback or
-    /// link-local addresses too (by default only public ones, so that the node is no way into
-    /// the network it sits in).
-    #[arg(long, env = "SHOAL_ALLOW_PRIVATE_UPSTREAMS")]
-    pub allow_private_upstreams: bool,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
 
     /// Cap on the store's size, e.g. 50GiB; least recently used blobs are evicted [default: no cap]
     #[arg(long, env = "SHOAL_MAX_SIZE", value_name = "SIZE")]
@@ -280,6 +307,19 @@ pub struct RunArgs {
     pub anonymous_pull: bool,
 }
 
+impl UpstreamArgs {
+    /// The overrides these flags make; every other setting is left as not given.
+    pub fn into_overrides(self) -> Overrides {
+        Overrides {
+            upstreams: self.upstreams,
+            default_upstream: self.default_upstream,
+            allow_any_upstream: self.allow_any_upstream,
+            allow_private_upstreams: self.allow_private_upstreams,
+            ..Overrides::default()
+        }
+    }
+}
+
 impl RunArgs {
     /// Loads the config file, if any, and applies the flags on top of it.
     pub fn resolve(self) -> Result<Config, ConfigError> {
@@ -290,10 +330,6 @@ impl RunArgs {
         let overrides = Overrides {
             listen: self.listen,
             data_dir: self.data_dir,
-            upstreams: self.upstreams,
-            default_upstream: self.default_upstream,
-            allow_any_upstream: self.allow_any_upstream,
-            allow_private_upstreams: self.allow_private_upstreams,
             max_size: self.max_size,
             tag_ttl: self.tag_ttl,
             upload_timeout: self.upload_timeout,
@@ -319,6 +355,7 @@ impl RunArgs {
                 tokens: self.auth_tokens,
                 anonymous_pull: self.anonymous_pull,
             },
+            ..self.upstream.into_overrides()
         };
         Config::resolve(file, overrides)
     }

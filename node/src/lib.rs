@@ -6,14 +6,16 @@
 //! `upstream` (the registry client). `auth` says who a client is and what it may pull.
 //! `http_server` accepts connections and bounds what each may hold; `p2p` is the control plane
 //! and `peer_auth` signs and checks the data plane's peer requests; `metrics` and `status` are
-//! what an operator reads; `server` wires them all;
-//! `config` and `cli` feed it.
+//! what an operator reads, and `pull_feed` hands each finished pull to a program that runs
+//! nodes in-process; `server` wires them all; `config` and `cli` feed it. `demo` runs a small
+//! fleet of such nodes on one machine and shows where each pull came from.
 
 pub mod archive;
 pub mod auth;
 pub mod cli;
 pub mod client_config;
 pub mod config;
+pub mod demo;
 pub mod fetch;
 pub mod fleet;
 pub mod http_server;
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod p2p;
 pub mod peer_auth;
 pub mod push;
+pub mod pull_feed;
 pub mod registry;
 pub mod server;
 pub mod status;

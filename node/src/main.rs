@@ -6,11 +6,12 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let Cli { command } = Cli::parse();
-    let format = match &command {
-        Command::Run(args) => args.log_format,
-        _ => LogFormat::Text,
-    };
-    init_logging(format);
+    match &command {
+        Command::Run(args) => init_logging(args.log_format),
+        // The demo's nodes log to a file of its own; the terminal is for its live view.
+        Command::Demo(_) => {}
+        _ => init_logging(LogFormat::Text),
+    }
     let result = match command {
         Command::Run(args) => {
             let check_only = args.check_config;
@@ -31,6 +32,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => status(&args),
         Command::Export(args) => export(&args),
         Command::Import(args) => import(&args),
+        Command::Demo(args) => demo(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -43,11 +45,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    // libp2p's Kademlia warns on every bootstrap attempt of a node that is alone; that is the
-    // normal state of a first node, not something an operator should act on.
-    let default_filter = "info,libp2p_kad=error";
-    let filter =
-        EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = EnvFilter::try_from_env("SHOAL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(shoal::cli::DEFAULT_LOG_FILTER));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => {
@@ -179,6 +178,17 @@ fn current_thread() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn demo(args: shoal::cli::DemoArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime
+        .block_on(shoal::demo::run(args, shoal::server::shutdown_signal()))
+        .map_err(|e| e.to_string())
 }
 
 fn run(config: shoal::config::Config) -> Result<(), String> {

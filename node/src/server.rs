@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::p2p::{ClusterKey, KeyError, P2p, P2pConfig, P2pError};
 use crate::peer_auth::{RequestSigner, RequestVerifier};
 use crate::push::Pusher;
+use crate::pull_feed::PullFeed;
 use crate::registry::{self, AppState, Routing};
 use crate::status::{FleetView, RecentErrors, StatusSource};
 use crate::store::{Store, StoreError};
@@ -73,6 +74,17 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    run_with_feed(config, listener, shutdown, PullFeed::default()).await
+}
+
+/// [`run`], publishing every finished client pull to `pulls`: for a program that runs nodes
+/// in its own process and shows what they do (`shoal demo`).
+pub async fn run_with_feed(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    pulls: PullFeed,
 ) -> Result<(), ServerError> {
     let store_config = config.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
@@ -188,6 +200,7 @@ pub async fn run(
         errors,
         peer_auth: cluster_key.map(|key| Arc::new(RequestVerifier::new(key.request_key()))),
         auth,
+        pulls,
         routing: Arc::new(Routing {
             default_upstream: config.routing.default_upstream.clone(),
             aliases: config.routing.aliases.clone(),

@@ -68,8 +68,9 @@ pub async fn blob(
     if let Some(tally) = tally {
         let status =
             if blob.range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+        let len = blob.range.map_or(blob.size, |(start, end)| end - start);
         let body = std::mem::replace(&mut blob.body, futures_util::stream::empty().boxed());
-        blob.body = tally.follow(body, blob.origin.clone(), status);
+        blob.body = tally.follow(body, blob.origin.clone(), status, len);
     }
     Ok(blob_response(digest, blob, head))
 }

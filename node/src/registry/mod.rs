@@ -30,6 +30,7 @@ use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
 use crate::peer_auth::{PEER_AUTH_HEADER, PeerAuthFailure, RequestVerifier};
 use crate::push::Pusher;
+use crate::pull_feed::PullFeed;
 use crate::status::{RecentErrors, StatusSource};
 use observe::Seen;
 
@@ -60,6 +61,8 @@ pub struct AppState {
     pub status: Arc<StatusSource>,
     /// Failed client requests, for the status report.
     pub errors: Arc<RecentErrors>,
+    /// Finished client pulls, for whoever watches the node in-process.
+    pub pulls: PullFeed,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -67,7 +70,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
-    let mut seen = Seen::new();
+    let mut seen = Seen::new(&state.pulls);
     let mut response = match serve(&state, request, &mut seen).await {
         Ok(response) => {
             seen.finish(&state.metrics, &state.errors, response.status(), None);

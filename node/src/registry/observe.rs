@@ -1,7 +1,8 @@
 //! What every request leaves behind: its count and time to the response head by endpoint kind
 //! and status class; for each client `GET` of a manifest or blob, one `pull done` log line
 //! when it ends and its bytes counted by source; for a failure, an entry in the recent errors
-//! that `shoal status` shows.
+//! that `shoal status` shows. Each `pull done` also goes to the node's [`PullFeed`], for a
+//! program that watches its nodes in-process (`shoal demo`).
 //!
 //! Nothing secret is logged: no header, no query string (containerd's `?ns=` is the only one a
 //! client sends, and the repository already names the registry).
@@ -18,12 +19,13 @@ use futures_util::{Stream, StreamExt};
 use super::route::Endpoint;
 use crate::fetch::{BlobBody, FetchError, Origin, Served, Target};
 use crate::metrics::{EndpointKind, Metrics, RepositoryLabels, RequestLabels};
+use crate::pull_feed::{PullEvent, PullFeed, PullKind};
 use crate::status::RecentErrors;
 
 /// A client's `GET` of a manifest or a blob.
 #[derive(Debug, Clone)]
 pub(super) struct Pull {
-    kind: &'static str,
+    kind: PullKind,
     /// `registry/repository`.
     repository: String,
     registry: String,
@@ -34,14 +36,14 @@ pub(super) struct Pull {
 
 impl Pull {
     fn manifest(target: &Target, reference: &impl ToString) -> Self {
-        Self::new("manifest", target, reference.to_string())
+        Self::new(PullKind::Manifest, target, reference.to_string())
     }
 
     fn blob(target: &Target, digest: &impl ToString) -> Self {
-        Self::new("blob", target, digest.to_string())
+        Self::new(PullKind::Blob, target, digest.to_string())
     }
 
-    fn new(kind: &'static str, target: &Target, reference: String) -> Self {
+    fn new(kind: PullKind, target: &Target, reference: String) -> Self {
         Self {
             kind,
             repository: format!("{}/{}", target.registry, target.repo),
@@ -53,7 +55,7 @@ impl Pull {
 
     fn describe(&self) -> String {
         let sep = if self.reference.contains(':') { '@' } else { ':' };
-        format!("GET {} {}{sep}{}", self.kind, self.repository, self.reference)
+        format!("GET {} {}{sep}{}", self.kind.as_str(), self.repository, self.reference)
     }
 }
 
@@ -64,11 +66,18 @@ pub(super) struct Seen {
     pull: Option<Pull>,
     /// `registry/repository` of a request that names one.
     repository: Option<String>,
+    pulls: PullFeed,
 }
 
 impl Seen {
-    pub fn new() -> Self {
-        Self { started: Instant::now(), kind: EndpointKind::Other, pull: None, repository: None }
+    pub fn new(pulls: &PullFeed) -> Self {
+        Self {
+            started: Instant::now(),
+            kind: EndpointKind::Other,
+            pull: None,
+            repository: None,
+            pulls: pulls.clone(),
+        }
     }
 
     /// Notes what the request asks for, once it is parsed.
@@ -107,6 +116,7 @@ impl Seen {
             started: self.started,
             metrics: metrics.clone(),
             errors: errors.clone(),
+            pulls: self.pulls.clone(),
         })
     }
 
@@ -127,7 +137,7 @@ impl Seen {
             .observe(self.started.elapsed().as_secs_f64());
         let Some(message) = failure else { return };
         if let Some(pull) = &self.pull {
-            log_pull(pull, 0, None, self.started, status, Some(message));
+            log_pull(&self.pulls, pull, 0, None, self.started, status, Some(message));
         }
         // Clients' pulls only: probes and peers have their own places (the readiness answer,
         // the peer-auth log) and would push the pulls' failures out of the ring.
@@ -150,6 +160,7 @@ pub(super) struct Tally {
     started: Instant,
     metrics: Arc<Metrics>,
     errors: Arc<RecentErrors>,
+    pulls: PullFeed,
 }
 
 impl Tally {
@@ -163,9 +174,9 @@ impl Tally {
         self.done(source, 0, StatusCode::OK, None);
     }
 
-    /// A blob body that does the bookkeeping as it is sent.
-    pub fn follow(self, body: BlobBody, origin: Origin, status: StatusCode) -> BlobBody {
-        Tallied { body, origin, status, bytes: 0, tally: Some(self) }.boxed()
+    /// A blob body of `len` bytes that does the bookkeeping as it is sent.
+    pub fn follow(self, body: BlobBody, origin: Origin, status: StatusCode, len: u64) -> BlobBody {
+        Tallied { body, origin, status, len, bytes: 0, tally: Some(self) }.boxed()
     }
 
     /// `failure`: what went wrong, and whether it belongs in the recent errors (a client that
@@ -173,7 +184,7 @@ impl Tally {
     fn done(self, source: Served, bytes: u64, status: StatusCode, failure: Option<(String, bool)>) {
         let pull = &self.pull;
         self.metrics.served(source, bytes);
-        if pull.kind == "blob" {
+        if pull.kind == PullKind::Blob {
             let labels = RepositoryLabels {
                 repository: self.metrics.repository_label(&pull.registry, &pull.repo),
                 source: source.as_str(),
@@ -181,16 +192,17 @@ impl Tally {
             self.metrics.repository_requests.get_or_create(&labels).inc();
         }
         let error = failure.as_ref().map(|(error, _)| error.as_str());
-        log_pull(pull, bytes, Some(source), self.started, status, error);
+        log_pull(&self.pulls, pull, bytes, Some(source), self.started, status, error);
         if let Some((error, true)) = failure {
             self.errors.record(pull.describe(), status.as_u16(), error);
         }
     }
 }
 
-/// The one `pull done` line per client pull; `source` is absent when the pull failed before
-/// any source answered.
+/// The one `pull done` line (and feed event) per client pull; `source` is absent when the pull
+/// failed before any source answered.
 fn log_pull(
+    feed: &PullFeed,
     pull: &Pull,
     bytes: u64,
     source: Option<Served>,
@@ -198,23 +210,36 @@ fn log_pull(
     status: StatusCode,
     error: Option<&str>,
 ) {
+    let duration = started.elapsed();
     tracing::info!(
-        kind = pull.kind,
+        kind = pull.kind.as_str(),
         repository = %pull.repository,
         reference = %pull.reference,
         bytes,
         source = source.map(tracing::field::display),
-        duration_ms = started.elapsed().as_millis() as u64,
+        duration_ms = duration.as_millis() as u64,
         status = status.as_u16(),
         error = error.map(tracing::field::display),
         "pull done"
     );
+    feed.publish(|| PullEvent {
+        kind: pull.kind,
+        repository: pull.repository.clone(),
+        reference: pull.reference.clone(),
+        bytes,
+        source,
+        status: status.as_u16(),
+        duration,
+        error: error.map(str::to_owned),
+    });
 }
 
 struct Tallied {
     body: BlobBody,
     origin: Origin,
     status: StatusCode,
+    /// The response's `Content-Length`.
+    len: u64,
     bytes: u64,
     tally: Option<Tally>,
 }
@@ -253,8 +278,15 @@ impl Stream for Tallied {
 
 impl Drop for Tallied {
     fn drop(&mut self) {
-        // Dropped before its end: the client went away (or the connection broke).
-        if self.tally.is_some() {
+        if self.tally.is_none() {
+            return;
+        }
+        // hyper stops reading a body once it has sent `Content-Length` bytes, so a complete
+        // pull is often dropped before its end is read. Short of that length, the client went
+        // away (or the connection broke).
+        if self.bytes >= self.len {
+            self.end(None);
+        } else {
             self.end(Some(("the client closed the connection before the end".to_owned(), false)));
         }
     }

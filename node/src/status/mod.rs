@@ -15,6 +15,7 @@ pub use client::{StatusError, fetch};
 pub use collect::{FleetView, StatusSource};
 pub use errors::{RECENT_ERRORS, RecentErrors};
 pub use render::render;
+pub(crate) use render::size as human_size;
 pub use report::{
     Download, Member, NodeInfo, RecentError, ServedReport, StatusReport, StoreReport,
 };

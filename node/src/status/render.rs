@@ -92,7 +92,7 @@ pub fn render(report: &StatusReport) -> String {
 }
 
 /// Bytes in the largest binary unit that keeps a whole number in front.
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     const UNITS: [(&str, u64); 4] =
         [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     match UNITS.iter().find(|(_, unit)| bytes >= *unit) {
