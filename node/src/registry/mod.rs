@@ -29,8 +29,8 @@ use crate::auth::{Action, ClientAuth};
 use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
 use crate::peer_auth::{PEER_AUTH_HEADER, PeerAuthFailure, RequestVerifier};
-use crate::push::Pusher;
 use crate::pull_feed::PullFeed;
+use crate::push::Pusher;
 use crate::status::{RecentErrors, StatusSource};
 use observe::Seen;
 
