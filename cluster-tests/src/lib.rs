@@ -35,7 +35,8 @@ pub use push::{Credentials, RegistryClient};
 pub use registry::{ProxyUpstream, Registry, RegistryAuth, RegistryOptions};
 pub use require::{require_tool, require_tools};
 pub use shoal::{
-    ClusterKeyChoice, ShoalNode, ShoalOptions, generate_cluster_key, write_client_config,
+    ClusterKeyChoice, ShoalNode, ShoalOptions, generate_cluster_key, shoal_command,
+    write_client_config,
 };
 pub use token_server::{TokenServer, TokenServerOptions};
 

@@ -308,6 +308,16 @@ pub fn write_client_config(
     tool_output(&format!("shoal config {runtime}"), output)
 }
 
+/// Runs `shoal ARGS...` as an operator would (`shoal pin ...`, `shoal warm ...`); returns
+/// what it printed.
+pub fn shoal_command(args: &[&str]) -> Result<String> {
+    let output = Command::new(shoal_binary()?)
+        .args(args)
+        .output()
+        .map_err(|source| HarnessError::Spawn { program: "shoal".to_owned(), source })?;
+    tool_output(&format!("shoal {}", args.join(" ")), output)
+}
+
 /// The htpasswd line of `credentials`, made by `shoal auth htpasswd` (the password on stdin).
 pub fn htpasswd_line(credentials: &crate::Credentials) -> Result<String> {
     use std::io::Write;

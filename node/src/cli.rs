@@ -50,6 +50,16 @@ pub enum Command {
     /// Push every image of an OCI image layout archive into a node (and so its fleet), under
     /// the names the archive gives them; pushed content is pinned.
     Import(ImportArgs),
+    /// Keep an image on the fleet: never evicted, whole on --replicas members, re-placed when
+    /// a member leaves or joins.
+    Pin(PinArgs),
+    /// Stop keeping a pinned image (on every member); the cache may evict it again.
+    Unpin(NodeImageArgs),
+    /// List the images a node keeps.
+    Pins(PinsArgs),
+    /// Fetch images onto members ahead of a rollout (one upstream fetch per blob), without
+    /// pinning them.
+    Warm(WarmArgs),
     /// Run a fleet of nodes on this machine (on 127.0.0.1, in a temporary directory) and show,
     /// live, where each node got each layer it served: upstream, a peer, or its own store.
     Demo(DemoArgs),
@@ -140,6 +150,70 @@ pub struct StatusArgs {
     /// Log in as USER:PASSWORD (or NAME:TOKEN) when the node has client authentication.
     #[arg(long, env = "SHOAL_STATUS_USER", value_name = "USER:PASSWORD")]
     pub user: Option<String>,
+}
+
+/// The node a command talks to, and how to log in to it.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node to ask (its registry API).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
+    pub node: String,
+    /// Log in as USER:PASSWORD (or NAME:TOKEN) when the node has client authentication.
+    #[arg(long, env = "SHOAL_USER", value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeImageArgs {
+    /// The image, e.g. docker.io/library/alpine:3.20 or local/app@sha256:...
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// The image, e.g. docker.io/library/alpine:3.20 (a tag is pinned as the manifest it
+    /// points at now).
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Only the image for this platform (os/arch[/variant]) of a multi-arch image [default:
+    /// every platform].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Members that keep it [default: the node's --replicas].
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u32>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PinsArgs {
+    /// Print the list as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// Images to warm.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Only the image for this platform (os/arch[/variant]) [default: every platform].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Members that get a copy [default: the node's --replicas].
+    #[arg(long, value_name = "N", conflicts_with = "all_nodes")]
+    pub replicas: Option<u32>,
+    /// Every member gets a copy.
+    #[arg(long)]
+    pub all_nodes: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +358,15 @@ pub struct RunArgs {
     #[arg(long, env = "SHOAL_UPSTREAM_PER_SITE")]
     pub upstream_per_site: bool,
 
+    /// Members that keep each pinned image (pushed, imported, `shoal pin`) [default: 2]
+    #[arg(long, env = "SHOAL_REPLICAS", value_name = "N")]
+    pub replicas: Option<u32>,
+
+    /// How often this node checks that the images it keeps have their copies on the members
+    /// they are placed on [default: 1m]
+    #[arg(long, env = "SHOAL_PLACEMENT_INTERVAL", value_name = "DURATION")]
+    pub placement_interval: Option<HumanDuration>,
+
     /// HTTP URL peers use to fetch from this node [default: derived from --listen]
     #[arg(long, env = "SHOAL_ADVERTISE_ADDR", value_name = "URL")]
     pub advertise_addr: Option<String>,
@@ -348,6 +431,8 @@ impl RunArgs {
             cluster_key: self.cluster_key,
             site: self.site,
             upstream_per_site: self.upstream_per_site.then_some(true),
+            replicas: self.replicas,
+            placement_interval: self.placement_interval,
             advertise_addr: self.advertise_addr,
             upstream_fallback: self.upstream_fallback,
             auth: AuthOverrides {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use shoal_protocol::peer::{ErrorCode, OwnerRequest, OwnerResponse};
+use shoal_protocol::peer::{
+    ErrorCode, HoldState, ImageHold, ImageRelease, OwnerRequest, OwnerResponse,
+};
 use shoal_protocol::{Digest, RepositoryName, Tag};
 
 use crate::fetch::{
@@ -14,6 +16,7 @@ use crate::fetch::{
 };
 use crate::metrics::Metrics;
 use crate::p2p::{self, OwnerService, P2p, PeerInfo, ResolvedTag};
+use crate::placement::Placement;
 use crate::upstream::UpstreamError;
 
 pub struct P2pFleet {
@@ -118,7 +121,9 @@ impl Fleet for P2pFleet {
             match self.ask(owner, request).await? {
                 OwnerResponse::FetchAccepted { http_url } => Ok(http_url),
                 OwnerResponse::Error(code) => Err(refusal(owner, code)),
-                OwnerResponse::TagResolved { .. } => Err(unexpected(owner)),
+                OwnerResponse::TagResolved { .. } | OwnerResponse::Hold(_) => {
+                    Err(unexpected(owner))
+                }
             }
         })
     }
@@ -143,7 +148,9 @@ impl Fleet for P2pFleet {
                     source: Served::Peer,
                 }),
                 OwnerResponse::Error(code) => Err(refusal(owner, code)),
-                OwnerResponse::FetchAccepted { .. } => Err(unexpected(owner)),
+                OwnerResponse::FetchAccepted { .. } | OwnerResponse::Hold(_) => {
+                    Err(unexpected(owner))
+                }
             }
         })
     }
@@ -164,11 +171,59 @@ impl Fleet for P2pFleet {
     fn site(&self) -> Option<String> {
         self.site.clone()
     }
+
+    fn placement(&self, key: &[u8], n: usize) -> Vec<Owner> {
+        let to_owner = |o| match o {
+            p2p::Owner::Local => Owner::Local,
+            p2p::Owner::Remote(info) => Owner::Remote(peer_ref(info)),
+        };
+        self.p2p.closest(key, n).into_iter().map(to_owner).collect()
+    }
+
+    fn members(&self) -> Vec<PeerRef> {
+        self.p2p.peers().into_iter().map(peer_ref).collect()
+    }
+
+    fn ask_hold<'a>(
+        &'a self,
+        peer: &'a PeerRef,
+        hold: &'a ImageHold,
+    ) -> BoxFuture<'a, Result<HoldState, FleetError>> {
+        Box::pin(async move { self.ask_placement(peer, OwnerRequest::Hold(hold.clone())).await })
+    }
+
+    fn ask_release<'a>(
+        &'a self,
+        peer: &'a PeerRef,
+        release: &'a ImageRelease,
+    ) -> BoxFuture<'a, Result<HoldState, FleetError>> {
+        Box::pin(
+            async move { self.ask_placement(peer, OwnerRequest::Release(release.clone())).await },
+        )
+    }
 }
 
-/// Answers owner requests from peers with this node's fetcher.
+impl P2pFleet {
+    async fn ask_placement(
+        &self,
+        peer: &PeerRef,
+        request: OwnerRequest,
+    ) -> Result<HoldState, FleetError> {
+        match self.ask(peer, request).await? {
+            OwnerResponse::Hold(state) => Ok(state),
+            OwnerResponse::Error(code) => Err(refusal(peer, code)),
+            OwnerResponse::FetchAccepted { .. } | OwnerResponse::TagResolved { .. } => {
+                Err(unexpected(peer))
+            }
+        }
+    }
+}
+
+/// Answers owner requests from peers with this node's fetcher, and placement requests with
+/// its placement.
 pub struct FetcherService {
     fetcher: std::sync::OnceLock<Arc<Fetcher>>,
+    placement: std::sync::OnceLock<Arc<Placement>>,
     metrics: Arc<Metrics>,
 }
 
@@ -176,7 +231,11 @@ impl FetcherService {
     /// The swarm starts before the fetcher exists (the fetcher needs the swarm's handle);
     /// requests that arrive in between are refused.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { fetcher: std::sync::OnceLock::new(), metrics }
+        Self { fetcher: std::sync::OnceLock::new(), placement: std::sync::OnceLock::new(), metrics }
+    }
+
+    pub fn set_placement(&self, placement: Arc<Placement>) {
+        let _ = self.placement.set(placement);
     }
 
     pub fn set_fetcher(&self, fetcher: Arc<Fetcher>) {
@@ -245,6 +304,22 @@ impl OwnerService for FetcherService {
                     Err(code(&e))
                 }
             }
+        })
+    }
+
+    fn hold(&self, hold: ImageHold) -> BoxFuture<'static, Result<HoldState, ErrorCode>> {
+        let placement = self.placement.get().cloned();
+        Box::pin(async move {
+            let placement = placement.ok_or(ErrorCode::Refused)?;
+            Ok(placement.on_hold(hold).await)
+        })
+    }
+
+    fn release(&self, release: ImageRelease) -> BoxFuture<'static, Result<HoldState, ErrorCode>> {
+        let placement = self.placement.get().cloned();
+        Box::pin(async move {
+            let placement = placement.ok_or(ErrorCode::Refused)?;
+            Ok(placement.on_release(release).await)
         })
     }
 }

@@ -22,6 +22,7 @@ pub mod http_server;
 pub mod metrics;
 pub mod p2p;
 pub mod peer_auth;
+pub mod placement;
 pub mod pull_feed;
 pub mod push;
 pub mod registry;

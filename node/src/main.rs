@@ -33,6 +33,10 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => export(&args),
         Command::Import(args) => import(&args),
         Command::Demo(args) => demo(args),
+        Command::Pin(args) => shoal::placement::cli::pin(&args),
+        Command::Unpin(args) => shoal::placement::cli::unpin(&args),
+        Command::Pins(args) => shoal::placement::cli::pins(&args),
+        Command::Warm(args) => shoal::placement::cli::warm(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

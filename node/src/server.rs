@@ -22,6 +22,7 @@ use crate::http_server;
 use crate::metrics::Metrics;
 use crate::p2p::{ClusterKey, KeyError, P2p, P2pConfig, P2pError};
 use crate::peer_auth::{RequestSigner, RequestVerifier};
+use crate::placement::Placement;
 use crate::pull_feed::PullFeed;
 use crate::push::Pusher;
 use crate::registry::{self, AppState, Routing};
@@ -169,9 +170,14 @@ pub async fn run_with_feed(
             .with_repo_check(auth.restricts_names()),
     );
     service.set_fetcher(fetcher.clone());
+    let placement =
+        Placement::new(store.clone(), fetcher.clone(), fleet.clone(), fleet_config.replicas);
+    placement.spawn_checks(fleet_config.placement_interval);
+    service.set_placement(placement.clone());
     let pusher = Arc::new(Pusher::new(
         store.clone(),
         fetcher.clone(),
+        placement.clone(),
         config.upload_timeout,
         auth.restricts_names(),
     ));
@@ -195,6 +201,7 @@ pub async fn run_with_feed(
     let state = AppState {
         fetcher,
         pusher,
+        placement,
         metrics,
         status,
         errors,

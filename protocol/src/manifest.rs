@@ -24,6 +24,33 @@ pub struct Descriptor {
     pub urls: Vec<String>,
     #[serde(default)]
     pub artifact_type: Option<String>,
+    /// In an index: the platform the child image is for.
+    #[serde(default)]
+    pub platform: Option<Platform>,
+}
+
+/// The platform of an index entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Platform {
+    // Defaults, so that an odd entry does not make the whole index unreadable.
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Whether this is `wanted` (`os/arch` or `os/arch/variant`); without a variant in
+    /// `wanted`, any variant matches.
+    pub fn matches(&self, wanted: &str) -> bool {
+        let mut parts = wanted.split('/');
+        let (os, arch, variant) = (parts.next(), parts.next(), parts.next());
+        os == Some(self.os.as_str())
+            && arch == Some(self.architecture.as_str())
+            && variant.is_none_or(|v| self.variant.as_deref() == Some(v))
+    }
 }
 
 /// The parts of an image manifest or index that name other content.
@@ -149,6 +176,18 @@ impl ManifestRefs {
         }
     }
 
+    /// The child manifests of an index, only those for `platform` when one is given (entries
+    /// with no platform, such as attestations, are kept only without a filter).
+    pub fn children(&self, platform: Option<&str>) -> Vec<Digest> {
+        self.manifests
+            .iter()
+            .filter(|d| {
+                platform.is_none_or(|p| d.platform.as_ref().is_some_and(|have| have.matches(p)))
+            })
+            .filter_map(|d| Digest::parse(&d.digest).ok())
+            .collect()
+    }
+
     /// The subject's digest, when the manifest refers to another.
     pub fn subject(&self) -> Option<Digest> {
         self.subject.as_ref().and_then(|d| Digest::parse(&d.digest).ok())
@@ -178,6 +217,21 @@ mod tests {
         assert_eq!(ManifestRefs::parse(index.as_bytes()).unwrap().references(), [c]);
         assert!(ManifestRefs::parse(b"not json").is_none());
         assert!(ManifestRefs::parse(br#"{"layers":"odd"}"#).is_none());
+    }
+
+    #[test]
+    fn an_index_lists_the_children_of_a_platform() {
+        let (amd, arm, att) = (Digest::of(b"amd"), Digest::of(b"arm"), Digest::of(b"att"));
+        let index = format!(
+            r#"{{"manifests":[{{"digest":"{amd}","platform":{{"os":"linux","architecture":"amd64"}}}},{{"digest":"{arm}","platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}},{{"digest":"{att}"}}]}}"#
+        );
+        let refs = ManifestRefs::parse(index.as_bytes()).unwrap();
+        assert_eq!(refs.children(None), [amd, arm, att]);
+        assert_eq!(refs.children(Some("linux/amd64")), [amd]);
+        assert_eq!(refs.children(Some("linux/arm64")), [arm]);
+        assert_eq!(refs.children(Some("linux/arm64/v8")), [arm]);
+        assert!(refs.children(Some("linux/arm64/v7")).is_empty());
+        assert!(refs.children(Some("windows/amd64")).is_empty());
     }
 
     #[test]

@@ -20,7 +20,10 @@ pub use auth::{
     SignedRequest, canonical,
 };
 pub use keys::{blob_key, owner_distance, tag_key};
-pub use message::{ErrorCode, MessageError, OwnerRequest, OwnerResponse};
+pub use message::{
+    ErrorCode, HoldState, ImageHold, ImageRelease, MAX_REPLICAS, MessageError, OwnerRequest,
+    OwnerResponse, check_platform,
+};
 pub use pieces::{
     Have, MAX_PIECES, MIN_PIECE_SIZE, PIECES_HEADER, PieceSet, PieceStatus, PiecesError,
     piece_count, piece_range, piece_size,

@@ -57,6 +57,24 @@ impl NodeClient {
         (url, request)
     }
 
+    /// Calls one of the node's own endpoints (`/_shoal/...`) and returns its JSON answer.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<serde_json::Value, ArchiveError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some((user, password)) = &self.login {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = self.send(&url, request, &[StatusCode::OK]).await?;
+        response.json().await.map_err(|e| ArchiveError::Unreachable {
+            url,
+            detail: format!("the answer is not JSON: {}", e.without_url()),
+        })
+    }
+
     async fn send(
         &self,
         url: &str,

@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub cluster_key: Option<PathBuf>,
     pub site: Option<String>,
     pub upstream_per_site: Option<bool>,
+    pub replicas: Option<u32>,
+    pub placement_interval: Option<HumanDuration>,
     pub advertise_addr: Option<String>,
     pub upstream_fallback: Option<String>,
     pub provider_ttl: Option<HumanDuration>,

@@ -52,6 +52,10 @@ pub const DEFAULT_PEER_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// a silent peer costs a miss a moment, not a download.
 pub const DEFAULT_PEER_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_PEER_UPLOAD_SLOTS: usize = 3;
+/// Members that keep each pinned (pushed, imported) image: any one node may be lost.
+pub const DEFAULT_REPLICAS: u32 = 2;
+/// How often a node checks the copies of the images it keeps.
+pub const DEFAULT_PLACEMENT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The fully resolved configuration of a node.
 #[derive(Debug, Clone)]
@@ -97,6 +101,10 @@ pub struct FleetConfig {
     pub peer_stall_timeout: Duration,
     /// Pieces of one blob this node sends to peers at once; more askers are told "busy".
     pub peer_upload_slots: usize,
+    /// Members that keep a pinned image unless its pin says otherwise.
+    pub replicas: u32,
+    /// How often the images this node keeps are checked on the members they are placed on.
+    pub placement_interval: Duration,
 }
 
 /// Which upstream a request's repository name belongs to.
@@ -135,6 +143,8 @@ pub enum ConfigError {
     AmbiguousCredentials { name: String },
     #[error("upstream {name:?}: token_realms entry {realm:?} is not a host name")]
     TokenRealm { name: String, realm: String },
+    #[error("replicas = {0}: give a number of members from 1 to 64")]
+    Replicas(u32),
     #[error("default upstream {0:?} is not a configured upstream")]
     UnknownDefault(String),
     #[error(
@@ -182,6 +192,8 @@ pub struct Overrides {
     pub cluster_key: Option<PathBuf>,
     pub site: Option<String>,
     pub upstream_per_site: Option<bool>,
+    pub replicas: Option<u32>,
+    pub placement_interval: Option<HumanDuration>,
     pub advertise_addr: Option<String>,
     pub upstream_fallback: Option<String>,
     pub auth: AuthOverrides,
@@ -259,6 +271,10 @@ fn resolve_fleet(file: &FileConfig, o: &Overrides) -> Result<FleetConfig, Config
     if republish >= provider_ttl {
         return Err(ConfigError::Republish { republish, ttl: provider_ttl });
     }
+    let replicas = o.replicas.or(file.replicas).unwrap_or(DEFAULT_REPLICAS);
+    if replicas == 0 || replicas > shoal_protocol::peer::MAX_REPLICAS {
+        return Err(ConfigError::Replicas(replicas));
+    }
     Ok(FleetConfig {
         p2p_listen: multiaddrs(&p2p_listen)?,
         bootstrap: multiaddrs(&list(&o.bootstrap, &file.bootstrap))?,
@@ -276,6 +292,12 @@ fn resolve_fleet(file: &FileConfig, o: &Overrides) -> Result<FleetConfig, Config
         peer_header_timeout: file.peer_header_timeout.map_or(DEFAULT_PEER_HEADER_TIMEOUT, |d| d.0),
         peer_stall_timeout: file.peer_stall_timeout.map_or(DEFAULT_PEER_STALL_TIMEOUT, |d| d.0),
         peer_upload_slots: file.peer_upload_slots.unwrap_or(DEFAULT_PEER_UPLOAD_SLOTS).max(1),
+        replicas,
+        placement_interval: o
+            .placement_interval
+            .or(file.placement_interval)
+            .map_or(DEFAULT_PLACEMENT_INTERVAL, |d| d.0)
+            .max(Duration::from_secs(1)),
     })
 }
 

@@ -5,6 +5,7 @@
 //! miss path goes straight to the upstream.
 
 use futures_util::future::BoxFuture;
+use shoal_protocol::peer::{HoldState, ImageHold, ImageRelease};
 use shoal_protocol::{Digest, Tag};
 
 use super::{ManifestData, Target};
@@ -81,6 +82,38 @@ pub trait Fleet: Send + Sync + 'static {
 
     /// This node's locality label.
     fn site(&self) -> Option<String>;
+
+    /// The `n` members closest to `key` (this node included), closest first: where an image
+    /// placed by that key is kept.
+    fn placement(&self, key: &[u8], n: usize) -> Vec<Owner> {
+        let _ = (key, n);
+        vec![Owner::Local]
+    }
+
+    /// Every live member but this node.
+    fn members(&self) -> Vec<PeerRef> {
+        Vec::new()
+    }
+
+    /// Asks `peer` to hold an image it is placed on.
+    fn ask_hold<'a>(
+        &'a self,
+        peer: &'a PeerRef,
+        hold: &'a ImageHold,
+    ) -> BoxFuture<'a, Result<HoldState, FleetError>> {
+        let _ = hold;
+        Box::pin(async move { Err(FleetError::Refused { peer: peer.id.clone() }) })
+    }
+
+    /// Tells `peer` that an image was released.
+    fn ask_release<'a>(
+        &'a self,
+        peer: &'a PeerRef,
+        release: &'a ImageRelease,
+    ) -> BoxFuture<'a, Result<HoldState, FleetError>> {
+        let _ = release;
+        Box::pin(async move { Err(FleetError::Refused { peer: peer.id.clone() }) })
+    }
 }
 
 /// The owner key of a tag: the same on every node for the same `(registry, repository, tag)`.

@@ -100,6 +100,16 @@ impl Fetcher {
         if let Some(found) = self.pushed_tag(target, tag).await? {
             return Ok(found);
         }
+        // A peer asking about a hosted name wants this node's pushed tags only: an answer it
+        // cached from another member could be one deleted since, and asking on would pass
+        // stale answers around the fleet.
+        if !ask_owner && self.upstreams.get(&target.registry).is_err() {
+            return Err(FetchError::ManifestUnknown {
+                registry: target.registry.clone(),
+                repo: target.repo.to_string(),
+                reference: tag.to_string(),
+            });
+        }
         if let Some(found) = self.fresh_tag(target, tag).await? {
             return Ok(found);
         }
@@ -120,8 +130,9 @@ impl Fetcher {
         };
         match resolved {
             // The upstream does not know it, or cannot be asked (an air-gapped site seeded by
-            // pushes under the upstream's names): a member it was pushed to may.
-            Err(e) if e.is_unknown() || is_unavailable(&e) => {
+            // pushes under the upstream's names): a member it was pushed to may. Only for a
+            // client: a peer asking is itself about to ask those members.
+            Err(e) if ask_owner && (e.is_unknown() || is_unavailable(&e)) => {
                 match self.tag_from_pushers(target, tag).await? {
                     Some(found) => Ok(found),
                     None => Err(e),
@@ -214,6 +225,19 @@ impl Fetcher {
         }
     }
 
+    /// A tag pushed to some member of the fleet, as those members answer for it; `None` when
+    /// no member announces it. Never asks an upstream.
+    pub async fn pushed_tag_in_fleet(
+        &self,
+        target: &Target,
+        tag: &Tag,
+    ) -> Result<Option<ManifestData>, FetchError> {
+        if let Some(found) = self.pushed_tag(target, tag).await? {
+            return Ok(Some(found));
+        }
+        self.tag_from_pushers(target, tag).await
+    }
+
     /// Asks the members that announced a pushed tag (they provide its tag key) for it.
     async fn tag_from_pushers(
         &self,
@@ -224,6 +248,9 @@ impl Fetcher {
         let key = Digest::from_raw(tag_key(target, tag));
         for peer in fleet.providers(&key).await {
             match fleet.ask_tag(&peer, target, tag).await {
+                Ok(m) if deleted_here(&self.store, target, &m.digest)? => {
+                    tracing::info!(peer = %peer.id, %tag, digest = %m.digest, "member still serves a pushed tag this node knows was deleted; ignored");
+                }
                 Ok(m) if Digest::of(&m.bytes) == m.digest => {
                     self.keep_manifest(&m).await?;
                     self.remember_tag(target, tag, &m.digest, &m.media_type).await?;
@@ -428,4 +455,16 @@ fn stale_if_error(e: &UpstreamError) -> bool {
 
 fn is_unavailable(e: &FetchError) -> bool {
     matches!(e.root(), FetchError::Upstream(u) if u.is_unavailable())
+}
+
+/// Whether this node knows `digest` of `target` was deleted fleet-wide (a member that was
+/// away may still serve its tag until its next placement check).
+fn deleted_here(
+    store: &crate::store::Store,
+    target: &Target,
+    digest: &Digest,
+) -> Result<bool, FetchError> {
+    let row = store.image_pin(&target.registry, &target.repo, digest)?;
+    Ok(row
+        .is_some_and(|r| matches!(r.state, crate::store::PinState::Released { deleted: true, .. })))
 }

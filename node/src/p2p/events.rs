@@ -196,6 +196,14 @@ impl Task {
                         Err(code) => OwnerResponse::Error(known(code)),
                     }
                 }
+                OwnerRequest::Hold(hold) => match service.hold(hold).await {
+                    Ok(state) => OwnerResponse::Hold(state),
+                    Err(code) => OwnerResponse::Error(known(code)),
+                },
+                OwnerRequest::Release(release) => match service.release(release).await {
+                    Ok(state) => OwnerResponse::Hold(state),
+                    Err(code) => OwnerResponse::Error(known(code)),
+                },
             };
             let _ = commands.send(Command::Respond { channel, response });
         });

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::behaviour::build_swarm;
-use super::peers::{Owner, PeerInfo, SharedSnapshot, Snapshot, owner_among};
+use super::peers::{Owner, PeerInfo, SharedSnapshot, Snapshot, closest_among, owner_among};
 use super::task::{Command, Task};
 use super::{OwnerService, P2pConfig, P2pError, identity};
 
@@ -104,6 +104,11 @@ impl P2p {
     /// The member that should do the work for `key`: this node or a live peer.
     pub fn owner(&self, key: &[u8]) -> Owner {
         owner_among(&self.local_peer_id, self.snapshot.borrow().peers.values(), key)
+    }
+
+    /// The `n` members (this node included) closest to `key`, closest first.
+    pub fn closest(&self, key: &[u8], n: usize) -> Vec<Owner> {
+        closest_among(&self.local_peer_id, self.snapshot.borrow().peers.values(), key, n)
     }
 
     /// The member of `site` that should bring `key` into it: the same rule as

@@ -29,7 +29,9 @@ pub use identity::IdentityError;
 pub use key::{ClusterKey, KeyError};
 pub use libp2p::{Multiaddr, PeerId};
 pub use peers::{Owner, PeerInfo};
-pub use shoal_protocol::peer::{ErrorCode, OwnerRequest, OwnerResponse};
+pub use shoal_protocol::peer::{
+    ErrorCode, HoldState, ImageHold, ImageRelease, OwnerRequest, OwnerResponse,
+};
 
 use futures_util::future::BoxFuture;
 use shoal_protocol::{Digest, RepositoryName, Tag};
@@ -66,4 +68,11 @@ pub trait OwnerService: Send + Sync + 'static {
         repo: RepositoryName,
         tag: Tag,
     ) -> BoxFuture<'static, Result<ResolvedTag, ErrorCode>>;
+
+    /// Keep an image this node is a placement of: record it and start bringing in what it
+    /// lacks; answers at once with where it stands.
+    fn hold(&self, hold: ImageHold) -> BoxFuture<'static, Result<HoldState, ErrorCode>>;
+
+    /// Apply an image's release (unpin, or delete) unless a later pin is known.
+    fn release(&self, release: ImageRelease) -> BoxFuture<'static, Result<HoldState, ErrorCode>>;
 }

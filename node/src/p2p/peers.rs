@@ -60,6 +60,25 @@ pub(super) fn owner_among<'a>(
     }
 }
 
+/// The `n` members closest to `key` among `local` and `peers`, closest first: where an image
+/// keyed by `key` is placed.
+pub(super) fn closest_among<'a>(
+    local: &PeerId,
+    peers: impl IntoIterator<Item = &'a PeerInfo>,
+    key: &[u8],
+    n: usize,
+) -> Vec<Owner> {
+    let target = KBucketKey::new(key.to_vec());
+    let distance = |id: &PeerId| target.distance(&KBucketKey::from(*id));
+    let mut all: Vec<(_, Owner)> = peers
+        .into_iter()
+        .map(|p| (distance(&p.id), Owner::Remote(p.clone())))
+        .chain(std::iter::once((distance(local), Owner::Local)))
+        .collect();
+    all.sort_by_key(|a| a.0);
+    all.into_iter().take(n).map(|(_, o)| o).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use shoal_protocol::peer::owner_distance;
@@ -106,5 +125,24 @@ mod tests {
             }
         }
         assert!(saw_local && saw_remote);
+    }
+
+    #[test]
+    fn closest_members_start_with_the_owner_and_are_distinct() {
+        let local = PeerId::random();
+        let peers: Vec<PeerInfo> = (0..5).map(|_| peer()).collect();
+        for i in 0..50u32 {
+            let key = i.to_be_bytes();
+            let three = closest_among(&local, &peers, &key, 3);
+            assert_eq!(three.len(), 3);
+            assert_eq!(three[0], owner_among(&local, &peers, &key));
+            let id = |o: &Owner| match o {
+                Owner::Local => local,
+                Owner::Remote(p) => p.id,
+            };
+            let ids: std::collections::HashSet<PeerId> = three.iter().map(id).collect();
+            assert_eq!(ids.len(), 3);
+            assert_eq!(closest_among(&local, &peers, &key, 99).len(), 6);
+        }
     }
 }

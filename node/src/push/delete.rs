@@ -26,9 +26,18 @@ impl Pusher {
                     blocking("delete tag", move || store.delete_tag(&t.registry, &t.repo, &owned))
                         .await?;
                 if gone.is_empty() {
-                    return Err(PushError::ManifestUnknown(reference.to_string()));
+                    // Not pushed to this node: deleted on the members it was pushed to, if any.
+                    let elsewhere = self.fetcher.pushed_tag_in_fleet(target, tag).await;
+                    if !matches!(elsewhere, Ok(Some(_))) {
+                        return Err(PushError::ManifestUnknown(reference.to_string()));
+                    }
                 }
                 self.fetcher.withdraw(&Digest::from_raw(tag_key(target, tag)));
+                self.release_everywhere(target, reference).await;
+                // What asking the members cached here goes too.
+                let (store, t, owned) = (self.store.clone(), target.clone(), tag.clone());
+                blocking("delete tag", move || store.delete_tag(&t.registry, &t.repo, &owned))
+                    .await?;
                 tracing::info!(registry = %target.registry, repo = %target.repo, %reference, "tag deleted");
                 return Ok(());
             }
@@ -68,8 +77,17 @@ impl Pusher {
         if last_pin {
             self.store.delete_blob(&digest).await?;
         }
+        self.release_everywhere(target, reference).await;
         tracing::info!(registry = %target.registry, repo = %target.repo, %digest, "manifest deleted");
         Ok(())
+    }
+
+    /// Deletes the image on the members that keep it too. This node's delete stands whatever
+    /// they answer; a member that was away learns it at its next placement check.
+    async fn release_everywhere(&self, target: &Target, reference: &Reference) {
+        if let Err(e) = self.placement.unpin(target, reference, true).await {
+            tracing::warn!(registry = %target.registry, repo = %target.repo, %reference, error = %e, "could not release the deleted image on its members");
+        }
     }
 
     pub async fn delete_blob(&self, target: &Target, digest: &Digest) -> Result<(), PushError> {

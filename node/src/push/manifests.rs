@@ -8,7 +8,7 @@
 //! under it, its tag recorded as pushed, and its `subject` (if any) recorded for the referrers
 //! API.
 
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -76,6 +76,7 @@ impl Pusher {
         let mut named = blobs;
         named.extend(manifests);
         named.push(digest);
+        let pushed_at = SystemTime::now();
         let (store, target_c, tag) = (self.store.clone(), target.clone(), reference.clone());
         blocking("record pushed manifest", move || {
             let (registry, repo) = (&target_c.registry, &target_c.repo);
@@ -86,7 +87,7 @@ impl Pusher {
                 store.add_referrer(registry, repo, &subject, &referrer)?;
             }
             if let Reference::Tag(tag) = tag {
-                let record = TagRecord { digest, media_type, fetched_at: SystemTime::now() };
+                let record = TagRecord { digest, media_type, fetched_at: pushed_at };
                 store.put_pushed_tag(registry, repo, &tag, &record)?;
             }
             Ok(())
@@ -98,6 +99,18 @@ impl Pusher {
             self.fetcher.announce(&Digest::from_raw(tag_key(target, tag)));
         }
         tracing::info!(registry = %target.registry, repo = %target.repo, reference = %reference, %digest, "manifest pushed");
+        // A tagged image, or a signature or SBOM (found through its subject), is kept on its
+        // members too; an untagged child of an index is kept with the index.
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag.clone()),
+            Reference::Digest(_) => None,
+        };
+        if tag.is_some() || subject.is_some() {
+            let at_ms = pushed_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            if let Err(e) = self.placement.pushed(target, digest, tag, at_ms).await {
+                tracing::warn!(registry = %target.registry, repo = %target.repo, %digest, error = %e, "pushed image kept here only; the next placement check retries");
+            }
+        }
         Ok(PushedManifest { digest, subject })
     }
 }

@@ -26,6 +26,7 @@ pub use manifests::PushedManifest;
 pub use referrers::ReferrersList;
 
 use crate::fetch::{Fetcher, Target};
+use crate::placement::Placement;
 use crate::store::{Store, StoreError};
 use sessions::Sessions;
 
@@ -54,6 +55,8 @@ pub struct Pusher {
     /// Brings in what a pushed manifest names and this node lacks, when the fleet or the
     /// upstream has it (a push under an upstream's name skips what the upstream holds).
     fetcher: Arc<Fetcher>,
+    /// Keeps pushed images on their members.
+    placement: Arc<Placement>,
     sessions: Arc<Sessions>,
     /// Whether some clients may pull names others may not: then a mount without `from` is
     /// refused, as it could read a blob of a repository the client may not pull.
@@ -62,10 +65,16 @@ pub struct Pusher {
 
 impl Pusher {
     /// A pusher whose abandoned uploads are removed after `idle`. Call inside the runtime.
-    pub fn new(store: Store, fetcher: Arc<Fetcher>, idle: Duration, restricts_names: bool) -> Self {
+    pub fn new(
+        store: Store,
+        fetcher: Arc<Fetcher>,
+        placement: Arc<Placement>,
+        idle: Duration,
+        restricts_names: bool,
+    ) -> Self {
         let sessions = Arc::new(Sessions::default());
         sessions::spawn_expiry(Arc::downgrade(&sessions), idle);
-        Pusher { store, fetcher, sessions, restricts_names }
+        Pusher { store, fetcher, placement, sessions, restricts_names }
     }
 
     /// Uploads open now, for the status report.

@@ -25,13 +25,15 @@ pub(super) async fn check(
     let target = match endpoint {
         // The status report names the fleet's members and what they hold: any client that
         // may log in may read it, as it may read `/v2/`.
-        Endpoint::Base | Endpoint::Status => None,
+        Endpoint::Base | Endpoint::Status | Endpoint::Pins => None,
         Endpoint::Manifest { target, .. }
         | Endpoint::Blob { target, .. }
         | Endpoint::Tags { target, .. }
         | Endpoint::UploadStart { target, .. }
         | Endpoint::Upload { target, .. }
-        | Endpoint::Referrers { target, .. } => Some(target),
+        | Endpoint::Referrers { target, .. }
+        | Endpoint::Pin { target, .. }
+        | Endpoint::Warm { target, .. } => Some(target),
         Endpoint::PeerBlob { .. }
         | Endpoint::PeerPieces { .. }
         | Endpoint::Metrics

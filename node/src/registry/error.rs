@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::Refusal;
 use crate::fetch::FetchError;
 use crate::peer_auth::PeerAuthFailure;
+use crate::placement::PlacementError;
 use crate::push::PushError;
 use crate::store::StoreError;
 use crate::upstream::UpstreamError;
@@ -48,6 +49,8 @@ pub enum ApiError {
     Push(#[from] PushError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
 }
 
 /// What the client receives: status, OCI code, and headers that go with them.
@@ -107,6 +110,17 @@ impl ApiError {
             ApiError::UploadUnknown(_) => mapped(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
             ApiError::Push(e) => map_push(e),
             ApiError::Fetch(e) => map_fetch(e.root()),
+            ApiError::Placement(e) => match e {
+                PlacementError::Missing(_)
+                | PlacementError::NoPlatform { .. }
+                | PlacementError::NotPinned(_) => mapped(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+                PlacementError::NotAManifest(_) => {
+                    mapped(StatusCode::BAD_REQUEST, "MANIFEST_INVALID")
+                }
+                PlacementError::Released { .. } => mapped(StatusCode::CONFLICT, "DENIED"),
+                PlacementError::Fetch(e) => map_fetch(e.root()),
+                PlacementError::Store(e) => map_store(e),
+            },
         }
     }
 
@@ -117,6 +131,8 @@ impl ApiError {
             ApiError::Fetch(e) => e.root(),
             ApiError::Push(PushError::Store(e)) => return store_message(e, self),
             ApiError::Push(PushError::Fetch(e)) => e.root(),
+            ApiError::Placement(PlacementError::Store(e)) => return store_message(e, self),
+            ApiError::Placement(PlacementError::Fetch(e)) => e.root(),
             _ => return self.to_string(),
         };
         match e {

@@ -233,7 +233,7 @@ pub async fn tags(
     Ok(response)
 }
 
-fn json_response(status: StatusCode, body: Body, len: u64, head: bool) -> Response {
+pub(super) fn json_response(status: StatusCode, body: Body, len: u64, head: bool) -> Response {
     let mut response = Response::new(if head { Body::empty() } else { body });
     *response.status_mut() = status;
     let headers = response.headers_mut();

@@ -5,6 +5,7 @@
 //! touches files or the network itself: it asks the [`Fetcher`]. Client endpoints are checked
 //! against [`ClientAuth`] first (`auth.rs`).
 
+mod admin;
 mod auth;
 mod error;
 mod handlers;
@@ -21,7 +22,7 @@ use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 
 pub use error::ApiError;
-pub use route::{Endpoint, Routing, TagsQuery};
+pub use route::{Endpoint, PINS_PATH, Routing, TagsQuery};
 
 use shoal_protocol::peer::{PeerAuthError, SignedRequest};
 
@@ -29,6 +30,7 @@ use crate::auth::{Action, ClientAuth};
 use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
 use crate::peer_auth::{PEER_AUTH_HEADER, PeerAuthFailure, RequestVerifier};
+use crate::placement::Placement;
 use crate::pull_feed::PullFeed;
 use crate::push::Pusher;
 use crate::status::{RecentErrors, StatusSource};
@@ -50,6 +52,8 @@ pub struct AppState {
     pub fetcher: Arc<Fetcher>,
     /// Uploads, manifest pushes, deletes and referrers.
     pub pusher: Arc<Pusher>,
+    /// Pins, unpins and warm-ups of images on the fleet.
+    pub placement: Arc<Placement>,
     pub routing: Arc<Routing>,
     pub metrics: Arc<Metrics>,
     /// Checks peers' signed requests; `None` on a node without a cluster key, which refuses
@@ -95,8 +99,17 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
     let method = &parts.method;
     let writes = !matches!(*method, Method::GET | Method::HEAD)
         || matches!(endpoint, Endpoint::Upload { .. });
-    let action = if writes { Action::Push } else { Action::Pull };
+    let action = match endpoint {
+        // Warming fetches what any client allowed to pull the name could fetch by pulling.
+        Endpoint::Warm { .. } | Endpoint::Pins => Action::Pull,
+        Endpoint::Pin { .. } => Action::Push,
+        _ if writes => Action::Push,
+        _ => Action::Pull,
+    };
     let who = auth::check(&state.auth, &parts.headers, &endpoint, action).await?;
+    if matches!(endpoint, Endpoint::Pins | Endpoint::Pin { .. } | Endpoint::Warm { .. }) {
+        return admin::serve(&state.placement, method, endpoint).await;
+    }
     if writes {
         return serve_push(state, &parts, endpoint, who.as_deref(), body).await;
     }
@@ -144,7 +157,11 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
         Endpoint::Health => Ok(handlers::health(head)),
         Endpoint::Ready => handlers::ready(fetcher, head).await,
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
-        Endpoint::UploadStart { .. } | Endpoint::Upload { .. } => Err(ApiError::MethodNotAllowed),
+        Endpoint::UploadStart { .. }
+        | Endpoint::Upload { .. }
+        | Endpoint::Pins
+        | Endpoint::Pin { .. }
+        | Endpoint::Warm { .. } => Err(ApiError::MethodNotAllowed),
     }
 }
 

@@ -65,6 +65,24 @@ pub enum Endpoint {
     Metrics,
     /// `/_shoal/status`: what `shoal status` shows.
     Status,
+    /// `GET /_shoal/pins`: the images this node keeps.
+    Pins,
+    /// `PUT` (pin) or `DELETE` (unpin) `/_shoal/pins/<name>/manifests/<reference>`.
+    Pin {
+        target: Target,
+        reference: Reference,
+        platform: Option<String>,
+        replicas: Option<u32>,
+    },
+    /// `POST /_shoal/warm/<name>/manifests/<reference>`: fetch an image onto members ahead of
+    /// a rollout.
+    Warm {
+        target: Target,
+        reference: Reference,
+        platform: Option<String>,
+        replicas: Option<u32>,
+        all: bool,
+    },
     /// `/healthz`: the process serves.
     Health,
     /// `/readyz`: the store can take writes.
@@ -89,6 +107,14 @@ struct RawUploadQuery {
     digest: Option<String>,
     mount: Option<String>,
     from: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct PlaceQuery {
+    platform: Option<String>,
+    replicas: Option<u32>,
+    #[serde(default)]
+    all: bool,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -130,6 +156,9 @@ pub struct Routing {
     pub hosted: BTreeSet<String>,
 }
 
+/// Where `shoal pins` reads the images a node keeps.
+pub const PINS_PATH: &str = "/_shoal/pins";
+
 impl Routing {
     pub fn is_hosted(&self, registry: &str) -> bool {
         self.hosted.contains(registry)
@@ -143,7 +172,15 @@ impl Routing {
             crate::status::STATUS_PATH => return Ok(Endpoint::Status),
             "/healthz" => return Ok(Endpoint::Health),
             "/readyz" => return Ok(Endpoint::Ready),
+            PINS_PATH => return Ok(Endpoint::Pins),
             _ => {}
+        }
+        if let Some((kind, rest)) = path
+            .strip_prefix("/_shoal/pins/")
+            .map(|r| ("pin", r))
+            .or_else(|| path.strip_prefix("/_shoal/warm/").map(|r| ("warm", r)))
+        {
+            return self.placement_endpoint(kind, rest, query.unwrap_or(""));
         }
         let Some(rest) = path.strip_prefix("/v2/") else {
             return if path == "/v2" { Ok(Endpoint::Base) } else { Err(ApiError::NotFound) };
@@ -219,6 +256,37 @@ impl Routing {
             return Ok(Endpoint::Blob { target, digest });
         }
         Err(ApiError::NotFound)
+    }
+
+    /// `<name>/manifests/<reference>` under the pins or warm prefix.
+    fn placement_endpoint(
+        &self,
+        kind: &str,
+        rest: &str,
+        query: &str,
+    ) -> Result<Endpoint, ApiError> {
+        let (name, reference) = rest.rsplit_once("/manifests/").ok_or(ApiError::NotFound)?;
+        let target = self.target(name, query)?;
+        let reference =
+            Reference::parse(reference).map_err(|e| ApiError::ReferenceInvalid(e.to_string()))?;
+        let q: PlaceQuery = serde_urlencoded_query(query)?;
+        let platform = q
+            .platform
+            .map(shoal_protocol::peer::check_platform)
+            .transpose()
+            .map_err(|e| ApiError::QueryInvalid(e.to_string()))?;
+        if let Some(n) = q.replicas
+            && (n == 0 || n > shoal_protocol::peer::MAX_REPLICAS)
+        {
+            return Err(ApiError::QueryInvalid(format!(
+                "replicas={n}: give a number of members from 1 to {}",
+                shoal_protocol::peer::MAX_REPLICAS
+            )));
+        }
+        Ok(match kind {
+            "pin" => Endpoint::Pin { target, reference, platform, replicas: q.replicas },
+            _ => Endpoint::Warm { target, reference, platform, replicas: q.replicas, all: q.all },
+        })
     }
 
     fn target(&self, name: &str, query: &str) -> Result<Target, ApiError> {

@@ -15,6 +15,7 @@ mod blob;
 mod disk_full_tests;
 mod error;
 mod evict;
+mod image_pins;
 mod index;
 mod layout;
 mod maintenance;
@@ -44,6 +45,7 @@ use tracing::warn;
 
 pub use blob::BlobReader;
 pub use error::{StoreError, human_size};
+pub use image_pins::{ImagePin, PinState};
 pub use read::read_at;
 pub use referrers::Referrer;
 pub use space::Writable;

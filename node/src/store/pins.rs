@@ -56,6 +56,25 @@ impl Store {
         })
     }
 
+    /// Every digest pinned for `reason` (a scan of the pins, which are few: only kept content).
+    pub fn pinned_for(&self, reason: &str) -> Result<Vec<Digest>, StoreError> {
+        let index = self.inner.index.path();
+        self.inner.read_index(|db| {
+            let txn = db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
+            let table =
+                txn.open_table(PINS).map_err(|e| StoreError::index("open pins table", index, e))?;
+            let mut found = Vec::new();
+            for item in table.iter().map_err(|e| StoreError::index("scan pins", index, e))? {
+                let (key, value) = item.map_err(|e| StoreError::index("scan pins", index, e))?;
+                let row: Option<PinRow> = tables::decode(value.value());
+                if row.is_some_and(|r| r.reasons.iter().any(|r| r == reason)) {
+                    found.push(Digest::from_raw(*key.value()));
+                }
+            }
+            Ok(found)
+        })
+    }
+
     /// Pinned blobs held, and their bytes.
     pub fn pinned_stats(&self) -> (u64, u64) {
         self.inner.state().pinned_bytes()
@@ -114,6 +133,8 @@ mod tests {
         let a = put(&store, &content(1, 100)).await;
         store.pin(&[a], "push:one").unwrap();
         store.pin(&[a], "push:two").unwrap();
+        assert_eq!(store.pinned_for("push:two").unwrap(), [a]);
+        assert!(store.pinned_for("push:three").unwrap().is_empty());
         let _b = put(&store, &content(2, 100)).await;
         let _c = put(&store, &content(3, 100)).await;
         // `a` is the oldest, yet the pinned one stays; the cap is met from the others.

@@ -36,6 +36,11 @@ pub(crate) const PUSHED_TAGS: TableDefinition<(&str, &str, &str), &[u8]> =
 pub(crate) const REFERRERS: TableDefinition<ReferrerKey, &[u8]> =
     TableDefinition::new("referrers-1");
 
+/// (registry, repository, manifest digest) → [`ImagePinRow`]: the images this node keeps on
+/// the fleet's behalf (pushed, imported, `shoal pin`), and the releases that undo them.
+pub(crate) const IMAGE_PINS: TableDefinition<(&str, &str, &[u8; 32]), &[u8]> =
+    TableDefinition::new("image-pins-1");
+
 /// (registry, repository, subject digest, referrer digest).
 pub(crate) type ReferrerKey = (&'static str, &'static str, &'static [u8; 32], &'static [u8; 32]);
 
@@ -80,6 +85,19 @@ pub(crate) struct ReferrerRow {
     pub artifact_type: Option<String>,
     /// The manifest's annotations, as JSON text (postcard cannot carry arbitrary JSON).
     pub annotations: Option<String>,
+}
+
+/// One pinned (or released) image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImagePinRow {
+    pub tag: Option<String>,
+    pub platform: Option<String>,
+    pub replicas: u32,
+    /// When it was pinned, or when it was released; the later event wins on every member.
+    pub at_ms: u64,
+    pub released: bool,
+    /// A release that also deleted the pushed tag.
+    pub deleted: bool,
 }
 
 /// Encodes a row as its version byte followed by postcard.

@@ -141,6 +141,26 @@ impl Store {
         Ok(naming)
     }
 
+    /// Tags of one repository, pushed or cached from an answer, that name `digest`.
+    pub fn any_tags_naming(
+        &self,
+        upstream: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>, StoreError> {
+        let mut naming = Vec::new();
+        for table in [PUSHED_TAGS, TAGS] {
+            for name in self.scan_tags(table, upstream, repo)? {
+                let Ok(tag) = Tag::parse(&name) else { continue };
+                let record = self.read_tag(table, upstream, repo, &tag)?;
+                if record.is_some_and(|r| r.digest == *digest) && !naming.contains(&tag) {
+                    naming.push(tag);
+                }
+            }
+        }
+        Ok(naming)
+    }
+
     fn read_tag(
         &self,
         table: TagTable,

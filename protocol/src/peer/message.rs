@@ -10,11 +10,37 @@ use super::{MAX_REQUEST_SIZE, MAX_RESPONSE_SIZE};
 use crate::media_type::MAX_MANIFEST_SIZE;
 use crate::{Digest, DigestError, NameError, RepositoryName, Tag, TagError};
 
-pub use super::wire::ErrorCode;
+pub use super::wire::{ErrorCode, HoldState};
 
 const MAX_REGISTRY_LEN: usize = 255;
 const MAX_URL_LEN: usize = 2048;
 const MAX_MEDIA_TYPE_LEN: usize = 255;
+const MAX_PLATFORM_LEN: usize = 64;
+/// More copies than any fleet needs; a larger number is a typo or an attack.
+pub const MAX_REPLICAS: u32 = 64;
+
+/// An image a member is asked to keep: see [`super::wire::HoldImage`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageHold {
+    pub registry: String,
+    pub repo: RepositoryName,
+    pub digest: Digest,
+    pub tag: Option<Tag>,
+    pub platform: Option<String>,
+    pub replicas: u32,
+    /// `None` for a warm-up copy, which is not pinned.
+    pub pinned_at_ms: Option<u64>,
+}
+
+/// An image unpinned (and with `delete`, its pushed tag deleted) at `released_at_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageRelease {
+    pub registry: String,
+    pub repo: RepositoryName,
+    pub digest: Digest,
+    pub released_at_ms: u64,
+    pub delete: bool,
+}
 
 /// A question for the owner of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,14 +57,24 @@ pub enum OwnerRequest {
         repo: RepositoryName,
         tag: Tag,
     },
+    Hold(ImageHold),
+    Release(ImageRelease),
 }
 
 /// The owner's answer. `Error` never carries [`ErrorCode::Unspecified`]: decoding maps codes
 /// it does not know to [`ErrorCode::Internal`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnerResponse {
-    FetchAccepted { http_url: String },
-    TagResolved { digest: Digest, media_type: String, manifest: Vec<u8> },
+    FetchAccepted {
+        http_url: String,
+    },
+    TagResolved {
+        digest: Digest,
+        media_type: String,
+        manifest: Vec<u8>,
+    },
+    /// Never [`HoldState::Unknown`]: decoding maps states it does not know to an error.
+    Hold(HoldState),
     Error(ErrorCode),
 }
 
@@ -63,6 +99,10 @@ pub enum MessageError {
     BadUrl,
     #[error("media type is empty, too long or not printable ASCII")]
     BadMediaType,
+    #[error("platform is not os/arch[/variant] of at most {MAX_PLATFORM_LEN} bytes")]
+    BadPlatform,
+    #[error("replica count is 0 or over {MAX_REPLICAS}")]
+    BadReplicas,
     #[error("manifest of {0} bytes is over the manifest size limit")]
     ManifestTooLarge(usize),
     #[error("manifest bytes hash to {actual}, not to the digest {claimed} sent with them")]
@@ -87,6 +127,22 @@ impl OwnerRequest {
                     tag: tag.as_str().to_owned(),
                 })
             }
+            Self::Hold(h) => owner_request::Kind::HoldImage(wire::HoldImage {
+                registry: h.registry.clone(),
+                repo: h.repo.as_str().to_owned(),
+                digest: h.digest.to_string(),
+                tag: h.tag.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                platform: h.platform.clone().unwrap_or_default(),
+                replicas: h.replicas,
+                pinned_at_ms: h.pinned_at_ms.unwrap_or(0),
+            }),
+            Self::Release(r) => owner_request::Kind::ReleaseImage(wire::ReleaseImage {
+                registry: r.registry.clone(),
+                repo: r.repo.as_str().to_owned(),
+                digest: r.digest.to_string(),
+                released_at_ms: r.released_at_ms,
+                delete: r.delete,
+            }),
         };
         wire::OwnerRequest { kind: Some(kind) }
     }
@@ -104,6 +160,29 @@ impl OwnerRequest {
                 repo: RepositoryName::parse(&m.repo)?,
                 tag: Tag::parse(&m.tag)?,
             }),
+            owner_request::Kind::HoldImage(m) => {
+                if m.replicas == 0 || m.replicas > MAX_REPLICAS {
+                    return Err(MessageError::BadReplicas);
+                }
+                Ok(Self::Hold(ImageHold {
+                    registry: check_registry(m.registry)?,
+                    repo: RepositoryName::parse(&m.repo)?,
+                    digest: Digest::parse(&m.digest)?,
+                    tag: (!m.tag.is_empty()).then(|| Tag::parse(&m.tag)).transpose()?,
+                    platform: (!m.platform.is_empty())
+                        .then(|| check_platform(m.platform))
+                        .transpose()?,
+                    replicas: m.replicas,
+                    pinned_at_ms: (m.pinned_at_ms != 0).then_some(m.pinned_at_ms),
+                }))
+            }
+            owner_request::Kind::ReleaseImage(m) => Ok(Self::Release(ImageRelease {
+                registry: check_registry(m.registry)?,
+                repo: RepositoryName::parse(&m.repo)?,
+                digest: Digest::parse(&m.digest)?,
+                released_at_ms: m.released_at_ms,
+                delete: m.delete,
+            })),
         }
     }
 
@@ -133,6 +212,7 @@ impl OwnerResponse {
                     manifest: manifest.clone(),
                 })
             }
+            Self::Hold(state) => owner_response::Result::Hold(*state as i32),
             Self::Error(code) => owner_response::Result::Error(*code as i32),
         };
         wire::OwnerResponse { result: Some(result) }
@@ -155,6 +235,10 @@ impl OwnerResponse {
                 let media_type = check_media_type(m.media_type)?;
                 Ok(Self::TagResolved { digest, media_type, manifest: m.manifest })
             }
+            owner_response::Result::Hold(state) => match HoldState::try_from(state) {
+                Ok(HoldState::Unknown) | Err(_) => Ok(Self::Error(ErrorCode::Internal)),
+                Ok(known) => Ok(Self::Hold(known)),
+            },
             owner_response::Result::Error(code) => Ok(Self::Error(
                 // A newer peer may send a code this node does not know; it is still a failure.
                 match ErrorCode::try_from(code) {
@@ -193,6 +277,18 @@ pub(super) fn check_url(s: String) -> Result<String, MessageError> {
         && s.len() <= MAX_URL_LEN
         && s.bytes().all(|b| b.is_ascii_graphic());
     if ok { Ok(s) } else { Err(MessageError::BadUrl) }
+}
+
+/// `os/arch` or `os/arch/variant`, each part a short lowercase word.
+pub fn check_platform(s: String) -> Result<String, MessageError> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let ok = s.len() <= MAX_PLATFORM_LEN
+        && (2..=3).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        });
+    if ok { Ok(s) } else { Err(MessageError::BadPlatform) }
 }
 
 fn check_media_type(s: String) -> Result<String, MessageError> {

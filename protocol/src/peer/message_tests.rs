@@ -158,3 +158,58 @@ fn a_manifest_that_does_not_match_its_digest_is_refused() {
         Err(MessageError::ManifestTooLarge(_))
     ));
 }
+
+fn hold() -> ImageHold {
+    ImageHold {
+        registry: "local".into(),
+        repo: RepositoryName::parse("team/app").unwrap(),
+        digest: Digest::of(b"manifest"),
+        tag: Some(Tag::parse("v1").unwrap()),
+        platform: Some("linux/arm64/v8".into()),
+        replicas: 2,
+        pinned_at_ms: Some(1_700_000_000_000),
+    }
+}
+
+#[test]
+fn hold_and_release_round_trip() {
+    let warm = ImageHold { tag: None, platform: None, pinned_at_ms: None, ..hold() };
+    for request in [
+        OwnerRequest::Hold(hold()),
+        OwnerRequest::Hold(warm),
+        OwnerRequest::Release(ImageRelease {
+            registry: "docker.io".into(),
+            repo: RepositoryName::parse("library/alpine").unwrap(),
+            digest: Digest::of(b"m"),
+            released_at_ms: 42,
+            delete: true,
+        }),
+    ] {
+        assert_eq!(OwnerRequest::decode(&request.encode()), Ok(request));
+    }
+    for state in [HoldState::Fetching, HoldState::Whole, HoldState::Released, HoldState::Deleted] {
+        let response = OwnerResponse::Hold(state);
+        assert_eq!(OwnerResponse::decode(&response.encode()), Ok(response));
+    }
+    // A state from a newer peer is a failure, never a success this node cannot interpret.
+    let unknown = wire::OwnerResponse { result: Some(wire::owner_response::Result::Hold(99)) };
+    assert_eq!(OwnerResponse::from_wire(unknown), Ok(OwnerResponse::Error(ErrorCode::Internal)));
+}
+
+#[test]
+fn hold_requests_with_bad_fields_are_refused() {
+    let encode = |h: ImageHold| OwnerRequest::Hold(h).encode();
+    for replicas in [0, MAX_REPLICAS + 1] {
+        let bad = encode(ImageHold { replicas, ..hold() });
+        assert_eq!(OwnerRequest::decode(&bad), Err(MessageError::BadReplicas));
+    }
+    for platform in ["linux", "linux/", "Linux/amd64", "linux/amd64/v8/x", "linux/amd 64"] {
+        let bad = encode(ImageHold { platform: Some(platform.into()), ..hold() });
+        assert_eq!(OwnerRequest::decode(&bad), Err(MessageError::BadPlatform), "{platform}");
+    }
+    let mut wire = OwnerRequest::Hold(hold()).to_wire();
+    if let Some(wire::owner_request::Kind::HoldImage(h)) = &mut wire.kind {
+        h.tag = "-bad".into();
+    }
+    assert!(matches!(OwnerRequest::from_wire(wire), Err(MessageError::BadTag(_))));
+}

@@ -7,7 +7,7 @@
 /// A question for the owner of a key.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct OwnerRequest {
-    #[prost(oneof = "owner_request::Kind", tags = "1, 2")]
+    #[prost(oneof = "owner_request::Kind", tags = "1, 2, 3, 4")]
     pub kind: Option<owner_request::Kind>,
 }
 
@@ -19,6 +19,10 @@ pub mod owner_request {
         FetchBlob(super::FetchBlob),
         #[prost(message, tag = "2")]
         ResolveTag(super::ResolveTag),
+        #[prost(message, tag = "3")]
+        HoldImage(super::HoldImage),
+        #[prost(message, tag = "4")]
+        ReleaseImage(super::ReleaseImage),
     }
 }
 
@@ -50,10 +54,53 @@ pub struct ResolveTag {
     pub tag: String,
 }
 
+/// "Keep this image (a manifest and all it names): take what you lack from the fleet, and
+/// serve its tag if it has one." Sent to the members an image is placed on, again and again
+/// (it is idempotent), so that a member that was away or is new learns what it should hold.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HoldImage {
+    #[prost(string, tag = "1")]
+    pub registry: String,
+    #[prost(string, tag = "2")]
+    pub repo: String,
+    /// The manifest's digest, canonical `sha256:<hex>`.
+    #[prost(string, tag = "3")]
+    pub digest: String,
+    /// A pushed tag that points at the manifest; empty for none.
+    #[prost(string, tag = "4")]
+    pub tag: String,
+    /// `os/arch[/variant]` of an index's children to keep; empty for all.
+    #[prost(string, tag = "5")]
+    pub platform: String,
+    /// How many members keep the image.
+    #[prost(uint32, tag = "6")]
+    pub replicas: u32,
+    /// When the image was pinned (milliseconds since the Unix epoch); 0 for a warm-up copy
+    /// that the cache may evict like any other.
+    #[prost(uint64, tag = "7")]
+    pub pinned_at_ms: u64,
+}
+
+/// "This image is unpinned (or deleted) since `released_at_ms`": the pin is dropped, and with
+/// `delete`, the pushed tag too.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReleaseImage {
+    #[prost(string, tag = "1")]
+    pub registry: String,
+    #[prost(string, tag = "2")]
+    pub repo: String,
+    #[prost(string, tag = "3")]
+    pub digest: String,
+    #[prost(uint64, tag = "4")]
+    pub released_at_ms: u64,
+    #[prost(bool, tag = "5")]
+    pub delete: bool,
+}
+
 /// The owner's answer.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct OwnerResponse {
-    #[prost(oneof = "owner_response::Result", tags = "1, 2, 3")]
+    #[prost(oneof = "owner_response::Result", tags = "1, 2, 3, 4")]
     pub result: Option<owner_response::Result>,
 }
 
@@ -67,6 +114,8 @@ pub mod owner_response {
         TagResolved(super::TagResolved),
         #[prost(enumeration = "super::ErrorCode", tag = "3")]
         Error(i32),
+        #[prost(enumeration = "super::HoldState", tag = "4")]
+        Hold(i32),
     }
 }
 
@@ -86,6 +135,22 @@ pub struct TagResolved {
     pub media_type: String,
     #[prost(bytes = "vec", tag = "3")]
     pub manifest: Vec<u8>,
+}
+
+/// Where an asked member stands with an image after a hold or release request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum HoldState {
+    /// Never sent; what a decoder sees for a state it does not know.
+    Unknown = 0,
+    /// It has started bringing in what it lacks.
+    Fetching = 1,
+    /// It holds the whole image (pinned, if the request pinned).
+    Whole = 2,
+    /// It knows a release newer than the pin: the asker should drop its own pin.
+    Released = 3,
+    /// It knows a delete newer than the pin: the asker should drop its pin and pushed tag.
+    Deleted = 4,
 }
 
 /// Why an owner could not answer. Codes, not strings: the asker decides what to do by code.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use libp2p::Multiaddr;
+use shoal_protocol::peer::{HoldState, ImageHold, ImageRelease};
 use shoal_protocol::{Digest, RepositoryName, Tag};
 use tokio::task::JoinHandle;
 
@@ -68,6 +69,15 @@ impl OwnerService for FakeOwner {
                 manifest,
             })
         })
+    }
+
+    fn hold(&self, hold: ImageHold) -> BoxFuture<'static, Result<HoldState, ErrorCode>> {
+        let answer = if hold.replicas > 1 { HoldState::Fetching } else { HoldState::Whole };
+        Box::pin(async move { Ok(answer) })
+    }
+
+    fn release(&self, _release: ImageRelease) -> BoxFuture<'static, Result<HoldState, ErrorCode>> {
+        Box::pin(async move { Ok(HoldState::Released) })
     }
 }
 
