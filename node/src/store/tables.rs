@@ -36,6 +36,16 @@ pub(crate) const PUSHED_TAGS: TableDefinition<(&str, &str, &str), &[u8]> =
 pub(crate) const REFERRERS: TableDefinition<ReferrerKey, &[u8]> =
     TableDefinition::new("referrers-1");
 
+/// (registry, repository, subject digest, artifact type or "") → [`UpstreamReferrersRow`]: the
+/// referrers an upstream last listed for a subject, with the filter the client asked for (an
+/// upstream may apply it), so that a node asks at most once per tag TTL.
+pub(crate) const UPSTREAM_REFERRERS: TableDefinition<UpstreamReferrersKey, &[u8]> =
+    TableDefinition::new("upstream-referrers-1");
+
+/// (registry, repository, subject digest, artifact type or "").
+pub(crate) type UpstreamReferrersKey =
+    (&'static str, &'static str, &'static [u8; 32], &'static str);
+
 /// (registry, repository, subject digest, referrer digest).
 pub(crate) type ReferrerKey = (&'static str, &'static str, &'static [u8; 32], &'static [u8; 32]);
 
@@ -80,6 +90,13 @@ pub(crate) struct ReferrerRow {
     pub artifact_type: Option<String>,
     /// The manifest's annotations, as JSON text (postcard cannot carry arbitrary JSON).
     pub annotations: Option<String>,
+}
+
+/// An upstream's referrers of one subject, and when the upstream last gave them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UpstreamReferrersRow {
+    pub fetched_at_ms: u64,
+    pub referrers: Vec<([u8; 32], ReferrerRow)>,
 }
 
 /// Encodes a row as its version byte followed by postcard.
