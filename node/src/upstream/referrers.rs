@@ -14,15 +14,11 @@ use super::body::read_limited;
 use super::transport::Request;
 use super::{Upstream, UpstreamError, pull_scope};
 
-/// The header a registry sets when it applied the `artifactType` filter itself.
-const FILTERS_APPLIED: &str = "oci-filters-applied";
-
-/// An upstream's referrers answer: an image index, as sent.
+/// An upstream's referrers answer: an image index, as sent. Whether the upstream applied the
+/// `artifactType` filter is not kept: the node applies it again either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReferrersPage {
     pub body: Bytes,
-    /// Whether the upstream says it filtered by `artifactType`.
-    pub filtered: bool,
 }
 
 impl Upstream {
@@ -55,13 +51,6 @@ impl Upstream {
                 inner.bad(format!("unexpected HTTP {} for a referrers list", resp.status()))
             );
         }
-        let filtered = resp
-            .headers()
-            .get_all(FILTERS_APPLIED)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|f| f.trim() == "artifactType");
         let idle = inner.settings.read_timeout;
         let body = read_limited(resp, MAX_MANIFEST_SIZE, idle, &inner.name, |size| {
             inner.bad(format!(
@@ -69,6 +58,6 @@ impl Upstream {
             ))
         })
         .await?;
-        Ok(ReferrersPage { body, filtered: filtered && artifact_type.is_some() })
+        Ok(ReferrersPage { body })
     }
 }
