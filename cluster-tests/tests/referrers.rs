@@ -2,7 +2,7 @@
 //! (which has no referrers API, so with the referrers tag `sha256-<hex>` beside them, as cosign
 //! and oras write it) are listed by a node, filtered by `artifactType`, served from its cache
 //! while the upstream is down, pulled by digest, exported with `--with-referrers` (an archive
-//! skopeo still reads) and imported into a site with no upstream, which lists them too. A
+//! skopeo and `ctr import` still read) and imported into a site with no upstream, which lists them too. A
 //! referrers tag that is not an index is a clear error.
 
 use std::path::Path;
@@ -11,6 +11,7 @@ use std::process::Output;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use shoal_cluster_tests::clients::containerd::Containerd;
 use shoal_cluster_tests::clients::skopeo::Skopeo;
 use shoal_cluster_tests::image::{self, ImageSpec, ManifestInfo};
 use shoal_cluster_tests::shoal::shoal_binary;
@@ -194,6 +195,11 @@ async fn an_upstreams_referrers_are_listed_cached_exported_and_imported() {
         .await
         .expect("skopeo reads the archive");
     assert_eq!(check.manifest().expect("manifest"), app.root.bytes);
+    if require_tools(&["containerd", "ctr"]) {
+        let containerd = Containerd::start().await.expect("containerd");
+        let names = containerd.import(&archive).await.expect("ctr import reads the archive");
+        assert_eq!(names, ["docker.io/library/app:v1"], "the referrers are no images");
+    }
 
     // The upstream goes away and the TTL passes: the last answer is served.
     registry.stop();
