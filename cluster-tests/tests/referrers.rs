@@ -2,8 +2,8 @@
 //! (which has no referrers API, so with the referrers tag `sha256-<hex>` beside them, as cosign
 //! and oras write it) are listed by a node, filtered by `artifactType`, served from its cache
 //! while the upstream is down, pulled by digest, exported with `--with-referrers` (an archive
-//! skopeo and `ctr import` still read) and imported into a site with no upstream, which lists them too. A
-//! referrers tag that is not an index is a clear error.
+//! skopeo and `ctr import` still read) and imported into a site with no upstream, which lists
+//! them too. A referrers tag that is not an index is a clear error.
 
 use std::path::Path;
 use std::process::Output;
