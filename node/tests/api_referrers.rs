@@ -58,11 +58,12 @@ async fn an_upstreams_referrers_api_is_asked_once_per_ttl_and_served_stale() {
     }
     assert_eq!(fake.count("GET", &upstream_path), 1, "asked once within the TTL");
 
-    // The fake ignores the filter; the node applies it and says so.
+    // The node applies the filter and says so; the unfiltered answer it holds serves it.
     let resp = node.get_ok(&format!("{path}?artifactType=x/sbom")).await;
     assert_eq!(resp.headers()["oci-filters-applied"], "artifactType");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(digests(&body), [sbom.to_string()]);
+    assert_eq!(fake.count("GET", &upstream_path), 1, "a filter costs no request of its own");
 
     // Past the TTL with the upstream failing: the last answer.
     tokio::time::sleep(Duration::from_millis(1200)).await;

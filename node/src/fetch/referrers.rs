@@ -6,8 +6,8 @@
 //! `sha256-<hex>` of the subject, an image index listing its referrers. That tag is resolved
 //! like any other (`manifests.rs`: the tag's owner, the TTL, stale-if-error), so it is cached
 //! and counted like any manifest. The answer, from either, is kept per subject and filter and
-//! asked again only once it is older than the tag TTL; while the upstream is down the last
-//! answer is served, or none.
+//! asked again only once it is older than the tag TTL; an unfiltered answer serves filtered
+//! requests too. While the upstream is down the last answer is served, or none.
 
 use std::time::{Duration, SystemTime};
 
@@ -68,12 +68,7 @@ impl Fetcher {
                 Ok(referrers)
             }
             Err(e) if is_unavailable(&e) => {
-                let known = self.store.upstream_referrers(
-                    &target.registry,
-                    &target.repo,
-                    subject,
-                    artifact_type,
-                )?;
+                let known = self.known_referrers(target, subject, artifact_type)?;
                 tracing::warn!(registry = %target.registry, repo = %target.repo, %subject, error = %e, known = known.is_some(), "upstream unavailable; serving the last known referrers");
                 Ok(known.map(|k| k.referrers).unwrap_or_default())
             }
@@ -88,18 +83,34 @@ impl Fetcher {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Referrer>>, StoreError> {
-        let known = self.store.upstream_referrers(
-            &target.registry,
-            &target.repo,
-            subject,
-            artifact_type,
-        )?;
+        let known = self.known_referrers(target, subject, artifact_type)?;
         Ok(known
             .filter(|k| {
                 let age = SystemTime::now().duration_since(k.fetched_at).unwrap_or(Duration::MAX);
                 age <= self.tag_ttl
             })
             .map(|k| k.referrers))
+    }
+
+    /// The last answer for this filter, else the last unfiltered one, whichever is newer: the
+    /// caller filters, so an unfiltered answer serves every filter (a client that asks for
+    /// signatures and then for SBOMs costs one upstream request, not two).
+    fn known_referrers(
+        &self,
+        target: &Target,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<UpstreamReferrers>, StoreError> {
+        let (registry, repo) = (&target.registry, &target.repo);
+        let filtered = self.store.upstream_referrers(registry, repo, subject, artifact_type)?;
+        if artifact_type.is_none() {
+            return Ok(filtered);
+        }
+        let all = self.store.upstream_referrers(registry, repo, subject, None)?;
+        Ok(match (filtered, all) {
+            (Some(f), Some(a)) => Some(if a.fetched_at > f.fetched_at { a } else { f }),
+            (f, a) => f.or(a),
+        })
     }
 
     /// One question to the upstream: its referrers API, else the referrers tag.
