@@ -15,6 +15,7 @@ use serde::Deserialize;
 use shoal_protocol::media_type::OCI_INDEX;
 use shoal_protocol::{Digest, Reference, Tag};
 
+use super::manifests::is_unavailable;
 use super::{FetchError, Fetcher, Target};
 use crate::store::{Referrer, StoreError, UpstreamReferrers};
 use crate::upstream::UpstreamError;
@@ -32,6 +33,7 @@ impl Fetcher {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, FetchError> {
+        // A name no upstream answers for has nothing cached and nobody to ask.
         self.upstreams.get(&target.registry)?;
         if let Some(fresh) = self.fresh_referrers(target, subject, artifact_type)? {
             return Ok(fresh);
@@ -55,7 +57,7 @@ impl Fetcher {
                 };
                 let (store, target, subject) = (self.store.clone(), target.clone(), *subject);
                 let wanted = artifact_type.map(str::to_owned);
-                crate::store::blocking("put upstream referrers", move || {
+                let kept = crate::store::blocking("put upstream referrers", move || {
                     store.put_upstream_referrers(
                         &target.registry,
                         &target.repo,
@@ -64,7 +66,12 @@ impl Fetcher {
                         &answer,
                     )
                 })
-                .await?;
+                .await;
+                // The answer is in hand: a client gets it even if the index cannot keep it
+                // (the next request then asks again).
+                if let Err(e) = kept {
+                    tracing::warn!(error = %e, "cannot keep the upstream's referrers answer");
+                }
                 Ok(referrers)
             }
             Err(e) if is_unavailable(&e) => {
@@ -164,10 +171,6 @@ impl Fetcher {
 /// The tag under which the referrers tag schema lists the referrers of `subject`.
 fn fallback_tag(subject: &Digest) -> String {
     format!("sha256-{}", subject.hex())
-}
-
-fn is_unavailable(e: &FetchError) -> bool {
-    matches!(e.root(), FetchError::Upstream(u) if u.is_unavailable())
 }
 
 #[derive(Deserialize)]
