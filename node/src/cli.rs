@@ -77,6 +77,11 @@ pub struct ExportArgs {
     /// every platform].
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Also export the referrers of every exported manifest (signatures, SBOMs, attestations:
+    /// what the node's referrers API lists, from pushes and from the upstream), and theirs;
+    /// `shoal import` pushes them with their subject.
+    #[arg(long)]
+    pub with_referrers: bool,
     /// The node to pull through (its registry API).
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
     pub node: String,
@@ -305,7 +310,8 @@ pub struct RunArgs {
     #[arg(long, env = "SHOAL_MAX_SIZE", value_name = "SIZE")]
     pub max_size: Option<ByteSize>,
 
-    /// How long a tag's digest is trusted before the upstream is asked again [default: 5m]
+    /// How long a tag's digest (and an upstream's referrers list) is trusted before the
+    /// upstream is asked again [default: 5m]
     #[arg(long, env = "SHOAL_TAG_TTL", value_name = "DURATION")]
     pub tag_ttl: Option<HumanDuration>,
 

@@ -145,11 +145,16 @@ fn export(args: &shoal::cli::ExportArgs) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let client = NodeClient::new(&args.node, args.user.as_deref()).map_err(|e| e.to_string())?;
-    let report = current_thread()?
-        .block_on(shoal::archive::export(&client, &images, &args.out, args.platform.as_deref()))
-        .map_err(|e| e.to_string())?;
+    let platform = args.platform.as_deref();
+    let exporting =
+        shoal::archive::export(&client, &images, &args.out, platform, args.with_referrers);
+    let report = current_thread()?.block_on(exporting).map_err(|e| e.to_string())?;
+    let referrers = match args.with_referrers {
+        true => format!(", {} referrers", report.referrers),
+        false => String::new(),
+    };
     println!(
-        "wrote {}: {} images, {} manifests, {} blobs ({})",
+        "wrote {}: {} images{referrers}, {} manifests, {} blobs ({})",
         args.out.display(),
         report.images,
         report.manifests,
@@ -165,8 +170,12 @@ fn import(args: &shoal::cli::ImportArgs) -> Result<(), String> {
     let report = current_thread()?
         .block_on(shoal::archive::import(&client, &args.archive))
         .map_err(|e| e.to_string())?;
+    let referrers = match report.referrers {
+        0 => String::new(),
+        n => format!(" and {n} referrers"),
+    };
     println!(
-        "imported {} images into {}: {} manifests, {} blobs uploaded ({}), {} already there",
+        "imported {} images{referrers} into {}: {} manifests, {} blobs uploaded ({}), {} already there",
         report.images,
         args.node,
         report.manifests,

@@ -118,6 +118,21 @@ impl Containerd {
         run("ctr", &mut command).await.map(drop)
     }
 
+    /// `ctr images import` of an OCI archive, unpacking nothing; returns the names of the
+    /// images containerd then has, sorted.
+    pub async fn import(&self, archive: &Path) -> Result<Vec<String>> {
+        let mut command = ctr_command(&self.socket);
+        command.args(["images", "import", "--no-unpack"]).arg(archive);
+        run("ctr", &mut command).await?;
+        let mut list = ctr_command(&self.socket);
+        list.args(["images", "list", "--quiet"]);
+        let output = run("ctr", &mut list).await?;
+        let mut names: Vec<String> =
+            String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Where containerd stores the blob `digest`.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.dir

@@ -121,6 +121,23 @@ impl NodeClient {
         Ok(FetchedManifest { digest, media_type, bytes })
     }
 
+    /// The referrers the node lists for `subject` under `name` (what was pushed with it as
+    /// `subject`, and what the upstream lists).
+    pub async fn referrers(
+        &self,
+        name: &str,
+        subject: &Digest,
+    ) -> Result<Vec<crate::store::Referrer>, ArchiveError> {
+        let (url, request) = self.request(Method::GET, &format!("{name}/referrers/{subject}"));
+        let response = self.send(&url, request, &[StatusCode::OK]).await?;
+        let body = response.bytes().await.map_err(|e| ArchiveError::Unreachable {
+            url: url.clone(),
+            detail: e.without_url().to_string(),
+        })?;
+        crate::fetch::parse_referrers_index(&body)
+            .map_err(|detail| ArchiveError::BadAnswer { url, detail })
+    }
+
     /// A blob's bytes as they arrive; the caller verifies them.
     pub async fn blob(
         &self,

@@ -7,6 +7,12 @@
 //! the way; a blob shared by several images is written once. Names are kept in `index.json` as
 //! `org.opencontainers.image.ref.name` and `io.containerd.image.name` annotations, which
 //! `shoal import`, `skopeo` and `ctr import` read.
+//!
+//! With `--with-referrers` the referrers the node lists for every exported manifest (and for
+//! those referrers in turn: signatures of signatures) are exported too, each with its own
+//! blobs, and listed in `index.json` by descriptor with its `artifactType` and no name: an
+//! OCI layout lists untagged manifests so, and a tool that opens one image by name skips them.
+//! `shoal import` pushes each under the names its `subject` was imported under.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -24,6 +30,9 @@ use super::layout::{ArchiveWriter, blob_path};
 use super::progress::Progress;
 use super::{ArchiveError, ImageRef};
 
+/// How far referrers are followed: those of an image, and those of its referrers.
+const REFERRER_DEPTH: u8 = 2;
+
 /// What one exported name holds.
 struct Exported {
     image: ImageRef,
@@ -37,6 +46,8 @@ pub struct ExportReport {
     pub manifests: usize,
     pub blobs: usize,
     pub bytes: u64,
+    /// Referrers exported with the images (their manifests are counted in `manifests` too).
+    pub referrers: usize,
 }
 
 pub async fn export(
@@ -44,11 +55,14 @@ pub async fn export(
     images: &[ImageRef],
     out: &Path,
     platform: Option<&str>,
+    with_referrers: bool,
 ) -> Result<ExportReport, ArchiveError> {
     // First every manifest (small), so the size of the whole is known before the blobs flow.
     let mut roots = Vec::new();
     let mut manifests: Vec<FetchedManifest> = Vec::new();
     let mut blobs: Vec<(String, Digest, u64)> = Vec::new();
+    let mut referrers: Vec<serde_json::Value> = Vec::new();
+    let mut referrer_seen = HashSet::new();
     let (mut manifest_seen, mut blob_seen) = (HashSet::new(), HashSet::new());
     for image in images {
         let name = image.node_name();
@@ -56,8 +70,9 @@ pub async fn export(
         if let Some(platform) = platform {
             root = pick_platform(client, image, root, platform).await?;
         }
-        let mut queue = vec![root.clone()];
-        while let Some(m) = queue.pop() {
+        // With each manifest, how many referrer links away from the image it is.
+        let mut queue = vec![(root.clone(), 0u8)];
+        while let Some((m, depth)) = queue.pop() {
             if !manifest_seen.insert(m.digest) {
                 continue;
             }
@@ -66,7 +81,25 @@ pub async fn export(
                 let digest = Digest::parse(&child.digest)
                     .map_err(|_| ArchiveError::Corrupt { what: "manifest", digest: m.digest })?;
                 if !manifest_seen.contains(&digest) {
-                    queue.push(client.manifest(&name, &Reference::Digest(digest)).await?);
+                    queue.push((client.manifest(&name, &Reference::Digest(digest)).await?, depth));
+                }
+            }
+            if with_referrers && depth < REFERRER_DEPTH {
+                for r in client.referrers(&name, &m.digest).await? {
+                    if manifest_seen.contains(&r.digest) || !referrer_seen.insert(r.digest) {
+                        continue;
+                    }
+                    let fetched = client.manifest(&name, &Reference::Digest(r.digest)).await?;
+                    let mut entry = json!({
+                        "mediaType": fetched.media_type,
+                        "digest": r.digest.to_string(),
+                        "size": fetched.bytes.len(),
+                    });
+                    if let Some(t) = &r.artifact_type {
+                        entry["artifactType"] = t.as_str().into();
+                    }
+                    referrers.push(entry);
+                    queue.push((fetched, depth + 1));
                 }
             }
             for blob in refs.config.iter().chain(&refs.layers).chain(&refs.blobs) {
@@ -91,10 +124,8 @@ pub async fn export(
     for m in &manifests {
         archive.small(blob_path(&m.digest), m.bytes.clone()).await?;
     }
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": roots.iter().map(|r| json!({
+    let named = roots.iter().map(|r| {
+        json!({
             "mediaType": r.root.media_type,
             "digest": r.root.digest.to_string(),
             "size": r.root.bytes.len(),
@@ -102,7 +133,12 @@ pub async fn export(
                 "org.opencontainers.image.ref.name": r.image.to_string(),
                 "io.containerd.image.name": r.image.to_string(),
             },
-        })).collect::<Vec<_>>(),
+        })
+    });
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": named.chain(referrers.iter().cloned()).collect::<Vec<_>>(),
     });
     archive.small("index.json".to_owned(), Bytes::from(index.to_string())).await?;
     let layout = Bytes::from_static(br#"{"imageLayoutVersion":"1.0.0"}"#);
@@ -114,6 +150,7 @@ pub async fn export(
         manifests: manifests.len(),
         blobs: blobs.len(),
         bytes: total,
+        referrers: referrers.len(),
     })
 }
 

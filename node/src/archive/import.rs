@@ -6,8 +6,12 @@
 //! before the index that names them, so that every push names only what the node holds. A
 //! blob whose bytes do not match its digest is named, and nothing of it is stored: the node
 //! verifies every upload.
+//!
+//! An `index.json` entry without a name whose manifest has a `subject` is a referrer (what
+//! `shoal export --with-referrers` writes): it is pushed by digest under every name its subject
+//! was pushed under, after it, so that the node records it as a referrer there.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -34,10 +38,13 @@ pub struct ImportReport {
     /// Blobs the node had already (an import resumed, or images sharing layers with others).
     pub blobs_present: usize,
     pub bytes_uploaded: u64,
+    /// Unnamed manifests pushed by digest beside their subject (signatures, SBOMs).
+    pub referrers: usize,
 }
 
 /// One manifest to push: under `name`, by digest (children) or by the image's reference.
 struct ToPush {
+    digest: Digest,
     name: String,
     reference: Reference,
     media_type: String,
@@ -74,63 +81,68 @@ pub async fn import(client: &NodeClient, archive: &Path) -> Result<ImportReport,
     let index: Index = serde_json::from_slice(&index).map_err(|e| not_layout(e.to_string()))?;
 
     let mut report = ImportReport::default();
+    let mut walk = Walk { reader: &reader, blobs: Vec::new(), blob_seen: HashSet::new() };
     let mut manifests: Vec<ToPush> = Vec::new();
-    let mut blobs: Vec<(String, Digest, u64)> = Vec::new();
-    let mut blob_seen = HashSet::new();
+    // The names each manifest is pushed under, for the referrers that name it as subject.
+    let mut names_of: HashMap<Digest, BTreeSet<String>> = HashMap::new();
+    let mut referrers: Vec<(Digest, Digest)> = Vec::new();
     for entry in &index.manifests {
-        let image = image_name(entry).ok_or_else(|| {
-            not_layout(format!(
-                "index.json entry {} has no full image name (io.containerd.image.name or \
-                 org.opencontainers.image.ref.name such as docker.io/library/alpine:3.20)",
-                entry.digest
-            ))
-        })?;
-        let name = image.node_name();
         let root = Digest::parse(&entry.digest).map_err(|e| not_layout(e.to_string()))?;
-        // Children first: walk the tree, then push in reverse order of discovery.
-        let mut found: Vec<ToPush> = Vec::new();
-        let mut queue = vec![(root, "index.json".to_owned())];
-        let mut manifest_seen = HashSet::new();
-        while let Some((digest, parent)) = queue.pop() {
-            if !manifest_seen.insert(digest) {
-                continue;
-            }
-            let bytes = read_verified(&reader, &digest, &parent)?;
-            let refs = ManifestRefs::parse(&bytes).unwrap_or_default();
-            for child in &refs.manifests {
-                if let Ok(child) = Digest::parse(&child.digest) {
-                    queue.push((child, digest.to_string()));
-                }
-            }
-            for blob in refs.config.iter().chain(&refs.layers).chain(&refs.blobs) {
-                let Ok(d) = Digest::parse(&blob.digest) else { continue };
-                if !blob.urls.is_empty() || !blob_seen.insert((name.clone(), d)) {
+        let Some(image) = image_name(entry) else {
+            // No name: a referrer, placed below by its subject; anything else is unplaceable.
+            let bytes = read_verified(&reader, &root, "index.json")?;
+            match ManifestRefs::parse(&bytes).and_then(|refs| refs.subject()) {
+                Some(subject) => {
+                    referrers.push((root, subject));
                     continue;
                 }
-                let size = reader.size(&blob_path(&d)).ok_or_else(|| ArchiveError::Missing {
-                    archive: name_of_archive.clone(),
-                    digest: d,
-                    parent: digest.to_string(),
-                })?;
-                blobs.push((name.clone(), d, size));
+                None => {
+                    return Err(not_layout(format!(
+                        "index.json entry {} has no full image name (io.containerd.image.name or \
+                         org.opencontainers.image.ref.name such as docker.io/library/alpine:3.20) \
+                         and no subject",
+                        entry.digest
+                    )));
+                }
             }
-            let media_type = match (digest == root, &entry.media_type) {
-                (true, Some(t)) => t.clone(),
-                _ => sniff_manifest_media_type(&bytes).unwrap_or_else(|| OCI_MANIFEST.to_owned()),
-            };
-            let reference =
-                if digest == root { image.reference.clone() } else { Reference::Digest(digest) };
-            found.push(ToPush {
-                name: name.clone(),
-                reference,
-                media_type,
-                bytes: Bytes::from(bytes),
-            });
+        };
+        let name = image.node_name();
+        let found = walk.tree(&name, root, image.reference.clone(), entry.media_type.as_deref())?;
+        for m in &found {
+            names_of.entry(m.digest).or_default().insert(name.clone());
         }
-        found.reverse();
         manifests.extend(found);
         report.images += 1;
     }
+    // A referrer goes under every name its subject went under; a referrer of a referrer once
+    // that one is placed.
+    while !referrers.is_empty() {
+        let before = referrers.len();
+        let mut waiting = Vec::new();
+        for (digest, subject) in referrers {
+            let Some(names) = names_of.get(&subject).cloned() else {
+                waiting.push((digest, subject));
+                continue;
+            };
+            for name in names {
+                let found = walk.tree(&name, digest, Reference::Digest(digest), None)?;
+                for m in &found {
+                    names_of.entry(m.digest).or_default().insert(name.clone());
+                }
+                manifests.extend(found);
+            }
+            report.referrers += 1;
+        }
+        if waiting.len() == before {
+            let (digest, subject) = waiting[0];
+            return Err(not_layout(format!(
+                "index.json entry {digest} has no image name, and its subject {subject} is not \
+                 an image of the archive"
+            )));
+        }
+        referrers = waiting;
+    }
+    let blobs = walk.blobs;
 
     let total = blobs.iter().map(|(_, _, size)| size).sum();
     let mut progress = Progress::new("import", total);
@@ -150,6 +162,70 @@ pub async fn import(client: &NodeClient, archive: &Path) -> Result<ImportReport,
     }
     progress.finish();
     Ok(report)
+}
+
+/// Walks manifests in the archive, gathering the blobs to upload (once per name).
+struct Walk<'a> {
+    reader: &'a ArchiveReader,
+    blobs: Vec<(String, Digest, u64)>,
+    blob_seen: HashSet<(String, Digest)>,
+}
+
+impl Walk<'_> {
+    /// The manifests of the tree rooted at `root`, children before the index that names them,
+    /// to push under `name`: the root by `reference`, the rest by digest.
+    fn tree(
+        &mut self,
+        name: &str,
+        root: Digest,
+        reference: Reference,
+        root_media_type: Option<&str>,
+    ) -> Result<Vec<ToPush>, ArchiveError> {
+        let reader = self.reader;
+        let mut found: Vec<ToPush> = Vec::new();
+        let mut queue = vec![(root, "index.json".to_owned())];
+        let mut manifest_seen = HashSet::new();
+        while let Some((digest, parent)) = queue.pop() {
+            if !manifest_seen.insert(digest) {
+                continue;
+            }
+            let bytes = read_verified(reader, &digest, &parent)?;
+            let refs = ManifestRefs::parse(&bytes).unwrap_or_default();
+            for child in &refs.manifests {
+                if let Ok(child) = Digest::parse(&child.digest) {
+                    queue.push((child, digest.to_string()));
+                }
+            }
+            for blob in refs.config.iter().chain(&refs.layers).chain(&refs.blobs) {
+                let Ok(d) = Digest::parse(&blob.digest) else { continue };
+                if !blob.urls.is_empty() || !self.blob_seen.insert((name.to_owned(), d)) {
+                    continue;
+                }
+                let size = reader.size(&blob_path(&d)).ok_or_else(|| ArchiveError::Missing {
+                    archive: reader.path.display().to_string(),
+                    digest: d,
+                    parent: digest.to_string(),
+                })?;
+                self.blobs.push((name.to_owned(), d, size));
+            }
+            let media_type = match (digest == root, root_media_type) {
+                (true, Some(t)) => t.to_owned(),
+                _ => sniff_manifest_media_type(&bytes).unwrap_or_else(|| OCI_MANIFEST.to_owned()),
+            };
+            let reference =
+                if digest == root { reference.clone() } else { Reference::Digest(digest) };
+            found.push(ToPush {
+                digest,
+                name: name.to_owned(),
+                reference,
+                media_type,
+                bytes: Bytes::from(bytes),
+            });
+        }
+        // Children first: pushed in reverse order of discovery.
+        found.reverse();
+        Ok(found)
+    }
 }
 
 /// The name an index entry gives its image: containerd's annotation, else the OCI one when it

@@ -15,7 +15,7 @@ mod layout;
 mod progress;
 
 pub use client::NodeClient;
-pub use export::export;
+pub use export::{ExportReport, export};
 pub use image_ref::ImageRef;
 pub use import::{ImportReport, import};
 
@@ -29,6 +29,8 @@ pub enum ArchiveError {
     Unreachable { url: String, detail: String },
     #[error("the node answered {status} for {url}: {body}")]
     Refused { url: String, status: u16, body: String },
+    #[error("the node's answer for {url} is not what the API specifies: {detail}")]
+    BadAnswer { url: String, detail: String },
     #[error("{what} {digest} from the node does not match its digest")]
     Corrupt { what: &'static str, digest: Digest },
     #[error(

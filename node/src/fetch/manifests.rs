@@ -453,7 +453,8 @@ fn stale_if_error(e: &UpstreamError) -> bool {
     e.is_unavailable() || matches!(e, UpstreamError::TooManyRequests { .. })
 }
 
-fn is_unavailable(e: &FetchError) -> bool {
+/// The upstream cannot answer now (down, 5xx, too slow, rate limiting), at the root of `e`.
+pub(super) fn is_unavailable(e: &FetchError) -> bool {
     matches!(e.root(), FetchError::Upstream(u) if u.is_unavailable())
 }
 

@@ -2,7 +2,7 @@
 //!
 //! [`Fetcher`] is all the HTTP layer sees. It answers manifests (tags resolved at most once per
 //! TTL), blobs (single-flight downloads that every asking client follows while the bytes
-//! arrive), and tag lists.
+//! arrive), tag lists, and the referrers an upstream lists (`referrers.rs`).
 
 mod body;
 mod coverage;
@@ -16,6 +16,7 @@ mod manifests;
 mod peers;
 mod provenance;
 mod range;
+mod referrers;
 mod served;
 mod source;
 mod swarm;
@@ -35,6 +36,7 @@ pub use fleet::{Fleet, FleetError, Owner, PeerRef, tag_key};
 pub use manifests::ManifestData;
 pub use peers::{PeerClient, PeerTimeouts, peer_blob_path};
 pub use range::RangeSpec;
+pub(crate) use referrers::parse_index as parse_referrers_index;
 pub use served::{Origin, Served};
 pub use source::{BlobSource, SourceStream, UpstreamFallback, UpstreamSource};
 pub use swarm::Swarm;
@@ -92,6 +94,8 @@ pub struct Fetcher {
     inflight: Arc<InFlightBlobs>,
     manifest_locks: KeyedLock<Digest>,
     tag_locks: KeyedLock<(String, RepositoryName, Tag)>,
+    /// One upstream referrers question at a time per subject and filter.
+    referrer_locks: KeyedLock<referrers::ReferrersKey>,
     tag_ttl: Duration,
     /// Serve a digest under a name only once it is known to be there (`provenance.rs`).
     repo_check: bool,
@@ -156,6 +160,7 @@ impl Fetcher {
             fleet,
             manifest_locks: KeyedLock::new(),
             tag_locks: KeyedLock::new(),
+            referrer_locks: KeyedLock::new(),
             tag_ttl,
             repo_check: false,
         }

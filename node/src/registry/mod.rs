@@ -141,7 +141,9 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
             handlers::tags(fetcher, &target, &client_name, ns.as_deref(), page, head).await
         }
         Endpoint::Referrers { target, digest, artifact_type } => {
-            push::referrers(&state.pusher, &target, &digest, artifact_type.as_deref(), head)
+            let upstream = !hosted(&target);
+            let wanted = artifact_type.as_deref();
+            push::referrers(&state.pusher, &target, &digest, wanted, upstream, head).await
         }
         Endpoint::PeerBlob { digest } => {
             check_peer(state, &parts)?;

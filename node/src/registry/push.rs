@@ -148,14 +148,16 @@ pub async fn delete_blob(
     Ok(empty(StatusCode::ACCEPTED))
 }
 
-pub fn referrers(
+/// `upstream`: the name is an upstream's, whose referrers are listed too.
+pub async fn referrers(
     pusher: &Pusher,
     target: &Target,
     subject: &Digest,
     artifact_type: Option<&str>,
+    upstream: bool,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let list = pusher.referrers(target, subject, artifact_type)?;
+    let list = pusher.referrers(target, subject, artifact_type, upstream).await?;
     let len = list.body.len() as u64;
     let mut response = Response::new(if head { Body::empty() } else { Body::from(list.body) });
     let h = response.headers_mut();

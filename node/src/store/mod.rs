@@ -4,7 +4,8 @@
 //! written with the durable discipline of `temp.rs`: a blob file is only ever visible complete
 //! and verified. Tags live in the same redb index (`tags.rs`), and so do the repositories each
 //! digest is known to be in (`seen.rs`), pushed tags and referrers (`tags.rs`,
-//! `referrers.rs`), and pins that keep pushed content from eviction (`pins.rs`). Sizes and access times are
+//! `referrers.rs`), an upstream's last referrers answers (`upstream_referrers.rs`), and pins
+//! that keep pushed content from eviction (`pins.rs`). Sizes and access times are
 //! mirrored in memory (`state.rs`) so that hits and eviction decisions never wait on a commit.
 //! The disk cannot wedge it: a download claims room before it answers (`space.rs`), and an
 //! index taken out of service by a failed write is reopened once the disk takes writes again
@@ -33,6 +34,7 @@ mod temp;
 #[cfg(test)]
 mod test_util;
 mod upload;
+mod upstream_referrers;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -52,6 +54,7 @@ pub use space::Writable;
 pub use tags::TagRecord;
 pub use temp::TempBlob;
 pub use upload::UploadFile;
+pub use upstream_referrers::UpstreamReferrers;
 
 use index::Index;
 use layout::Paths;

@@ -41,6 +41,16 @@ pub(crate) const REFERRERS: TableDefinition<ReferrerKey, &[u8]> =
 pub(crate) const IMAGE_PINS: TableDefinition<(&str, &str, &[u8; 32]), &[u8]> =
     TableDefinition::new("image-pins-1");
 
+/// (registry, repository, subject digest, artifact type or "") → [`UpstreamReferrersRow`]: the
+/// referrers an upstream last listed for a subject, with the filter the client asked for (an
+/// upstream may apply it), so that a node asks at most once per tag TTL.
+pub(crate) const UPSTREAM_REFERRERS: TableDefinition<UpstreamReferrersKey, &[u8]> =
+    TableDefinition::new("upstream-referrers-1");
+
+/// (registry, repository, subject digest, artifact type or "").
+pub(crate) type UpstreamReferrersKey =
+    (&'static str, &'static str, &'static [u8; 32], &'static str);
+
 /// (registry, repository, subject digest, referrer digest).
 pub(crate) type ReferrerKey = (&'static str, &'static str, &'static [u8; 32], &'static [u8; 32]);
 
@@ -98,6 +108,13 @@ pub(crate) struct ImagePinRow {
     pub released: bool,
     /// A release that also deleted the pushed tag.
     pub deleted: bool,
+}
+
+/// An upstream's referrers of one subject, and when the upstream last gave them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UpstreamReferrersRow {
+    pub fetched_at_ms: u64,
+    pub referrers: Vec<([u8; 32], ReferrerRow)>,
 }
 
 /// Encodes a row as its version byte followed by postcard.

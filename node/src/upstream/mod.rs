@@ -1,5 +1,5 @@
-//! Client for upstream OCI registries: manifests, blobs and tag lists, with the bearer-token
-//! dance, redirects followed by hand, timeouts and retries.
+//! Client for upstream OCI registries: manifests, blobs, tag lists and referrers, with the
+//! bearer-token dance, redirects followed by hand, timeouts and retries.
 //!
 //! One [`Upstream`] per configured registry; it is cheap to clone and shared by every request.
 //! The client checks what it can without the caller's help (manifest digests and sizes, HTML
@@ -15,6 +15,7 @@ mod error;
 mod manifest;
 mod public_only;
 mod realm;
+mod referrers;
 mod transport;
 
 use std::fmt;
@@ -29,6 +30,7 @@ use shoal_protocol::{Digest, RepositoryName};
 pub use config::{ClientSettings, Credentials, UpstreamConfig, load_docker_config};
 pub use error::UpstreamError;
 pub use public_only::is_public as is_public_address;
+pub use referrers::ReferrersPage;
 
 use auth::Auth;
 use realm::RealmPolicy;

@@ -78,6 +78,9 @@ pub(crate) struct Repo {
     pub tags: BTreeMap<String, Digest>,
     pub manifests: HashMap<Digest, (Bytes, String)>,
     pub blobs: HashMap<Digest, Bytes>,
+    /// Subject → the body its referrers API answers with; a repository without any answers
+    /// `404` there, as a registry without the API does.
+    pub referrers: HashMap<Digest, Bytes>,
 }
 
 #[derive(Default)]
@@ -239,6 +242,17 @@ impl FakeUpstream {
         let repo = state.repos.entry(repo.to_owned()).or_default();
         repo.blobs.insert(digest, Bytes::copy_from_slice(bytes));
         digest
+    }
+
+    /// What `GET /v2/<repo>/referrers/<subject>` answers: `body`, as an image index.
+    pub fn put_referrers(&self, repo: &str, subject: &Digest, body: &[u8]) {
+        let mut state = lock(&self.shared);
+        let repo = state.repos.entry(repo.to_owned()).or_default();
+        repo.referrers.insert(*subject, Bytes::copy_from_slice(body));
+    }
+
+    pub fn referrers_path(repo: &str, subject: &Digest) -> String {
+        format!("/v2/{repo}/referrers/{subject}")
     }
 
     /// An OCI image: a config blob, one blob per layer, and a manifest tagged `tag`.

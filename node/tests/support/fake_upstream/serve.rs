@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use shoal_protocol::Digest;
+use shoal_protocol::media_type::OCI_INDEX;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -114,6 +115,21 @@ fn respond(
     };
     if rest.is_empty() {
         return check(&state, headers, "").unwrap_or_else(|| "{}".into_response());
+    }
+    if let Some((repo, subject)) = rest.rsplit_once("/referrers/") {
+        if let Some(denied) = check(&state, headers, repo) {
+            return denied;
+        }
+        let found = Digest::parse(subject)
+            .ok()
+            .and_then(|d| state.repos.get(repo)?.referrers.get(&d).map(|b| (d, b.clone())));
+        return match found {
+            Some((_, body)) => {
+                let digest = Digest::of(&body);
+                content(body, OCI_INDEX, digest, headers, fault)
+            }
+            None => oci_error(404, "NOT_FOUND", "no referrers API"),
+        };
     }
     if let Some((repo, reference)) = rest.rsplit_once("/manifests/") {
         if let Some(denied) = check(&state, headers, repo) {
