@@ -261,3 +261,36 @@ async fn warm_reaches_every_member_and_pins_are_kept_fleet_wide() {
         assert!(!list.contains("team/base"), "{} still pins it: {list}", node.url());
     }
 }
+
+#[tokio::test]
+async fn the_warm_list_in_the_configuration_reaches_every_member() {
+    if !require_tools(&["docker-registry"]) {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
+    let listed = image::push_image(&registry.client(), "team/listed", "v1", &ImageSpec::oci(621))
+        .await
+        .expect("seed upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shoal.toml");
+    let text = "[warm]\nimages = [\"docker.io/team/listed:v1\"]\nall_nodes = true\n";
+    std::fs::write(&config, text).expect("write config");
+    let config = config.display().to_string();
+    let nodes = start_fleet(3, options(&registry, &config, 2)).await.expect("fleet");
+    let names = ["a", "b", "c"];
+
+    // Nobody pulls: the list alone brings the image onto every member, each blob fetched from
+    // the upstream once.
+    let wanted = digests(&listed);
+    let warmed =
+        eventually(Duration::from_secs(30), || nodes.iter().all(|n| holds(n, &wanted))).await;
+    assert!(
+        warmed,
+        "not every member holds the listed image{}",
+        logs(&names.iter().copied().zip(nodes.iter()).collect::<Vec<_>>())
+    );
+    for blob in listed.blob_digests() {
+        let gets = registry.count("GET", &format!("/v2/team/listed/blobs/{blob}")).await.unwrap();
+        assert_eq!(gets, 1, "{blob} was fetched {gets} times from the upstream");
+    }
+}

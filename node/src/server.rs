@@ -173,6 +173,7 @@ pub async fn run_with_feed(
     let placement =
         Placement::new(store.clone(), fetcher.clone(), fleet.clone(), fleet_config.replicas);
     placement.spawn_checks(fleet_config.placement_interval);
+    placement.spawn_warm_list(config.warm.clone(), fleet_config.placement_interval, config.tag_ttl);
     service.set_placement(placement.clone());
     let pusher = Arc::new(Pusher::new(
         store.clone(),

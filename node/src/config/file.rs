@@ -30,6 +30,7 @@ pub struct FileConfig {
     pub upstream_client: Option<ClientEntry>,
     pub server: Option<ServerEntry>,
     pub metrics: Option<MetricsEntry>,
+    pub warm: Option<WarmEntry>,
     pub p2p_listen: Option<Vec<String>>,
     pub bootstrap: Option<Vec<String>>,
     pub bootstrap_dns: Option<Vec<String>>,
@@ -49,6 +50,18 @@ pub struct FileConfig {
     pub peer_stall_timeout: Option<HumanDuration>,
     pub peer_upload_slots: Option<usize>,
     pub auth: Option<AuthEntry>,
+}
+
+/// `[warm]`: images the fleet keeps fetched ahead of rollouts, resolved again every tag TTL.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmEntry {
+    pub images: Vec<String>,
+    /// Every member gets a copy (else the `replicas` closest to each image).
+    #[serde(default)]
+    pub all_nodes: bool,
+    pub replicas: Option<u32>,
+    pub platform: Option<String>,
 }
 
 /// `[auth]`: who the node's clients are and what they may pull.

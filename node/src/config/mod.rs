@@ -72,6 +72,17 @@ pub struct Config {
     /// Who the node's clients are and what they may pull.
     pub auth: AuthConfig,
     pub metrics: MetricsConfig,
+    /// Images kept warm on the fleet (`[warm]`).
+    pub warm: WarmConfig,
+}
+
+/// `[warm]`, checked: the images, and on how many members each is kept warm.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WarmConfig {
+    pub images: Vec<crate::archive::ImageRef>,
+    /// `None`: every member.
+    pub replicas: Option<u32>,
+    pub platform: Option<String>,
 }
 
 /// How the node finds and works with its peers.
@@ -145,6 +156,10 @@ pub enum ConfigError {
     TokenRealm { name: String, realm: String },
     #[error("replicas = {0}: give a number of members from 1 to 64")]
     Replicas(u32),
+    #[error("[warm] images: {0}")]
+    BadWarmImage(String),
+    #[error("[warm] platform {0:?} is not os/arch[/variant], e.g. linux/amd64")]
+    BadWarmPlatform(String),
     #[error("default upstream {0:?} is not a configured upstream")]
     UnknownDefault(String),
     #[error(
@@ -435,6 +450,7 @@ impl Config {
             retries: client_file.retries.unwrap_or(defaults.retries),
         };
 
+        let fleet_replicas = fleet.replicas;
         Ok(Config {
             listen,
             fleet,
@@ -465,8 +481,37 @@ impl Config {
                 .or(file.upload_timeout)
                 .map_or(DEFAULT_UPLOAD_TIMEOUT, |d| d.0),
             auth,
+            warm: resolve_warm(file.warm, fleet_replicas)?,
         })
     }
+}
+
+fn resolve_warm(
+    entry: Option<file::WarmEntry>,
+    default_replicas: u32,
+) -> Result<WarmConfig, ConfigError> {
+    let Some(entry) = entry else { return Ok(WarmConfig::default()) };
+    let images = entry
+        .images
+        .iter()
+        .map(|i| crate::archive::ImageRef::parse(i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigError::BadWarmImage(e.to_string()))?;
+    let platform = entry
+        .platform
+        .map(|p| {
+            shoal_protocol::peer::check_platform(p.clone())
+                .map_err(|_| ConfigError::BadWarmPlatform(p))
+        })
+        .transpose()?;
+    let replicas = match (entry.all_nodes, entry.replicas) {
+        (true, _) => None,
+        (false, Some(n)) if n == 0 || n > shoal_protocol::peer::MAX_REPLICAS => {
+            return Err(ConfigError::Replicas(n));
+        }
+        (false, n) => Some(n.unwrap_or(default_replicas)),
+    };
+    Ok(WarmConfig { images, replicas, platform })
 }
 
 #[cfg(test)]
@@ -573,6 +618,24 @@ mod tests {
             resolve("[upstreams.\"a.io\"]\npassword = \"p\"\ntoken = \"t\"", Overrides::default()),
             Err(ConfigError::AmbiguousCredentials { .. })
         ));
+        assert!(matches!(
+            resolve("replicas = 0", Overrides::default()),
+            Err(ConfigError::Replicas(0))
+        ));
+        assert!(matches!(
+            resolve("[warm]\nimages = [\"UPPER/case\"]", Overrides::default()),
+            Err(ConfigError::BadWarmImage(_))
+        ));
+        assert!(matches!(
+            resolve("[warm]\nimages = [\"alpine\"]\nplatform = \"linux\"", Overrides::default()),
+            Err(ConfigError::BadWarmPlatform(_))
+        ));
+        let warm =
+            resolve("[warm]\nimages = [\"alpine:3.20\"]\nall_nodes = true", Overrides::default())
+                .unwrap()
+                .warm;
+        assert_eq!(warm.images[0].to_string(), "docker.io/library/alpine:3.20");
+        assert_eq!(warm.replicas, None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod checks;
 pub mod cli;
 mod content;
 mod error;
+mod warm_list;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
