@@ -1,7 +1,8 @@
 //! The air-gapped site: `shoal export` on a connected node writes an OCI archive (which skopeo
 //! reads), `shoal import` loads it into a fleet whose upstream is never reachable, every image
 //! (a multi-arch index among them) is pulled through every member; a second import uploads
-//! nothing; a damaged archive is refused naming the corrupt blob.
+//! nothing; an offline import seeds a node's data directory before it starts; a damaged
+//! archive is refused naming the corrupt blob.
 
 use std::path::Path;
 use std::process::Output;
@@ -112,6 +113,32 @@ async fn an_exported_archive_seeds_a_site_without_upstream() {
     // Importing again uploads nothing: an interrupted import resumes where it stopped.
     let said = ok(&shoal(&["import", &archive_arg, "--node", &site[1].url()]).await, "re-import");
     assert!(said.contains("0 blobs uploaded"), "{said}");
+
+    // Offline, into the data directory of a node before it starts: refused while a node runs
+    // on it, then done, and the node serves every image when it starts.
+    let mut offline = ShoalNode::start(
+        ShoalOptions::docker_io(format!("http://127.0.0.1:{}", free_port().expect("port")))
+            .without_cluster_key(),
+    )
+    .await
+    .expect("offline node");
+    let data_dir = offline.data_dir().display().to_string();
+    let busy = shoal(&["import", &archive_arg, "--data-dir", &data_dir]).await;
+    assert!(!busy.status.success(), "an import into a running node's directory is refused");
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(stderr.contains("is a node running on it"), "{stderr}");
+    offline.stop();
+    let said =
+        ok(&shoal(&["import", &archive_arg, "--data-dir", &data_dir]).await, "offline import");
+    assert!(said.contains("imported 2 images") && said.contains(&data_dir), "{said}");
+    offline.restart().await.expect("start the seeded node");
+    let all = CopyOptions { all: true, ..CopyOptions::default() };
+    let copied = skopeo
+        .copy(&format!("{}/team/multi:v2", offline.host()), &dir.path().join("offline"), &all)
+        .await
+        .expect("the index through the seeded node");
+    assert_eq!(copied.manifest().expect("manifest"), multi.root.bytes);
+    assert_eq!(copied.verified_blobs().expect("blobs"), multi.blob_digests());
 
     // A damaged archive: one byte of a layer flipped. The import names that blob.
     let layer = &app.root.blobs[1];

@@ -102,6 +102,16 @@ pub struct ImportArgs {
     /// Log in as USER:PASSWORD (or NAME:TOKEN); the user must be allowed to push those names.
     #[arg(long, env = "SHOAL_USER", value_name = "USER:PASSWORD")]
     pub user: Option<String>,
+    /// Import into this data directory instead, with no node running on it (seed a node
+    /// before it starts).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["node", "user"])]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir: the configuration the node will run with (its hosted names, size cap).
+    #[arg(long, value_name = "FILE", requires = "data_dir")]
+    pub config: Option<PathBuf>,
+    /// With --data-dir: a registry name the node will host (as `shoal run --hosted`).
+    #[arg(long = "hosted", value_name = "NAME", requires = "data_dir")]
+    pub hosted: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -165,11 +165,25 @@ fn export(args: &shoal::cli::ExportArgs) -> Result<(), String> {
 }
 
 fn import(args: &shoal::cli::ImportArgs) -> Result<(), String> {
-    let client = shoal::archive::NodeClient::new(&args.node, args.user.as_deref())
-        .map_err(|e| e.to_string())?;
-    let report = current_thread()?
-        .block_on(shoal::archive::import(&client, &args.archive))
-        .map_err(|e| e.to_string())?;
+    let (report, into) = match &args.data_dir {
+        Some(dir) => {
+            let report = shoal::archive::import_into(
+                &args.archive,
+                dir,
+                args.config.as_deref(),
+                &args.hosted,
+            )?;
+            (report, dir.display().to_string())
+        }
+        None => {
+            let client = shoal::archive::NodeClient::new(&args.node, args.user.as_deref())
+                .map_err(|e| e.to_string())?;
+            let report = current_thread()?
+                .block_on(shoal::archive::import(&client, &args.archive))
+                .map_err(|e| e.to_string())?;
+            (report, args.node.clone())
+        }
+    };
     let referrers = match report.referrers {
         0 => String::new(),
         n => format!(" and {n} referrers"),
@@ -177,7 +191,7 @@ fn import(args: &shoal::cli::ImportArgs) -> Result<(), String> {
     println!(
         "imported {} images{referrers} into {}: {} manifests, {} blobs uploaded ({}), {} already there",
         report.images,
-        args.node,
+        into,
         report.manifests,
         report.blobs_uploaded,
         shoal::store::human_size(report.bytes_uploaded),

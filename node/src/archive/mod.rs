@@ -12,12 +12,14 @@ mod export;
 mod image_ref;
 mod import;
 mod layout;
+mod offline;
 mod progress;
 
 pub use client::NodeClient;
 pub use export::{ExportReport, export};
 pub use image_ref::ImageRef;
 pub use import::{ImportReport, import};
+pub use offline::import_into;
 
 use shoal_protocol::Digest;
 
