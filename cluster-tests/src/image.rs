@@ -4,6 +4,7 @@
 
 mod pushed;
 mod random;
+mod referrer;
 mod tar;
 
 use std::io::Write as _;
@@ -15,6 +16,7 @@ use shoal_protocol::media_type::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 
 pub use pushed::{BlobInfo, ManifestInfo, PushedImage};
 pub use random::{StreamDigest, stream as random_stream};
+pub use referrer::{push_referrer, push_referrers_tag};
 
 use crate::{HarnessError, RegistryClient, Result};
 

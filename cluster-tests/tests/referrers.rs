@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::process::Output;
 
-use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shoal_cluster_tests::clients::containerd::Containerd;
@@ -23,9 +22,7 @@ use shoal_protocol::media_type::{OCI_INDEX, OCI_MANIFEST};
 
 const SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 const SBOM: &str = "application/spdx+json";
-const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
-/// An artifact manifest naming `subject`, pushed by digest; returns its index descriptor.
 async fn push_referrer(
     client: &RegistryClient,
     repo: &str,
@@ -33,32 +30,7 @@ async fn push_referrer(
     artifact_type: &str,
     payload: &[u8],
 ) -> Value {
-    let config = client.push_blob(repo, Bytes::from_static(b"{}"), 0).await.expect("config");
-    let layer = client.push_blob(repo, Bytes::copy_from_slice(payload), 0).await.expect("layer");
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": {"mediaType": EMPTY, "digest": config.to_string(), "size": 2},
-        "layers": [{"mediaType": artifact_type, "digest": layer.to_string(), "size": payload.len()}],
-        "subject": {
-            "mediaType": subject.media_type,
-            "digest": subject.digest.to_string(),
-            "size": subject.bytes.len(),
-        },
-        "annotations": {"org.opencontainers.image.created": "2026-01-01T00:00:00Z"},
-    });
-    let bytes = serde_json::to_vec(&manifest).expect("json");
-    let digest = Digest::of(&bytes);
-    let size = bytes.len();
-    client.put_manifest(repo, &digest.to_string(), OCI_MANIFEST, bytes).await.expect("put");
-    json!({
-        "mediaType": OCI_MANIFEST,
-        "digest": digest.to_string(),
-        "size": size,
-        "artifactType": artifact_type,
-        "annotations": {"org.opencontainers.image.created": "2026-01-01T00:00:00Z"},
-    })
+    image::push_referrer(client, repo, subject, artifact_type, payload).await.expect("referrer")
 }
 
 /// `GET .../referrers/<subject>[?artifactType=]` on a node: the status, the filter header,

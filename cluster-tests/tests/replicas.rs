@@ -190,6 +190,25 @@ async fn warm_reaches_every_member_and_pins_are_kept_fleet_wide() {
     let tool = image::push_image(&registry.client(), "team/tool", "v1", &ImageSpec::oci(611))
         .await
         .expect("seed upstream");
+    // Its signature, as cosign leaves it in a registry without a referrers API.
+    let signature = image::push_referrer(
+        &registry.client(),
+        "team/tool",
+        &tool.root,
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        b"signed by ci",
+    )
+    .await
+    .expect("signature");
+    image::push_referrers_tag(
+        &registry.client(),
+        "team/tool",
+        &tool.root.digest,
+        std::slice::from_ref(&signature),
+    )
+    .await
+    .expect("referrers tag");
+    let signature_digest: Digest = signature["digest"].as_str().unwrap().parse().unwrap();
     let base = image::push_image(&registry.client(), "team/base", "v1", &ImageSpec::oci(612))
         .await
         .expect("seed upstream");
@@ -199,17 +218,20 @@ async fn warm_reaches_every_member_and_pins_are_kept_fleet_wide() {
     let names = ["a", "b", "c"];
     let all_logs = || logs(&names.iter().copied().zip(nodes.iter()).collect::<Vec<_>>());
 
-    // Warm on every member: each holds every blob, and the upstream served each blob once.
+    // Warm on every member, its signature along: each holds every blob, and the upstream
+    // served each blob once.
     let out = shoal_command(&[
         "warm",
         "docker.io/team/tool:v1",
         "--all-nodes",
+        "--with-referrers",
         "--node",
         &nodes[0].url(),
     ])
     .expect("shoal warm");
     assert!(out.contains("warmed docker.io/team/tool:v1"), "{out}");
-    let wanted = digests(&tool);
+    let mut wanted = digests(&tool);
+    wanted.extend([signature_digest, Digest::of(b"signed by ci"), Digest::of(b"{}")]);
     let warmed =
         eventually(Duration::from_secs(30), || nodes.iter().all(|n| holds(n, &wanted))).await;
     assert!(warmed, "not every member holds the warmed image{}", all_logs());

@@ -200,6 +200,9 @@ pub struct PinArgs {
     /// Members that keep it [default: the node's --replicas].
     #[arg(long, value_name = "N")]
     pub replicas: Option<u32>,
+    /// Keep its signatures and SBOMs (OCI referrers) with it.
+    #[arg(long)]
+    pub with_referrers: bool,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -227,6 +230,9 @@ pub struct WarmArgs {
     /// Every member gets a copy.
     #[arg(long)]
     pub all_nodes: bool,
+    /// Their signatures and SBOMs (OCI referrers) too.
+    #[arg(long)]
+    pub with_referrers: bool,
     #[command(flatten)]
     pub node: NodeArgs,
 }

@@ -62,6 +62,9 @@ pub struct WarmEntry {
     pub all_nodes: bool,
     pub replicas: Option<u32>,
     pub platform: Option<String>,
+    /// Their signatures and SBOMs too.
+    #[serde(default)]
+    pub with_referrers: bool,
 }
 
 /// `[auth]`: who the node's clients are and what they may pull.

@@ -83,6 +83,7 @@ pub struct WarmConfig {
     /// `None`: every member.
     pub replicas: Option<u32>,
     pub platform: Option<String>,
+    pub with_referrers: bool,
 }
 
 /// How the node finds and works with its peers.
@@ -511,7 +512,7 @@ fn resolve_warm(
         }
         (false, n) => Some(n.unwrap_or(default_replicas)),
     };
-    Ok(WarmConfig { images, replicas, platform })
+    Ok(WarmConfig { images, replicas, platform, with_referrers: entry.with_referrers })
 }
 
 #[cfg(test)]

@@ -203,6 +203,10 @@ impl Fetcher {
         let Some(fleet) = &self.fleet else { return Ok(None) };
         let Owner::Remote(owner) = fleet.owner(&tag_key(target, tag)) else { return Ok(None) };
         match fleet.ask_tag(&owner, target, tag).await {
+            Ok(m) if deleted_here(&self.store, target, &m.digest)? => {
+                tracing::info!(owner = %owner.id, %tag, digest = %m.digest, "tag owner names an image this node knows was deleted; resolving here");
+                Ok(None)
+            }
             Ok(m) if Digest::of(&m.bytes) == m.digest => {
                 let m = self.check_owner_answer(target, tag, &owner.id, m).await?;
                 self.keep_manifest(&m).await?;

@@ -25,6 +25,7 @@ impl Placement {
             tag: hold.tag.clone(),
             platform: hold.platform.clone(),
             replicas: hold.replicas,
+            with_referrers: hold.with_referrers,
             state: match hold.pinned_at_ms {
                 Some(at_ms) => PinState::Pinned { at_ms },
                 // A warm-up: held in the cache, never recorded.
@@ -39,7 +40,10 @@ impl Placement {
                     return if deleted { HoldState::Deleted } else { HoldState::Released };
                 }
             }
-            Some(k) if k == pin && self.is_whole(&pin).await => return HoldState::Whole,
+            // (With referrers, a cheap local check cannot tell: new ones may have appeared.)
+            Some(k) if k == pin && !pin.with_referrers && self.is_whole(&pin).await => {
+                return HoldState::Whole;
+            }
             _ => {}
         }
         let key: ImageKey = (pin.registry.clone(), pin.repo.clone(), pin.digest);
@@ -99,6 +103,7 @@ impl Placement {
                 tag: old.as_ref().and_then(|o| o.tag.clone()),
                 platform: old.as_ref().and_then(|o| o.platform.clone()),
                 replicas: old.as_ref().map_or(1, |o| o.replicas),
+                with_referrers: old.as_ref().is_some_and(|o| o.with_referrers),
                 state: PinState::Released {
                     at_ms: release.released_at_ms,
                     deleted: release.delete,

@@ -10,7 +10,7 @@ use crate::cli::{NodeArgs, NodeImageArgs, PinArgs, PinsArgs, WarmArgs};
 
 pub fn pin(args: &PinArgs) -> Result<(), String> {
     let image = ImageRef::parse(&args.image).map_err(|e| e.to_string())?;
-    let mut query = query(&args.platform, args.replicas, false);
+    let mut query = query(&args.platform, args.replicas, false, args.with_referrers);
     query = if query.is_empty() { query } else { format!("?{query}") };
     let path = format!("/_shoal/pins/{}{query}", manifest_path(&image));
     let report = call(&args.node, Method::PUT, &path)?;
@@ -54,7 +54,7 @@ pub fn warm(args: &WarmArgs) -> Result<(), String> {
         .map(|i| ImageRef::parse(i))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
-    let query = query(&args.platform, args.replicas, args.all_nodes);
+    let query = query(&args.platform, args.replicas, args.all_nodes, args.with_referrers);
     for image in images {
         let query = if query.is_empty() { String::new() } else { format!("?{query}") };
         let path = format!("/_shoal/warm/{}{query}", manifest_path(&image));
@@ -73,7 +73,7 @@ fn manifest_path(image: &ImageRef) -> String {
     format!("{}/manifests/{reference}", image.node_name())
 }
 
-fn query(platform: &Option<String>, replicas: Option<u32>, all: bool) -> String {
+fn query(platform: &Option<String>, replicas: Option<u32>, all: bool, referrers: bool) -> String {
     let mut parts = Vec::new();
     if let Some(p) = platform {
         parts.push(format!("platform={p}"));
@@ -83,6 +83,9 @@ fn query(platform: &Option<String>, replicas: Option<u32>, all: bool) -> String 
     }
     if all {
         parts.push("all=true".to_owned());
+    }
+    if referrers {
+        parts.push("referrers=true".to_owned());
     }
     parts.join("&")
 }

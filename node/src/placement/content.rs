@@ -100,6 +100,17 @@ impl Placement {
             }
             images
         };
+        let mut images = images;
+        if pin.with_referrers {
+            let manifests = digests.clone();
+            for subject in manifests {
+                for referrer in self.referrers_of(&target, &subject).await {
+                    let (_, refs) = self.manifest(&target, &referrer).await?;
+                    digests.push(referrer);
+                    images.push(refs);
+                }
+            }
+        }
         for image in images {
             let (blobs, _) = image.required(shoal_protocol::media_type::OCI_MANIFEST);
             for blob in blobs {
@@ -110,6 +121,26 @@ impl Placement {
             }
         }
         Ok((digests, media_type))
+    }
+
+    /// The referrers of `subject`: those pushed here, and those its upstream lists. One level:
+    /// signatures of signatures are not followed.
+    async fn referrers_of(&self, target: &Target, subject: &Digest) -> Vec<Digest> {
+        let mut found: Vec<Digest> = self
+            .store
+            .referrers(&target.registry, &target.repo, subject)
+            .map(|r| r.into_iter().map(|r| r.digest).collect())
+            .unwrap_or_default();
+        match self.fetcher.upstream_referrers(target, subject, None).await {
+            Ok(upstream) => found.extend(upstream.into_iter().map(|r| r.digest)),
+            Err(FetchError::UnknownRegistry(_)) => {}
+            Err(e) => {
+                tracing::warn!(%subject, error = %e, "cannot list the upstream's referrers; keeping the image without them");
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
     }
 
     /// Whether every manifest and blob of the image is held here, without fetching anything.

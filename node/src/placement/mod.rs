@@ -98,6 +98,7 @@ impl Placement {
         reference: &Reference,
         platform: Option<String>,
         replicas: Option<u32>,
+        with_referrers: bool,
     ) -> Result<PlaceReport, PlacementError> {
         let digest = self.resolve(target, reference).await?;
         let pin = ImagePin {
@@ -107,6 +108,7 @@ impl Placement {
             tag: None,
             platform,
             replicas: replicas.unwrap_or(self.replicas),
+            with_referrers,
             state: PinState::Pinned { at_ms: now_ms() },
         };
         self.keep(&pin).await?;
@@ -130,6 +132,8 @@ impl Placement {
             tag,
             platform: None,
             replicas: self.replicas,
+            // Referrers pushed later are pinned by their own push.
+            with_referrers: false,
             state: PinState::Pinned { at_ms },
         };
         self.keep(&pin).await?;
@@ -232,6 +236,7 @@ impl Placement {
         reference: &Reference,
         platform: Option<String>,
         copies: Copies,
+        with_referrers: bool,
     ) -> Result<PlaceReport, PlacementError> {
         let digest = self.resolve(target, reference).await?;
         let replicas = match copies {
@@ -246,6 +251,7 @@ impl Placement {
             platform,
             replicas,
             pinned_at_ms: None,
+            with_referrers,
         };
         let members = match copies {
             Copies::Replicas(n) => self.members_for(&placement_key(&hold), n as usize),
@@ -315,5 +321,6 @@ fn hold_of(pin: &ImagePin) -> ImageHold {
             PinState::Pinned { at_ms } => Some(at_ms),
             PinState::Released { .. } => None,
         },
+        with_referrers: pin.with_referrers,
     }
 }

@@ -44,7 +44,10 @@ impl Placement {
             if owner != Owner::Local {
                 continue;
             }
-            match self.warm(&target, &image.reference, list.platform.clone(), copies).await {
+            let warmed = self
+                .warm(&target, &image.reference, list.platform.clone(), copies, list.with_referrers)
+                .await;
+            match warmed {
                 Ok(report) => {
                     tracing::info!(%image, digest = %report.digest, whole = report.whole.len(), fetching = report.fetching.len(), failed = report.failed.len(), "image on the warm list warmed")
                 }

@@ -2,8 +2,9 @@
 //! list, pin and unpin the images the fleet keeps, and warm images ahead of a rollout.
 //!
 //! `GET /_shoal/pins` lists; `PUT` and `DELETE /_shoal/pins/<name>/manifests/<reference>` pin
-//! and unpin (`platform` and `replicas` in the query); `POST /_shoal/warm/<name>/manifests/
-//! <reference>` warms (`platform`, `replicas` or `all=true`). Answers are JSON.
+//! and unpin (`platform`, `replicas` and `referrers=true` in the query); `POST /_shoal/warm/
+//! <name>/manifests/<reference>` warms (`platform`, `replicas` or `all=true`, `referrers=true`).
+//! Answers are JSON.
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
@@ -24,8 +25,9 @@ pub(super) async fn serve(
         (Method::GET | Method::HEAD, Endpoint::Pins) => {
             Ok(json(&placement.list().await?, *method == Method::HEAD))
         }
-        (Method::PUT, Endpoint::Pin { target, reference, platform, replicas }) => {
-            let report = placement.pin(&target, &reference, platform, replicas).await?;
+        (Method::PUT, Endpoint::Pin { target, reference, platform, replicas, with_referrers }) => {
+            let report =
+                placement.pin(&target, &reference, platform, replicas, with_referrers).await?;
             Ok(json(&report, false))
         }
         (Method::DELETE, Endpoint::Pin { target, reference, .. }) => {
@@ -37,12 +39,16 @@ pub(super) async fn serve(
                 )))
             }
         }
-        (Method::POST, Endpoint::Warm { target, reference, platform, replicas, all }) => {
+        (
+            Method::POST,
+            Endpoint::Warm { target, reference, platform, replicas, all, with_referrers },
+        ) => {
             let copies = match (all, replicas) {
                 (true, _) => Copies::AllMembers,
                 (false, n) => Copies::Replicas(n.unwrap_or(placement.default_replicas())),
             };
-            let report = placement.warm(&target, &reference, platform, copies).await?;
+            let report =
+                placement.warm(&target, &reference, platform, copies, with_referrers).await?;
             Ok(json(&report, false))
         }
         _ => Err(ApiError::MethodNotAllowed),

@@ -73,6 +73,7 @@ pub enum Endpoint {
         reference: Reference,
         platform: Option<String>,
         replicas: Option<u32>,
+        with_referrers: bool,
     },
     /// `POST /_shoal/warm/<name>/manifests/<reference>`: fetch an image onto members ahead of
     /// a rollout.
@@ -82,6 +83,7 @@ pub enum Endpoint {
         platform: Option<String>,
         replicas: Option<u32>,
         all: bool,
+        with_referrers: bool,
     },
     /// `/healthz`: the process serves.
     Health,
@@ -115,6 +117,8 @@ struct PlaceQuery {
     replicas: Option<u32>,
     #[serde(default)]
     all: bool,
+    #[serde(default)]
+    referrers: bool,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -284,8 +288,21 @@ impl Routing {
             )));
         }
         Ok(match kind {
-            "pin" => Endpoint::Pin { target, reference, platform, replicas: q.replicas },
-            _ => Endpoint::Warm { target, reference, platform, replicas: q.replicas, all: q.all },
+            "pin" => Endpoint::Pin {
+                target,
+                reference,
+                platform,
+                replicas: q.replicas,
+                with_referrers: q.referrers,
+            },
+            _ => Endpoint::Warm {
+                target,
+                reference,
+                platform,
+                replicas: q.replicas,
+                all: q.all,
+                with_referrers: q.referrers,
+            },
         })
     }
 

@@ -43,6 +43,8 @@ pub struct ImagePin {
     pub tag: Option<Tag>,
     pub platform: Option<String>,
     pub replicas: u32,
+    /// Its referrers (signatures, SBOMs) are kept with it.
+    pub with_referrers: bool,
     pub state: PinState,
 }
 
@@ -64,6 +66,7 @@ impl ImagePin {
             at_ms,
             released,
             deleted,
+            with_referrers: self.with_referrers,
         }
     }
 
@@ -80,6 +83,7 @@ impl ImagePin {
             tag: row.tag.map(|t| Tag::parse(&t)).transpose().ok()?,
             platform: row.platform,
             replicas: row.replicas,
+            with_referrers: row.with_referrers,
             state,
         })
     }
@@ -191,6 +195,7 @@ mod tests {
             tag: Some(Tag::parse("v1").unwrap()),
             platform: None,
             replicas: 2,
+            with_referrers: false,
             state: PinState::Pinned { at_ms },
         }
     }

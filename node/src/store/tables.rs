@@ -108,6 +108,7 @@ pub(crate) struct ImagePinRow {
     pub released: bool,
     /// A release that also deleted the pushed tag.
     pub deleted: bool,
+    pub with_referrers: bool,
 }
 
 /// An upstream's referrers of one subject, and when the upstream last gave them.

@@ -30,6 +30,8 @@ pub struct ImageHold {
     pub replicas: u32,
     /// `None` for a warm-up copy, which is not pinned.
     pub pinned_at_ms: Option<u64>,
+    /// Its referrers (signatures, SBOMs) are kept with it.
+    pub with_referrers: bool,
 }
 
 /// An image unpinned (and with `delete`, its pushed tag deleted) at `released_at_ms`.
@@ -135,6 +137,7 @@ impl OwnerRequest {
                 platform: h.platform.clone().unwrap_or_default(),
                 replicas: h.replicas,
                 pinned_at_ms: h.pinned_at_ms.unwrap_or(0),
+                with_referrers: h.with_referrers,
             }),
             Self::Release(r) => owner_request::Kind::ReleaseImage(wire::ReleaseImage {
                 registry: r.registry.clone(),
@@ -174,6 +177,7 @@ impl OwnerRequest {
                         .transpose()?,
                     replicas: m.replicas,
                     pinned_at_ms: (m.pinned_at_ms != 0).then_some(m.pinned_at_ms),
+                    with_referrers: m.with_referrers,
                 }))
             }
             owner_request::Kind::ReleaseImage(m) => Ok(Self::Release(ImageRelease {

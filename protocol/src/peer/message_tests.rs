@@ -168,6 +168,7 @@ fn hold() -> ImageHold {
         platform: Some("linux/arm64/v8".into()),
         replicas: 2,
         pinned_at_ms: Some(1_700_000_000_000),
+        with_referrers: true,
     }
 }
 

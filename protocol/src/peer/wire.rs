@@ -79,6 +79,9 @@ pub struct HoldImage {
     /// that the cache may evict like any other.
     #[prost(uint64, tag = "7")]
     pub pinned_at_ms: u64,
+    /// The image's referrers (signatures, SBOMs) are kept with it.
+    #[prost(bool, tag = "8")]
+    pub with_referrers: bool,
 }
 
 /// "This image is unpinned (or deleted) since `released_at_ms`": the pin is dropped, and with
