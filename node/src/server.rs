@@ -185,6 +185,9 @@ pub async fn run_with_feed(
 
     let stop = CancellationToken::new();
     let maintenance = tokio::spawn(store.clone().run_maintenance(stop.clone()));
+    if !config.lifecycle.rules.is_empty() {
+        tokio::spawn(apply_lifecycle(store.clone(), config.lifecycle.clone(), stop.clone()));
+    }
     if let (Some((p2p, _)), Some(fleet)) = (&control, fleet) {
         tokio::spawn(count_peers(p2p.clone(), metrics.clone()));
         tokio::spawn(announce_store(store.clone(), fleet, stop.clone()));
@@ -400,4 +403,28 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Applies the lifecycle rules every interval until the node stops.
+async fn apply_lifecycle(
+    store: Store,
+    lifecycle: crate::config::LifecycleConfig,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(lifecycle.interval) => {}
+        }
+        match store.apply_lifecycle(lifecycle.rules.clone()).await {
+            Ok(removed) if !removed.is_empty() => {
+                let bytes: u64 = removed.iter().map(|r| r.size).sum();
+                tracing::info!(blobs = removed.len(), bytes, "lifecycle rules applied");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not apply the lifecycle rules; retried at the next interval")
+            }
+        }
+    }
 }

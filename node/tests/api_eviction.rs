@@ -64,3 +64,46 @@ async fn least_recently_used_blobs_are_evicted_to_stay_under_the_cap() {
     assert_eq!(fake.count("GET", &path(1)), 2);
     assert_eq!(fake.count("GET", &path(0)), 1);
 }
+
+#[tokio::test]
+async fn lifecycle_rules_remove_what_their_prefix_left_unused_and_nothing_else() {
+    let (fake, _health) = fake_with_health().await;
+    let rules = "[lifecycle]\ninterval = \"1s\"\n\n[[lifecycle.rule]]\n\
+                 prefix = \"docker.io/library/stale\"\nexpire_unused = \"2s\"\n";
+    let options = NodeOptions { extra_toml: Some(rules.to_owned()), ..NodeOptions::default() };
+    let node = Node::start(&fake.url(), options).await;
+    // Pulled as clients pull: the manifest first, which says which repository its blobs are in.
+    let stale = pattern(MIB, 7);
+    let fresh = pattern(MIB, 8);
+    let stale_image = fake.put_image("library/stale", "v1", &[&stale]);
+    let fresh_image = fake.put_image("library/fresh", "v1", &[&fresh]);
+    let (stale_digest, fresh_digest) = (stale_image.layers[0], fresh_image.layers[0]);
+    for (repo, digest, bytes) in
+        [("library/stale", &stale_digest, &stale), ("library/fresh", &fresh_digest, &fresh)]
+    {
+        let manifest = node.get_ok(&FakeUpstream::manifest_path(repo, "v1")).await;
+        assert!(manifest.status().is_success());
+        let (got, err) = read_body(node.get_ok(&FakeUpstream::blob_path(repo, digest)).await).await;
+        assert!(err.is_none());
+        assert_eq!(&got, bytes);
+        node.assert_stored(digest).await;
+    }
+
+    // Unread for longer than its rule allows, the stale blob goes; the other has no rule.
+    let mut removed = false;
+    for _ in 0..100 {
+        if !node.blob_file(&stale_digest).exists() {
+            removed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(removed, "the lifecycle rule did not remove the unused blob");
+    assert!(node.blob_file(&fresh_digest).exists(), "a blob no rule covers stays");
+    // Asked for again, it is simply fetched again.
+    let (got, err) =
+        read_body(node.get_ok(&FakeUpstream::blob_path("library/stale", &stale_digest)).await)
+            .await;
+    assert!(err.is_none());
+    assert_eq!(got, stale);
+}

@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub server: Option<ServerEntry>,
     pub metrics: Option<MetricsEntry>,
     pub warm: Option<WarmEntry>,
+    pub lifecycle: Option<LifecycleEntry>,
     pub p2p_listen: Option<Vec<String>>,
     pub bootstrap: Option<Vec<String>>,
     pub bootstrap_dns: Option<Vec<String>>,
@@ -65,6 +66,24 @@ pub struct WarmEntry {
     /// Their signatures and SBOMs too.
     #[serde(default)]
     pub with_referrers: bool,
+}
+
+/// `[lifecycle]`: rules that expire or cap what a prefix holds, checked every `interval`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleEntry {
+    pub interval: Option<HumanDuration>,
+    #[serde(default)]
+    pub rule: Vec<LifecycleRuleEntry>,
+}
+
+/// `[[lifecycle.rule]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleRuleEntry {
+    pub prefix: String,
+    pub expire_unused: Option<HumanDuration>,
+    pub max_size: Option<ByteSize>,
 }
 
 /// `[auth]`: who the node's clients are and what they may pull.

@@ -74,7 +74,19 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Images kept warm on the fleet (`[warm]`).
     pub warm: WarmConfig,
+    /// Rules that expire or cap what a prefix holds (`[lifecycle]`).
+    pub lifecycle: LifecycleConfig,
 }
+
+/// `[lifecycle]`, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LifecycleConfig {
+    pub interval: Duration,
+    pub rules: Vec<crate::store::LifecycleRule>,
+}
+
+/// How often lifecycle rules are applied unless `[lifecycle] interval` says otherwise.
+pub const DEFAULT_LIFECYCLE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// `[warm]`, checked: the images, and on how many members each is kept warm.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -157,6 +169,11 @@ pub enum ConfigError {
     TokenRealm { name: String, realm: String },
     #[error("replicas = {0}: give a number of members from 1 to 64")]
     Replicas(u32),
+    #[error(
+        "[[lifecycle.rule]] prefix {0:?}: give a registry/repository prefix such as \
+         docker.io/library, or \"*\", with expire_unused or max_size"
+    )]
+    BadLifecycleRule(String),
     #[error("[warm] images: {0}")]
     BadWarmImage(String),
     #[error("[warm] platform {0:?} is not os/arch[/variant], e.g. linux/amd64")]
@@ -483,8 +500,35 @@ impl Config {
                 .map_or(DEFAULT_UPLOAD_TIMEOUT, |d| d.0),
             auth,
             warm: resolve_warm(file.warm, fleet_replicas)?,
+            lifecycle: resolve_lifecycle(file.lifecycle)?,
         })
     }
+}
+
+fn resolve_lifecycle(entry: Option<file::LifecycleEntry>) -> Result<LifecycleConfig, ConfigError> {
+    let Some(entry) = entry else {
+        return Ok(LifecycleConfig { interval: DEFAULT_LIFECYCLE_INTERVAL, rules: Vec::new() });
+    };
+    let mut rules = Vec::with_capacity(entry.rule.len());
+    for rule in entry.rule {
+        let prefix = rule.prefix.trim_end_matches('/').to_owned();
+        let well_formed = prefix == "*"
+            || (!prefix.is_empty()
+                && prefix.split('/').all(|part| {
+                    !part.is_empty()
+                        && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
+                }));
+        if !well_formed || (rule.expire_unused.is_none() && rule.max_size.is_none()) {
+            return Err(ConfigError::BadLifecycleRule(rule.prefix));
+        }
+        rules.push(crate::store::LifecycleRule {
+            prefix,
+            expire_unused: rule.expire_unused.map(|d| d.0),
+            max_size: rule.max_size.map(|s| s.0),
+        });
+    }
+    let interval = entry.interval.map_or(DEFAULT_LIFECYCLE_INTERVAL, |d| d.0);
+    Ok(LifecycleConfig { interval: interval.max(Duration::from_secs(1)), rules })
 }
 
 fn resolve_warm(

@@ -50,15 +50,13 @@ impl Fetcher {
         }
     }
 
-    /// Records that the manifest and everything it lists are in the target's repository.
+    /// Records that the manifest and everything it lists are in the target's repository: the
+    /// names a digest may be served under, and the names lifecycle rules match.
     pub(super) async fn record_manifest(
         &self,
         target: &Target,
         manifest: &ManifestData,
     ) -> Result<(), FetchError> {
-        if !self.repo_check {
-            return Ok(());
-        }
         let mut digests = vec![manifest.digest];
         digests.extend(references(&manifest.bytes));
         let unseen = self.store.unseen_in(&digests, &target.registry, &target.repo)?;

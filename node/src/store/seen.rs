@@ -85,6 +85,25 @@ impl Store {
         Ok(unseen)
     }
 
+    /// The names each of `digests` is known under, in one index read (empty for none).
+    pub fn seen_names(&self, digests: &[Digest]) -> Result<Vec<Vec<String>>, StoreError> {
+        let index = self.inner.index.path();
+        self.inner.read_index(|db| {
+            let txn = db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
+            let table =
+                txn.open_table(SEEN).map_err(|e| StoreError::index("open seen table", index, e))?;
+            let mut names = Vec::with_capacity(digests.len());
+            for digest in digests {
+                let row: Option<SeenRow> = table
+                    .get(digest.as_bytes())
+                    .map_err(|e| StoreError::index("read seen row", index, e))?
+                    .and_then(|v| tables::decode(v.value()));
+                names.push(row.map(|r| r.names).unwrap_or_default());
+            }
+            Ok(names)
+        })
+    }
+
     fn seen_row(&self, digest: &Digest) -> Result<Option<SeenRow>, StoreError> {
         let index = self.inner.index.path();
         self.inner.read_index(|db| {

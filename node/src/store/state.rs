@@ -153,7 +153,7 @@ impl State {
     }
 
     /// Neither in use nor pinned: eviction may take it.
-    fn removable(&self, digest: &Digest) -> bool {
+    pub fn removable(&self, digest: &Digest) -> bool {
         !self.in_use(digest) && !self.pinned.contains(digest)
     }
 
@@ -200,7 +200,12 @@ impl State {
         self.entries.iter().map(|(d, e)| (*d, e.size)).collect()
     }
 
-    fn unused_oldest_first(&self) -> Vec<(Digest, Entry)> {
+    /// Every blob with its entry, and whether eviction may take it now.
+    pub fn all_entries(&self) -> Vec<(Digest, Entry, bool)> {
+        self.entries.iter().map(|(d, e)| (*d, *e, self.removable(d))).collect()
+    }
+
+    pub fn unused_oldest_first(&self) -> Vec<(Digest, Entry)> {
         let mut unused: Vec<(Digest, Entry)> =
             self.entries.iter().filter(|(d, _)| self.removable(d)).map(|(d, e)| (*d, *e)).collect();
         unused.sort_by_key(|(d, e)| (e.last_access_ms, *d));

@@ -46,6 +46,8 @@ pub struct NodeOptions {
     /// `--allow-any-upstream`, and `--allow-private-upstreams` with it.
     pub allow_any_upstream: bool,
     pub allow_private_upstreams: bool,
+    /// More tables of the config file, as written in it (`"[lifecycle]\ninterval = ..."`).
+    pub extra_toml: Option<String>,
 }
 
 /// A cluster key in a file of its own, and the peer-request signer it gives a test.
@@ -117,6 +119,10 @@ impl Node {
         }
         if let Some(auth) = &options.auth {
             toml.push_str(auth);
+        }
+        if let Some(extra) = &options.extra_toml {
+            toml.push('\n');
+            toml.push_str(extra);
         }
         let file = FileConfig::parse(&toml, Path::new("test.toml")).expect("test config parses");
         let overrides = Overrides {
