@@ -56,6 +56,8 @@ impl Pusher {
         if tags.is_empty() && (held.is_none() || !seen) {
             return Err(PushError::ManifestUnknown(digest.to_string()));
         }
+        // Released first: the image pin is one of the reasons the bytes are kept.
+        self.release_everywhere(target, reference).await;
         let refs = held.as_ref().and_then(|(_, bytes)| ManifestRefs::parse(bytes));
         let (store, t) = (self.store.clone(), target.clone());
         let last_pin = blocking("delete manifest", move || {
@@ -77,7 +79,6 @@ impl Pusher {
         if last_pin {
             self.store.delete_blob(&digest).await?;
         }
-        self.release_everywhere(target, reference).await;
         tracing::info!(registry = %target.registry, repo = %target.repo, %digest, "manifest deleted");
         Ok(())
     }
