@@ -58,7 +58,7 @@ impl Image {
                 source,
             })?;
         let image = Self { tag };
-        let printed = checked("deploy/container/build", output)?;
+        let printed = crate::shoal::tool_output("deploy/container/build", output)?;
         if printed.trim() != image.tag {
             return Err(HarnessError::io(
                 "reading the tag deploy/container/build printed",
@@ -90,7 +90,7 @@ impl Image {
             .args(["image", "inspect", "--format", format, &self.tag])
             .output()
             .map_err(|source| HarnessError::Spawn { program: "podman".to_owned(), source })?;
-        checked("podman image inspect", output)
+        crate::shoal::tool_output("podman image inspect", output)
     }
 }
 
@@ -130,15 +130,4 @@ impl Drop for Container {
         // client then ends, and is reaped when the process handle drops).
         let _ = Command::new("podman").args(["rm", "--force", "--time", "2", &self.name]).output();
     }
-}
-
-fn checked(tool: &str, output: Output) -> Result<String> {
-    if !output.status.success() {
-        return Err(HarnessError::ToolFailed {
-            tool: tool.to_owned(),
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }

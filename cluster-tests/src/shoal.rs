@@ -348,7 +348,8 @@ pub fn add_token(file: &Path, name: &str) -> Result<String> {
     tool_output("shoal auth token", output)
 }
 
-fn tool_output(tool: &str, output: std::process::Output) -> Result<String> {
+/// A tool's standard output, or `ToolFailed` with its standard error when it failed.
+pub(crate) fn tool_output(tool: &str, output: std::process::Output) -> Result<String> {
     if !output.status.success() {
         return Err(HarnessError::ToolFailed {
             tool: tool.to_owned(),
