@@ -506,4 +506,42 @@ mod tests {
         assert_eq!(config.routing.upstreams["docker.io"].url, "http://127.0.0.1:9");
         assert_eq!(config.routing.upstreams["ghcr.io"].url, "https://ghcr.io");
     }
+
+    /// The flags of `shoal run` and the flag table of `docs/configuration.md` name the same
+    /// flags: none undocumented, none documented that does not exist.
+    #[test]
+    fn every_run_flag_is_documented_and_every_documented_flag_exists() {
+        let docs = include_str!("../../docs/configuration.md");
+        // The first table: rows from the header to the first blank line after it.
+        let table: Vec<&str> = docs
+            .lines()
+            .skip_while(|l| !l.starts_with("| flag |"))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert!(table.len() > 10, "no flag table in docs/configuration.md");
+        let mut documented = std::collections::BTreeSet::new();
+        for row in &table {
+            let first = row.split('|').nth(1).unwrap_or("");
+            for part in first.split('`').skip(1).step_by(2) {
+                if let Some(flag) = part.strip_prefix("--") {
+                    documented.insert(flag.split([' ', '=']).next().unwrap_or("").to_owned());
+                }
+            }
+        }
+        let command = Cli::command();
+        let run = command.find_subcommand("run").expect("a run subcommand");
+        let actual: std::collections::BTreeSet<String> = run
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .filter(|l| l != "help" && l != "version")
+            .collect();
+        assert!(documented.contains("replicas") && actual.contains("replicas"), "{documented:?}");
+        let undocumented: Vec<_> = actual.difference(&documented).collect();
+        let phantom: Vec<_> = documented.difference(&actual).collect();
+        assert!(
+            undocumented.is_empty(),
+            "flags of shoal run missing from the docs: {undocumented:?}"
+        );
+        assert!(phantom.is_empty(), "flags in the docs that shoal run lacks: {phantom:?}");
+    }
 }
