@@ -3,7 +3,10 @@
 //! The library does the work; `main.rs` only parses the command line and calls [`server::run`].
 //! Layers, from the wire inwards: `registry` (HTTP API, no files, no network of its own) →
 //! `fetch` (the miss path: single-flight, tag resolution) → `store` (blob files + index) and
-//! `upstream` (the registry client). `auth` says who a client is and what it may pull.
+//! `upstream` (the registry client). `push` is the write side of the API (uploads, manifest
+//! pushes, deletes, referrers); `placement` keeps pinned images on their members (pins,
+//! releases, warm-ups); `archive` moves images in and out as OCI layout archives. `auth` says
+//! who a client is and what it may pull or push.
 //! `http_server` accepts connections and bounds what each may hold; `p2p` is the control plane
 //! and `peer_auth` signs and checks the data plane's peer requests; `metrics` and `status` are
 //! what an operator reads, and `pull_feed` hands each finished pull to a program that runs
