@@ -67,6 +67,18 @@ impl RegistryClient {
         if self.blob_exists(repo, &digest).await? {
             return Ok(digest);
         }
+        self.upload_blob(repo, data, chunk, digest).await
+    }
+
+    /// Uploads `data`, whose digest the caller knows, whether or not the registry has it: in
+    /// one `PUT` (`chunk` 0) or in `PATCH`es of `chunk` bytes then a `PUT`.
+    pub async fn upload_blob(
+        &self,
+        repo: &str,
+        data: Bytes,
+        chunk: usize,
+        digest: Digest,
+    ) -> Result<Digest> {
         let mut location = self.start_upload(repo).await?;
         let last = if chunk == 0 {
             data
