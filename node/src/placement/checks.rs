@@ -4,11 +4,16 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::StreamExt;
+use futures_util::stream;
 use shoal_protocol::peer::{HoldState, ImageHold, ImageRelease};
 
 use super::{Owner, PlaceReport, Placement, hold_of, placement_key};
 use crate::store::{ImagePin, PinState};
+
+/// Members asked at once: a warm-up of every member of a large fleet, or a release sent to all,
+/// must not open a connection to each at the same moment.
+const CONCURRENT_ASKS: usize = 32;
 
 /// How long a release is remembered, so that members that were away learn of it.
 const RELEASE_MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -95,8 +100,9 @@ impl Placement {
                 }
             }
         });
+        let answers: Vec<_> = stream::iter(asks).buffer_unordered(CONCURRENT_ASKS).collect().await;
         let mut report = Asked::default();
-        for (who, answer) in join_all(asks).await {
+        for (who, answer) in answers {
             match answer {
                 Ok(HoldState::Whole) => report.whole.push(who),
                 Ok(HoldState::Released) => report.released.push(who),
@@ -119,9 +125,15 @@ impl Placement {
     /// asks them to hold the image, or that they ask.
     pub(super) async fn broadcast_release(&self, release: &ImageRelease) {
         let Some(fleet) = &self.fleet else { return };
-        let members = fleet.members();
-        let asks = members.iter().map(|peer| fleet.ask_release(peer, release));
-        for (peer, answer) in members.iter().zip(join_all(asks).await) {
+        let asks = fleet.members().into_iter().map(|peer| {
+            let (fleet, release) = (Arc::clone(fleet), release.clone());
+            async move {
+                let answer = fleet.ask_release(&peer, &release).await;
+                (peer, answer)
+            }
+        });
+        let answers: Vec<_> = stream::iter(asks).buffer_unordered(CONCURRENT_ASKS).collect().await;
+        for (peer, answer) in answers {
             if let Err(e) = answer {
                 tracing::debug!(member = %peer.id, digest = %release.digest, error = %e, "member did not take a release");
             }
