@@ -187,7 +187,8 @@ async fn copy_blob(
         hasher.update(&chunk);
         progress.advance(chunk.len() as u64);
         if tx.send(Ok(chunk)).await.is_err() {
-            break;
+            // The archive, not the blob, failed (a full disk): say so.
+            return Err(archive.failure().await);
         }
     }
     let actual = Digest::from_raw(hasher.finalize().into());

@@ -84,33 +84,41 @@ impl ArchiveWriter {
         size: u64,
     ) -> Result<mpsc::Sender<io::Result<Bytes>>, ArchiveError> {
         let (tx, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        self.commands
-            .send(Command::Entry { path, size, chunks })
-            .await
-            .map_err(|_| self.writer_failed())?;
+        if self.commands.send(Command::Entry { path, size, chunks }).await.is_err() {
+            return Err(self.failure().await);
+        }
         Ok(tx)
     }
 
     /// A whole small entry.
     pub async fn small(&mut self, path: String, bytes: Bytes) -> Result<(), ArchiveError> {
         let tx = self.entry(path, bytes.len() as u64).await?;
-        tx.send(Ok(bytes)).await.map_err(|_| self.writer_failed())
+        if tx.send(Ok(bytes)).await.is_err() {
+            return Err(self.failure().await);
+        }
+        Ok(())
     }
 
     pub async fn finish(mut self) -> Result<(), ArchiveError> {
         let (done, result) = oneshot::channel();
-        self.commands.send(Command::Finish(done)).await.map_err(|_| self.writer_failed())?;
-        let written = result.await.map_err(|_| self.writer_failed())?;
+        if self.commands.send(Command::Finish(done)).await.is_err() {
+            return Err(self.failure().await);
+        }
+        let Ok(written) = result.await else { return Err(self.failure().await) };
         written.map_err(|e| ArchiveError::io("write", &self.path, e))?;
         self.done = true;
         Ok(())
     }
 
-    fn writer_failed(&mut self) -> ArchiveError {
-        let detail = self
-            .result
-            .take()
-            .and_then(|mut rx| rx.try_recv().ok())
+    /// Why the writer stopped taking data (a full disk, say): call once a send to it failed.
+    /// The writer drops what it was reading before it reports, so this waits for the report.
+    pub async fn failure(&mut self) -> ArchiveError {
+        let reported = match self.result.take() {
+            Some(rx) => tokio::time::timeout(std::time::Duration::from_secs(10), rx).await.ok(),
+            None => None,
+        };
+        let detail = reported
+            .and_then(Result::ok)
             .and_then(Result::err)
             .unwrap_or_else(|| io::Error::other("the archive writer stopped"));
         ArchiveError::io("write", &self.path, detail)
@@ -200,5 +208,33 @@ impl ArchiveReader {
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).map_err(|e| ArchiveError::io("read", &self.path, e))?;
         Ok(Some(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk while a blob streams in is reported as the archive's failure, naming the
+    /// cause, not as a blob that does not match its digest.
+    #[tokio::test]
+    async fn a_full_disk_is_the_archives_failure() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            return;
+        }
+        let mut archive = ArchiveWriter::create(full).expect("open /dev/full");
+        let tx = archive.entry("blobs/sha256/x".to_owned(), 64 << 20).await.expect("entry");
+        let chunk = Bytes::from(vec![0u8; 1 << 20]);
+        let mut refused = false;
+        for _ in 0..64 {
+            if tx.send(Ok(chunk.clone())).await.is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "a writer on a full disk kept taking chunks");
+        let error = archive.failure().await.to_string();
+        assert!(error.contains("/dev/full") && error.contains("No space left"), "{error}");
     }
 }
