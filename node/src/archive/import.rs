@@ -29,6 +29,9 @@ use super::layout::{ArchiveReader, blob_path};
 use super::progress::Progress;
 use super::{ArchiveError, ImageRef};
 
+/// Bytes read from the archive at a time.
+const READ_CHUNK: usize = 1 << 20;
+
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportReport {
@@ -285,7 +288,9 @@ async fn upload(
     let file = tokio::fs::File::from_std(entry.into_inner()).take(size);
     let hasher = Arc::new(Mutex::new(Sha256::new()));
     let hashing = Arc::clone(&hasher);
-    let stream = ReaderStream::new(file).map(move |chunk| {
+    // Large reads: each read of a tokio file is a trip to the blocking pool, and the default
+    // 4 KiB made an import of a 1 GiB layer run at 67 MiB/s.
+    let stream = ReaderStream::with_capacity(file, READ_CHUNK).map(move |chunk| {
         if let Ok(chunk) = &chunk
             && let Ok(mut h) = hashing.lock()
         {
