@@ -316,3 +316,45 @@ async fn the_warm_list_in_the_configuration_reaches_every_member() {
         assert_eq!(gets, 1, "{blob} was fetched {gets} times from the upstream");
     }
 }
+
+#[tokio::test]
+async fn warmed_on_two_members_an_image_is_served_by_every_member_with_the_upstream_down() {
+    if !require_tools(&["docker-registry"]) {
+        return;
+    }
+    let mut registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
+    let two = image::push_image(&registry.client(), "team/two", "v1", &ImageSpec::oci(631))
+        .await
+        .expect("seed upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = lab_config(dir.path());
+    let nodes = start_fleet(3, options(&registry, &config, 2)).await.expect("fleet");
+    let names = ["a", "b", "c"];
+    let all_logs = || logs(&names.iter().copied().zip(nodes.iter()).collect::<Vec<_>>());
+
+    let out = shoal_command(&[
+        "warm",
+        "docker.io/team/two:v1",
+        "--replicas",
+        "2",
+        "--node",
+        &nodes[0].url(),
+    ])
+    .expect("shoal warm");
+    assert!(out.contains("warmed docker.io/team/two:v1"), "{out}");
+    let wanted = digests(&two);
+    let placed = eventually(Duration::from_secs(30), || {
+        nodes.iter().filter(|n| holds(n, &wanted)).count() >= 2
+    })
+    .await;
+    assert!(placed, "the image is not on two members{}", all_logs());
+
+    // The upstream goes away before the rollout: every member serves the image, those without
+    // a copy from those with one.
+    registry.stop();
+    for (i, node) in nodes.iter().enumerate() {
+        pull_all(node, &two)
+            .await
+            .unwrap_or_else(|e| panic!("pull through {}: {e}{}", names[i], all_logs()));
+    }
+}
