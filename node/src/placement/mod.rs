@@ -142,8 +142,9 @@ impl Placement {
         Ok(())
     }
 
-    /// Unpins an image on every member (with `delete`, its pushed tag goes too); `false` when
-    /// no pin of it is known here.
+    /// Unpins an image on every member (with `delete`, its pushed tag goes too), whether or not
+    /// this node is one of them; `false` when there was nothing to release (already released
+    /// here, or a tag nobody pinned or pushed).
     pub async fn unpin(
         &self,
         target: &Target,
