@@ -48,7 +48,7 @@ pub async fn wait_for_peers(nodes: &[ShoalNode], peers: usize) -> Result<()> {
 /// One value from a node's `/metrics`.
 pub async fn metric(node: &ShoalNode, name: &str) -> Result<u64> {
     let url = format!("{}/metrics", node.url());
-    let http = reqwest::Client::builder()
+    let http = crate::pki::client_builder(node.tls())?
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|source| HarnessError::http(&url, source))?;

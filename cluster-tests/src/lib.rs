@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod image;
 pub mod lan;
 pub mod nginx;
+pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod push;

@@ -56,6 +56,12 @@ impl RegistryClient {
         }
     }
 
+    /// Sends its requests with `http` (one that trusts a test CA, say).
+    pub fn with_http(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
     /// `http://HOST:PORT` of the registry.
     pub fn base(&self) -> &str {
         &self.base

@@ -57,6 +57,8 @@ pub struct RegistryOptions {
     pub ip: Option<Ipv4Addr>,
     /// Run on this LAN host, in its network namespace, as a registry on that machine.
     pub host: Option<crate::lan::LanHost>,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<crate::pki::TlsIdentity>,
 }
 
 impl RegistryOptions {
@@ -82,6 +84,12 @@ impl RegistryOptions {
         self
     }
 
+    /// Serves HTTPS with `tls`'s certificate.
+    pub fn tls(mut self, tls: crate::pki::TlsIdentity) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Runs on a LAN host, listening on its address.
     pub fn on_host(mut self, host: &crate::lan::LanHost) -> Self {
         self.ip = Some(host.ip);
@@ -102,6 +110,7 @@ pub struct Registry {
     access_log: AccessLog,
     error_log: PathBuf,
     credentials: Option<Credentials>,
+    tls: Option<crate::pki::TlsIdentity>,
     http: reqwest::Client,
     sync_counter: AtomicU64,
     dir: TempDir,
@@ -135,6 +144,7 @@ impl Registry {
             &options.auth,
             &htpasswd,
             options.proxy.as_ref(),
+            options.tls.as_ref(),
         );
         write(&config, yaml.as_bytes())?;
         let mut registry = Self {
@@ -146,7 +156,8 @@ impl Registry {
             access_log: AccessLog::new(dir.path().join("access.log")),
             error_log: dir.path().join("registry.log"),
             credentials,
-            http: reqwest::Client::new(),
+            http: crate::pki::http_client(options.tls.as_ref())?,
+            tls: options.tls.clone(),
             sync_counter: AtomicU64::new(0),
             dir,
         };
@@ -160,14 +171,15 @@ impl Registry {
         format!("{}:{}", self.ip, self.port)
     }
 
-    /// `http://IP:PORT`.
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(ChildProcess::id)
     }
 
+    /// `http://IP:PORT`, or `https://` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.host())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host())
     }
 
     pub fn port(&self) -> u16 {
@@ -186,7 +198,7 @@ impl Registry {
 
     /// A client for seeding and reading this registry, with its credentials.
     pub fn client(&self) -> RegistryClient {
-        RegistryClient::new(self.url(), self.credentials.clone())
+        RegistryClient::new(self.url(), self.credentials.clone()).with_http(self.http.clone())
     }
 
     /// Kills the registry; its port then refuses connections. Storage is kept.

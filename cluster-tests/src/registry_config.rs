@@ -18,6 +18,7 @@ pub(crate) fn render(
     auth: &RegistryAuth,
     htpasswd_file: &Path,
     proxy: Option<&ProxyUpstream>,
+    tls: Option<&crate::pki::TlsIdentity>,
 ) -> String {
     let mut yaml = String::new();
     // Distribution writes one combined-format line per request to stdout when the access log
@@ -29,6 +30,11 @@ pub(crate) fn render(
     let _ = writeln!(yaml, "http:\n  addr: {}", quote(&addr.to_string()));
     // A fixed secret keeps upload state valid across a restart.
     yaml.push_str("  secret: \"shoal-harness-upload-secret\"\n");
+    if let Some(tls) = tls {
+        yaml.push_str("  tls:\n");
+        let _ = writeln!(yaml, "    certificate: {}", quote(&tls.cert.to_string_lossy()));
+        let _ = writeln!(yaml, "    key: {}", quote(&tls.key.to_string_lossy()));
+    }
     match auth {
         RegistryAuth::None => {}
         RegistryAuth::Htpasswd(_) => {
@@ -87,7 +93,7 @@ mod tests {
         };
         let addr = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 5000);
         let yaml =
-            render(addr, Path::new("/s"), &RegistryAuth::None, Path::new("/h"), Some(&proxy));
+            render(addr, Path::new("/s"), &RegistryAuth::None, Path::new("/h"), Some(&proxy), None);
         assert!(yaml.contains("  remoteurl: \"http://127.0.0.1:9/\"\n"));
         assert!(yaml.contains("  password: \"p\\\"w\"\n"));
         assert!(yaml.contains("  addr: \"127.0.0.1:5000\"\n"));

@@ -48,6 +48,8 @@ pub struct ShoalOptions {
     /// The cluster key: by default one made for these options and shared by their clones,
     /// so the nodes started from one value (a fleet) share one key.
     pub cluster_key: ClusterKeyChoice,
+    /// Serve the registry API over HTTPS with this certificate (`--tls-cert`, `--tls-key`).
+    pub tls: Option<crate::pki::TlsIdentity>,
 }
 
 /// Which `--cluster-key` a node gets.
@@ -135,6 +137,12 @@ impl ShoalOptions {
     }
 
     /// Joins the fleet through `node`.
+    /// Serves HTTPS with `tls`'s certificate.
+    pub fn tls(mut self, tls: crate::pki::TlsIdentity) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     pub fn bootstrap(mut self, node: &ShoalNode) -> Self {
         self.bootstrap.push(node.p2p_addr());
         self
@@ -176,9 +184,10 @@ impl ShoalNode {
         format!("{}:{}", self.ip, self.port)
     }
 
-    /// `http://IP:PORT`.
+    /// `http://IP:PORT`, or `https://` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.host())
+        let scheme = if self.options.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host())
     }
 
     pub fn port(&self) -> u16 {
@@ -192,7 +201,13 @@ impl ShoalNode {
 
     /// A client of the node's registry API.
     pub fn client(&self) -> crate::RegistryClient {
-        crate::RegistryClient::new(self.url(), None)
+        let http = crate::pki::http_client(self.tls()).expect("the CA was readable at start");
+        crate::RegistryClient::new(self.url(), None).with_http(http)
+    }
+
+    /// The certificate it serves the registry API with, if it serves HTTPS.
+    pub fn tls(&self) -> Option<&crate::pki::TlsIdentity> {
+        self.options.tls.as_ref()
     }
 
     /// The node's libp2p address, `/ip4/IP/tcp/PORT` (the same across restarts).
@@ -250,6 +265,9 @@ impl ShoalNode {
             }
             ClusterKeyChoice::None => {}
         }
+        if let Some(tls) = &self.options.tls {
+            command.arg("--tls-cert").arg(&tls.cert).arg("--tls-key").arg(&tls.key);
+        }
         command.args(&self.options.extra_args);
         // Plain log lines, so tests can search the log for messages.
         command.env("NO_COLOR", "1");
@@ -258,7 +276,7 @@ impl ShoalNode {
         let log = self.log_path();
         let mut process = ChildProcess::spawn("shoal", command, &log, &log)?;
         let url = format!("{}/v2/", self.url());
-        let http = reqwest::Client::new();
+        let http = crate::pki::http_client(self.options.tls.as_ref())?;
         process
             // 401: the node serves, and asks its clients to log in.
             .wait_until(START_TIMEOUT, || {

@@ -389,9 +389,29 @@ pub struct RunArgs {
     #[arg(long, env = "SHOAL_PLACEMENT_INTERVAL", value_name = "DURATION")]
     pub placement_interval: Option<HumanDuration>,
 
-    /// HTTP URL peers use to fetch from this node [default: derived from --listen]
+    /// URL peers use to fetch from this node [default: derived from --listen, https:// with
+    /// --tls-cert]
     #[arg(long, env = "SHOAL_ADVERTISE_ADDR", value_name = "URL")]
     pub advertise_addr: Option<String>,
+
+    /// PEM certificate chain (leaf first) for the registry API, which is then served over
+    /// HTTPS only; read again when the file changes or on SIGHUP. Needs --tls-key.
+    #[arg(long, env = "SHOAL_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SHOAL_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM bundle of CA certificates trusted for upstream registries besides the public
+    /// roots (a registry with a private CA).
+    #[arg(long, env = "SHOAL_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// PEM bundle of CA certificates that members' TLS certificates are checked against
+    /// besides the public roots (a fleet whose nodes serve HTTPS with a private CA).
+    #[arg(long, env = "SHOAL_PEER_CA", value_name = "FILE")]
+    pub peer_ca: Option<PathBuf>,
 
     /// Whether a node may go upstream itself when a blob's owner cannot serve it:
     /// always (the default) or never.
@@ -457,6 +477,10 @@ impl RunArgs {
             placement_interval: self.placement_interval,
             advertise_addr: self.advertise_addr,
             upstream_fallback: self.upstream_fallback,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            upstream_ca: self.upstream_ca,
+            peer_ca: self.peer_ca,
             auth: AuthOverrides {
                 htpasswd: self.htpasswd,
                 tokens: self.auth_tokens,

@@ -33,4 +33,5 @@ pub mod server;
 pub mod status;
 pub mod store;
 mod throttle;
+pub mod tls;
 pub mod upstream;

@@ -28,6 +28,7 @@ use crate::push::Pusher;
 use crate::registry::{self, AppState, Routing};
 use crate::status::{FleetView, RecentErrors, StatusSource};
 use crate::store::{Store, StoreError};
+use crate::tls::{ServerTls, TlsError};
 use crate::upstream::UpstreamError;
 
 /// Stored blobs announced at start per batch, and the pause between batches: about 250 new
@@ -49,6 +50,8 @@ pub enum ServerError {
     Address(std::io::Error),
     #[error("store setup did not finish: {0}")]
     Setup(tokio::task::JoinError),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Loads everything the configuration names (upstream credentials, the cluster key) the way
@@ -56,6 +59,8 @@ pub enum ServerError {
 /// as: `shoal run --check-config` for deployment pipelines and init containers.
 pub fn check(config: &Config) -> Result<String, ServerError> {
     Upstreams::new(&config.routing, &config.client)?;
+    let tls = config.server.tls.as_ref().map(ServerTls::load).transpose()?;
+    config.fleet.peer_ca.as_deref().map(crate::tls::client_roots).transpose()?;
     let key = config.fleet.cluster_key.as_deref().map(ClusterKey::load).transpose()?;
     let fleet = match (&key, &config.fleet.site) {
         (None, _) => "alone (no cluster key)".to_owned(),
@@ -63,8 +68,9 @@ pub fn check(config: &Config) -> Result<String, ServerError> {
         (Some(_), Some(site)) => format!("a fleet member of site {site} (cluster key loaded)"),
     };
     Ok(format!(
-        "configuration is valid: registry API on {}, data in {}, upstreams {}, {fleet}",
+        "configuration is valid: registry API on {}{}, data in {}, upstreams {}, {fleet}",
         config.listen,
+        if tls.is_some() { " (HTTPS)" } else { "" },
         config.store.root.display(),
         config.routing.upstreams.keys().cloned().collect::<Vec<_>>().join(", "),
     ))
@@ -87,6 +93,9 @@ pub async fn run_with_feed(
     shutdown: impl Future<Output = ()> + Send + 'static,
     pulls: PullFeed,
 ) -> Result<(), ServerError> {
+    // Before anything else: a certificate that cannot be used is the operator's to fix now.
+    let tls = config.server.tls.as_ref().map(ServerTls::load).transpose()?;
+    let peer_roots = config.fleet.peer_ca.as_deref().map(crate::tls::client_roots).transpose()?;
     let store_config = config.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
         .await
@@ -100,12 +109,20 @@ pub async fn run_with_feed(
         Arc::new(Upstreams::new(&config.routing, &config.client)?.with_metrics(metrics.clone()));
 
     let fleet_config = &config.fleet;
+    let advertised = advertise_url(fleet_config, address, tls.is_some());
     let cluster_key = fleet_config.cluster_key.as_deref().map(ClusterKey::load).transpose()?;
     let service = Arc::new(FetcherService::new(metrics.clone()));
     let control = match &cluster_key {
         Some(key) => Some(
-            start_control_plane(fleet_config, &config.store.root, key, address, &service, &metrics)
-                .await?,
+            start_control_plane(
+                fleet_config,
+                &config.store.root,
+                key,
+                advertised.clone(),
+                &service,
+                &metrics,
+            )
+            .await?,
         ),
         None => {
             log_running_alone(fleet_config);
@@ -130,7 +147,8 @@ pub async fn run_with_feed(
     };
     let peers = control.as_ref().zip(cluster_key.as_ref()).map(|((p2p, _), key)| {
         let signer = RequestSigner::new(key.request_key(), p2p.local_peer_id().to_string());
-        Arc::new(PeerClient::new(signer, peer_timeouts, metrics.clone()))
+        let roots = peer_roots.clone().unwrap_or_default();
+        Arc::new(PeerClient::new(signer, peer_timeouts, roots, metrics.clone()))
     });
     let swarm = fleet.clone().zip(peers.clone()).map(|(fleet, peers)| {
         Arc::new(Swarm::new(
@@ -197,7 +215,7 @@ pub async fn run_with_feed(
     let view = control.as_ref().map(|(p2p, _)| FleetView {
         p2p: p2p.clone(),
         site: fleet_config.site.clone(),
-        advertise_url: advertise_url(fleet_config, address),
+        advertise_url: advertised,
     });
     let status =
         Arc::new(StatusSource::new(fetcher.clone(), metrics.clone(), errors.clone(), view));
@@ -220,7 +238,10 @@ pub async fn run_with_feed(
     };
     tracing::info!(%address, data_dir = %config.store.root.display(), "shoal is serving the registry API");
     let router = registry::router(state);
-    http_server::serve(listener, router, &config.server, server_metrics, shutdown).await;
+    if let Some(tls) = &tls {
+        tls.spawn_reloads(stop.clone());
+    }
+    http_server::serve(listener, router, &config.server, tls, server_metrics, shutdown).await;
     stop.cancel();
     if let Some((p2p, _)) = &control {
         p2p.shutdown();
@@ -241,11 +262,10 @@ async fn start_control_plane(
     fleet: &FleetConfig,
     data_dir: &Path,
     key: &ClusterKey,
-    address: SocketAddr,
+    advertise_url: String,
     service: &Arc<FetcherService>,
     metrics: &Arc<Metrics>,
 ) -> Result<(P2p, JoinHandle<()>), ServerError> {
-    let advertise_url = advertise_url(fleet, address);
     let p2p_config = P2pConfig {
         listen: fleet.p2p_listen.clone(),
         bootstrap: fleet.bootstrap.clone(),
@@ -359,9 +379,10 @@ async fn announce_store(store: Store, fleet: Arc<dyn Fleet>, stop: CancellationT
     }
 }
 
-/// The HTTP URL peers reach this node at: `--advertise-addr`, else the listen address, with a
-/// wildcard replaced by this machine's first non-loopback address.
-fn advertise_url(fleet: &FleetConfig, listen: SocketAddr) -> String {
+/// The URL peers reach this node at: `--advertise-addr`, else the listen address, with a
+/// wildcard replaced by this machine's first non-loopback address, over https when the node
+/// serves TLS.
+fn advertise_url(fleet: &FleetConfig, listen: SocketAddr, tls: bool) -> String {
     if let Some(url) = &fleet.advertise_url {
         return url.trim_end_matches('/').to_owned();
     }
@@ -373,9 +394,10 @@ fn advertise_url(fleet: &FleetConfig, listen: SocketAddr) -> String {
     } else {
         listen.ip()
     };
+    let scheme = if tls { "https" } else { "http" };
     match ip {
-        IpAddr::V4(v4) => format!("http://{v4}:{}", listen.port()),
-        IpAddr::V6(v6) => format!("http://[{v6}]:{}", listen.port()),
+        IpAddr::V4(v4) => format!("{scheme}://{v4}:{}", listen.port()),
+        IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{}", listen.port()),
     }
 }
 

@@ -107,7 +107,7 @@ fn asker(fake: &FakeUpstream, providers: Vec<PeerRef>, key: &TestKey) -> Asker {
         headers: DEFAULT_PEER_HEADER_TIMEOUT,
         stall: Duration::from_secs(10),
     };
-    let peers = Arc::new(PeerClient::new(key.signer(), timeouts, metrics.clone()));
+    let peers = Arc::new(PeerClient::new(key.signer(), timeouts, Vec::new(), metrics.clone()));
     let fleet: Arc<dyn Fleet> = Arc::new(FixedProviders(providers));
     let upstream: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
         upstreams.clone(),

@@ -19,6 +19,7 @@ fn settings() -> ClientSettings {
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(2),
         retries: 1,
+        ..ClientSettings::default()
     }
 }
 

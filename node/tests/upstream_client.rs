@@ -18,6 +18,7 @@ fn client(fake: &FakeUpstream) -> Upstream {
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(2),
         retries: 1,
+        ..ClientSettings::default()
     };
     Upstream::new(config, &settings).unwrap()
 }

@@ -20,6 +20,7 @@ fn client_for(url: String, retries: u32) -> Upstream {
         connect_timeout: Duration::from_secs(1),
         read_timeout: READ_TIMEOUT,
         retries,
+        ..ClientSettings::default()
     };
     Upstream::new(config, &settings).unwrap()
 }

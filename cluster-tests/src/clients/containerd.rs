@@ -86,6 +86,25 @@ impl Containerd {
             .map_err(|source| HarnessError::io("writing hosts.toml", source))
     }
 
+    /// [`Containerd::write_hosts_toml`] for an `https://` mirror whose certificate `ca` (a PEM
+    /// file) signed.
+    pub fn write_hosts_toml_with_ca(
+        hosts_dir: &Path,
+        registry: &str,
+        mirror_url: &str,
+        ca: &Path,
+    ) -> Result<()> {
+        let dir = hosts_dir.join(registry);
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| HarnessError::io(format!("creating {}", dir.display()), source))?;
+        let ca = serde_json::Value::from(ca.to_string_lossy()).to_string();
+        let toml = format!(
+            "[host.\"{mirror_url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = {ca}\n"
+        );
+        std::fs::write(dir.join("hosts.toml"), toml)
+            .map_err(|source| HarnessError::io("writing hosts.toml", source))
+    }
+
     /// `ctr content fetch --hosts-dir HOSTS_DIR REFERENCE` (e.g. `docker.io/library/app:v1`);
     /// `all_platforms` fetches every image of an index.
     pub async fn fetch(

@@ -23,6 +23,9 @@ pub struct CopyOptions {
     pub all: bool,
     /// Run skopeo on this LAN host (in its network namespace), as a client on that machine.
     pub on: Option<crate::lan::LanHost>,
+    /// `--src-cert-dir DIR` (its `*.crt` files are the CAs trusted) with TLS verification on;
+    /// without it, TLS is not verified and plain HTTP is allowed.
+    pub cert_dir: Option<PathBuf>,
 }
 
 /// skopeo with its own policy file and configuration directory.
@@ -52,8 +55,8 @@ impl Skopeo {
         Ok(path)
     }
 
-    /// `skopeo copy docker://SOURCE dir:DEST` over plain HTTP. `source` is `HOST/REPO:TAG`
-    /// or `HOST/REPO@DIGEST`.
+    /// `skopeo copy docker://SOURCE dir:DEST`, over plain HTTP unless `options.cert_dir`.
+    /// `source` is `HOST/REPO:TAG` or `HOST/REPO@DIGEST`.
     pub async fn copy(&self, source: &str, dest: &Path, options: &CopyOptions) -> Result<DirImage> {
         let mut command = match &options.on {
             Some(host) => tokio::process::Command::from(host.command("skopeo")),
@@ -66,8 +69,11 @@ impl Skopeo {
             .arg("--policy")
             .arg(self.dir.path().join("policy.json"))
             .arg("copy")
-            .arg("--src-tls-verify=false")
             .arg("--retry-times=0");
+        match &options.cert_dir {
+            Some(dir) => command.arg("--src-tls-verify=true").arg("--src-cert-dir").arg(dir),
+            None => command.arg("--src-tls-verify=false"),
+        };
         match &options.credentials {
             Some(credentials) => command.arg("--src-creds").arg(credentials.colon_pair()),
             None => command.arg("--src-no-creds"),

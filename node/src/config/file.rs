@@ -42,6 +42,7 @@ pub struct FileConfig {
     pub replicas: Option<u32>,
     pub placement_interval: Option<HumanDuration>,
     pub advertise_addr: Option<String>,
+    pub peer_ca: Option<PathBuf>,
     pub upstream_fallback: Option<String>,
     pub provider_ttl: Option<HumanDuration>,
     pub provider_republish: Option<HumanDuration>,
@@ -157,6 +158,8 @@ pub struct ClientEntry {
     pub connect_timeout: Option<HumanDuration>,
     pub read_timeout: Option<HumanDuration>,
     pub retries: Option<u32>,
+    /// CA certificates (PEM) trusted for upstream registries besides the public roots.
+    pub ca: Option<PathBuf>,
 }
 
 /// `[server]`: limits of the HTTP server clients and peers connect to.
@@ -167,6 +170,9 @@ pub struct ServerEntry {
     pub idle_timeout: Option<HumanDuration>,
     pub max_connections: Option<usize>,
     pub shutdown_timeout: Option<HumanDuration>,
+    /// PEM certificate chain and key: the registry API is then served over HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[metrics]`: what the metrics count by name.

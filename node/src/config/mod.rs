@@ -112,6 +112,9 @@ pub struct FleetConfig {
     pub upstream_per_site: bool,
     /// The HTTP URL peers fetch from; derived from `listen` when not given.
     pub advertise_url: Option<String>,
+    /// CA certificates (PEM) that members' TLS certificates are checked against, besides the
+    /// public roots.
+    pub peer_ca: Option<PathBuf>,
     pub upstream_fallback: UpstreamFallback,
     pub provider_ttl: Duration,
     pub republish: Duration,
@@ -197,6 +200,10 @@ pub enum ConfigError {
     Republish { republish: Duration, ttl: Duration },
     #[error("[server] {0} must be more than zero")]
     ZeroLimit(&'static str),
+    #[error(
+        "--tls-cert and --tls-key (tls_cert and tls_key under [server]) are given together or not at all"
+    )]
+    TlsPair,
     #[error("cannot load Docker credentials from {path}: {detail}")]
     DockerConfig { path: PathBuf, detail: String },
     #[error(transparent)]
@@ -229,6 +236,10 @@ pub struct Overrides {
     pub placement_interval: Option<HumanDuration>,
     pub advertise_addr: Option<String>,
     pub upstream_fallback: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub upstream_ca: Option<PathBuf>,
+    pub peer_ca: Option<PathBuf>,
     pub auth: AuthOverrides,
 }
 
@@ -241,8 +252,17 @@ pub struct AuthOverrides {
     pub anonymous_pull: bool,
 }
 
-fn resolve_server(entry: Option<ServerEntry>) -> Result<ServerSettings, ConfigError> {
+fn resolve_server(
+    entry: Option<ServerEntry>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+) -> Result<ServerSettings, ConfigError> {
     let entry = entry.unwrap_or_default();
+    let tls = match (tls_cert.or(entry.tls_cert), tls_key.or(entry.tls_key)) {
+        (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => return Err(ConfigError::TlsPair),
+    };
     let defaults = ServerSettings::default();
     let duration = |key, given: Option<HumanDuration>, default| match given {
         Some(HumanDuration(d)) if d.is_zero() => Err(ConfigError::ZeroLimit(key)),
@@ -264,6 +284,7 @@ fn resolve_server(entry: Option<ServerEntry>) -> Result<ServerSettings, ConfigEr
             Some(0) => return Err(ConfigError::ZeroLimit("max_connections")),
             given => given.unwrap_or(defaults.max_connections),
         },
+        tls,
     })
 }
 
@@ -317,6 +338,7 @@ fn resolve_fleet(file: &FileConfig, o: &Overrides) -> Result<FleetConfig, Config
         site: o.site.clone().or_else(|| file.site.clone()),
         upstream_per_site: o.upstream_per_site.or(file.upstream_per_site).unwrap_or(false),
         advertise_url: o.advertise_addr.clone().or_else(|| file.advertise_addr.clone()),
+        peer_ca: o.peer_ca.clone().or_else(|| file.peer_ca.clone()),
         upstream_fallback,
         provider_ttl,
         republish,
@@ -466,6 +488,7 @@ impl Config {
             connect_timeout: client_file.connect_timeout.map_or(defaults.connect_timeout, |d| d.0),
             read_timeout: client_file.read_timeout.map_or(defaults.read_timeout, |d| d.0),
             retries: client_file.retries.unwrap_or(defaults.retries),
+            ca_file: overrides.upstream_ca.or(client_file.ca),
         };
 
         let fleet_replicas = fleet.replicas;
@@ -475,7 +498,7 @@ impl Config {
             metrics: MetricsConfig {
                 repositories: file.metrics.map(|m| m.repositories).unwrap_or_default(),
             },
-            server: resolve_server(file.server)?,
+            server: resolve_server(file.server, overrides.tls_cert, overrides.tls_key)?,
             store: StoreConfig {
                 root: overrides
                     .data_dir
@@ -681,6 +704,14 @@ mod tests {
                 .warm;
         assert_eq!(warm.images[0].to_string(), "docker.io/library/alpine:3.20");
         assert_eq!(warm.replicas, None);
+
+        // A certificate needs its key, wherever each is given.
+        let o = Overrides { tls_cert: Some("c.pem".into()), ..Default::default() };
+        assert!(matches!(resolve("", o), Err(ConfigError::TlsPair)));
+        let o = Overrides { tls_key: Some("k.pem".into()), ..Default::default() };
+        let config = resolve("[server]\ntls_cert = \"c.pem\"", o).unwrap();
+        let files = config.server.tls.unwrap();
+        assert_eq!((files.cert, files.key), ("c.pem".into(), "k.pem".into()));
     }
 
     #[test]

@@ -57,14 +57,23 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(signer: RequestSigner, timeouts: PeerTimeouts, metrics: Arc<Metrics>) -> Self {
-        let http = reqwest::Client::builder()
+    /// `roots`: CA certificates members serving HTTPS are checked against, besides the public
+    /// roots (`--peer-ca`).
+    pub fn new(
+        signer: RequestSigner,
+        timeouts: PeerTimeouts,
+        roots: Vec<reqwest::Certificate>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             // A peer serves its own bytes or answers 404; it has no reason to send us elsewhere.
             .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
+            .no_proxy();
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+        let http = builder.build().unwrap_or_default();
         Self {
             http,
             signer,

@@ -11,6 +11,7 @@ mod connection;
 #[cfg(test)]
 mod connection_tests;
 mod fd_limit;
+mod handshake;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::tls::{ServerTls, TlsFiles};
 use connection::Open;
 
 /// At most one warning per this long about the same condition, with a count of the rest.
@@ -49,6 +51,8 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// How long a shutdown waits for requests in flight before it closes their connections.
     pub shutdown_timeout: Duration,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerSettings {
@@ -58,16 +62,18 @@ impl Default for ServerSettings {
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             shutdown_timeout: Duration::from_secs(20),
+            tls: None,
         }
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then gives the connections still
-/// busy `shutdown_timeout` to finish.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` resolves, then gives
+/// the connections still busy `shutdown_timeout` to finish.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     settings: &ServerSettings,
+    tls: Option<ServerTls>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -127,14 +133,30 @@ pub(crate) async fn serve(
         // Blob bodies go out in large chunks; small responses should not wait for Nagle.
         let _ = stream.set_nodelay(true);
         let open = Open::new(slot, metrics.clone());
-        connections.spawn(connection::serve(
-            TokioIo::new(stream),
-            router.clone(),
-            builder.clone(),
-            settings.idle_timeout,
-            stop.clone(),
-            open,
-        ));
+        let (router, builder, stop) = (router.clone(), builder.clone(), stop.clone());
+        let idle_timeout = settings.idle_timeout;
+        match &tls {
+            None => connections.spawn(connection::serve(
+                TokioIo::new(stream),
+                router,
+                builder,
+                idle_timeout,
+                stop,
+                open,
+            )),
+            Some(tls) => {
+                let acceptor = tls.acceptor().clone();
+                let handshake_timeout = settings.header_read_timeout;
+                connections.spawn(async move {
+                    if let Some(stream) =
+                        handshake::accept(stream, acceptor, handshake_timeout).await
+                    {
+                        let io = TokioIo::new(stream);
+                        connection::serve(io, router, builder, idle_timeout, stop, open).await;
+                    }
+                })
+            }
+        };
         while connections.try_join_next().is_some() {}
     }
 
@@ -208,7 +230,7 @@ mod tests {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            serve(listener, router, &settings, Arc::new(Metrics::default()), shutdown).await;
+            serve(listener, router, &settings, None, Arc::new(Metrics::default()), shutdown).await;
         });
 
         let mut client = TcpStream::connect(addr).await.unwrap();

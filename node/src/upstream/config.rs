@@ -60,6 +60,8 @@ pub struct ClientSettings {
     pub read_timeout: Duration,
     /// Further attempts after a connection error or a 5xx; 4xx is never retried.
     pub retries: u32,
+    /// CA certificates (PEM) trusted besides the public roots: registries with a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientSettings {
@@ -68,6 +70,7 @@ impl Default for ClientSettings {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             retries: 3,
+            ca_file: None,
         }
     }
 }

@@ -110,6 +110,14 @@ impl Upstream {
         if config.public_only {
             builder = builder.dns_resolver(Arc::new(public_only::PublicResolver));
         }
+        if let Some(ca_file) = &settings.ca_file {
+            let roots = crate::tls::client_roots(ca_file).map_err(|e| UpstreamError::Config {
+                detail: format!("upstream {}: {e}", config.name),
+            })?;
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
         let client = builder.build().map_err(|e| UpstreamError::Config {
             detail: format!("upstream {}: cannot build HTTP client: {e}", config.name),
         })?;
