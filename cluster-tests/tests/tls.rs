@@ -8,7 +8,9 @@ use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::fleet::{metric, wait_for_peers};
 use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::pki::TestCa;
-use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
+use shoal_cluster_tests::{
+    Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools, shoal_command,
+};
 
 #[tokio::test]
 async fn a_fleet_serves_https_to_verifying_clients_and_to_its_members() {
@@ -79,6 +81,24 @@ async fn a_fleet_serves_https_to_verifying_clients_and_to_its_members() {
     }
     let from_peers = metric(b, "shoal_peer_bytes_total").await.expect("metric");
     assert!(from_peers >= spec.layer_size as u64, "b took the layer from a: {from_peers} bytes");
+
+    // `shoal status` over HTTPS with the CA: both members reachable, probed over HTTPS too.
+    let status = shoal_command(&[
+        "status",
+        "--json",
+        "--node",
+        &a.url(),
+        "--node-ca",
+        &ca.ca_file().display().to_string(),
+    ])
+    .expect("shoal status");
+    let report: serde_json::Value = serde_json::from_str(&status).expect("JSON");
+    let members = report["members"].as_array().expect("members");
+    assert_eq!(members.len(), 2, "{report:#}");
+    for member in members {
+        assert_eq!(member["reachable"], true, "{report:#}");
+        assert!(member["address"].as_str().is_some_and(|a| a.starts_with("https://")));
+    }
 
     // Plain HTTP to the HTTPS port: told what to change.
     let plain = format!("http://{}/v2/", a.host());

@@ -82,12 +82,9 @@ pub struct ExportArgs {
     /// `shoal import` pushes them with their subject.
     #[arg(long)]
     pub with_referrers: bool,
-    /// The node to pull through (its registry API).
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
-    pub node: String,
-    /// Log in as USER:PASSWORD (or NAME:TOKEN) when the node has client authentication.
-    #[arg(long, env = "SHOAL_USER", value_name = "USER:PASSWORD")]
-    pub user: Option<String>,
+    /// The node to pull through.
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -96,15 +93,12 @@ pub struct ImportArgs {
     /// full image names in its index).
     #[arg(value_name = "FILE")]
     pub archive: PathBuf,
-    /// The node to push into (its registry API).
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
-    pub node: String,
-    /// Log in as USER:PASSWORD (or NAME:TOKEN); the user must be allowed to push those names.
-    #[arg(long, env = "SHOAL_USER", value_name = "USER:PASSWORD")]
-    pub user: Option<String>,
+    /// The node to push into; its user must be allowed to push those names.
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Import into this data directory instead, with no node running on it (seed a node
     /// before it starts).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["node", "user"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["node", "user", "node_ca"])]
     pub data_dir: Option<PathBuf>,
     /// With --data-dir: the configuration the node will run with (its hosted names, size cap).
     #[arg(long, value_name = "FILE", requires = "data_dir")]
@@ -156,15 +150,11 @@ pub struct UpstreamArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The node to ask (its registry API).
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
-    pub node: String,
     /// Print the report as JSON, for scripts.
     #[arg(long)]
     pub json: bool,
-    /// Log in as USER:PASSWORD (or NAME:TOKEN) when the node has client authentication.
-    #[arg(long, env = "SHOAL_STATUS_USER", value_name = "USER:PASSWORD")]
-    pub user: Option<String>,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// The node a command talks to, and how to log in to it.
@@ -176,6 +166,10 @@ pub struct NodeArgs {
     /// Log in as USER:PASSWORD (or NAME:TOKEN) when the node has client authentication.
     #[arg(long, env = "SHOAL_USER", value_name = "USER:PASSWORD")]
     pub user: Option<String>,
+    /// PEM bundle of CAs the node's HTTPS certificate is checked against besides the public
+    /// roots (a node whose --tls-cert comes from a private CA).
+    #[arg(long, env = "SHOAL_NODE_CA", value_name = "FILE")]
+    pub node_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -125,7 +125,11 @@ fn status(args: &shoal::cli::StatusArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let report = runtime
-        .block_on(shoal::status::fetch(&args.node, args.user.as_deref()))
+        .block_on(shoal::status::fetch(
+            &args.node.node,
+            args.node.user.as_deref(),
+            args.node.node_ca.as_deref(),
+        ))
         .map_err(|e| e.to_string())?;
     if args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
@@ -144,7 +148,9 @@ fn export(args: &shoal::cli::ExportArgs) -> Result<(), String> {
         .map(|i| ImageRef::parse(i))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
-    let client = NodeClient::new(&args.node, args.user.as_deref()).map_err(|e| e.to_string())?;
+    let node = &args.node;
+    let client = NodeClient::new(&node.node, node.user.as_deref(), node.node_ca.as_deref())
+        .map_err(|e| e.to_string())?;
     let platform = args.platform.as_deref();
     let exporting =
         shoal::archive::export(&client, &images, &args.out, platform, args.with_referrers);
@@ -176,12 +182,17 @@ fn import(args: &shoal::cli::ImportArgs) -> Result<(), String> {
             (report, dir.display().to_string())
         }
         None => {
-            let client = shoal::archive::NodeClient::new(&args.node, args.user.as_deref())
-                .map_err(|e| e.to_string())?;
+            let node = &args.node;
+            let client = shoal::archive::NodeClient::new(
+                &node.node,
+                node.user.as_deref(),
+                node.node_ca.as_deref(),
+            )
+            .map_err(|e| e.to_string())?;
             let report = current_thread()?
                 .block_on(shoal::archive::import(&client, &args.archive))
                 .map_err(|e| e.to_string())?;
-            (report, args.node.clone())
+            (report, args.node.node.clone())
         }
     };
     let referrers = match report.referrers {

@@ -217,8 +217,13 @@ pub async fn run_with_feed(
         site: fleet_config.site.clone(),
         advertise_url: advertised,
     });
-    let status =
-        Arc::new(StatusSource::new(fetcher.clone(), metrics.clone(), errors.clone(), view));
+    let status = Arc::new(StatusSource::new(
+        fetcher.clone(),
+        metrics.clone(),
+        errors.clone(),
+        view,
+        peer_roots.unwrap_or_default(),
+    ));
     let server_metrics = metrics.clone();
     let state = AppState {
         fetcher,

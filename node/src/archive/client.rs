@@ -31,16 +31,23 @@ pub struct FetchedManifest {
 
 impl NodeClient {
     /// A client of the node at `base` (`http://node:5000`), logging in as `login`
-    /// (`user:password`) when given.
-    pub fn new(base: &str, login: Option<&str>) -> Result<NodeClient, ArchiveError> {
-        let http = reqwest::Client::builder()
+    /// (`user:password`) when given, checking an HTTPS node's certificate against `ca` too.
+    pub fn new(
+        base: &str,
+        login: Option<&str>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<NodeClient, ArchiveError> {
+        let builder = reqwest::Client::builder()
             .read_timeout(READ_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ArchiveError::Unreachable {
-                url: base.to_owned(),
-                detail: e.to_string(),
-            })?;
+            .connect_timeout(Duration::from_secs(10));
+        let builder = crate::tls::trusting(builder, ca).map_err(|e| ArchiveError::Unreachable {
+            url: base.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let http = builder.build().map_err(|e| ArchiveError::Unreachable {
+            url: base.to_owned(),
+            detail: e.to_string(),
+        })?;
         let login = login.map(|l| {
             let (user, password) = l.split_once(':').unwrap_or((l, ""));
             (user.to_owned(), password.to_owned())

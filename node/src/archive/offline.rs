@@ -66,7 +66,7 @@ pub fn import_into(
         let mut node =
             tokio::spawn(crate::server::run(config, listener, stop.clone().cancelled_owned()));
         let url = format!("http://{address}");
-        let client = NodeClient::new(&url, None).map_err(|e| e.to_string())?;
+        let client = NodeClient::new(&url, None, None).map_err(|e| e.to_string())?;
         tokio::select! {
             ended = &mut node => {
                 let why = match ended {

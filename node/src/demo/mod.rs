@@ -180,7 +180,7 @@ async fn joined(urls: &[String], log: &Path) -> Result<Vec<String>, DemoError> {
 async fn fleet_view(urls: &[String]) -> Result<Vec<String>, String> {
     let mut ids = Vec::with_capacity(urls.len());
     for url in urls {
-        let report = crate::status::fetch(url, None).await.map_err(|e| e.to_string())?;
+        let report = crate::status::fetch(url, None, None).await.map_err(|e| e.to_string())?;
         let reachable = report.members.iter().filter(|m| m.reachable).count();
         if reachable < urls.len() {
             return Err(format!("{url} sees {reachable} of {} members", urls.len()));

@@ -105,7 +105,8 @@ fn print_members(report: &Value) {
 }
 
 fn call(node: &NodeArgs, method: Method, path: &str) -> Result<Value, String> {
-    let client = NodeClient::new(&node.node, node.user.as_deref()).map_err(|e| e.to_string())?;
+    let client = NodeClient::new(&node.node, node.user.as_deref(), node.node_ca.as_deref())
+        .map_err(|e| e.to_string())?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -20,14 +20,21 @@ pub enum StatusError {
 
 /// The report of the node whose registry API is at `node` (e.g. `http://127.0.0.1:5000`), as
 /// the client `login` (`user:password`, or `name:token`) when the node wants one.
-pub async fn fetch(node: &str, login: Option<&str>) -> Result<StatusReport, StatusError> {
+/// `ca`: CAs the node's HTTPS certificate is checked against besides the public roots.
+pub async fn fetch(
+    node: &str,
+    login: Option<&str>,
+    ca: Option<&std::path::Path>,
+) -> Result<StatusReport, StatusError> {
     let url = format!("{}{STATUS_PATH}", node.trim_end_matches('/'));
     let unreachable = |e: reqwest::Error| StatusError::Unreachable {
         url: url.clone(),
         detail: e.without_url().to_string(),
     };
-    let client =
-        reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().map_err(unreachable)?;
+    let builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+    let builder = crate::tls::trusting(builder, ca)
+        .map_err(|e| StatusError::Unreachable { url: url.clone(), detail: e.to_string() })?;
+    let client = builder.build().map_err(unreachable)?;
     let mut request = client.get(&url);
     if let Some(login) = login {
         let (user, password) = login.split_once(':').unwrap_or((login, ""));

@@ -39,12 +39,15 @@ impl StatusSource {
         metrics: Arc<Metrics>,
         errors: Arc<RecentErrors>,
         fleet: Option<FleetView>,
+        peer_roots: Vec<reqwest::Certificate>,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(PROBE_TIMEOUT)
-            .connect_timeout(PROBE_TIMEOUT)
-            .build()
-            .unwrap_or_default();
+        let mut builder =
+            reqwest::Client::builder().timeout(PROBE_TIMEOUT).connect_timeout(PROBE_TIMEOUT);
+        // Members serving HTTPS are probed with the roots the data plane trusts.
+        for root in peer_roots {
+            builder = builder.add_root_certificate(root);
+        }
+        let http = builder.build().unwrap_or_default();
         Self { fetcher, metrics, errors, fleet, http }
     }
 

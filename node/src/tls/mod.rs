@@ -63,6 +63,19 @@ pub fn client_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, TlsError> 
         .collect()
 }
 
+/// `builder` trusting the CAs in `ca` too, when given.
+pub fn trusting(
+    mut builder: reqwest::ClientBuilder,
+    ca: Option<&Path>,
+) -> Result<reqwest::ClientBuilder, TlsError> {
+    if let Some(ca) = ca {
+        for root in client_roots(ca)? {
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    Ok(builder)
+}
+
 #[cfg(test)]
 pub(crate) mod test_pki;
 
