@@ -1,6 +1,6 @@
 //! What the benchmark binaries share: a GET whose body is counted and thrown away, and timed;
-//! the CPU time a server spends; and the machine's sha256 rate, the ceiling of any path that
-//! verifies what it stores.
+//! the CPU time and peak memory a server spends; medians; and the machine's sha256 rate, the
+//! ceiling of any path that verifies what it stores.
 
 use std::time::Instant;
 
@@ -39,6 +39,38 @@ pub async fn download(http: &reqwest::Client, url: &str, size: u64) -> Result<f6
         return Err(HarnessError::WrongLength { url: url.to_owned(), received, expected: size });
     }
     Ok(size as f64 / (1024.0 * 1024.0) / start.elapsed().as_secs_f64())
+}
+
+/// The middle value (the upper one of an even count): one round on a shared machine can be far
+/// off either way.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Peak resident set size of process `pid` in MiB, from the kernel's high-water mark.
+pub fn peak_rss_mib(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path)
+        .map_err(|source| HarnessError::io(format!("reading {path}"), source))?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .ok_or_else(|| {
+            HarnessError::io(
+                format!("reading VmHWM in {path}"),
+                std::io::ErrorKind::InvalidData.into(),
+            )
+        })?;
+    Ok(kib / 1024.0)
+}
+
+/// Resets the peak RSS of `pid` to its current RSS (`clear_refs` 5), so that the next
+/// [`peak_rss_mib`] covers only what follows.
+pub fn reset_peak_rss(pid: u32) -> Result<()> {
+    let path = format!("/proc/{pid}/clear_refs");
+    std::fs::write(&path, "5").map_err(|source| HarnessError::io(format!("writing {path}"), source))
 }
 
 /// CPU seconds (user + system) that process `pid` and its live descendants have used so far.

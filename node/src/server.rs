@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::ClientAuth;
 use crate::config::{Config, FleetConfig};
 use crate::fetch::{
-    BlobSource, Fetcher, Fleet, PeerClient, PeerTimeouts, Sources, Swarm, UpstreamFallback,
-    UpstreamSource, Upstreams,
+    BlobSource, BufferBudget, Fetcher, Fleet, PeerClient, PeerTimeouts, Sources, Swarm,
+    UpstreamFallback, UpstreamSource, Upstreams,
 };
 use crate::fleet::{FetcherService, P2pFleet};
 use crate::http_server;
@@ -185,7 +185,11 @@ pub async fn run_with_feed(
     warn_if_open(&config, address);
     let fetcher = Arc::new(
         Fetcher::new(store.clone(), upstreams, sources, fleet.clone(), config.tag_ttl)
-            .with_repo_check(auth.restricts_names()),
+            .with_repo_check(auth.restricts_names())
+            .with_buffer_budget(BufferBudget::new(
+                config.server.buffer_memory,
+                metrics.buffer_bytes.clone(),
+            )),
     );
     service.set_fetcher(fetcher.clone());
     let placement =

@@ -203,3 +203,55 @@ async fn connections_past_the_cap_wait_for_a_free_slot_and_say_so() {
     node.assert_serves(&fake, &image).await;
     drop(held);
 }
+
+/// Opens a GET of `path` and reads only its head: the response stays in flight, holding what
+/// the node has read for it, for as long as the stream lives.
+async fn stalled_reader(addr: &str, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let mut first = [0u8; 512];
+    let n = stream.read(&mut first).await.expect("the response starts");
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first[..n]));
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_do_not_stall_the_others_past_the_buffer_budget() {
+    // A budget of two large chunks: the first stalled reader spends it.
+    let (fake, _image, node) = setup_with(options("buffer_memory = \"2MiB\"")).await;
+    let addr = node.url.trim_start_matches("http://").to_owned();
+    let layer = pattern(24 << 20, 3);
+    let digest = fake.put_blob(api_support::HEALTH_REPO, &layer);
+    let path = format!("/v2/{}/blobs/{digest}", api_support::HEALTH_REPO);
+    let (got, err) = read_body(node.get_ok(&path).await).await;
+    assert!(err.is_none() && got == layer, "the first pull failed: {err:?}");
+    assert_eq!(metric(&node, "shoal_buffer_bytes").await, 0, "nothing held between pulls");
+
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        stalled.push(stalled_reader(&addr, &path).await);
+    }
+    // Their sockets' buffers fill, and then each holds what it read last.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = metric(&node, "shoal_buffer_bytes").await;
+    assert!(held > 0, "stalled readers hold chunks");
+    // Past the budget, small chunks: what hyper queues for a socket that takes nothing (up to
+    // its 408 KiB write buffer) and one read ahead.
+    assert!(held <= (2 << 20) + 8 * (408 << 10) + 8 * (64 << 10), "past the budget: {held}");
+
+    // Meanwhile every other client gets whole blobs, at once.
+    let pulling = Instant::now();
+    for _ in 0..3 {
+        let (got, err) = read_body(node.get_ok(&path).await).await;
+        assert!(err.is_none() && got == layer, "a pull failed while others stalled: {err:?}");
+    }
+    assert!(pulling.elapsed() < Duration::from_secs(20), "pulls waited: {:?}", pulling.elapsed());
+
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&node, "shoal_buffer_bytes").await > 0 {
+        assert!(Instant::now() < deadline, "chunks still held after the clients left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

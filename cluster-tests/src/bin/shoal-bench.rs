@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use shoal_cluster_tests::bench::{cpu_seconds, download, sha256_mib_per_s};
+use shoal_cluster_tests::bench::{cpu_seconds, download, median, peak_rss_mib, sha256_mib_per_s};
 use shoal_cluster_tests::image;
 use shoal_cluster_tests::nginx::Nginx;
 use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
@@ -44,15 +44,6 @@ fn parse_args() -> Result<Args> {
         }
     }
     Ok(args)
-}
-
-/// Peak resident set size of a process, from the kernel's high-water mark.
-fn peak_rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
-    let kib: f64 = line.split_whitespace().nth(1).context("VmHWM value")?.parse()?;
-    Ok(kib / 1024.0)
 }
 
 /// Finds the blob's data file in the origin's filesystem storage, for nginx to serve.
@@ -173,9 +164,4 @@ async fn main() -> Result<()> {
         shoal_cold / proxy_cold
     );
     Ok(())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use shoal_cluster_tests::bench::{median, peak_rss_mib};
 use shoal_cluster_tests::shoal::shoal_binary;
 use shoal_cluster_tests::{
     Registry, RegistryClient, RegistryOptions, ShoalNode, ShoalOptions, free_port, image,
@@ -58,19 +59,6 @@ fn content(size: u64, seed: u64) -> Bytes {
     }
     out.truncate(size as usize);
     Bytes::from(out)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn peak_rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
-    let kib: f64 = line.split_whitespace().nth(1).context("VmHWM value")?.parse()?;
-    Ok(kib / 1024.0)
 }
 
 /// MiB/s of one upload of `data` into `repo` through `client`.

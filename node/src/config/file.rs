@@ -173,6 +173,7 @@ pub struct ServerEntry {
     /// PEM certificate chain and key: the registry API is then served over HTTPS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub buffer_memory: Option<ByteSize>,
 }
 
 /// `[metrics]`: what the metrics count by name.

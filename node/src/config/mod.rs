@@ -285,6 +285,10 @@ fn resolve_server(
             given => given.unwrap_or(defaults.max_connections),
         },
         tls,
+        buffer_memory: match entry.buffer_memory {
+            Some(ByteSize(0)) => return Err(ConfigError::ZeroLimit("buffer_memory")),
+            given => given.map_or(defaults.buffer_memory, |b| b.0),
+        },
     })
 }
 

@@ -13,17 +13,15 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use shoal_protocol::Digest;
 
 use super::FetchError;
+use super::buffers::{BufferBudget, Claim};
 use super::inflight::{FetchState, InFlight};
-use crate::store::{self, BlobReader};
+use crate::store::BlobReader;
 
-/// Chunk of a committed blob. Large enough that the hop to the blocking pool and the wake-ups
-/// around it cost little next to the copy: hot GETs spent 0.36–0.42 s of CPU per GiB with 1 MiB
-/// chunks, 0.41–0.46 s with 512 KiB (docs/benchmarks.md).
-const CHUNK: u64 = 1024 * 1024;
-
-/// Chunk of a blob still downloading, read only by followers that fell behind. Smaller, because
-/// a cold layer is when many clients read at once and memory is at its peak.
-const FOLLOW_CHUNK: u64 = 512 * 1024;
+/// Chunk read from a file, while the buffer budget has room (`buffers.rs`; smaller past it).
+/// Large enough that the hop to the blocking pool and the wake-ups around it cost little next
+/// to the copy: hot GETs spent 0.36–0.42 s of CPU per GiB with 1 MiB chunks, 0.41–0.46 s with
+/// 512 KiB (docs/benchmarks.md).
+const CHUNK: u64 = super::buffers::LARGE;
 
 pub type BlobBody = BoxStream<'static, Result<Bytes, FetchError>>;
 
@@ -48,32 +46,46 @@ impl HasFile for BlobReader {
 /// and with it the in-use mark that keeps eviction away from the file.
 ///
 /// One chunk is read ahead: the disk read of the next chunk overlaps the socket write of this
-/// one. Memory per response stays at two chunks.
-pub fn complete_file(digest: Digest, reader: BlobReader, start: u64, end: u64) -> BlobBody {
+/// one. Memory per response stays at two chunks, each within `buffers`.
+pub fn complete_file(
+    digest: Digest,
+    reader: BlobReader,
+    start: u64,
+    end: u64,
+    buffers: BufferBudget,
+) -> BlobBody {
     let reader = Arc::new(reader);
-    let first = spawn_read(&reader, start, end);
-    stream::try_unfold((reader, start, first), move |(reader, pos, pending)| async move {
-        let Some(pending) = pending else { return Ok(None) };
-        let chunk = pending
-            .await
-            .map_err(io::Error::other)
-            .and_then(|read| read)
-            .map_err(|source| FetchError::Read { digest, source })?;
-        let next = pos + chunk.len() as u64;
-        let ahead = spawn_read(&reader, next, end);
-        Ok(Some((chunk, (reader, next, ahead))))
+    let first = spawn_read(&reader, start, end, &buffers);
+    stream::try_unfold((reader, start, first), move |(reader, pos, pending)| {
+        let buffers = buffers.clone();
+        async move {
+            let Some(pending) = pending else { return Ok(None) };
+            let chunk = pending
+                .await
+                .map_err(io::Error::other)
+                .and_then(|read| read)
+                .map_err(|source| FetchError::Read { digest, source })?;
+            let next = pos + chunk.len() as u64;
+            let ahead = spawn_read(&reader, next, end, &buffers);
+            Ok(Some((chunk, (reader, next, ahead))))
+        }
     })
     .boxed()
 }
 
 type PendingRead = tokio::task::JoinHandle<io::Result<Bytes>>;
 
-fn spawn_read(reader: &Arc<BlobReader>, pos: u64, end: u64) -> Option<PendingRead> {
+fn spawn_read(
+    reader: &Arc<BlobReader>,
+    pos: u64,
+    end: u64,
+    buffers: &BufferBudget,
+) -> Option<PendingRead> {
     if pos >= end {
         return None;
     }
-    let (reader, len) = (reader.clone(), (end - pos).min(CHUNK));
-    Some(tokio::task::spawn_blocking(move || read_blocking(reader.file(), pos, len)))
+    let (reader, claim) = (reader.clone(), buffers.claim((end - pos).min(CHUNK)));
+    Some(tokio::task::spawn_blocking(move || read_blocking(reader.file(), pos, claim)))
 }
 
 /// Streams bytes `[start, end)` of a blob that is still being downloaded: takes what has been
@@ -84,11 +96,16 @@ fn spawn_read(reader: &Arc<BlobReader>, pos: u64, end: u64) -> Option<PendingRea
 /// receive every byte of a blob whose digest turns out wrong, or it would see a complete,
 /// well-formed response. Without the last byte its response is cut short, which every client
 /// treats as a failed pull.
-pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
+pub fn growing_file(
+    inflight: Arc<InFlight>,
+    start: u64,
+    end: u64,
+    buffers: BufferBudget,
+) -> BlobBody {
     let progress = inflight.subscribe();
-    stream::try_unfold(
-        (inflight, progress, start),
-        move |(inflight, mut progress, pos)| async move {
+    stream::try_unfold((inflight, progress, start), move |(inflight, mut progress, pos)| {
+        let buffers = buffers.clone();
+        async move {
             let digest = inflight.digest;
             loop {
                 if pos >= end {
@@ -110,8 +127,8 @@ pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
                     let chunk = match in_memory {
                         Some(chunk) => chunk,
                         None => {
-                            let len = (readable - pos).min(FOLLOW_CHUNK);
-                            read_off_thread(inflight.reader.clone(), pos, len)
+                            let claim = buffers.claim((readable - pos).min(CHUNK));
+                            read_off_thread(inflight.reader.clone(), pos, claim)
                                 .await
                                 .map_err(|source| FetchError::Read { digest, source })?
                         }
@@ -128,37 +145,47 @@ pub fn growing_file(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
                     return Err(FetchError::Truncated { digest, expected: end, got: pos });
                 }
             }
-        },
-    )
+        }
+    })
     .boxed()
 }
 
 /// Streams bytes `[start, end)` of a blob still downloading that are already in its file (a
 /// piece for a peer). Nothing is held back: the peer verifies the whole blob itself.
-pub fn written_part(inflight: Arc<InFlight>, start: u64, end: u64) -> BlobBody {
-    stream::try_unfold((inflight, start), move |(inflight, pos)| async move {
-        if pos >= end {
-            return Ok(None);
+pub fn written_part(
+    inflight: Arc<InFlight>,
+    start: u64,
+    end: u64,
+    buffers: BufferBudget,
+) -> BlobBody {
+    stream::try_unfold((inflight, start), move |(inflight, pos)| {
+        let buffers = buffers.clone();
+        async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let claim = buffers.claim((end - pos).min(CHUNK));
+            let chunk = read_off_thread(inflight.reader.clone(), pos, claim)
+                .await
+                .map_err(|source| FetchError::Read { digest: inflight.digest, source })?;
+            let next = pos + chunk.len() as u64;
+            Ok(Some((chunk, (inflight, next))))
         }
-        let len = (end - pos).min(FOLLOW_CHUNK);
-        let chunk = read_off_thread(inflight.reader.clone(), pos, len)
-            .await
-            .map_err(|source| FetchError::Read { digest: inflight.digest, source })?;
-        let next = pos + chunk.len() as u64;
-        Ok(Some((chunk, (inflight, next))))
     })
     .boxed()
 }
 
-async fn read_off_thread<F: HasFile>(file: Arc<F>, pos: u64, len: u64) -> io::Result<Bytes> {
-    tokio::task::spawn_blocking(move || read_blocking(file.file(), pos, len))
+async fn read_off_thread<F: HasFile>(file: Arc<F>, pos: u64, claim: Claim) -> io::Result<Bytes> {
+    tokio::task::spawn_blocking(move || read_blocking(file.file(), pos, claim))
         .await
         .map_err(io::Error::other)?
 }
 
-/// A chunk of exactly `len` bytes: a file shorter than that was damaged behind the store's back.
-fn read_blocking(file: &std::fs::File, pos: u64, len: u64) -> io::Result<Bytes> {
-    let chunk = store::read_at(file, pos, len as usize)?;
+/// A chunk of exactly the claim's length: a file shorter than that was damaged behind the
+/// store's back.
+fn read_blocking(file: &std::fs::File, pos: u64, claim: Claim) -> io::Result<Bytes> {
+    let len = claim.len();
+    let chunk = claim.read(file, pos)?;
     if (chunk.len() as u64) < len {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,

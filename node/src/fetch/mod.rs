@@ -5,6 +5,7 @@
 //! arrive), tag lists, and the referrers an upstream lists (`referrers.rs`).
 
 mod body;
+mod buffers;
 mod coverage;
 mod download;
 mod error;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use shoal_protocol::{Digest, RepositoryName, Tag};
 
 pub use body::BlobBody;
+pub use buffers::BufferBudget;
 pub use download::Plan;
 pub use error::FetchError;
 pub use fleet::{Fleet, FleetError, Owner, PeerRef, tag_key};
@@ -99,6 +101,8 @@ pub struct Fetcher {
     tag_ttl: Duration,
     /// Serve a digest under a name only once it is known to be there (`provenance.rs`).
     repo_check: bool,
+    /// The memory response bodies may hold (`buffers.rs`).
+    buffers: BufferBudget,
 }
 
 /// Where a [`Fetcher`] gets missing bytes from.
@@ -163,7 +167,14 @@ impl Fetcher {
             referrer_locks: KeyedLock::new(),
             tag_ttl,
             repo_check: false,
+            buffers: BufferBudget::new(BufferBudget::DEFAULT_LIMIT, Default::default()),
         }
+    }
+
+    /// Bounds the memory that response bodies hold (`[server] buffer_memory`).
+    pub fn with_buffer_budget(mut self, buffers: BufferBudget) -> Self {
+        self.buffers = buffers;
+        self
     }
 
     /// Serves a digest under a client's name only once the node knows the digest belongs
@@ -274,7 +285,7 @@ impl Fetcher {
         };
         if let Some(reader) = self.store.open_blob(digest).await? {
             let status = PieceStatus::complete(reader.size);
-            let mut response = respond_stored(digest, reader, range)?;
+            let mut response = respond_stored(digest, reader, range, &self.buffers)?;
             response.body = uploads::hold(response.body, slot);
             return Ok(PeerAnswer::Blob(response, Some(status)));
         }
@@ -294,11 +305,11 @@ impl Fetcher {
                 covering(size, start.max(progress.written), end).all(|p| pieces.contains(p))
             });
         let body = if in_file {
-            body::written_part(inflight, start, end)
+            body::written_part(inflight, start, end, self.buffers.clone())
         } else if (progress.live && start <= progress.written) || range.is_none() {
             // Readers at the live edge, and readers of a whole blob from its start (a
             // manifest), follow the download as it goes.
-            body::growing_file(inflight, start, end)
+            body::growing_file(inflight, start, end, self.buffers.clone())
         } else {
             return Ok(PeerAnswer::NotHeld(status));
         };
@@ -361,12 +372,12 @@ impl Fetcher {
         // At most two rounds: a miss can turn into a hit if the download commits meanwhile.
         for _ in 0..2 {
             if let Some(reader) = self.store.open_blob(digest).await? {
-                return respond_stored(digest, reader, range);
+                return respond_stored(digest, reader, range, &self.buffers);
             }
             match self.inflight.join_or_start(&self.store, plan, target, *digest).await? {
                 Joined::Stored => continue,
                 Joined::Following(inflight) => {
-                    return respond_following(&self.store, inflight, range).await;
+                    return respond_following(&self.store, inflight, range, &self.buffers).await;
                 }
             }
         }
@@ -378,10 +389,11 @@ fn respond_stored(
     digest: &Digest,
     reader: crate::store::BlobReader,
     range: Option<RangeSpec>,
+    buffers: &BufferBudget,
 ) -> Result<BlobResponse, FetchError> {
     let size = reader.size;
     let (start, end) = select(range, size)?;
-    let body = body::complete_file(*digest, reader, start, end);
+    let body = body::complete_file(*digest, reader, start, end, buffers.clone());
     Ok(BlobResponse { size, range: range.map(|_| (start, end)), body, origin: Origin::Stored })
 }
 
@@ -389,6 +401,7 @@ async fn respond_following(
     store: &Store,
     inflight: Arc<inflight::InFlight>,
     range: Option<RangeSpec>,
+    buffers: &BufferBudget,
 ) -> Result<BlobResponse, FetchError> {
     let size = inflight.size().await?;
     // The last moment to refuse a blob that cannot fit: once the response starts, a client can
@@ -401,7 +414,7 @@ async fn respond_following(
     }
     let (start, end) = select(range, size)?;
     let origin = Origin::Download(inflight.subscribe());
-    let body = body::growing_file(inflight, start, end);
+    let body = body::growing_file(inflight, start, end, buffers.clone());
     Ok(BlobResponse { size, range: range.map(|_| (start, end)), body, origin })
 }
 

@@ -53,6 +53,9 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Bytes that response bodies may hold in chunks read from blob files before they take
+    /// smaller ones (`fetch/buffers.rs`).
+    pub buffer_memory: u64,
 }
 
 impl Default for ServerSettings {
@@ -63,6 +66,7 @@ impl Default for ServerSettings {
             max_connections: 4096,
             shutdown_timeout: Duration::from_secs(20),
             tls: None,
+            buffer_memory: crate::fetch::BufferBudget::DEFAULT_LIMIT,
         }
     }
 }
@@ -175,10 +179,20 @@ pub(crate) async fn serve(
     }
 }
 
+/// What hyper buffers per HTTP/1.1 connection, each way (its default is 408 KiB). The write
+/// side is what a client that reads slowly keeps queued: with 256 clients pulling at once, the
+/// default let the queues hold more than the buffer budget (`fetch/buffers.rs`). Request heads
+/// past it are refused by hyper itself; ours are capped well below (32 KiB, `registry/mod.rs`).
+const CONNECTION_BUFFER: usize = 128 * 1024;
+
 /// hyper's connection builder: HTTP/1.1 and HTTP/2 (prior knowledge), the header timeout.
 fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(CONNECTION_BUFFER);
     builder
 }
 

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub fleet_peers: Gauge,
     /// Client connections open now.
     pub http_connections: Gauge,
+    /// Bytes held by response bodies' chunks (`fetch/buffers.rs`).
+    pub buffer_bytes: Gauge,
     /// Connections that found every slot under the connection cap taken and had to wait.
     pub http_connections_queued: Counter,
 
@@ -156,6 +158,11 @@ impl Metrics {
                 "Live peers with a known data-plane address (members besides this node)",
             ),
             http_connections: gauge(r, "shoal_http_connections", "Client connections open now"),
+            buffer_bytes: gauge(
+                r,
+                "shoal_buffer_bytes",
+                "Bytes of blob chunks held by responses now ([server] buffer_memory bounds them)",
+            ),
             http_connections_queued: counter(
                 r,
                 "shoal_http_connections_queued",

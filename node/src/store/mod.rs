@@ -50,7 +50,7 @@ pub use blob::BlobReader;
 pub use error::{StoreError, human_size};
 pub use image_pins::{ImagePin, PinState};
 pub use lifecycle::{LifecycleRule, Removal};
-pub use read::read_at;
+pub use read::{read_at, read_into};
 pub use referrers::Referrer;
 pub use space::Writable;
 pub use tags::TagRecord;

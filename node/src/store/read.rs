@@ -14,6 +14,25 @@ use rustix::io::{Errno, pread};
 /// Reads `len` bytes of `file` at `pos`; fewer only where the file ends first. Positional, so
 /// readers sharing one handle never disturb each other.
 pub fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
+    read_vec_at(file, pos, len).map(Bytes::from)
+}
+
+/// Fills `buf` from `file` at `pos`; returns how many bytes, fewer only where the file ends.
+/// For buffers that are reused, so already initialized.
+pub fn read_into(file: &File, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match pread(file, &mut buf[filled..], pos + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(filled)
+}
+
+fn read_vec_at(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(len);
     while buf.len() < len {
         let offset = pos + buf.len() as u64;
@@ -26,7 +45,7 @@ pub fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
     }
     // `with_capacity` may round up, and a read may fill all of it.
     buf.truncate(len);
-    Ok(Bytes::from(buf))
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -50,5 +69,11 @@ mod tests {
         assert_eq!(&read_at(&file, 69_000, 5000).unwrap()[..], &bytes[69_000..]);
         assert!(read_at(&file, 70_000, 10).unwrap().is_empty());
         assert_eq!(read_at(&file, 0, 70_000).unwrap(), bytes);
+
+        let mut buf = vec![0u8; 5000];
+        assert_eq!(read_into(&file, 1000, &mut buf).unwrap(), 5000);
+        assert_eq!(buf, &bytes[1000..6000]);
+        assert_eq!(read_into(&file, 69_000, &mut buf).unwrap(), 1000);
+        assert_eq!(&buf[..1000], &bytes[69_000..]);
     }
 }
