@@ -192,7 +192,13 @@ impl PieceStatus {
                 .and_then(|p| p.strip_prefix('='))
                 .ok_or(PiecesError::Malformed(key))
         };
-        let number = |text: &str, key| text.parse::<u64>().map_err(|_| PiecesError::Malformed(key));
+        // Digits as `Display` writes them: no sign, no leading zero.
+        let number = |text: &str, key| {
+            text.parse::<u64>()
+                .ok()
+                .filter(|n| n.to_string() == text)
+                .ok_or(PiecesError::Malformed(key))
+        };
         let size = number(field("size")?, "size")?;
         let piece = number(field("piece")?, "piece")?;
         let expected = piece_size(size);
@@ -306,6 +312,11 @@ mod tests {
             "size=5; piece=1048576; have=zz",
             "size=-5; piece=1048576; complete",
             "size=5;piece=1048576;complete",
+            // Found by the `range` fuzz target: numbers with a leading zero or a sign parsed.
+            "size=9437191; piece=1048576; have=e000; live=0076897",
+            "size=05; piece=1048576; complete",
+            "size=+5; piece=1048576; complete",
+            "size=5; piece=01048576; complete",
         ] {
             assert!(PieceStatus::parse(bad).is_err(), "{bad:?} parsed");
         }
