@@ -110,6 +110,10 @@ impl PieceSet {
     }
 
     fn from_hex(len: u32, text: &str) -> Result<Self, PiecesError> {
+        // Lowercase, as `to_hex` writes it.
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(PiecesError::Malformed("have"));
+        }
         let bits = hex::decode(text).map_err(|_| PiecesError::Malformed("have"))?;
         if bits.len() != (len as usize).div_ceil(8) {
             return Err(PiecesError::Malformed("have"));
@@ -312,7 +316,9 @@ mod tests {
             "size=5; piece=1048576; have=zz",
             "size=-5; piece=1048576; complete",
             "size=5;piece=1048576;complete",
-            // Found by the `range` fuzz target: numbers with a leading zero or a sign parsed.
+            // Found by the `range` fuzz target: numbers with a leading zero or a sign, and an
+            // uppercase bitmap, parsed.
+            "size=9437191; piece=1048576; have=E040",
             "size=9437191; piece=1048576; have=e000; live=0076897",
             "size=05; piece=1048576; complete",
             "size=+5; piece=1048576; complete",
