@@ -15,12 +15,27 @@ fn main() {
     // directory, which a worktree shares).
     println!("cargo:rerun-if-changed=build.rs");
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
+        watch(&format!("{dir}/HEAD"));
     }
     if let Some(common) = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]) {
-        println!("cargo:rerun-if-changed={common}/packed-refs");
+        watch(&format!("{common}/packed-refs"));
         if let Some(reference) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={common}/{reference}");
+            // A branch held only in `packed-refs` gets its loose file at the next commit: its
+            // directory shows that.
+            let loose = format!("{common}/{reference}");
+            if !watch(&loose) {
+                watch(loose.rsplit_once('/').map_or(&common, |(dir, _)| dir));
+            }
         }
     }
+}
+
+/// Watches `path` if it exists: cargo takes a watched file that does not exist as changed on
+/// every build, which rebuilt the crate each time in a repository without `packed-refs`.
+fn watch(path: &str) -> bool {
+    let exists = std::path::Path::new(path).exists();
+    if exists {
+        println!("cargo:rerun-if-changed={path}");
+    }
+    exists
 }

@@ -21,6 +21,8 @@ pub mod config;
 pub mod demo;
 pub mod fetch;
 pub mod fleet;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http_server;
 pub mod metrics;
 pub mod p2p;

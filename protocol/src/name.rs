@@ -50,9 +50,14 @@ impl RepositoryName {
         self.0.split('/').count()
     }
 
-    /// Docker Hub's rule: an official image `alpine` lives at `library/alpine`.
-    pub fn with_library_prefix(&self) -> Self {
-        if self.depth() == 1 { Self(format!("library/{}", self.0)) } else { self.clone() }
+    /// Docker Hub's rule: an official image `alpine` lives at `library/alpine`. The prefix
+    /// counts towards the length cap, so a one-part name of more than 247 bytes has no such name.
+    pub fn with_library_prefix(&self) -> Result<Self, NameError> {
+        if self.depth() == 1 {
+            Self::parse(&format!("library/{}", self.0))
+        } else {
+            Ok(self.clone())
+        }
     }
 }
 
@@ -123,9 +128,22 @@ mod tests {
     #[test]
     fn library_prefix_only_for_single_component() {
         let one = RepositoryName::parse("alpine").unwrap();
-        assert_eq!(one.with_library_prefix().as_str(), "library/alpine");
+        assert_eq!(one.with_library_prefix().unwrap().as_str(), "library/alpine");
         let two = RepositoryName::parse("org/app").unwrap();
-        assert_eq!(two.with_library_prefix().as_str(), "org/app");
+        assert_eq!(two.with_library_prefix().unwrap().as_str(), "org/app");
+    }
+
+    /// Found by the `route` fuzz target: a one-part name of 248 to 255 bytes became a
+    /// `library/` name over the cap that every `RepositoryName` is meant to keep.
+    #[test]
+    fn library_prefix_keeps_the_length_cap() {
+        let longest = RepositoryName::parse(&"a".repeat(MAX_NAME_LEN - 8)).unwrap();
+        assert_eq!(longest.with_library_prefix().unwrap().as_str().len(), MAX_NAME_LEN);
+        let found = "vc---------------z--------------------z---------------m-------------------------------------------------------z--------------------z---------------m----------------------------------------------m-------------m----------------------------------------l";
+        let long = RepositoryName::parse(found).unwrap();
+        assert_eq!(long.with_library_prefix(), Err(NameError::TooLong));
+        let long = RepositoryName::parse(&"a".repeat(MAX_NAME_LEN)).unwrap();
+        assert_eq!(long.with_library_prefix(), Err(NameError::TooLong));
     }
 
     proptest! {

@@ -39,7 +39,11 @@ impl ImageRef {
             _ => registry,
         };
         let repo = RepositoryName::parse(path).map_err(|e| bad(e.to_string()))?;
-        let repo = if registry == "docker.io" { repo.with_library_prefix() } else { repo };
+        let repo = if registry == "docker.io" {
+            repo.with_library_prefix().map_err(|e| bad(e.to_string()))?
+        } else {
+            repo
+        };
         let reference = Reference::parse(&reference).map_err(|e| bad(e.to_string()))?;
         Ok(ImageRef { registry, repo, reference })
     }
@@ -74,7 +78,8 @@ mod tests {
         let r = ImageRef::parse(&format!("ghcr.io/org/app@{d}")).unwrap();
         assert_eq!(r.to_string(), format!("ghcr.io/org/app@{d}"));
         assert_eq!(ImageRef::parse("localhost:5000/x").unwrap().node_name(), "localhost:5000/x");
-        for bad in ["UPPER/app", "app:bad$tag", "app@md5:1", ""] {
+        // The last one is valid but over the name length cap once in `library/`.
+        for bad in ["UPPER/app", "app:bad$tag", "app@md5:1", "", &"a".repeat(250)] {
             assert!(ImageRef::parse(bad).is_err(), "{bad}");
         }
     }

@@ -22,6 +22,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use codec::OwnerCodec;
 pub use config::P2pConfig;
 pub use error::P2pError;
 pub use handle::P2p;

@@ -22,6 +22,7 @@ use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 
 pub use error::ApiError;
+pub(crate) use range::parse as parse_range;
 pub use route::{Endpoint, PINS_PATH, Routing, TagsQuery};
 
 use shoal_protocol::peer::{PeerAuthError, SignedRequest};

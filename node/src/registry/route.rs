@@ -328,8 +328,13 @@ impl Routing {
                 registry.chars().take(64).collect::<String>()
             )));
         }
-        let repo = RepositoryName::parse(repo).map_err(|e| ApiError::NameInvalid(e.to_string()))?;
-        let repo = if registry == "docker.io" { repo.with_library_prefix() } else { repo };
+        let invalid = |e: shoal_protocol::NameError| ApiError::NameInvalid(e.to_string());
+        let repo = RepositoryName::parse(repo).map_err(invalid)?;
+        let repo = if registry == "docker.io" {
+            repo.with_library_prefix().map_err(invalid)?
+        } else {
+            repo
+        };
         Ok(Target { registry, repo })
     }
 
@@ -493,6 +498,18 @@ mod tests {
         // Without the hosted name this is Docker Hub's `local/app`.
         let t = target(r.endpoint("/v2/localx/app/manifests/v1", None).unwrap());
         assert_eq!((t.registry.as_str(), t.repo.as_str()), ("docker.io", "localx/app"));
+    }
+
+    /// Found by the `route` fuzz target: Docker Hub's `library/` made a valid one-part name
+    /// too long, and the router handed out a name over the cap.
+    #[test]
+    fn a_name_too_long_with_its_library_prefix_is_refused() {
+        let r = routing();
+        let name = "a".repeat(250);
+        let e = r.endpoint(&format!("/v2/{name}/manifests/latest"), None);
+        assert!(matches!(e, Err(ApiError::NameInvalid(_))), "{e:?}");
+        let t = target(r.endpoint(&format!("/v2/ghcr.io/{name}/manifests/latest"), None).unwrap());
+        assert_eq!(t.repo.as_str(), name);
     }
 
     #[test]

@@ -27,13 +27,14 @@ use reqwest::Url;
 use reqwest::redirect::Policy;
 use shoal_protocol::{Digest, RepositoryName};
 
+pub(crate) use challenge::parse_challenges;
 pub use config::{ClientSettings, Credentials, UpstreamConfig, load_docker_config};
 pub use error::UpstreamError;
 pub use public_only::is_public as is_public_address;
 pub use referrers::ReferrersPage;
 
 use auth::Auth;
-use realm::RealmPolicy;
+pub(crate) use realm::RealmPolicy;
 
 /// What a `HEAD` on a manifest tells: enough to resolve a tag without a pull.
 #[derive(Debug, Clone, PartialEq, Eq)]

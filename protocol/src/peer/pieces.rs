@@ -110,6 +110,10 @@ impl PieceSet {
     }
 
     fn from_hex(len: u32, text: &str) -> Result<Self, PiecesError> {
+        // Lowercase, as `to_hex` writes it.
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(PiecesError::Malformed("have"));
+        }
         let bits = hex::decode(text).map_err(|_| PiecesError::Malformed("have"))?;
         if bits.len() != (len as usize).div_ceil(8) {
             return Err(PiecesError::Malformed("have"));
@@ -192,7 +196,13 @@ impl PieceStatus {
                 .and_then(|p| p.strip_prefix('='))
                 .ok_or(PiecesError::Malformed(key))
         };
-        let number = |text: &str, key| text.parse::<u64>().map_err(|_| PiecesError::Malformed(key));
+        // Digits as `Display` writes them: no sign, no leading zero.
+        let number = |text: &str, key| {
+            text.parse::<u64>()
+                .ok()
+                .filter(|n| n.to_string() == text)
+                .ok_or(PiecesError::Malformed(key))
+        };
         let size = number(field("size")?, "size")?;
         let piece = number(field("piece")?, "piece")?;
         let expected = piece_size(size);
@@ -306,6 +316,13 @@ mod tests {
             "size=5; piece=1048576; have=zz",
             "size=-5; piece=1048576; complete",
             "size=5;piece=1048576;complete",
+            // Found by the `range` fuzz target: numbers with a leading zero or a sign, and an
+            // uppercase bitmap, parsed.
+            "size=9437191; piece=1048576; have=E040",
+            "size=9437191; piece=1048576; have=e000; live=0076897",
+            "size=05; piece=1048576; complete",
+            "size=+5; piece=1048576; complete",
+            "size=5; piece=01048576; complete",
         ] {
             assert!(PieceStatus::parse(bad).is_err(), "{bad:?} parsed");
         }
