@@ -8,7 +8,7 @@
 //! memory — a client that stops reading holds its chunks, and waiting for those would let a
 //! few stalled clients stall every other — so the bound is the budget plus, per response, a
 //! small buffer read ahead and what hyper queues for a socket that is slow to take it (small
-//! chunks up to its write buffer's 408 KiB; one large chunk).
+//! chunks up to its write buffer's 128 KiB, `http_server`; one large chunk).
 //!
 //! Buffers are kept and reused rather than freed: freed and allocated again on every chunk by
 //! different threads, glibc's per-thread arenas each kept their own high-water mark, and the
