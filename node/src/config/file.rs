@@ -170,6 +170,7 @@ pub struct ServerEntry {
     pub idle_timeout: Option<HumanDuration>,
     pub max_connections: Option<usize>,
     pub shutdown_timeout: Option<HumanDuration>,
+    pub send_timeout: Option<HumanDuration>,
     /// PEM certificate chain and key: the registry API is then served over HTTPS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,

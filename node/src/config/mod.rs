@@ -280,6 +280,7 @@ fn resolve_server(
             entry.shutdown_timeout,
             defaults.shutdown_timeout,
         )?,
+        send_timeout: duration("send_timeout", entry.send_timeout, defaults.send_timeout)?,
         max_connections: match entry.max_connections {
             Some(0) => return Err(ConfigError::ZeroLimit("max_connections")),
             given => given.unwrap_or(defaults.max_connections),

@@ -81,8 +81,12 @@ pub(super) async fn serve<I>(
         let threshold = if stopping { Duration::ZERO } else { idle_timeout };
         tokio::select! {
             result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                match result {
+                    Ok(()) => {}
+                    Err(e) if super::send_timeout::is_send_timeout(e.as_ref()) => {
+                        tracing::info!("a client took no response bytes for the send timeout; its connection is closed");
+                    }
+                    Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
                 }
                 return;
             }

@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+use super::send_timeout::ClientStream;
 
 /// The first byte of every TLS record that opens a connection (a handshake record).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -18,13 +19,13 @@ const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: tex
 /// The connection once the handshake is done, or `None` (logged at debug: failed handshakes
 /// are the client's business, and a port scan must not flood the log).
 pub(super) async fn accept(
-    stream: TcpStream,
+    stream: ClientStream,
     acceptor: TlsAcceptor,
     timeout: Duration,
-) -> Option<TlsStream<TcpStream>> {
+) -> Option<TlsStream<ClientStream>> {
     let handshake = async {
         let mut first = [0u8; 1];
-        if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
+        if stream.get_ref().peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
             let mut stream = stream;
             stream.write_all(PLAIN_HTTP_ANSWER).await?;
             let _ = stream.shutdown().await;
@@ -49,7 +50,7 @@ pub(super) async fn accept(
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     #[test]
     fn the_plain_http_answer_has_the_length_it_says() {
@@ -75,6 +76,7 @@ mod tests {
             let mut outcomes = Vec::new();
             for _ in 0..2 {
                 let (stream, _) = listener.accept().await.unwrap();
+                let stream = super::super::send_timeout::apply(stream, Duration::from_secs(5));
                 let accepted = accept(stream, acceptor.clone(), Duration::from_millis(300)).await;
                 outcomes.push(accepted.is_some());
             }

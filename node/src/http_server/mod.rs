@@ -12,6 +12,7 @@ mod connection;
 mod connection_tests;
 mod fd_limit;
 mod handshake;
+mod send_timeout;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +52,9 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// How long a shutdown waits for requests in flight before it closes their connections.
     pub shutdown_timeout: Duration,
+    /// A connection whose client takes none of a response's bytes for this long is closed
+    /// (`send_timeout.rs`).
+    pub send_timeout: Duration,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsFiles>,
     /// Bytes that response bodies may hold in chunks read from blob files before they take
@@ -65,6 +69,7 @@ impl Default for ServerSettings {
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             shutdown_timeout: Duration::from_secs(20),
+            send_timeout: Duration::from_secs(60),
             tls: None,
             buffer_memory: crate::fetch::BufferBudget::DEFAULT_LIMIT,
         }
@@ -136,6 +141,7 @@ pub(crate) async fn serve(
         };
         // Blob bodies go out in large chunks; small responses should not wait for Nagle.
         let _ = stream.set_nodelay(true);
+        let stream = send_timeout::apply(stream, settings.send_timeout);
         let open = Open::new(slot, metrics.clone());
         let (router, builder, stop) = (router.clone(), builder.clone(), stop.clone());
         let idle_timeout = settings.idle_timeout;
@@ -262,6 +268,57 @@ mod tests {
         });
         assert!(drained.await.is_ok(), "the connection was left open");
         assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    }
+
+    /// Real sockets: the send timeout watches a socket the kernel will not take more bytes on.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off_and_one_that_reads_is_not() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let endless = || async {
+            let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+            Body::from_stream(futures_util::stream::repeat_with(move || {
+                Ok::<_, std::io::Error>(chunk.clone())
+            }))
+        };
+        let router = Router::new().route("/endless", get(endless));
+        let settings =
+            ServerSettings { send_timeout: Duration::from_millis(500), ..Default::default() };
+        let metrics = Arc::new(Metrics::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let metrics = metrics.clone();
+            async move {
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                serve(listener, router, &settings, None, metrics, shutdown).await;
+            }
+        });
+        let request = b"GET /endless HTTP/1.1\r\nHost: node\r\n\r\n";
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled.write_all(request).await.unwrap();
+        let mut reader = TcpStream::connect(addr).await.unwrap();
+        reader.write_all(request).await.unwrap();
+        let mut buf = vec![0u8; 256 * 1024];
+
+        // The reader keeps taking bytes for four send timeouts while the other takes none.
+        let started = std::time::Instant::now();
+        let mut read = 0usize;
+        while started.elapsed() < Duration::from_secs(2) {
+            let n = reader.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the reading client was cut off after {read} bytes");
+            read += n;
+        }
+        assert_eq!(metrics.http_connections.get(), 1, "the stalled connection is still open");
+        // What the kernel had buffered for the stalled client, then the end of the stream.
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            while stalled.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        });
+        assert!(drained.await.is_ok(), "the stalled connection was not closed");
+        stop.send(()).unwrap();
+        drop(reader);
+        server.await.unwrap();
     }
 
     #[test]
