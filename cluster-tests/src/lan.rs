@@ -147,6 +147,33 @@ impl Lan {
         Ok((read("tx_bytes")?, read("rx_bytes")?))
     }
 
+    /// Cuts `host` off from `others` silently, as a failed switch port or a firewall would:
+    /// every packet from them is dropped as it reaches `host` (`iptables DROP` in its
+    /// namespace), so neither side gets an answer, a reset or an ICMP error — connections,
+    /// new and established, just go quiet. Dropping on arrival only keeps it silent for
+    /// `host` too: a packet dropped on its way out fails the sender's `send` at once.
+    pub fn partition(&self, host: &LanHost, others: &[&LanHost]) -> Result<()> {
+        let iptables = crate::require::find_tool("iptables").unwrap_or_else(|| "iptables".into());
+        for other in others {
+            let source = other.ip.to_string();
+            let args = ["-I", "INPUT", "-s", source.as_str(), "-j", "DROP"];
+            let output = host
+                .command(&iptables)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|source| HarnessError::Spawn { program: "iptables".into(), source })?;
+            if !output.status.success() {
+                return Err(HarnessError::ToolFailed {
+                    tool: format!("iptables {} (in {})", args.join(" "), host.netns),
+                    status: output.status,
+                    stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub fn hosts(&self) -> &[LanHost] {
         &self.hosts
     }

@@ -1,6 +1,9 @@
-//! Scenario 5 of the fleet: three machines on a LAN, started with no bootstrap flags at all,
-//! find each other by mDNS and share a blob. Each node runs in a network namespace of its own
-//! (see the harness's `lan` module), so the multicast never reaches this host's network.
+//! Three machines on a LAN, each node in a network namespace of its own (the harness's `lan`
+//! module), so the multicast never reaches this host's network: started with no bootstrap
+//! flags at all, they find each other by mDNS and share a blob; and one of them, cut off from
+//! the other two without a word, still pulls in seconds.
+
+use std::time::{Duration, Instant};
 
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::fleet::{metric, wait_for_peers};
@@ -62,4 +65,61 @@ async fn three_nodes_with_mdns_find_each_other_and_share_a_blob() {
         from_peers += metric(node, "shoal_peer_blob_fetches_total").await.expect("metric");
     }
     assert!(from_peers > 0, "blobs travelled between the nodes over the LAN");
+}
+
+/// The pull that paid 36 s before peer requests had timeouts of their own: every other member
+/// goes silent (`iptables DROP`, no reset, no ICMP) while the node still reaches the upstream.
+const OLD_PARTITION_COST: Duration = Duration::from_secs(36);
+
+#[tokio::test]
+async fn a_node_cut_off_from_its_peers_without_a_word_still_pulls_within_seconds() {
+    if !require_tools(&["docker-registry", "skopeo", "iptables"]) || !require_lan() {
+        return;
+    }
+    let lan = Lan::create(3).expect("LAN of three hosts");
+    let registry =
+        Registry::start(RegistryOptions::plain().on(lan.gateway_ip())).await.expect("registry");
+    // Six layers and a config: owners spread over the three members, so the cut-off node
+    // needs bytes whose owner it cannot reach.
+    let spec = ImageSpec { layers: 6, ..ImageSpec::oci(352) };
+    let pushed =
+        image::push_image(&registry.client(), "library/app", "v1", &spec).await.expect("push");
+    let options = ShoalOptions { mdns: true, ..ShoalOptions::docker_io(registry.url()) };
+    let mut nodes = Vec::new();
+    for host in lan.hosts() {
+        nodes.push(ShoalNode::start(options.clone().on(host)).await.expect("node"));
+    }
+    wait_for_peers(&nodes, 2).await.expect("every node finds the other two");
+
+    let hosts = lan.hosts();
+    lan.partition(&hosts[2], &[&hosts[0], &hosts[1]]).expect("partition");
+    let skopeo = Skopeo::new().expect("skopeo");
+    let out = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let copied = skopeo
+        .copy(
+            &format!("{}/library/app:v1", nodes[2].host()),
+            &out.path().join("cut-off"),
+            &CopyOptions::default(),
+        )
+        .await
+        .expect("the cut-off node pulls");
+    let took = started.elapsed();
+    eprintln!("a pull through a silently partitioned node took {took:?}");
+    assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
+    assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
+    // Each silent owner costs the peer header timeout (2 s) at most once per request, and
+    // skopeo asks for the blobs in parallel: tag, manifest, blobs.
+    assert!(took < OLD_PARTITION_COST / 3, "the partition cost the pull {took:?}");
+    // No member could serve it, so the node fetched every blob itself, owner or not.
+    let requests = registry.requests().await.expect("log");
+    let mut blob_gets: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/blobs/"))
+        .map(|r| r.path.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect();
+    blob_gets.sort();
+    let mut expected: Vec<_> = pushed.blob_digests().iter().map(|d| d.to_string()).collect();
+    expected.sort();
+    assert_eq!(blob_gets, expected, "one upstream GET per blob, all by the cut-off node");
 }

@@ -9,6 +9,10 @@ use crate::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, Ups
 
 use super::FetchError;
 
+/// Registries reached through `allow_any_upstream` whose clients (connection pools, cached
+/// tokens) are kept at once.
+const MAX_DYNAMIC_UPSTREAMS: usize = 256;
+
 pub struct Upstreams {
     configured: HashMap<String, Upstream>,
     /// Clients for registries reached through `allow_any_upstream`, made on first use.
@@ -90,6 +94,15 @@ impl Upstreams {
             ..Default::default()
         };
         let upstream = Upstream::new(config, &self.settings)?;
+        if dynamic.len() >= MAX_DYNAMIC_UPSTREAMS {
+            // Clients choose these names. Starting afresh costs the busy registries a new
+            // connection and token each; keeping every name ever asked for costs memory for good.
+            tracing::info!(
+                registries = dynamic.len(),
+                "too many registries reached through allow_any_upstream; forgetting their clients"
+            );
+            dynamic.clear();
+        }
         dynamic.insert(registry.to_owned(), upstream.clone());
         Ok(upstream)
     }
@@ -129,5 +142,30 @@ mod tests {
         {
             assert!(!is_registry_host(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn registries_reached_by_name_are_remembered_up_to_a_bound() {
+        let routing = RoutingConfig {
+            upstreams: Default::default(),
+            default_upstream: "docker.io".to_owned(),
+            aliases: Default::default(),
+            hosted: Default::default(),
+            allow_any_upstream: true,
+            allow_private_upstreams: false,
+            extra_credentials: Default::default(),
+        };
+        let upstreams = Upstreams::new(&routing, &ClientSettings::default()).unwrap();
+        for i in 0..MAX_DYNAMIC_UPSTREAMS * 3 {
+            upstreams.get(&format!("registry-{i}.example")).unwrap();
+            assert!(upstreams.dynamic.lock().unwrap().len() <= MAX_DYNAMIC_UPSTREAMS);
+        }
+        assert!(
+            upstreams
+                .dynamic
+                .lock()
+                .unwrap()
+                .contains_key(&format!("registry-{}.example", MAX_DYNAMIC_UPSTREAMS * 3 - 1))
+        );
     }
 }

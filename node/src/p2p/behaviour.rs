@@ -1,6 +1,6 @@
 //! The swarm's parts: the transport (TCP, pnet with a key check, noise, yamux) and the
-//! behaviours (Kademlia, identify, ping, owner requests, optional mDNS), configured from
-//! [`P2pConfig`].
+//! behaviours (connection limits, Kademlia, identify, ping, owner requests, optional mDNS),
+//! configured from [`P2pConfig`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +14,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    PeerId, StreamProtocol, Swarm, Transport as _, dns, identify, kad, mdns, noise, ping, tcp,
-    yamux,
+    PeerId, StreamProtocol, Swarm, Transport as _, connection_limits, dns, identify, kad, mdns,
+    noise, ping, tcp, yamux,
 };
 use shoal_protocol::peer::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, OWNER_PROTOCOL, PeerAdvert};
 
@@ -37,9 +37,20 @@ const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(30);
 /// A connection that has not finished pnet, the key check, noise and yamux by then is
 /// dropped, so sockets that connect and say nothing do not pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Incoming connections still in their handshake at once. Anyone who can reach the port can
+/// open them, and each holds a descriptor until [`HANDSHAKE_TIMEOUT`]; past the bound new ones
+/// are closed at once.
+pub(super) const MAX_PENDING_INCOMING: u32 = 256;
+/// Connections to members at once: every member connected, for fleets of thousands.
+const MAX_ESTABLISHED: u32 = 10_000;
+/// Two members dialling each other at the same moment make two connections; more than a few
+/// is a peer misbehaving.
+const MAX_ESTABLISHED_PER_PEER: u32 = 4;
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
+    /// First, so that a connection past a bound is refused before any other behaviour sees it.
+    pub limits: connection_limits::Behaviour,
     pub kad: kad::Behaviour<SampledStore>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -56,7 +67,12 @@ pub(super) fn build_swarm(
     let peer_id = keypair.public().to_peer_id();
     let report = Arc::new(MismatchReport::new(config.metrics.clone()));
     let transport = transport(&keypair, &config.cluster_key, report)?;
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+        .with_max_established(Some(MAX_ESTABLISHED))
+        .with_max_established_per_peer(Some(MAX_ESTABLISHED_PER_PEER));
     let behaviour = Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
         kad: kademlia(peer_id, config),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())

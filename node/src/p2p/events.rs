@@ -36,6 +36,10 @@ impl Task {
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
                 self.dialled.remove(&connection_id);
+                if num_established == 0 {
+                    // Met again, it may bootstrap again: the set stays as large as the fleet.
+                    self.bootstrapped_once.remove(&peer_id);
+                }
                 if num_established == 0 && self.infos.remove(&peer_id).is_some() {
                     tracing::info!(peer = %peer_id, "peer left");
                     self.publish();

@@ -31,6 +31,9 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(5);
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+/// Tokens cached at once, per registry. There is one per repository asked for, and clients
+/// choose the names: past the bound the token closest to renewal makes room.
+const MAX_CACHED_TOKENS: usize = 4096;
 
 pub(crate) struct Auth {
     registry: String,
@@ -230,6 +233,12 @@ impl Auth {
         let now = Instant::now();
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         tokens.retain(|_, t| t.renew_at > now);
+        if tokens.len() >= MAX_CACHED_TOKENS && !tokens.contains_key(scope) {
+            let soonest = tokens.iter().min_by_key(|(_, t)| t.renew_at).map(|(k, _)| k.clone());
+            if let Some(soonest) = soonest {
+                tokens.remove(&soonest);
+            }
+        }
         tokens.insert(scope.to_owned(), CachedToken { header, renew_at: now + usable });
     }
 
@@ -276,5 +285,21 @@ mod tests {
         for garbage in [json!(0), json!(-5), json!(null), json!("soon"), json!([1]), json!({})] {
             assert_eq!(life(garbage), DEFAULT_TOKEN_LIFETIME);
         }
+    }
+
+    #[test]
+    fn the_token_cache_holds_a_bounded_number_whatever_names_clients_ask_for() {
+        let url = Url::parse("https://registry.example").unwrap();
+        let auth = Auth::new("registry.example".to_owned(), None, RealmPolicy::new(&url, &[]));
+        let header = HeaderValue::from_static("Bearer t");
+        let hour = Duration::from_secs(3600);
+        auth.remember("repository:kept:pull", header.clone(), hour * 2);
+        for i in 0..MAX_CACHED_TOKENS + 100 {
+            auth.remember(&format!("repository:name-{i}:pull"), header.clone(), hour);
+        }
+        assert_eq!(auth.tokens.lock().unwrap().len(), MAX_CACHED_TOKENS);
+        assert!(auth.cached("repository:kept:pull").is_some(), "the longest-lived token stays");
+        let newest = format!("repository:name-{}:pull", MAX_CACHED_TOKENS + 99);
+        assert!(auth.cached(&newest).is_some(), "the newest token is cached");
     }
 }
