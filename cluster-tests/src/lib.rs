@@ -39,7 +39,7 @@ pub use shoal::{
     ClusterKeyChoice, ShoalNode, ShoalOptions, generate_cluster_key, shoal_command,
     write_client_config,
 };
-pub use token_server::{TokenServer, TokenServerOptions};
+pub use token_server::{Tenant, TokenServer, TokenServerOptions};
 
 /// Result type of the harness.
 pub type Result<T, E = HarnessError> = std::result::Result<T, E>;

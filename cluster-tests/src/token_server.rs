@@ -33,6 +33,25 @@ pub struct TokenServerOptions {
     pub credentials: Option<Credentials>,
     /// Anonymous clients get `pull`, as on Docker Hub for public images.
     pub anonymous_pull: bool,
+    /// Users who may pull only under their own prefixes (an organization's repositories),
+    /// as a tenant of a hosted registry: asked for anything else, they get a token that grants
+    /// nothing, and the registry refuses it.
+    pub tenants: Vec<Tenant>,
+}
+
+/// A user of the token service limited to some repository prefixes.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub credentials: Credentials,
+    /// `acme/` covers `acme/app`; a name covers itself.
+    pub prefixes: Vec<String>,
+}
+
+/// Who presented what to the token service.
+enum Caller<'a> {
+    Anonymous,
+    Admin,
+    Tenant(&'a Tenant),
 }
 
 /// A running token service. Dropping it stops the server.
@@ -50,6 +69,8 @@ struct ServerState {
     signer: TokenSigner,
     options: TokenServerOptions,
     issued: AtomicUsize,
+    /// Tokens issued per user name (`""`: anonymous).
+    issued_to: std::sync::Mutex<HashMap<String, usize>>,
 }
 
 impl TokenServer {
@@ -68,7 +89,12 @@ impl TokenServer {
         let addr = listener
             .local_addr()
             .map_err(|source| HarnessError::io("reading the token server address", source))?;
-        let state = Arc::new(ServerState { signer, options, issued: AtomicUsize::new(0) });
+        let state = Arc::new(ServerState {
+            signer,
+            options,
+            issued: AtomicUsize::new(0),
+            issued_to: Default::default(),
+        });
         let app = axum::Router::new()
             .route("/token", axum::routing::get(issue_token))
             .with_state(state.clone());
@@ -88,6 +114,12 @@ impl TokenServer {
     /// How many tokens were issued.
     pub fn issued(&self) -> usize {
         self.state.issued.load(Ordering::SeqCst)
+    }
+
+    /// How many tokens were issued to `user`.
+    pub fn issued_to(&self, user: &str) -> usize {
+        let issued = self.state.issued_to.lock().unwrap_or_else(|e| e.into_inner());
+        issued.get(user).copied().unwrap_or(0)
     }
 
     /// The registry's `auth: token` section for this service; the seeding client presents
@@ -121,22 +153,30 @@ async fn issue_token(
         return (StatusCode::BAD_REQUEST, "unknown service").into_response();
     }
     let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let authenticated = match (presented.map(parse_basic), &state.options.credentials) {
-        (None, _) => false,
-        (Some(given), Some(expected)) if given.as_ref() == Some(expected) => true,
-        (Some(_), Some(_)) | (Some(_), None) => {
-            return (StatusCode::UNAUTHORIZED, "incorrect username or password").into_response();
+    let options = &state.options;
+    let caller = match presented.map(parse_basic) {
+        None => Caller::Anonymous,
+        Some(given) => {
+            let tenant = options.tenants.iter().find(|t| given.as_ref() == Some(&t.credentials));
+            match (tenant, &options.credentials) {
+                (Some(tenant), _) => Caller::Tenant(tenant),
+                (None, Some(admin)) if given.as_ref() == Some(admin) => Caller::Admin,
+                _ => {
+                    return (StatusCode::UNAUTHORIZED, "incorrect username or password")
+                        .into_response();
+                }
+            }
         }
     };
-    let everything = authenticated || state.options.credentials.is_none();
     let access: Vec<serde_json::Value> = params
         .iter()
         .filter(|(k, _)| k == "scope")
-        .filter_map(|(_, scope)| grant(scope, everything, state.options.anonymous_pull))
+        .filter_map(|(_, scope)| grant(scope, &caller, options))
         .collect();
     let now = unix_now();
-    let subject = match (&state.options.credentials, authenticated) {
-        (Some(credentials), true) => credentials.username.clone(),
+    let subject = match (&caller, &state.options.credentials) {
+        (Caller::Admin, Some(credentials)) => credentials.username.clone(),
+        (Caller::Tenant(tenant), _) => tenant.credentials.username.clone(),
         _ => String::new(),
     };
     let claims = serde_json::json!({
@@ -152,6 +192,8 @@ async fn issue_token(
     match state.signer.sign(&claims) {
         Ok(token) => {
             state.issued.fetch_add(1, Ordering::SeqCst);
+            let mut issued_to = state.issued_to.lock().unwrap_or_else(|e| e.into_inner());
+            *issued_to.entry(subject).or_default() += 1;
             let body = serde_json::json!({
                 "token": token,
                 "access_token": token,
@@ -163,12 +205,27 @@ async fn issue_token(
     }
 }
 
-/// The access entry for a `repository:NAME:ACTIONS` scope, limited to what the client may do.
-fn grant(scope: &str, everything: bool, anonymous_pull: bool) -> Option<serde_json::Value> {
+/// The access entry for a `repository:NAME:ACTIONS` scope, limited to what the caller may do.
+fn grant(
+    scope: &str,
+    caller: &Caller<'_>,
+    options: &TokenServerOptions,
+) -> Option<serde_json::Value> {
     let (kind, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
-    let actions: Vec<&str> =
-        actions.split(',').filter(|a| everything || (anonymous_pull && *a == "pull")).collect();
+    let allowed = |action: &str| match caller {
+        Caller::Admin => true,
+        Caller::Anonymous => {
+            options.credentials.is_none() || (options.anonymous_pull && action == "pull")
+        }
+        Caller::Tenant(tenant) => {
+            action == "pull"
+                && tenant.prefixes.iter().any(|p| {
+                    name == p.trim_end_matches('/') || (p.ends_with('/') && name.starts_with(p))
+                })
+        }
+    };
+    let actions: Vec<&str> = actions.split(',').filter(|a| allowed(a)).collect();
     Some(serde_json::json!({ "type": kind, "name": name, "actions": actions }))
 }
 
@@ -246,14 +303,30 @@ mod tests {
     }
 
     #[test]
-    fn grants_only_pull_to_anonymous_clients() {
-        let granted = grant("repository:library/app:pull,push", false, true).expect("scope");
+    fn grants_what_each_caller_may_do() {
+        let scope = "repository:library/app:pull,push";
+        let admin = Credentials::new("admin", "pw");
+        let options = |anonymous_pull| TokenServerOptions {
+            credentials: Some(admin.clone()),
+            anonymous_pull,
+            tenants: vec![Tenant {
+                credentials: Credentials::new("t", "pw"),
+                prefixes: vec!["library/".to_owned()],
+            }],
+        };
+        let granted = grant(scope, &Caller::Anonymous, &options(true)).expect("scope");
         assert_eq!(granted["name"], "library/app");
         assert_eq!(granted["actions"], serde_json::json!(["pull"]));
-        let none = grant("repository:library/app:pull,push", false, false).expect("scope");
+        let none = grant(scope, &Caller::Anonymous, &options(false)).expect("scope");
         assert_eq!(none["actions"], serde_json::json!([]));
-        let all = grant("repository:library/app:pull,push", true, false).expect("scope");
+        let all = grant(scope, &Caller::Admin, &options(false)).expect("scope");
         assert_eq!(all["actions"], serde_json::json!(["pull", "push"]));
+        let opts = options(false);
+        let tenant = Caller::Tenant(&opts.tenants[0]);
+        let own = grant(scope, &tenant, &opts).expect("scope");
+        assert_eq!(own["actions"], serde_json::json!(["pull"]));
+        let other = grant("repository:libraryx/app:pull", &tenant, &opts).expect("scope");
+        assert_eq!(other["actions"], serde_json::json!([]));
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Real clients logging in to a node with client authentication: skopeo with `--src-creds`
 //! (containers/image, as CRI-O and podman) and containerd's `ctr` with `--user` through a
-//! `hosts.toml` mirror, as a Kubernetes node would be set up.
+//! `hosts.toml` mirror, as a Kubernetes node would be set up; and tenants whose own registry
+//! credentials the node checks with the upstream (pass-through).
 
 use shoal_cluster_tests::clients::containerd::Containerd;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::shoal::{add_token, htpasswd_line};
 use shoal_cluster_tests::{
-    Credentials, Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools,
+    Credentials, Registry, RegistryAuth, RegistryOptions, ShoalNode, ShoalOptions, Tenant,
+    TokenServer, TokenServerOptions, require_tools,
 };
 
 /// The config file of a node whose clients are alice (a password) and ci (a token), both
@@ -104,5 +106,104 @@ fn refused_with(result: shoal_cluster_tests::Result<()>, answer: &str) {
     match result {
         Ok(()) => panic!("the client succeeded; expected the node to answer {answer:?}"),
         Err(e) => assert!(e.to_string().contains(answer), "expected {answer:?} in: {e}"),
+    }
+}
+
+/// Tenant pass-through: the node fetches with its own account, which reads every tenant's
+/// repositories, and each client's own registry credentials decide what it may pull through
+/// the node, asked of the upstream (a `docker-registry` with `auth: token` behind a token
+/// service that grants tenants their own organization only, as a hosted registry does).
+#[tokio::test]
+async fn tenants_pull_with_their_own_credentials_and_never_see_each_others_images() {
+    if !require_tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let fleet = Credentials::new("fleet", "fleet-secret");
+    let alice = Credentials::new("alice", "alice-pat");
+    let bob = Credentials::new("bob", "bob-pat");
+    let tenant = |credentials: &Credentials, prefix: &str| Tenant {
+        credentials: credentials.clone(),
+        prefixes: vec![prefix.to_owned()],
+    };
+    let tokens = TokenServer::start(TokenServerOptions {
+        credentials: Some(fleet.clone()),
+        anonymous_pull: false,
+        tenants: vec![tenant(&alice, "acme/"), tenant(&bob, "bobco/")],
+    })
+    .await
+    .expect("token server");
+    let options =
+        RegistryOptions { auth: RegistryAuth::Token(tokens.registry_auth()), ..Default::default() };
+    let registry = Registry::start(options).await.expect("registry");
+    let acme = image::push_image(&registry.client(), "acme/app", "v1", &ImageSpec::oci(251))
+        .await
+        .expect("push");
+    let bobco = image::push_image(&registry.client(), "bobco/app", "v1", &ImageSpec::oci(252))
+        .await
+        .expect("push");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shoal.toml");
+    let text = format!(
+        "[upstreams.\"docker.io\"]\nurl = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\n\n[auth]\npass_through = [\"docker.io\"]\n",
+        registry.url(),
+        fleet.username,
+        fleet.password
+    );
+    std::fs::write(&config, text).expect("write config");
+    let node =
+        ShoalNode::start(ShoalOptions::default().arg("--config").arg(config.display().to_string()))
+            .await
+            .expect("node");
+    let skopeo = Skopeo::new().expect("skopeo");
+    let as_user =
+        |c: &Credentials| CopyOptions { credentials: Some(c.clone()), ..Default::default() };
+    let acme_source = format!("{}/acme/app:v1", node.host());
+
+    // Alice pulls her organization's image, with her own credentials, twice.
+    for round in 0..2 {
+        let copied = skopeo
+            .copy(&acme_source, &dir.path().join(format!("alice-{round}")), &as_user(&alice))
+            .await
+            .expect("alice pulls acme/app");
+        assert_eq!(copied.manifest().expect("manifest"), acme.root.bytes);
+        assert_eq!(copied.verified_blobs().expect("blobs"), acme.blob_digests());
+    }
+    // One question to the upstream with her credentials for the repository, answered once
+    // for both pulls and all their blobs.
+    assert_eq!(tokens.issued_to("alice"), 1, "one check per client and repository");
+
+    // Bob may not, although every blob of it is now on the node; nor may anyone anonymous.
+    let bobs_try = skopeo.copy(&acme_source, &dir.path().join("bob"), &as_user(&bob)).await;
+    refused_with(bobs_try.map(drop), "denied");
+    let anonymous = skopeo.copy(&acme_source, &dir.path().join("anon"), &Default::default()).await;
+    refused_with(anonymous.map(drop), "unauthorized");
+    let wrong = Credentials::new("alice", "not-her-pat");
+    let wrong = skopeo.copy(&acme_source, &dir.path().join("wrong"), &as_user(&wrong)).await;
+    refused_with(wrong.map(drop), "denied");
+
+    // Nor can bob read alice's layer under his own repository's name: he may pull from
+    // bobco/app, but the layer is not in it.
+    let http = reqwest::Client::new();
+    let layer = acme.blob_digests()[0];
+    let response = http
+        .get(format!("{}/v2/bobco/app/blobs/{layer}", node.url()))
+        .basic_auth(&bob.username, Some(&bob.password))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 404, "a cached blob of another tenant is unknown here");
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["errors"][0]["code"], "BLOB_UNKNOWN");
+
+    // Bob pulls his own.
+    let bob_source = format!("{}/bobco/app:v1", node.host());
+    let copied =
+        skopeo.copy(&bob_source, &dir.path().join("bobco"), &as_user(&bob)).await.expect("bob");
+    assert_eq!(copied.verified_blobs().expect("blobs"), bobco.blob_digests());
+
+    let log = std::fs::read_to_string(node.log_path()).expect("log");
+    for secret in ["alice-pat", "bob-pat", "fleet-secret", "not-her-pat"] {
+        assert!(!log.contains(secret), "{secret} reached the log");
     }
 }

@@ -149,6 +149,7 @@ async fn token_auth_registry_works_with_skopeo() {
     let tokens = TokenServer::start(TokenServerOptions {
         credentials: Some(credentials),
         anonymous_pull: true,
+        ..Default::default()
     })
     .await
     .expect("token server");

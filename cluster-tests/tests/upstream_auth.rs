@@ -66,10 +66,13 @@ async fn node_does_the_token_dance_against_a_token_auth_registry() {
         return;
     }
     let pusher = Credentials::new("pusher", "push-secret");
-    let tokens =
-        TokenServer::start(TokenServerOptions { credentials: Some(pusher), anonymous_pull: true })
-            .await
-            .expect("token server");
+    let tokens = TokenServer::start(TokenServerOptions {
+        credentials: Some(pusher),
+        anonymous_pull: true,
+        ..Default::default()
+    })
+    .await
+    .expect("token server");
     let options =
         RegistryOptions { auth: RegistryAuth::Token(tokens.registry_auth()), ..Default::default() };
     let mut registry = Registry::start(options).await.expect("registry");

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::ClientAuth;
 use crate::config::{Config, FleetConfig};
 use crate::fetch::{
-    BlobSource, BufferBudget, Fetcher, Fleet, PeerClient, PeerTimeouts, Sources, Swarm,
-    UpstreamFallback, UpstreamSource, Upstreams,
+    BlobSource, BufferBudget, Fetcher, Fleet, PassThrough, PeerClient, PeerTimeouts, Sources,
+    Swarm, UpstreamFallback, UpstreamSource, Upstreams,
 };
 use crate::fleet::{FetcherService, P2pFleet};
 use crate::http_server;
@@ -186,6 +186,10 @@ pub async fn run_with_feed(
     let fetcher = Arc::new(
         Fetcher::new(store.clone(), upstreams, sources, fleet.clone(), config.tag_ttl)
             .with_repo_check(auth.restricts_names())
+            .with_pass_through(PassThrough::new(
+                config.auth.pass_through.clone(),
+                config.auth.pass_through_ttl,
+            ))
             .with_buffer_budget(BufferBudget::new(
                 config.server.buffer_memory,
                 metrics.buffer_bytes.clone(),
@@ -202,7 +206,7 @@ pub async fn run_with_feed(
         fetcher.clone(),
         placement.clone(),
         config.upload_timeout,
-        auth.restricts_names(),
+        auth.restricts_names() || !config.auth.pass_through.is_empty(),
     ));
 
     let stop = CancellationToken::new();

@@ -6,7 +6,9 @@
 //! it, and through it to everyone), so then the node refuses to start until the operator either
 //! configures `[auth]` or says `--anonymous-pull` explicitly.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::file::AuthEntry;
 use super::{AuthOverrides, ConfigError};
@@ -20,7 +22,14 @@ pub struct AuthConfig {
     pub settings: AuthSettings,
     /// Nothing was configured and anyone may pull: worth a warning at start.
     pub open_by_default: bool,
+    /// Upstreams whose pulls clients' own credentials decide (`fetch/access.rs`).
+    pub pass_through: BTreeSet<String>,
+    /// How long an upstream's answer about a client and a repository is kept.
+    pub pass_through_ttl: Duration,
 }
+
+/// Short: a tenant whose access is revoked upstream loses it here within this.
+pub const DEFAULT_PASS_THROUGH_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthConfigError {
@@ -46,6 +55,13 @@ pub enum AuthConfigError {
          or pass --anonymous-pull (auth.anonymous = \"pull\") if that is what you want"
     )]
     OpenWithCredentials(String),
+    #[error(
+        "[auth] pass_through names {0:?}, which is not a configured upstream: clients' credentials \
+         are checked against an upstream listed under [upstreams]"
+    )]
+    PassThroughUnknown(String),
+    #[error("[auth] pass_through_ttl must be more than 0s")]
+    PassThroughTtl,
 }
 
 /// `credentialed`: the upstreams the node has credentials for.
@@ -54,8 +70,10 @@ pub(super) fn resolve_auth(
     overrides: AuthOverrides,
     credentialed: &[String],
     hosted: &[String],
+    upstreams: &[String],
 ) -> Result<AuthConfig, ConfigError> {
-    resolve(entry.unwrap_or_default(), overrides, credentialed, hosted).map_err(ConfigError::Auth)
+    resolve(entry.unwrap_or_default(), overrides, credentialed, hosted, upstreams)
+        .map_err(ConfigError::Auth)
 }
 
 fn resolve(
@@ -63,7 +81,19 @@ fn resolve(
     o: AuthOverrides,
     credentialed: &[String],
     hosted: &[String],
+    upstreams: &[String],
 ) -> Result<AuthConfig, AuthConfigError> {
+    let pass_through: BTreeSet<String> = entry.pass_through.iter().cloned().collect();
+    if let Some(unknown) = pass_through.iter().find(|r| !upstreams.contains(r)) {
+        return Err(AuthConfigError::PassThroughUnknown(unknown.clone()));
+    }
+    let pass_through_ttl = match entry.pass_through_ttl {
+        Some(ttl) if ttl.0.is_zero() => return Err(AuthConfigError::PassThroughTtl),
+        ttl => ttl.map_or(DEFAULT_PASS_THROUGH_TTL, |t| t.0),
+    };
+    // What a pass-through upstream's credentials open, the upstream guards client by client.
+    let credentialed: Vec<String> =
+        credentialed.iter().filter(|r| !pass_through.contains(*r)).cloned().collect();
     let htpasswd: Option<PathBuf> = o.htpasswd.or(entry.htpasswd);
     let tokens_path: Option<PathBuf> = o.tokens.or(entry.tokens);
     let anonymous = match entry.anonymous.as_deref() {
@@ -111,7 +141,12 @@ fn resolve(
         rules.push(rule);
     }
     let policy = Policy::new(rules).map_err(AuthConfigError::Rule)?;
-    Ok(AuthConfig { settings: AuthSettings { users, tokens, policy }, open_by_default })
+    Ok(AuthConfig {
+        settings: AuthSettings { users, tokens, policy },
+        open_by_default,
+        pass_through,
+        pass_through_ttl,
+    })
 }
 
 #[cfg(test)]
@@ -138,7 +173,34 @@ mod tests {
     ) -> Result<AuthConfig, AuthConfigError> {
         let file = FileConfig::parse(text, Path::new("x.toml")).unwrap();
         let credentialed: Vec<String> = credentialed.iter().map(|s| (*s).to_owned()).collect();
-        resolve(file.auth.unwrap_or_default(), o, &credentialed, &[])
+        let upstreams = ["docker.io".to_owned(), "ghcr.io".to_owned(), "quay.io".to_owned()];
+        resolve(file.auth.unwrap_or_default(), o, &credentialed, &[], &upstreams)
+    }
+
+    #[test]
+    fn pass_through_names_configured_upstreams_and_guards_their_credentials() {
+        let text = "[auth]\npass_through = [\"ghcr.io\"]\npass_through_ttl = \"30s\"";
+        let c = resolve_text(text, AuthOverrides::default(), &["ghcr.io"]).unwrap();
+        assert_eq!(c.pass_through, BTreeSet::from(["ghcr.io".to_owned()]));
+        assert_eq!(c.pass_through_ttl, Duration::from_secs(30));
+        // Credentials for another upstream still need client authentication.
+        let other = resolve_text(text, AuthOverrides::default(), &["ghcr.io", "quay.io"]);
+        assert!(
+            matches!(other, Err(AuthConfigError::OpenWithCredentials(ref n)) if n == "quay.io")
+        );
+
+        let plain = resolve_text("[auth]\npass_through = [\"ghcr.io\"]", Default::default(), &[]);
+        assert_eq!(plain.unwrap().pass_through_ttl, DEFAULT_PASS_THROUGH_TTL);
+        let unknown =
+            resolve_text("[auth]\npass_through = [\"ghcr.example\"]", Default::default(), &[]);
+        assert!(
+            matches!(unknown, Err(AuthConfigError::PassThroughUnknown(ref n)) if n == "ghcr.example")
+        );
+        let zero = "[auth]\npass_through = [\"ghcr.io\"]\npass_through_ttl = \"0s\"";
+        assert!(matches!(
+            resolve_text(zero, Default::default(), &[]),
+            Err(AuthConfigError::PassThroughTtl)
+        ));
     }
 
     fn pull(c: &AuthConfig, who: Option<&str>, registry: &str, repo: &str) -> bool {

@@ -97,6 +97,10 @@ pub struct AuthEntry {
     pub anonymous: Option<String>,
     #[serde(default)]
     pub rule: Vec<RuleEntry>,
+    /// Upstreams whose pulls clients' own credentials decide, asked of the upstream.
+    #[serde(default)]
+    pub pass_through: Vec<String>,
+    pub pass_through_ttl: Option<HumanDuration>,
 }
 
 /// `[[auth.rule]]`: who may do what under one registry and repository prefix.

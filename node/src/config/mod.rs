@@ -485,7 +485,14 @@ impl Config {
             .collect();
         credentialed.sort();
         let hosted_names: Vec<String> = hosted.iter().cloned().collect();
-        let auth = auth::resolve_auth(file.auth, overrides.auth, &credentialed, &hosted_names)?;
+        let upstream_names: Vec<String> = upstreams.keys().cloned().collect();
+        let auth = auth::resolve_auth(
+            file.auth,
+            overrides.auth,
+            &credentialed,
+            &hosted_names,
+            &upstream_names,
+        )?;
 
         let client_file = file.upstream_client.unwrap_or_default();
         let defaults = ClientSettings::default();

@@ -4,6 +4,7 @@
 //! TTL), blobs (single-flight downloads that every asking client follows while the bytes
 //! arrive), tag lists, and the referrers an upstream lists (`referrers.rs`).
 
+mod access;
 mod body;
 mod buffers;
 mod coverage;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use shoal_protocol::{Digest, RepositoryName, Tag};
 
+pub use access::{Access, PassThrough};
 pub use body::BlobBody;
 pub use buffers::BufferBudget;
 pub use download::Plan;
@@ -101,6 +103,8 @@ pub struct Fetcher {
     tag_ttl: Duration,
     /// Serve a digest under a name only once it is known to be there (`provenance.rs`).
     repo_check: bool,
+    /// Registries whose clients' own credentials decide what they may pull (`access.rs`).
+    pass_through: Option<PassThrough>,
     /// The memory response bodies may hold (`buffers.rs`).
     buffers: BufferBudget,
 }
@@ -167,6 +171,7 @@ impl Fetcher {
             referrer_locks: KeyedLock::new(),
             tag_ttl,
             repo_check: false,
+            pass_through: None,
             buffers: BufferBudget::new(BufferBudget::DEFAULT_LIMIT, Default::default()),
         }
     }

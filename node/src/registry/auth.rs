@@ -4,7 +4,8 @@
 //! Only the client endpoints are checked. The peer data plane proves the cluster key instead,
 //! and the probes and metrics stay open to whatever scrapes them. Names are authorized as the
 //! routing resolved them (`docker.io/library/alpine` whether the client wrote `alpine`,
-//! `docker-hub/alpine` or `?ns=docker.io`), so no spelling of a name escapes its rule.
+//! `docker-hub/alpine` or `?ns=docker.io`), so no spelling of a name escapes its rule. Pulls
+//! from a registry that passes clients' credentials through are the upstream's to decide.
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
@@ -13,11 +14,14 @@ use base64::Engine;
 use super::error::ApiError;
 use super::route::Endpoint;
 use crate::auth::{Action, ClientAuth, Presented, Refusal};
+use crate::fetch::{Access, Fetcher, Target};
+use crate::upstream::{Credentials, Probe};
 
 /// Refuses the request unless its client may use `endpoint` for `action`; returns who the
 /// client is (`None`: anonymous).
 pub(super) async fn check(
     auth: &ClientAuth,
+    fetcher: &Fetcher,
     headers: &HeaderMap,
     endpoint: &Endpoint,
     action: Action,
@@ -42,10 +46,20 @@ pub(super) async fn check(
         | Endpoint::Unsupported(_) => return Ok(None),
     };
     let presented = presented(headers).ok_or(ApiError::Auth(Refusal::BadCredentials))?;
-    let who = auth.identify(&presented).await.map_err(ApiError::Auth)?;
+    if let Some(t) =
+        target.filter(|t| action == Action::Pull && fetcher.passes_through(&t.registry))
+    {
+        return pass_through(fetcher, t, endpoint, presented).await;
+    }
+    let who = match auth.identify(&presented).await {
+        // Credentials this node does not know, at `/v2/`, may well be an upstream's: they are
+        // checked there when the client names a registry that passes them through.
+        Err(Refusal::BadCredentials) if target.is_none() && fetcher.passes_any() => None,
+        identified => identified.map_err(ApiError::Auth)?,
+    };
     match target {
         // The version check is where clients learn that they must log in.
-        None if who.is_none() && auth.requires_login() => {
+        None if who.is_none() && (auth.requires_login() || fetcher.passes_any()) => {
             Err(ApiError::Auth(Refusal::LoginRequired))
         }
         None => Ok(who),
@@ -54,6 +68,34 @@ pub(super) async fn check(
                 .map_err(ApiError::Auth)?;
             Ok(who)
         }
+    }
+}
+
+/// A pull from a registry that passes clients' credentials through: the upstream decides,
+/// asked with the client's own credentials (`fetch/access.rs`).
+async fn pass_through(
+    fetcher: &Fetcher,
+    target: &Target,
+    endpoint: &Endpoint,
+    presented: Presented,
+) -> Result<Option<String>, ApiError> {
+    let probe = match endpoint {
+        Endpoint::Manifest { reference, .. } => Probe::Manifest(reference.clone()),
+        Endpoint::Blob { digest, .. } => Probe::Blob(*digest),
+        _ => Probe::Repository,
+    };
+    let (credentials, who) = match presented {
+        Presented::None => (None, None),
+        Presented::Basic { user, password } => {
+            (Some(Credentials::Basic { username: user.clone(), password }), Some(user))
+        }
+        // A bearer token of this node's means nothing to the upstream.
+        Presented::Bearer(_) => return Err(ApiError::Auth(Refusal::BadCredentials)),
+    };
+    match fetcher.check_access(target, &probe, credentials).await? {
+        Access::Allowed => Ok(who),
+        Access::Refused if who.is_none() => Err(ApiError::Auth(Refusal::LoginRequired)),
+        Access::Refused => Err(ApiError::Auth(Refusal::Denied)),
     }
 }
 

@@ -107,7 +107,7 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
         _ if writes => Action::Push,
         _ => Action::Pull,
     };
-    let who = auth::check(&state.auth, &parts.headers, &endpoint, action).await?;
+    let who = auth::check(&state.auth, &state.fetcher, &parts.headers, &endpoint, action).await?;
     if matches!(endpoint, Endpoint::Pins | Endpoint::Pin { .. } | Endpoint::Warm { .. }) {
         return admin::serve(&state.placement, method, endpoint).await;
     }

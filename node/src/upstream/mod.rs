@@ -6,6 +6,7 @@
 //! where JSON belongs, truncated bodies); blob digests are the caller's to verify while it
 //! streams.
 
+mod access;
 mod auth;
 mod blob;
 mod body;
@@ -27,6 +28,7 @@ use reqwest::Url;
 use reqwest::redirect::Policy;
 use shoal_protocol::{Digest, RepositoryName};
 
+pub use access::Probe;
 pub(crate) use challenge::parse_challenges;
 pub use config::{ClientSettings, Credentials, UpstreamConfig, load_docker_config};
 pub use error::UpstreamError;
@@ -79,6 +81,8 @@ pub(crate) struct Inner {
     origin: String,
     client: reqwest::Client,
     auth: Auth,
+    /// Where credentials may go; clients' own ones too (`access.rs`).
+    realms: RealmPolicy,
     settings: ClientSettings,
     /// Every URL it requests, redirects included, must be at a public address.
     public_only: bool,
@@ -127,7 +131,8 @@ impl Upstream {
             origin: base.origin().ascii_serialization(),
             base,
             client,
-            auth: Auth::new(config.name.clone(), config.credentials, realms),
+            auth: Auth::new(config.name.clone(), config.credentials, realms.clone()),
+            realms,
             settings: settings.clone(),
             public_only: config.public_only,
             name: config.name,

@@ -12,6 +12,7 @@ use reqwest::header::{
 };
 use reqwest::{Method, Response, StatusCode, Url};
 
+use super::auth::Auth;
 use super::{Inner, UpstreamError, public_only};
 
 const MAX_REDIRECTS: usize = 5;
@@ -39,12 +40,22 @@ enum Hop {
 impl Inner {
     /// Sends `req` until it gets a 2xx, mapping every other outcome to an [`UpstreamError`].
     pub(crate) async fn execute(&self, req: &Request) -> Result<Response, UpstreamError> {
+        self.execute_as(req, &self.auth).await
+    }
+
+    /// [`Inner::execute`] with someone else's credentials (`access.rs`): `auth` answers the
+    /// challenges and caches the tokens.
+    pub(crate) async fn execute_as(
+        &self,
+        req: &Request,
+        auth: &Auth,
+    ) -> Result<Response, UpstreamError> {
         let registry = &self.name;
         let mut attempt = 0;
         let mut fresh_auth: Option<HeaderValue> = None;
         loop {
-            let auth = fresh_auth.clone().or_else(|| self.auth.cached(&req.scope));
-            let failure = match self.follow(req, auth.as_ref()).await {
+            let cached = fresh_auth.clone().or_else(|| auth.cached(&req.scope));
+            let failure = match self.follow(req, cached.as_ref()).await {
                 Err(Hop::Fatal(e)) => return Err(e),
                 Err(Hop::Retryable(detail)) => detail,
                 Ok((resp, from_registry)) => match resp.status() {
@@ -52,11 +63,11 @@ impl Inner {
                     // A 401 with a cached or no credential starts the dance; after a fresh
                     // one it is final.
                     StatusCode::UNAUTHORIZED if from_registry && fresh_auth.is_none() => {
-                        self.auth.forget(&req.scope);
+                        auth.forget(&req.scope);
                         let challenge = resp.headers().get(WWW_AUTHENTICATE);
                         let timeout = self.settings.read_timeout;
                         let header =
-                            self.auth.answer(&self.client, challenge, &req.scope, timeout).await?;
+                            auth.answer(&self.client, challenge, &req.scope, timeout).await?;
                         fresh_auth = Some(header);
                         continue;
                     }
