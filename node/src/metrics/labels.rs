@@ -72,7 +72,7 @@ impl SourceLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RegistryLabels {
     pub registry: String,
-    /// `blob`, `manifest` or `tags`.
+    /// `blob`, `manifest`, `tags` or `access` (a client's credentials, `fetch/access.rs`).
     pub kind: &'static str,
     /// `ok`, `not_found`, `denied`, `rate_limited` or `error` (unreachable, 5xx, bad answer).
     pub outcome: &'static str,
