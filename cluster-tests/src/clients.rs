@@ -1,7 +1,8 @@
-//! Real registry clients: skopeo (containers/image, as CRI-O and podman pull) and containerd
+//! Real registry clients: skopeo (containers/image, as CRI-O pulls), podman, and containerd
 //! with `ctr` and a `hosts.toml` mirror (as Kubernetes nodes pull).
 
 pub mod containerd;
+pub mod podman;
 pub mod skopeo;
 
 use std::path::Path;

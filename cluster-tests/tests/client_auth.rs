@@ -1,9 +1,10 @@
 //! Real clients logging in to a node with client authentication: skopeo with `--src-creds`
-//! (containers/image, as CRI-O and podman) and containerd's `ctr` with `--user` through a
+//! (containers/image, as CRI-O), `podman pull --creds`, and containerd's `ctr` with `--user` through a
 //! `hosts.toml` mirror, as a Kubernetes node would be set up; and tenants whose own registry
 //! credentials the node checks with the upstream (pass-through).
 
 use shoal_cluster_tests::clients::containerd::Containerd;
+use shoal_cluster_tests::clients::podman::Podman;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::shoal::{add_token, htpasswd_line};
@@ -31,8 +32,8 @@ fn auth_config(dir: &std::path::Path, alice: &Credentials) -> (String, String) {
 }
 
 #[tokio::test]
-async fn skopeo_and_containerd_log_in_to_the_node() {
-    if !require_tools(&["docker-registry", "skopeo", "containerd", "ctr"]) {
+async fn skopeo_podman_and_containerd_log_in_to_the_node() {
+    if !require_tools(&["docker-registry", "skopeo", "containerd", "ctr", "podman"]) {
         return;
     }
     let registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
@@ -80,6 +81,14 @@ async fn skopeo_and_containerd_log_in_to_the_node() {
         .await
         .expect("anonymous pull of an anonymous prefix");
     assert_eq!(copied.manifest().expect("manifest"), public_image.root.bytes);
+
+    // podman, as a developer's machine or a CRI-O node would pull: the same answers.
+    let podman = Podman::new().expect("podman");
+    refused_with(podman.pull(&source, None).await.map(drop), "unauthorized");
+    podman.pull(&source, Some(&alice)).await.expect("podman pulls with alice's credentials");
+    assert_eq!(podman.digest(&source).await.expect("inspect"), team.root.digest.to_string());
+    let other_source = format!("{}/other/app:v1", node.host());
+    refused_with(podman.pull(&other_source, Some(&alice)).await.map(drop), "denied");
 
     // containerd through a hosts.toml mirror (`?ns=docker.io`), with ci's token as password.
     let containerd = Containerd::start().await.expect("containerd");
