@@ -1,7 +1,7 @@
-//! Pushing into a node: skopeo and the distribution API (monolithic and chunked uploads, a
-//! multi-arch index) into a hosted name and under an upstream's name, pulled back through
-//! another member of the fleet with skopeo and containerd, with the upstream stopped; and the
-//! spec's rules for bad input, deletes, paging and referrers.
+//! Pushing into a node: skopeo (`copy` and `sync`) and the distribution API (monolithic and
+//! chunked uploads, a multi-arch index) into a hosted name and under an upstream's name, pulled
+//! back through another member of the fleet with skopeo and containerd, with the upstream
+//! stopped; and the spec's rules for bad input, deletes, paging and referrers.
 
 use std::time::Duration;
 
@@ -59,6 +59,12 @@ async fn pushed_images_are_pulled_through_every_member_without_the_upstream() {
     let refused = skopeo.push(&source, &dest, None, false).await;
     assert!(refused.is_err(), "an anonymous push is refused");
     skopeo.push(&source, &dest, Some(&alice), false).await.expect("skopeo push");
+    // skopeo sync mirrors every tag of a repository in one command (a second tag first).
+    let team_v2 = image::push_image(&registry.client(), "team/app", "v2", &ImageSpec::oci(504))
+        .await
+        .expect("seed upstream");
+    let repo = format!("{}/team/app", registry.host());
+    skopeo.sync(&repo, &format!("{}/local/synced", a.host()), &alice).await.expect("skopeo sync");
 
     // The harness's client pushes a chunked image and a multi-arch index, under the upstream's
     // name (seeding it) and the hosted one.
@@ -82,6 +88,14 @@ async fn pushed_images_are_pulled_through_every_member_without_the_upstream() {
         .await
         .expect("pull the skopeo push through b");
     assert_eq!(copied.verified_blobs().expect("blobs"), team.blob_digests());
+    for (tag, pushed) in [("v1", &team), ("v2", &team_v2)] {
+        let synced = format!("{}/local/synced/app:{tag}", b.host());
+        let copied = skopeo
+            .copy(&synced, &out.path().join(format!("synced-{tag}")), &as_alice)
+            .await
+            .expect("pull a synced tag through b");
+        assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
+    }
     let all = CopyOptions { all: true, ..as_alice.clone() };
     let copied = skopeo
         .copy(&format!("{}/local/multi:v1", b.host()), &out.path().join("multi"), &all)

@@ -129,6 +129,30 @@ impl Skopeo {
         command.env("HOME", self.dir.path());
         run("skopeo", &mut command).await.map(drop)
     }
+
+    /// `skopeo sync --src docker --dest docker SOURCE_REPO DEST_PREFIX` over plain HTTP: every
+    /// tag of `source_repo` (`HOST/REPO`), every platform, pushed to
+    /// `DEST_PREFIX/<last component of REPO>:<tag>`, as a site is mirrored in one command.
+    pub async fn sync(
+        &self,
+        source_repo: &str,
+        dest_prefix: &str,
+        dest_credentials: &Credentials,
+    ) -> Result<()> {
+        let mut command = tokio::process::Command::new("skopeo");
+        command
+            .arg("--policy")
+            .arg(self.dir.path().join("policy.json"))
+            .args(["sync", "--src", "docker", "--dest", "docker", "--all"])
+            .args(["--src-tls-verify=false", "--dest-tls-verify=false", "--retry-times=0"])
+            .arg("--src-no-creds")
+            .arg("--dest-creds")
+            .arg(dest_credentials.colon_pair())
+            .arg(source_repo)
+            .arg(dest_prefix)
+            .env("HOME", self.dir.path());
+        run("skopeo sync", &mut command).await.map(drop)
+    }
 }
 
 /// An image that skopeo wrote with the `dir:` transport.
