@@ -1,20 +1,23 @@
 //! The air-gapped site: `shoal export` on a connected node writes an OCI archive (which skopeo
-//! reads), `shoal import` loads it into a fleet whose upstream is never reachable, every image
-//! (a multi-arch index among them) is pulled through every member; a second import uploads
-//! nothing; an offline import seeds a node's data directory before it starts; a damaged
-//! archive is refused naming the corrupt blob.
+//! reads), `shoal import` loads it into a fleet of three whose upstream is never reachable,
+//! every image (a multi-arch index among them) is pulled through every member, and still
+//! through the other two once the importing node is killed, which holds its pins again when it
+//! restarts; a second import uploads nothing; an offline import seeds a node's data directory
+//! before it starts; a damaged archive is refused naming the corrupt blob.
 
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 
 use shoal_cluster_tests::clients::containerd::Containerd;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
-use shoal_cluster_tests::fleet::start_fleet;
+use shoal_cluster_tests::fleet::{blob_file, logs, start_fleet, wait_for_peers};
 use shoal_cluster_tests::image::{self, ImageSpec};
-use shoal_cluster_tests::shoal::shoal_binary;
+use shoal_cluster_tests::shoal::{shoal_binary, shoal_command};
 use shoal_cluster_tests::{
     Registry, RegistryOptions, ShoalNode, ShoalOptions, free_port, require_tools,
 };
+use shoal_protocol::Digest;
 
 /// Anyone may pull and push: a lab site.
 fn lab_config(dir: &Path) -> String {
@@ -86,10 +89,22 @@ async fn an_exported_archive_seeds_a_site_without_upstream() {
     // The air-gapped site: its docker.io is an address where nothing listens.
     let nowhere = format!("http://127.0.0.1:{}", free_port().expect("port"));
     let options = ShoalOptions::docker_io(nowhere).arg("--config").arg(lab_config(dir.path()));
-    let site = start_fleet(2, options).await.expect("site fleet");
+    let options = options.arg("--placement-interval").arg("1s");
+    let mut site = start_fleet(3, options).await.expect("site fleet");
+    wait_for_peers(&site, 2).await.expect("the site's members meet");
     let out = shoal(&["import", &archive_arg, "--node", &site[0].url()]).await;
     let said = ok(&out, "shoal import");
     assert!(said.contains("imported 2 images"), "{said}");
+    // Imported means pinned: every manifest and blob lands on two members (the default
+    // replicas), whichever node the archive went through.
+    let mut wanted: Vec<Digest> =
+        app.manifests().chain(multi.manifests()).map(|m| m.digest).collect();
+    wanted.extend(app.blob_digests().into_iter().chain(multi.blob_digests()));
+    let placed = eventually(Duration::from_secs(60), || {
+        wanted.iter().all(|d| site.iter().filter(|n| blob_file(n, d).exists()).count() >= 2)
+    })
+    .await;
+    assert!(placed, "not every digest is on two members{}", logs(&named(&site)));
 
     // Every image through every member: skopeo (all platforms of the index) and containerd.
     let containerd = Containerd::start().await.expect("containerd");
@@ -108,6 +123,31 @@ async fn an_exported_archive_seeds_a_site_without_upstream() {
     }
     for blob in app.blobs() {
         assert!(containerd.has_blob(&blob.digest).expect("content"), "{}", blob.digest);
+    }
+
+    // The importing node dies: every image is still pulled through both other members.
+    site[0].stop();
+    for (i, node) in site.iter().enumerate().skip(1) {
+        let dest = dir.path().join(format!("after-kill-{i}"));
+        let all = CopyOptions { all: true, ..CopyOptions::default() };
+        let copied = skopeo
+            .copy(&format!("{}/team/multi:v2", node.host()), &dest, &all)
+            .await
+            .unwrap_or_else(|e| panic!("the index through member {i}: {e}{}", logs(&named(&site))));
+        assert_eq!(copied.verified_blobs().expect("blobs"), multi.blob_digests());
+        let fresh = Containerd::start().await.expect("containerd");
+        let hosts = dir.path().join(format!("hosts-after-{i}"));
+        Containerd::write_hosts_toml(&hosts, "docker.io", &node.url()).expect("hosts.toml");
+        fresh.fetch("docker.io/library/app:v1", &hosts, false).await.expect("ctr pull");
+        for blob in app.blobs() {
+            assert!(fresh.has_blob(&blob.digest).expect("content"), "{}", blob.digest);
+        }
+    }
+    // Restarted, it holds its pins again: both images are listed as pinned through it.
+    site[0].restart().await.expect("restart the importing node");
+    let pins = shoal_command(&["pins", "--json", "--node", &site[0].url()]).expect("shoal pins");
+    for name in ["docker.io/library/app", "docker.io/team/multi"] {
+        assert!(pins.contains(name), "{name} is not pinned after the restart: {pins}");
     }
 
     // Importing again uploads nothing: an interrupted import resumes where it stopped.
@@ -160,6 +200,23 @@ async fn an_exported_archive_seeds_a_site_without_upstream() {
     assert!(!out.status.success(), "a damaged archive is refused");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&layer.digest.to_string()) && stderr.contains("corrupt"), "{stderr}");
+}
+
+/// The members, named for their logs.
+fn named(site: &[ShoalNode]) -> Vec<(&'static str, &ShoalNode)> {
+    ["a", "b", "c"].into_iter().zip(site.iter()).collect()
+}
+
+/// Waits until `check` holds, up to `timeout`.
+async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    check()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
