@@ -85,6 +85,8 @@ pub struct LifecycleRuleEntry {
     pub prefix: String,
     pub expire_unused: Option<HumanDuration>,
     pub max_size: Option<ByteSize>,
+    /// `"25%"`: of `--max-size`, else of the data directory's file system.
+    pub max_share: Option<String>,
 }
 
 /// `[auth]`: who the node's clients are and what they may pull.

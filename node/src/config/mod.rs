@@ -174,9 +174,14 @@ pub enum ConfigError {
     Replicas(u32),
     #[error(
         "[[lifecycle.rule]] prefix {0:?}: give a registry/repository prefix such as \
-         docker.io/library, or \"*\", with expire_unused or max_size"
+         docker.io/library, or \"*\", with expire_unused, max_size or max_share"
     )]
     BadLifecycleRule(String),
+    #[error(
+        "[[lifecycle.rule]] for {prefix:?}: max_share = {given:?} is not a share; write a \
+         percentage from \"0.01%\" to \"100%\""
+    )]
+    BadShare { prefix: String, given: String },
     #[error("[warm] images: {0}")]
     BadWarmImage(String),
     #[error("[warm] platform {0:?} is not os/arch[/variant], e.g. linux/amd64")]
@@ -553,17 +558,41 @@ fn resolve_lifecycle(entry: Option<file::LifecycleEntry>) -> Result<LifecycleCon
                     !part.is_empty()
                         && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
                 }));
-        if !well_formed || (rule.expire_unused.is_none() && rule.max_size.is_none()) {
+        let nothing =
+            rule.expire_unused.is_none() && rule.max_size.is_none() && rule.max_share.is_none();
+        if !well_formed || nothing {
             return Err(ConfigError::BadLifecycleRule(rule.prefix));
         }
+        let max_share = match &rule.max_share {
+            None => None,
+            Some(text) => Some(parse_share(text).ok_or_else(|| ConfigError::BadShare {
+                prefix: rule.prefix.clone(),
+                given: text.clone(),
+            })?),
+        };
         rules.push(crate::store::LifecycleRule {
             prefix,
             expire_unused: rule.expire_unused.map(|d| d.0),
             max_size: rule.max_size.map(|s| s.0),
+            max_share,
         });
     }
     let interval = entry.interval.map_or(DEFAULT_LIFECYCLE_INTERVAL, |d| d.0);
     Ok(LifecycleConfig { interval: interval.max(Duration::from_secs(1)), rules })
+}
+
+/// `"25%"` or `"12.5%"` as hundredths of a percent (2500, 1250), from more than 0 to 100 %.
+fn parse_share(text: &str) -> Option<u32> {
+    let number = text.trim().strip_suffix('%')?.trim();
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (!fraction.is_empty() && (!digits(fraction) || fraction.len() > 2)) {
+        return None;
+    }
+    let whole: u32 = whole.parse().ok().filter(|w| *w <= 100)?;
+    let hundredths: u32 = format!("{fraction:0<2}").parse().ok()?;
+    let share = whole * 100 + hundredths;
+    (1..=10_000).contains(&share).then_some(share)
 }
 
 fn resolve_warm(
@@ -597,6 +626,16 @@ fn resolve_warm(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_are_percentages_in_hundredths() {
+        for (text, want) in [("25%", 2500), ("12.5%", 1250), ("0.01%", 1), ("100%", 10_000)] {
+            assert_eq!(parse_share(text), Some(want), "{text}");
+        }
+        for bad in ["0%", "101%", "25", "-5%", "1.234%", "%", "a%", "25 %x", "100.01%", ".5%"] {
+            assert_eq!(parse_share(bad), None, "{bad}");
+        }
+    }
     use crate::auth::Action;
     use std::path::Path;
 

@@ -1,5 +1,5 @@
 //! The store's numbers, read at each scrape rather than kept twice: what it holds, its cap,
-//! and how many blobs it has evicted.
+//! how many blobs it has evicted, and how many of them lifecycle rules removed, and why.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -34,6 +34,18 @@ impl Collector for StoreCollector {
             None,
             evictions.metric_type(),
         )?)?;
+        let mut removals = encoder.encode_descriptor(
+            "shoal_lifecycle_removals",
+            "Blobs lifecycle rules removed, by reason (expired: unread too long; over_cap: the \
+             prefix held more than its size or share)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (reason, count) in
+            [("expired", stats.lifecycle_expired), ("over_cap", stats.lifecycle_over_cap)]
+        {
+            ConstCounter::new(count).encode(removals.encode_family(&[("reason", reason)])?)?;
+        }
         Ok(())
     }
 }

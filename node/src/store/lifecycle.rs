@@ -1,6 +1,8 @@
 //! Lifecycle rules, like a registry's lifecycle policies: per registry/repository prefix, expire
-//! blobs unused for a given time and cap the bytes the prefix may hold. Pinned blobs and blobs
-//! being read or written are never taken; every removal is logged with the rule that made it.
+//! blobs unused for a given time and cap what the prefix may hold, in bytes or as a share of the
+//! store (of `--max-size`, else of the file system). Pinned blobs and blobs being read or
+//! written are never taken; every removal is logged with the rule that made it, and counted by
+//! reason.
 //!
 //! A blob belongs to the most specific rule that matches any name it was seen under (`*`
 //! matches every name, and blobs seen under none). The size cap counts pinned blobs too (they
@@ -27,6 +29,23 @@ pub struct LifecycleRule {
     pub expire_unused: Option<Duration>,
     /// The prefix's blobs may total at most this many bytes.
     pub max_size: Option<u64>,
+    /// ... and at most this share of the store, in hundredths of a percent (2500: 25 %).
+    pub max_share: Option<u32>,
+}
+
+/// What `max_share` is a share of: the store's cap, else its file system's size.
+fn capacity(store: &Store) -> Result<u64, StoreError> {
+    match store.max_size() {
+        Some(max) => Ok(max),
+        None => Ok(super::space::disk(&store.inner.paths.root)?.total),
+    }
+}
+
+/// Why a rule removed a blob, for the per-reason counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalReason {
+    Expired,
+    OverCap,
 }
 
 impl LifecycleRule {
@@ -46,6 +65,7 @@ pub struct Removal {
     pub digest: Digest,
     pub size: u64,
     pub reason: String,
+    pub kind: RemovalReason,
 }
 
 impl Store {
@@ -92,7 +112,9 @@ impl Store {
             best.map(|(_, i)| i)
         };
         let now = to_millis(SystemTime::now());
-        let mut chosen: HashMap<Digest, (Entry, String)> = HashMap::new();
+        let capacity =
+            if rules.iter().any(|r| r.max_share.is_some()) { capacity(self)? } else { 0 };
+        let mut chosen: HashMap<Digest, (Entry, String, RemovalReason)> = HashMap::new();
         let mut held: Vec<u64> = vec![0; rules.len()];
         let mut members: Vec<Vec<(Digest, Entry)>> = vec![Vec::new(); rules.len()];
         for ((digest, entry, removable), names) in entries.iter().zip(&names) {
@@ -107,7 +129,7 @@ impl Store {
                     humantime(expire),
                     rule.prefix
                 );
-                chosen.insert(*digest, (*entry, reason));
+                chosen.insert(*digest, (*entry, reason, RemovalReason::Expired));
                 continue;
             }
             held[i] += entry.size;
@@ -116,16 +138,23 @@ impl Store {
             }
         }
         for (i, rule) in rules.iter().enumerate() {
-            let Some(max) = rule.max_size else { continue };
+            let share = rule.max_share.map(|bp| {
+                let max = (u128::from(capacity) * u128::from(bp) / 10_000) as u64;
+                (max, format!("{}.{:02}% of the store, {}", bp / 100, bp % 100, human_size(max)))
+            });
+            let size = rule.max_size.map(|max| (max, human_size(max)));
+            let Some((max, said)) = [size, share].into_iter().flatten().min_by_key(|(m, _)| *m)
+            else {
+                continue;
+            };
             // Oldest first: `entries` was sorted by last access.
             for (digest, entry) in &members[i] {
                 if held[i] <= max {
                     break;
                 }
                 held[i] -= entry.size;
-                let reason =
-                    format!("{} holds more than {} (lifecycle rule)", rule.prefix, human_size(max));
-                chosen.insert(*digest, (*entry, reason));
+                let reason = format!("{} holds more than {said} (lifecycle rule)", rule.prefix);
+                chosen.insert(*digest, (*entry, reason, RemovalReason::OverCap));
             }
         }
         if chosen.is_empty() {
@@ -136,8 +165,8 @@ impl Store {
             // Read or pinned since the snapshot: kept.
             let victims: Vec<(Digest, Entry)> = chosen
                 .iter()
-                .filter(|(d, (e, _))| state.get(d) == Some(*e) && state.removable(d))
-                .map(|(d, (e, _))| (*d, *e))
+                .filter(|(d, (e, _, _))| state.get(d) == Some(*e) && state.removable(d))
+                .map(|(d, (e, _, _))| (*d, *e))
                 .collect();
             let moved = move_out(&self.inner, &mut state, victims);
             self.inner.evictions.fetch_add(moved.len() as u64, Ordering::Relaxed);
@@ -147,9 +176,14 @@ impl Store {
         Ok(removed
             .into_iter()
             .filter_map(|digest| {
-                let (entry, reason) = chosen.remove(&digest)?;
+                let (entry, reason, kind) = chosen.remove(&digest)?;
                 info!(%digest, size = entry.size, %reason, "lifecycle rule removed a blob");
-                Some(Removal { digest, size: entry.size, reason })
+                let counter = match kind {
+                    RemovalReason::Expired => &self.inner.lifecycle_expired,
+                    RemovalReason::OverCap => &self.inner.lifecycle_over_cap,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Some(Removal { digest, size: entry.size, reason, kind })
             })
             .collect())
     }
@@ -175,6 +209,7 @@ mod tests {
             prefix: prefix.into(),
             expire_unused: expire.map(Duration::from_millis),
             max_size: max,
+            max_share: None,
         }
     }
 
@@ -232,5 +267,36 @@ mod tests {
         for d in [&old, &a, &b] {
             assert!(!store.contains(d), "{d} must go");
         }
+    }
+
+    #[tokio::test]
+    async fn a_share_of_the_store_caps_a_prefix_and_removals_are_counted_by_reason() {
+        // A 1,000-byte store: 25 % is 250 bytes.
+        let (_dir, store) = fresh(Some(1000));
+        let blobs = [
+            put(&store, &content(11, 100)).await,
+            put(&store, &content(12, 100)).await,
+            put(&store, &content(13, 100)).await,
+            put(&store, &content(14, 100)).await,
+        ];
+        for d in &blobs {
+            seen(&store, d, "ghcr.io/team/app").await;
+        }
+        let share = LifecycleRule { max_share: Some(2500), ..rule("ghcr.io/team", None, None) };
+        let removed = store.apply_lifecycle(vec![share]).await.unwrap();
+        // 400 bytes held, 250 allowed: the two least recently used go.
+        let gone: Vec<Digest> = removed.iter().map(|r| r.digest).collect();
+        assert_eq!(gone.len(), 2, "{removed:?}");
+        assert!(gone.contains(&blobs[0]) && gone.contains(&blobs[1]), "{removed:?}");
+        assert!(removed.iter().all(|r| r.kind == RemovalReason::OverCap));
+        assert!(removed[0].reason.contains("25.00% of the store"), "{}", removed[0].reason);
+        let stats = store.stats();
+        assert_eq!((stats.lifecycle_over_cap, stats.lifecycle_expired), (2, 0));
+
+        // A byte cap below the share wins.
+        let both = LifecycleRule { max_share: Some(2500), ..rule("ghcr.io/team", None, Some(100)) };
+        let removed = store.apply_lifecycle(vec![both]).await.unwrap();
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        assert_eq!(store.stats().lifecycle_over_cap, 3);
     }
 }

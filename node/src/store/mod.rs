@@ -78,8 +78,11 @@ pub struct StoreStats {
     pub bytes: u64,
     pub blobs: u64,
     pub max_size: Option<u64>,
-    /// Blobs evicted since the node started.
+    /// Blobs evicted since the node started (lifecycle removals included).
     pub evictions: u64,
+    /// Blobs lifecycle rules removed since the node started, unread too long or over a cap.
+    pub lifecycle_expired: u64,
+    pub lifecycle_over_cap: u64,
 }
 
 /// What the store knows about a committed blob.
@@ -104,6 +107,9 @@ pub(crate) struct Inner {
     temp_seq: AtomicU64,
     /// Blobs evicted since the node started, for the metrics.
     evictions: AtomicU64,
+    /// Of them, removed by lifecycle rules, by reason.
+    lifecycle_expired: AtomicU64,
+    lifecycle_over_cap: AtomicU64,
     /// Digests that left the store (evicted or quarantined), for whoever announced them.
     removals: tokio::sync::broadcast::Sender<Digest>,
 }
@@ -182,6 +188,8 @@ impl Store {
             state: Mutex::new(state),
             temp_seq: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            lifecycle_expired: AtomicU64::new(0),
+            lifecycle_over_cap: AtomicU64::new(0),
             removals: tokio::sync::broadcast::channel(REMOVALS_QUEUE).0,
         });
         evict::evict_blocking(&inner)?;
@@ -229,6 +237,14 @@ impl Store {
             blobs: state.len() as u64,
             max_size: self.inner.max_size,
             evictions: self.inner.evictions.load(std::sync::atomic::Ordering::Relaxed),
+            lifecycle_expired: self
+                .inner
+                .lifecycle_expired
+                .load(std::sync::atomic::Ordering::Relaxed),
+            lifecycle_over_cap: self
+                .inner
+                .lifecycle_over_cap
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

@@ -32,6 +32,8 @@ pub(crate) const INDEX_HEADROOM: u64 = 1 << 20;
 pub(crate) struct Disk {
     /// Bytes an unprivileged writer may still use.
     pub free: u64,
+    /// The file system's size.
+    pub total: u64,
     pub read_only: bool,
 }
 
@@ -41,6 +43,7 @@ pub(crate) fn disk(path: &Path) -> Result<Disk, StoreError> {
         .map_err(|e| StoreError::io("measure free space", path, e.into()))?;
     Ok(Disk {
         free: stats.f_bavail.saturating_mul(stats.f_frsize),
+        total: stats.f_blocks.saturating_mul(stats.f_frsize),
         read_only: stats.f_flag.contains(StatVfsMountFlags::RDONLY),
     })
 }
