@@ -3,8 +3,7 @@
 //! requests signed with the cluster key, each signature once; `/metrics` counts where bytes
 //! came from.
 
-mod api_support;
-mod support;
+use crate::{api_support, support};
 
 use api_support::{TestKey, assert_oci_error, pattern, read_body, setup, setup_with};
 use reqwest::{Method, StatusCode};

@@ -165,11 +165,6 @@ impl FakeUpstreamBuilder {
         self
     }
 
-    pub fn fault(mut self, path: &str, fault: Fault) -> Self {
-        self.state.faults.insert(path.to_owned(), fault);
-        self
-    }
-
     fn token_service(&mut self) -> &mut token::TokenService {
         if !matches!(self.state.auth, AuthMode::Token(_)) {
             self.state.auth = AuthMode::Token(token::TokenService::default());
@@ -212,10 +207,6 @@ impl FakeUpstream {
     /// `http://127.0.0.1:<port>`, to configure as the upstream's URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// Stores a manifest under its digest and, if given, a tag; returns the digest.

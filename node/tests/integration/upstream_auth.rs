@@ -2,7 +2,7 @@
 //! token dance, token caching, basic auth, refresh tokens, and blob storage that must never see
 //! the registry's `Authorization`.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

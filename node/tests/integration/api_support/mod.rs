@@ -1,8 +1,5 @@
 //! Starts a real node in-process for the API tests: `server::run` on `127.0.0.1:0` with its
 //! data in a temp dir, `docker.io` pointed at a fake upstream, and a client to talk to it.
-//!
-//! Each test binary uses a different part of this module, so unused items are expected.
-#![allow(dead_code)]
 
 pub mod tmpfs;
 
@@ -355,15 +352,10 @@ pub async fn read_body(resp: Response) -> (Vec<u8>, Option<reqwest::Error>) {
 #[derive(Debug)]
 pub struct RawResponse {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
     /// `errors[0].code` of the OCI error body.
     pub fn oci_code(&self) -> String {
         let text = String::from_utf8_lossy(&self.body);
@@ -406,7 +398,7 @@ pub async fn raw_request_with(node: &Node, method: &str, path: &str, headers: &s
     if chunked {
         body = dechunk(&body);
     }
-    RawResponse { status, headers, body }
+    RawResponse { status, body }
 }
 
 pub async fn raw_get(node: &Node, path: &str) -> RawResponse {

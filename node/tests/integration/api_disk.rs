@@ -3,8 +3,7 @@
 //! blobs that cannot fit, refused before the response starts instead of answered `200` and cut
 //! off, with nothing else evicted for them.
 
-mod api_support;
-mod support;
+use crate::api_support;
 
 use api_support::tmpfs::Tmpfs;
 use api_support::{HEALTH_REPO, Node, NodeOptions, fake_with_health, pattern, read_body, setup};

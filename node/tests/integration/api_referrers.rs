@@ -3,8 +3,7 @@
 //! what was pushed, asked once per TTL, served stale while the upstream fails, and refused
 //! clearly when the answer is not an index or is larger than a manifest may be.
 
-mod api_support;
-mod support;
+use crate::{api_support, support};
 
 use std::time::Duration;
 

@@ -3,8 +3,7 @@
 //! that refuses the node, a failing store. Each asserts the status and the OCI error code,
 //! then that the node still serves a good pull.
 
-mod api_support;
-mod support;
+use crate::{api_support, support};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -3,8 +3,7 @@
 //! and connections past the cap wait for a free slot instead of taking the node's last file
 //! descriptors.
 
-mod api_support;
-mod support;
+use crate::api_support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

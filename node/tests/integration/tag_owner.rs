@@ -5,7 +5,7 @@
 //! An answer that agrees with this node's record, or one for a tag it has never seen, costs no
 //! upstream request; one that moves the tag is checked with one `HEAD`, and the upstream wins.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! upstream (206, `Content-Range`, the right bytes), suffix ranges, and everything the node
 //! refuses with 416: unsatisfiable starts, several ranges, garbage, two `Range` headers.
 
-mod api_support;
-mod support;
+use crate::{api_support, support};
 
 use api_support::{HEALTH_REPO, Node, assert_oci_error, pattern, setup};
 use reqwest::StatusCode;

@@ -6,8 +6,7 @@
 //! The fleet is a fixed list of providers (the `Fleet` seam), the first a TCP listener that
 //! never writes, the second a real node serving its data plane; the fetcher is the real one.
 
-mod api_support;
-mod support;
+use crate::{api_support, support};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,8 +1,7 @@
 //! `--max-size`: the store stays under its cap by evicting the least recently used blobs, and an
 //! evicted blob is simply fetched again.
 
-mod api_support;
-mod support;
+use crate::{api_support, support};
 
 use api_support::{Node, NodeOptions, fake_with_health, pattern, read_body};
 use support::fake_upstream::FakeUpstream;

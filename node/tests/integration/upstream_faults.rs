@@ -1,7 +1,7 @@
 //! The upstream client against a misbehaving registry: retries, 429, timeouts, truncated and
 //! stalled bodies, wrong bytes, HTML, oversized manifests, an unreachable host.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

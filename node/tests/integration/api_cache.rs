@@ -3,8 +3,7 @@
 //! node has seen when the upstream is down), tag revalidation once per TTL, and what the node
 //! reports about it all on `/_shoal/status` and `/metrics`.
 
-mod api_support;
-mod support;
+use crate::{api_support, support};
 
 use std::time::Duration;
 

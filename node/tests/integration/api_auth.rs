@@ -1,8 +1,7 @@
 //! Client authentication on a real node: the login challenge, passwords and tokens, rules by
 //! prefix, and a private blob that must not leak through another repository's name.
 
-mod api_support;
-mod support;
+use crate::{api_support, support};
 
 use api_support::{Node, NodeOptions};
 use reqwest::{RequestBuilder, StatusCode};

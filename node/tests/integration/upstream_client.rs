@@ -1,6 +1,6 @@
 //! The upstream client against a well-behaved fake registry: manifests, blobs, ranges, tags.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

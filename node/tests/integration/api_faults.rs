@@ -2,8 +2,7 @@
 //! stalled bodies, hangs, HTML, 429s, oversized manifests. In every case the client sees a
 //! failure (never a wrong blob), nothing is kept, and the node goes on serving.
 
-mod api_support;
-mod support;
+use crate::{api_support, support};
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,3 @@
+//! Shared helpers for the node's integration tests.
+
+pub mod fake_upstream;
