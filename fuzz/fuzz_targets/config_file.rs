@@ -10,7 +10,7 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use shoal::auth::{Htpasswd, Tokens, token_file_line};
 use shoal::config::{Config, FileConfig, Overrides};
-use shoal::fetch::is_registry_host;
+use shoal_protocol::is_registry_host;
 use shoal_protocol::peer::MAX_REPLICAS;
 
 fuzz_target!(|data: &[u8]| {

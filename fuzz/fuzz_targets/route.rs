@@ -10,10 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use libfuzzer_sys::fuzz_target;
-use shoal::fetch::{Target, is_registry_host};
+use shoal::fetch::Target;
 use shoal::registry::{Endpoint, Routing};
 use shoal_protocol::peer::{MAX_REPLICAS, check_platform};
-use shoal_protocol::{Digest, Reference, RepositoryName, Tag};
+use shoal_protocol::{Digest, Reference, RepositoryName, Tag, is_registry_host};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(line) = std::str::from_utf8(data) else { return };

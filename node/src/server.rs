@@ -12,10 +12,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ClientAuth;
-use crate::config::{Config, FleetConfig};
+use crate::config::{Config, FleetConfig, UpstreamFallback};
 use crate::fetch::{
     BlobSource, BufferBudget, Fetcher, Fleet, PassThrough, PeerClient, PeerTimeouts, Sources,
-    Swarm, UpstreamFallback, UpstreamSource, Upstreams,
+    Swarm, UpstreamSource, Upstreams,
 };
 use crate::fleet::{FetcherService, P2pFleet};
 use crate::http_server;

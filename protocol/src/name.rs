@@ -1,4 +1,5 @@
-//! Repository names as the OCI distribution spec defines them.
+//! Repository names as the OCI distribution spec defines them, and the registry host names
+//! that go before them.
 //!
 //! A name is one or more `/`-separated path components, each lowercase alphanumerics joined by
 //! single separators (`.`, `_`, `__`, or a run of `-`). The grammar rules out `..`, empty
@@ -102,9 +103,41 @@ impl fmt::Debug for RepositoryName {
     }
 }
 
+/// A DNS name or `host:port` as a registry name may be: the syntax check that keeps
+/// a node that may fetch from any registry from building URLs out of arbitrary request text.
+pub fn is_registry_host(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (s, None),
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
+    let labels_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    port_ok && labels_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_hosts() {
+        for ok in ["docker.io", "localhost:5000", "my-registry.example.com", "10.0.0.1:443"] {
+            assert!(is_registry_host(ok), "{ok}");
+        }
+        for bad in
+            ["", "a..b", "-a.com", "a.com:", "a.com:99999", "A.com", "a/b", "a.com:5000:1", "a@b"]
+        {
+            assert!(!is_registry_host(bad), "{bad}");
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use crate::fetch::is_registry_host;
+use shoal_protocol::is_registry_host;
 
 /// What a client asks to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -15,7 +15,6 @@ pub use auth::{AuthConfig, AuthConfigError};
 pub use file::{AuthEntry, FileConfig, MetricsEntry, RuleEntry, ServerEntry, UpstreamEntry};
 pub use units::{ByteSize, HumanDuration, UnitError};
 
-use crate::fetch::UpstreamFallback;
 use crate::http_server::ServerSettings;
 use crate::metrics::MetricsConfig;
 use crate::p2p::{Multiaddr, P2pConfig};
@@ -132,6 +131,14 @@ pub struct FleetConfig {
     pub replicas: u32,
     /// How often the images this node keeps are checked on the members they are placed on.
     pub placement_interval: Duration,
+}
+
+/// Whether a node that is not a digest's owner may fetch it upstream when the owner fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamFallback {
+    #[default]
+    Always,
+    Never,
 }
 
 /// Which upstream a request's repository name belongs to.
@@ -465,7 +472,7 @@ impl Config {
         }
         let mut hosted = BTreeSet::new();
         for name in overrides.hosted.iter().chain(file.hosted.iter()) {
-            if !crate::fetch::is_registry_host(name)
+            if !shoal_protocol::is_registry_host(name)
                 || upstreams.contains_key(name)
                 || file.aliases.contains_key(name)
             {

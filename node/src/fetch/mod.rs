@@ -42,11 +42,11 @@ pub use peers::{PeerClient, PeerTimeouts, peer_blob_path};
 pub use range::RangeSpec;
 pub(crate) use referrers::parse_index as parse_referrers_index;
 pub use served::{Origin, Served};
-pub use source::{BlobSource, SourceStream, UpstreamFallback, UpstreamSource};
+pub use source::{BlobSource, SourceStream, UpstreamSource};
 pub use swarm::Swarm;
 pub use swarm::sim as swarm_sim;
 pub use tags::TagList;
-pub use upstreams::{Upstreams, is_registry_host};
+pub use upstreams::Upstreams;
 
 use inflight::{InFlightBlobs, Joined};
 use keyed_lock::KeyedLock;

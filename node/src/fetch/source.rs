@@ -13,6 +13,7 @@ use shoal_protocol::Digest;
 
 use super::fleet::{Fleet, Owner};
 use super::{FetchError, Target, Upstreams};
+use crate::config::UpstreamFallback;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamError;
 
@@ -42,14 +43,6 @@ pub trait BlobSource: Send + Sync + 'static {
 
     /// The download of `digest` ended, one way or the other.
     fn finished(&self, _digest: &Digest) {}
-}
-
-/// Whether a node that is not a digest's owner may fetch it upstream when the owner fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UpstreamFallback {
-    #[default]
-    Always,
-    Never,
 }
 
 /// The upstream registry that the request's name maps to.

@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, UpstreamError};
 
 use super::FetchError;
+use shoal_protocol::is_registry_host;
 
 /// Registries reached through `allow_any_upstream` whose clients (connection pools, cached
 /// tokens) are kept at once.
@@ -108,41 +109,9 @@ impl Upstreams {
     }
 }
 
-/// A DNS name or `host:port` as a registry name may be: the syntax check that keeps
-/// `allow_any_upstream` from building URLs out of arbitrary request text.
-pub fn is_registry_host(s: &str) -> bool {
-    let (host, port) = match s.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (s, None),
-    };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
-    let labels_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        });
-    port_ok && labels_ok
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn registry_hosts() {
-        for ok in ["docker.io", "localhost:5000", "my-registry.example.com", "10.0.0.1:443"] {
-            assert!(is_registry_host(ok), "{ok}");
-        }
-        for bad in
-            ["", "a..b", "-a.com", "a.com:", "a.com:99999", "A.com", "a/b", "a.com:5000:1", "a@b"]
-        {
-            assert!(!is_registry_host(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn registries_reached_by_name_are_remembered_up_to_a_bound() {

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use shoal_protocol::{Digest, Reference, RepositoryName};
 
 use super::error::ApiError;
-use crate::fetch::{Target, is_registry_host};
+use shoal_protocol::is_registry_host;
+
+use crate::fetch::Target;
 
 /// Names Docker clients use for Docker Hub besides `docker.io`.
 const DOCKER_HUB_SPELLINGS: &[&str] =

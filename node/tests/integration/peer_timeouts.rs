@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use shoal::config::{Config, DEFAULT_PEER_HEADER_TIMEOUT, FileConfig, Overrides};
+use shoal::config::{Config, DEFAULT_PEER_HEADER_TIMEOUT, FileConfig, Overrides, UpstreamFallback};
 use shoal::fetch::{
     BlobSource, Fetcher, Fleet, FleetError, ManifestData, Owner, PeerClient, PeerRef, PeerTimeouts,
-    Sources, Swarm, Target, UpstreamFallback, UpstreamSource, Upstreams,
+    Sources, Swarm, Target, UpstreamSource, Upstreams,
 };
 use shoal::metrics::Metrics;
 use shoal::store::{Store, StoreConfig};

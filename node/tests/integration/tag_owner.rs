@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use shoal::config::{Config, FileConfig, Overrides};
+use shoal::config::{Config, FileConfig, Overrides, UpstreamFallback};
 use shoal::fetch::{
     BlobSource, FetchError, Fetcher, Fleet, FleetError, ManifestData, Owner, PeerRef, Sources,
-    Target, UpstreamFallback, UpstreamSource, Upstreams,
+    Target, UpstreamSource, Upstreams,
 };
 use shoal::metrics::Metrics;
 use shoal::store::{Store, StoreConfig};
