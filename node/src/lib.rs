@@ -7,20 +7,22 @@
 //! pushes, deletes, referrers); `placement` keeps pinned images on their members (pins,
 //! releases, warm-ups); `archive` moves images in and out as OCI layout archives. `auth` says
 //! who a client is and what it may pull or push.
-//! `http_server` accepts connections and bounds what each may hold; `p2p` is the control plane
-//! and `peer_auth` signs and checks the data plane's peer requests; `metrics` and `status` are
-//! what an operator reads, and `pull_feed` hands each finished pull to a program that runs
-//! nodes in-process; `server` wires them all; `config` and `cli` feed it. `demo` runs a small
-//! fleet of such nodes on one machine and shows where each pull came from.
+//! `http_server` accepts connections and bounds what each may hold; `p2p` is the control plane,
+//! `bridge` joins it to the miss path both ways, and `peer_auth` signs and checks the data
+//! plane's peer requests; `metrics` and `status` are what an operator reads, and `pull_feed`
+//! hands each finished pull to a program that runs nodes in-process; `server` wires them all;
+//! `config` and `cli` feed it. `demo` runs a small fleet of such nodes on one machine and shows
+//! where each pull came from; `tls` serves HTTPS and trusts private CAs; `client_config` writes
+//! the runtimes' mirror files; `fuzzing` opens the parsers to the fuzz targets.
 
 pub mod archive;
 pub mod auth;
+pub mod bridge;
 pub mod cli;
 pub mod client_config;
 pub mod config;
 pub mod demo;
 pub mod fetch;
-pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http_server;

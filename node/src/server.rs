@@ -12,12 +12,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ClientAuth;
+use crate::bridge::{FetcherService, P2pFleet};
 use crate::config::{Config, FleetConfig, UpstreamFallback};
 use crate::fetch::{
     BlobSource, BufferBudget, Fetcher, Fleet, PassThrough, PeerClient, PeerTimeouts, Sources,
     Swarm, UpstreamSource, Upstreams,
 };
-use crate::fleet::{FetcherService, P2pFleet};
 use crate::http_server;
 use crate::metrics::Metrics;
 use crate::p2p::{ClusterKey, KeyError, P2p, P2pConfig, P2pError};

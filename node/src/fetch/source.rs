@@ -2,7 +2,7 @@
 //!
 //! The miss path asks its sources in order and resumes a broken transfer at the offset it
 //! reached, from the same source or the next: providers, then the digest's owner (see
-//! `peers.rs`), then the upstream registry.
+//! `peer_client.rs`), then the upstream registry.
 
 use std::sync::Arc;
 

@@ -16,8 +16,8 @@ use reqwest::header::HeaderValue;
 use reqwest::{Client, StatusCode, Url};
 use serde::Deserialize;
 
-use super::body::read_limited;
 use super::challenge::{Challenge, parse_challenges};
+use super::read::read_limited;
 use super::realm::RealmPolicy;
 use super::{Credentials, UpstreamError};
 

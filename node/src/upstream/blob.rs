@@ -5,7 +5,7 @@ use reqwest::header::{CONTENT_RANGE, HeaderMap, HeaderValue, LINK, RANGE};
 use reqwest::{Method, StatusCode};
 use shoal_protocol::{Digest, RepositoryName};
 
-use super::body::{BodyLayout, blob_stream, content_length, read_limited};
+use super::read::{BodyLayout, blob_stream, content_length, read_limited};
 use super::transport::Request;
 use super::{BlobStream, TagsPage, Upstream, UpstreamError, pull_scope};
 

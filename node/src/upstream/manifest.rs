@@ -5,7 +5,7 @@ use reqwest::{Method, Response, StatusCode};
 use shoal_protocol::media_type::{MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, sniff_manifest_media_type};
 use shoal_protocol::{Digest, DigestError, DigestMismatch, Reference, RepositoryName};
 
-use super::body::{content_length, read_limited};
+use super::read::{content_length, read_limited};
 use super::transport::Request;
 use super::{Inner, Manifest, ManifestHead, Upstream, UpstreamError, pull_scope};
 

@@ -9,12 +9,12 @@
 mod access;
 mod auth;
 mod blob;
-mod body;
 mod challenge;
 mod config;
 mod error;
 mod manifest;
 mod public_only;
+mod read;
 mod realm;
 mod referrers;
 mod transport;

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use shoal_protocol::media_type::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use shoal_protocol::{Digest, RepositoryName};
 
-use super::body::read_limited;
+use super::read::read_limited;
 use super::transport::Request;
 use super::{Upstream, UpstreamError, pull_scope};
 

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::fleet::{Fleet, FleetError, PeerRef};
 use super::inflight::Progress;
-use super::peers::{PeerClient, PieceError, StatusReply};
+use super::peer_client::{PeerClient, PieceError, StatusReply};
 use super::{FetchError, Target};
 use crate::metrics::Metrics;
 

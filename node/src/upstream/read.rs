@@ -66,7 +66,7 @@ pub(crate) struct BodyLayout {
     pub len: Option<u64>,
 }
 
-struct BlobBody {
+struct BlobReader {
     chunks: BoxStream<'static, reqwest::Result<Bytes>>,
     layout: BodyLayout,
     received: u64,
@@ -82,7 +82,7 @@ pub(crate) fn blob_stream(
     registry: String,
 ) -> BoxStream<'static, Result<Bytes, UpstreamError>> {
     let body =
-        BlobBody { chunks: resp.bytes_stream().boxed(), layout, received: 0, idle, registry };
+        BlobReader { chunks: resp.bytes_stream().boxed(), layout, received: 0, idle, registry };
     stream::unfold(Some(body), |state| async move {
         let mut body = state?;
         let item = body.next_chunk().await?;
@@ -93,7 +93,7 @@ pub(crate) fn blob_stream(
     .boxed()
 }
 
-impl BlobBody {
+impl BlobReader {
     async fn next_chunk(&mut self) -> Option<Result<Bytes, UpstreamError>> {
         loop {
             let position = self.layout.start + self.received;
