@@ -1,7 +1,8 @@
-//! Real registry clients: skopeo (containers/image, as CRI-O pulls), podman, and containerd
-//! with `ctr` and a `hosts.toml` mirror (as Kubernetes nodes pull).
+//! Real registry clients: skopeo (containers/image, as CRI-O pulls), podman, Docker (a private
+//! dockerd), and containerd with `ctr` and a `hosts.toml` mirror (as Kubernetes nodes pull).
 
 pub mod containerd;
+pub mod docker;
 pub mod podman;
 pub mod skopeo;
 

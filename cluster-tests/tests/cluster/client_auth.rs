@@ -1,9 +1,11 @@
 //! Real clients logging in to a node with client authentication: skopeo with `--src-creds`
-//! (containers/image, as CRI-O), `podman pull --creds`, and containerd's `ctr` with `--user` through a
-//! `hosts.toml` mirror, as a Kubernetes node would be set up; and tenants whose own registry
-//! credentials the node checks with the upstream (pass-through).
+//! (containers/image, as CRI-O), `podman pull --creds`, `docker login` to a private dockerd,
+//! and containerd's `ctr` with `--user` through a `hosts.toml` mirror, as a Kubernetes node
+//! would be set up; and tenants whose own registry credentials the node checks with the
+//! upstream (pass-through).
 
 use shoal_cluster_tests::clients::containerd::Containerd;
+use shoal_cluster_tests::clients::docker::Docker;
 use shoal_cluster_tests::clients::podman::Podman;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
 use shoal_cluster_tests::image::{self, ImageSpec};
@@ -32,8 +34,9 @@ fn auth_config(dir: &std::path::Path, alice: &Credentials) -> (String, String) {
 }
 
 #[tokio::test]
-async fn skopeo_podman_and_containerd_log_in_to_the_node() {
-    if !require_tools(&["docker-registry", "skopeo", "containerd", "ctr", "podman"]) {
+async fn skopeo_podman_docker_and_containerd_log_in_to_the_node() {
+    let tools = ["docker-registry", "skopeo", "containerd", "ctr", "podman", "dockerd", "docker"];
+    if !require_tools(&tools) {
         return;
     }
     let registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
@@ -89,6 +92,16 @@ async fn skopeo_podman_and_containerd_log_in_to_the_node() {
     assert_eq!(podman.digest(&source).await.expect("inspect"), team.root.digest.to_string());
     let other_source = format!("{}/other/app:v1", node.host());
     refused_with(podman.pull(&other_source, Some(&alice)).await.map(drop), "denied");
+
+    // Docker, as a developer's machine or a CI runner pulls: `docker login`, then pulls.
+    let docker = Docker::start().await.expect("dockerd");
+    // Docker's words for a 401 with a Basic challenge, before it has logged in.
+    refused_with(docker.pull(&source).await, "no basic auth credentials");
+    docker.login(&node.host(), &alice).await.expect("docker login to the node");
+    docker.pull(&source).await.expect("docker pulls with alice's credentials");
+    assert_eq!(docker.digest(&source).await.expect("inspect"), team.root.digest.to_string());
+    refused_with(docker.pull(&other_source).await, "denied");
+    drop(docker);
 
     // containerd through a hosts.toml mirror (`?ns=docker.io`), with ci's token as password.
     let containerd = Containerd::start().await.expect("containerd");
