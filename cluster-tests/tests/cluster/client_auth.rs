@@ -195,6 +195,23 @@ async fn tenants_pull_with_their_own_credentials_and_never_see_each_others_image
     // for both pulls and all their blobs.
     assert_eq!(tokens.issued_to("alice"), 1, "one check per client and repository");
 
+    // A tag that is not there upstream is not there here either, and that answer is not kept
+    // for the repository: her next pull is served.
+    let http = reqwest::Client::new();
+    let missing = http
+        .get(format!("{}/v2/acme/app/manifests/nope", node.url()))
+        .basic_auth(&alice.username, Some(&alice.password))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.expect("json");
+    assert_eq!(body["errors"][0]["code"], "MANIFEST_UNKNOWN");
+    skopeo
+        .copy(&acme_source, &dir.path().join("alice-again"), &as_user(&alice))
+        .await
+        .expect("alice pulls acme/app after a 404");
+
     // Bob may not, although every blob of it is now on the node; nor may anyone anonymous.
     let bobs_try = skopeo.copy(&acme_source, &dir.path().join("bob"), &as_user(&bob)).await;
     refused_with(bobs_try.map(drop), "denied");
@@ -206,7 +223,6 @@ async fn tenants_pull_with_their_own_credentials_and_never_see_each_others_image
 
     // Nor can bob read alice's layer under his own repository's name: he may pull from
     // bobco/app, but the layer is not in it.
-    let http = reqwest::Client::new();
     let layer = acme.blob_digests()[0];
     let response = http
         .get(format!("{}/v2/bobco/app/blobs/{layer}", node.url()))

@@ -41,6 +41,10 @@ pub enum Access {
     Allowed,
     /// Refused: no access with these credentials (or without any).
     Refused,
+    /// The upstream said 404 to the client: the thing is not there for it, whether it does not
+    /// exist or the registry hides it. Not served, and not kept: another tag of the same
+    /// repository may well be there.
+    NotThere,
 }
 
 impl PassThrough {
@@ -142,7 +146,8 @@ impl Fetcher {
         let anonymous = credentials.is_none();
         let asked = upstream.check_access(&target.repo, probe, credentials).await;
         let allowed = match self.upstreams.counted(&target.registry, "access", asked) {
-            Ok(()) => true,
+            Ok(true) => true,
+            Ok(false) => return Ok(Access::NotThere),
             Err(UpstreamError::Unauthorized { detail, .. }) => {
                 tracing::info!(registry = %target.registry, repo = %target.repo, anonymous, %detail, "the upstream refused a client's credentials for this repository");
                 false

@@ -14,8 +14,8 @@ use base64::Engine;
 use super::error::ApiError;
 use super::route::Endpoint;
 use crate::auth::{Action, ClientAuth, Presented, Refusal};
-use crate::fetch::{Access, Fetcher, Target};
-use crate::upstream::{Credentials, Probe};
+use crate::fetch::{Access, FetchError, Fetcher, Target};
+use crate::upstream::{Credentials, Probe, UpstreamError};
 
 /// Refuses the request unless its client may use `endpoint` for `action`; returns who the
 /// client is (`None`: anonymous).
@@ -96,6 +96,18 @@ async fn pass_through(
         Access::Allowed => Ok(who),
         Access::Refused if who.is_none() => Err(ApiError::Auth(Refusal::LoginRequired)),
         Access::Refused => Err(ApiError::Auth(Refusal::Denied)),
+        // What is not there for the client upstream is not served from the cache either.
+        Access::NotThere => Err(ApiError::Fetch(match probe {
+            Probe::Blob(digest) => FetchError::BlobUnknown(digest),
+            Probe::Manifest(reference) => FetchError::ManifestUnknown {
+                registry: target.registry.clone(),
+                repo: target.repo.to_string(),
+                reference: reference.to_string(),
+            },
+            Probe::Repository => FetchError::Upstream(UpstreamError::NotFound {
+                what: format!("repository {}", target.repo),
+            }),
+        })),
     }
 }
 

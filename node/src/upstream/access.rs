@@ -25,39 +25,38 @@ pub enum Probe {
 }
 
 impl Upstream {
-    /// `Ok` when `credentials` (`None`: anonymous) may pull from `repo`, `Unauthorized` when the
-    /// upstream or its token service refuses them. Whether the thing probed exists does not
-    /// matter: a 404 is an answer only a client with access gets.
+    /// `Ok(true)` when the upstream answered the probe with `credentials` (`None`: anonymous),
+    /// `Ok(false)` when it said 404, `Unauthorized` when it or its token service refused them.
+    /// A 404 proves nothing about access: some registries answer 404 for a private repository
+    /// to a client that may not see it, rather than tell it the repository exists.
     pub async fn check_access(
         &self,
         repo: &RepositoryName,
         probe: &Probe,
         credentials: Option<Credentials>,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<bool, UpstreamError> {
         let inner = &self.inner;
-        let (method, path, what) = match probe {
-            Probe::Manifest(reference) => (
-                Method::HEAD,
-                format!("{repo}/manifests/{reference}"),
-                format!("manifest {repo}:{reference}"),
-            ),
-            Probe::Blob(digest) => {
-                (Method::HEAD, format!("{repo}/blobs/{digest}"), format!("blob {repo}@{digest}"))
-            }
-            Probe::Repository => {
-                (Method::GET, format!("{repo}/tags/list?n=1"), format!("tags of {repo}"))
-            }
-        };
-        let request = Request {
-            method,
-            url: inner.url(&path)?,
-            headers: HeaderMap::new(),
-            scope: pull_scope(repo),
-            what,
+        let request = match probe {
+            Probe::Manifest(reference) => inner.manifest_request(Method::HEAD, repo, reference)?,
+            Probe::Blob(digest) => Request {
+                method: Method::HEAD,
+                url: inner.url(&format!("{repo}/blobs/{digest}"))?,
+                headers: HeaderMap::new(),
+                scope: pull_scope(repo),
+                what: format!("blob {repo}@{digest}"),
+            },
+            Probe::Repository => Request {
+                method: Method::GET,
+                url: inner.url(&format!("{repo}/tags/list?n=1"))?,
+                headers: HeaderMap::new(),
+                scope: pull_scope(repo),
+                what: format!("tags of {repo}"),
+            },
         };
         let auth = Auth::new(inner.name.clone(), credentials, inner.realms.clone());
         match inner.execute_as(&request, &auth).await {
-            Ok(_) | Err(UpstreamError::NotFound { .. }) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(UpstreamError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }

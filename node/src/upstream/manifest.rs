@@ -84,7 +84,9 @@ impl Upstream {
 }
 
 impl Inner {
-    fn manifest_request(
+    /// A request for a manifest that accepts every manifest type: without them, registries
+    /// answer 404 for an OCI manifest or an index.
+    pub(super) fn manifest_request(
         &self,
         method: Method,
         repo: &RepositoryName,
