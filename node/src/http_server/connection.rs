@@ -59,7 +59,7 @@ pub(super) async fn serve<I>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     idle_timeout: Duration,
     stop: CancellationToken,
-    _open: Open,
+    open: Open,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -84,7 +84,9 @@ pub(super) async fn serve<I>(
                 match result {
                     Ok(()) => {}
                     Err(e) if super::send_timeout::is_send_timeout(e.as_ref()) => {
-                        tracing::info!("a client took no response bytes for the send timeout; its connection is closed");
+                        // Counted, not logged at info: a client can make these at will.
+                        open.metrics.http_send_timeouts.inc();
+                        tracing::debug!("a client took no response bytes for the send timeout; its connection is closed");
                     }
                     Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
                 }

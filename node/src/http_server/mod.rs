@@ -311,6 +311,7 @@ mod tests {
             read += n;
         }
         assert_eq!(metrics.http_connections.get(), 1, "the stalled connection is still open");
+        assert_eq!(metrics.http_send_timeouts.get(), 1);
         // What the kernel had buffered for the stalled client, then the end of the stream.
         let drained = tokio::time::timeout(Duration::from_secs(5), async {
             while stalled.read(&mut buf).await.is_ok_and(|n| n > 0) {}

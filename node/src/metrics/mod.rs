@@ -68,6 +68,8 @@ pub struct Metrics {
     pub buffer_bytes: Gauge,
     /// Connections that found every slot under the connection cap taken and had to wait.
     pub http_connections_queued: Counter,
+    /// Connections closed because their client took no response bytes for the send timeout.
+    pub http_send_timeouts: Counter,
 
     /// Requests answered, by endpoint kind and status class.
     pub requests: Family<RequestLabels, Counter>,
@@ -167,6 +169,11 @@ impl Metrics {
                 r,
                 "shoal_http_connections_queued",
                 "Client connections that waited for a slot under the connection cap",
+            ),
+            http_send_timeouts: counter(
+                r,
+                "shoal_http_send_timeouts",
+                "Client connections closed because the client took no response bytes for [server] send_timeout",
             ),
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),

@@ -29,6 +29,7 @@ fn keeps_the_names_readers_know() {
         "shoal_peer_bytes_served_total",
         "shoal_p2p_key_mismatches_total",
         "shoal_http_connections_queued_total",
+        "shoal_http_send_timeouts_total",
         "shoal_http_connections",
     ] {
         assert_eq!(value(&text, name).as_deref(), Some("0"), "{name} in {text}");
