@@ -137,7 +137,7 @@ fn refused_with(result: shoal_cluster_tests::Result<()>, answer: &str) {
 /// service that grants tenants their own organization only, as a hosted registry does).
 #[tokio::test]
 async fn tenants_pull_with_their_own_credentials_and_never_see_each_others_images() {
-    if !require_tools(&["docker-registry", "skopeo"]) {
+    if !require_tools(&["docker-registry", "skopeo", "dockerd", "docker"]) {
         return;
     }
     let fleet = Credentials::new("fleet", "fleet-secret");
@@ -234,8 +234,15 @@ async fn tenants_pull_with_their_own_credentials_and_never_see_each_others_image
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["errors"][0]["code"], "BLOB_UNKNOWN");
 
-    // Bob pulls his own.
+    // Bob pulls his own, with Docker: `docker login` to the node with his registry
+    // credentials, then a pull; alice's image stays out of his reach there too.
     let bob_source = format!("{}/bobco/app:v1", node.host());
+    let docker = Docker::start().await.expect("dockerd");
+    docker.login(&node.host(), &bob).await.expect("docker login with bob's credentials");
+    docker.pull(&bob_source).await.expect("bob pulls bobco/app with docker");
+    assert_eq!(docker.digest(&bob_source).await.expect("inspect"), bobco.root.digest.to_string());
+    refused_with(docker.pull(&acme_source).await, "denied");
+    drop(docker);
     let copied =
         skopeo.copy(&bob_source, &dir.path().join("bobco"), &as_user(&bob)).await.expect("bob");
     assert_eq!(copied.verified_blobs().expect("blobs"), bobco.blob_digests());

@@ -51,6 +51,7 @@ pub(super) async fn check(
     {
         return pass_through(fetcher, t, endpoint, presented).await;
     }
+    let sent_credentials = presented != Presented::None;
     let who = match auth.identify(&presented).await {
         // Credentials this node does not know, at `/v2/`, may well be an upstream's: they are
         // checked there when the client names a registry that passes them through.
@@ -58,11 +59,16 @@ pub(super) async fn check(
         identified => identified.map_err(ApiError::Auth)?,
     };
     match target {
-        // The version check is where clients learn that they must log in.
-        None if who.is_none() && (auth.requires_login() || fetcher.passes_any()) => {
-            Err(ApiError::Auth(Refusal::LoginRequired))
+        None => {
+            // The version check is where clients learn that they must log in; with
+            // pass-through, any credentials pass it (`docker login` needs a 200 there).
+            let logged_in = who.is_some() || (fetcher.passes_any() && sent_credentials);
+            if !logged_in && (auth.requires_login() || fetcher.passes_any()) {
+                Err(ApiError::Auth(Refusal::LoginRequired))
+            } else {
+                Ok(who)
+            }
         }
-        None => Ok(who),
         Some(t) => {
             auth.authorize(who.as_deref(), &t.registry, t.repo.as_str(), action)
                 .map_err(ApiError::Auth)?;
