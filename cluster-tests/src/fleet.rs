@@ -73,6 +73,18 @@ pub fn blob_file(node: &ShoalNode, digest: &Digest) -> PathBuf {
     node.data_dir().join("blobs/sha256").join(&hex[..2]).join(&hex)
 }
 
+/// Waits until `check` holds, up to `timeout`.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    check()
+}
+
 /// Every node's log, to print when an assertion fails.
 pub fn logs(nodes: &[(&str, &ShoalNode)]) -> String {
     let mut out = String::new();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use shoal_cluster_tests::clients::containerd::Containerd;
 use shoal_cluster_tests::clients::skopeo::{CopyOptions, Skopeo};
-use shoal_cluster_tests::fleet::{blob_file, logs, start_fleet, wait_for_peers};
+use shoal_cluster_tests::fleet::{blob_file, eventually, logs, start_fleet, wait_for_peers};
 use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::shoal::{shoal_binary, shoal_command};
 use shoal_cluster_tests::{
@@ -205,18 +205,6 @@ async fn an_exported_archive_seeds_a_site_without_upstream() {
 /// The members, named for their logs.
 fn named(site: &[ShoalNode]) -> Vec<(&'static str, &ShoalNode)> {
     ["a", "b", "c"].into_iter().zip(site.iter()).collect()
-}
-
-/// Waits until `check` holds, up to `timeout`.
-async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    check()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use shoal_cluster_tests::fleet::{blob_file, logs, start_fleet, wait_for_peers};
+use shoal_cluster_tests::fleet::{blob_file, eventually, logs, start_fleet, wait_for_peers};
 use shoal_cluster_tests::image::{self, ImageSpec};
 use shoal_cluster_tests::{
     PushedImage, Registry, RegistryClient, RegistryOptions, ShoalNode, ShoalOptions, require_tools,
@@ -50,18 +50,6 @@ fn holds(node: &ShoalNode, digests: &[Digest]) -> bool {
 fn keeps(node: &ShoalNode, name: &str) -> bool {
     shoal_command(&["pins", "--json", "--node", &node.url()])
         .is_ok_and(|list| list.contains(name) && list.contains("\"whole_here\": true"))
-}
-
-/// Waits until `check` holds, up to `timeout`.
-async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    check()
 }
 
 /// Pulls every manifest and blob of `image` through `node`, checking the bytes.
