@@ -104,10 +104,10 @@ async fn a_node_cut_off_from_its_peers_without_a_word_still_pulls_within_seconds
     eprintln!("a pull through a silently partitioned node took {took:?}");
     assert_eq!(copied.manifest().expect("manifest"), pushed.root.bytes);
     assert_eq!(copied.verified_blobs().expect("blobs"), pushed.blob_digests());
-    // The pull must complete, from the upstream, with the members silent. How long it takes
-    // varies: 7.5 s in one run, 37 s in another (a wait of about 30 s somewhere on the miss
-    // path, not yet found), so only a hang is a failure here; the figure is printed above.
-    assert!(took < Duration::from_secs(120), "the partition held the pull for {took:?}");
+    // The first request to each silent member fails once it has missed two pings (about 2 s),
+    // later ones at once: 4.4 s here for the manifest and seven blobs, against 37 s when each
+    // request waited out its own timeout. The bound leaves room for a slow machine.
+    assert!(took < Duration::from_secs(15), "the partition held the pull for {took:?}");
     // No member could serve it, so the node fetched every blob itself, owner or not.
     let requests = registry.requests().await.expect("log");
     let mut blob_gets: Vec<_> = requests

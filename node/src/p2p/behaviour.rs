@@ -21,6 +21,7 @@ use shoal_protocol::peer::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, OWNER_PROTOCOL, Peer
 
 use super::codec::OwnerCodec;
 use super::key_check::{self, MismatchReport};
+use super::liveness;
 use super::provider_store::SampledStore;
 use super::{ClusterKey, P2pConfig, P2pError};
 
@@ -79,7 +80,7 @@ pub(super) fn build_swarm(
                 .with_agent_version(advert.to_agent_version())
                 .with_push_listen_addr_updates(true),
         ),
-        ping: ping::Behaviour::new(ping::Config::new()),
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(liveness::PING_INTERVAL)),
         owner: request_response::Behaviour::with_codec(
             OwnerCodec,
             [(StreamProtocol::new(OWNER_PROTOCOL), ProtocolSupport::Full)],

@@ -30,6 +30,9 @@ pub enum P2pError {
     Stopped,
     #[error("no answer from peer {peer} within the timeout")]
     Timeout { peer: PeerId },
+    /// The peer answered no ping for a while: the request was not sent, or not waited for.
+    #[error("peer {peer} has answered nothing, not even a ping, for {quiet:.1?}")]
+    Silent { peer: PeerId, quiet: std::time::Duration },
     #[error("request to peer {peer} failed: {source}")]
     Request { peer: PeerId, source: OutboundFailure },
     /// Kept apart from transport failures: the peer answered, but with bytes we refuse.

@@ -1,6 +1,8 @@
 //! How the swarm task reacts to what happens on the network: connections, identify adverts,
 //! DHT query progress, owner requests and answers, mDNS discoveries, failed pings.
 
+use std::time::Instant;
+
 use libp2p::identify;
 use libp2p::kad::{self, GetProvidersOk, QueryResult};
 use libp2p::request_response::{self, Message};
@@ -29,6 +31,7 @@ impl Task {
                 self.publish();
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                self.liveness.heard(peer_id, Instant::now());
                 tracing::debug!(peer = %peer_id, remote = %endpoint.get_remote_address(), "connected");
                 if endpoint.is_dialer() {
                     self.dialled.insert(connection_id, endpoint.get_remote_address().clone());
@@ -39,6 +42,7 @@ impl Task {
                 if num_established == 0 {
                     // Met again, it may bootstrap again: the set stays as large as the fleet.
                     self.bootstrapped_once.remove(&peer_id);
+                    self.liveness.forget(&peer_id);
                 }
                 if num_established == 0 && self.infos.remove(&peer_id).is_some() {
                     tracing::info!(peer = %peer_id, "peer left");
@@ -70,6 +74,11 @@ impl Task {
                     }
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(_),
+                ..
+            })) => self.liveness.heard(peer, Instant::now()),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
@@ -150,14 +159,17 @@ impl Task {
 
     fn on_owner(&mut self, event: OwnerEvent) {
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                Message::Request { request, channel, .. } => self.serve(peer, request, channel),
-                Message::Response { request_id, response } => {
-                    if let Some((_, reply)) = self.asks.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
+            request_response::Event::Message { peer, message, .. } => {
+                self.liveness.heard(peer, Instant::now());
+                match message {
+                    Message::Request { request, channel, .. } => self.serve(peer, request, channel),
+                    Message::Response { request_id, response } => {
+                        if let Some((_, reply)) = self.asks.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
                     }
                 }
-            },
+            }
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 if let Some((_, reply)) = self.asks.remove(&request_id) {
                     let _ = reply.send(Err(P2pError::from_outbound(peer, error)));

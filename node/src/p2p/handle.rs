@@ -76,6 +76,7 @@ impl P2p {
             listen_addrs: Vec::new(),
             dialled: HashMap::new(),
             asks: HashMap::new(),
+            liveness: Default::default(),
             provider_queries: HashMap::new(),
             bootstrapped_once: HashSet::new(),
         };

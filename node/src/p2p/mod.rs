@@ -15,6 +15,7 @@ mod handle;
 mod identity;
 mod key;
 mod key_check;
+mod liveness;
 mod peers;
 mod provider_store;
 mod task;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libp2p::futures::StreamExt as _;
 use libp2p::kad::{QueryId, RecordKey};
@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::OwnerService;
 use super::behaviour::Behaviour;
 use super::error::P2pError;
+use super::liveness::{self, Liveness};
 use super::peers::{PeerInfo, SharedSnapshot, Snapshot};
 
 /// How often static bootstrap peers that are not connected are dialled again.
@@ -75,11 +76,14 @@ pub(super) struct Task {
         HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<OwnerResponse, P2pError>>)>,
     pub provider_queries: HashMap<QueryId, mpsc::UnboundedSender<PeerId>>,
     pub bootstrapped_once: HashSet<PeerId>,
+    pub liveness: Liveness,
 }
 
 impl Task {
     pub async fn run(mut self) {
         let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        let mut sweep = tokio::time::interval(liveness::SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refresh_delay = REFRESH_FIRST;
         let refresh = tokio::time::sleep(refresh_delay);
         tokio::pin!(refresh);
@@ -91,6 +95,7 @@ impl Task {
                 },
                 event = self.swarm.select_next_some() => self.on_event(event),
                 _ = redial.tick() => self.dial_bootstrap(),
+                _ = sweep.tick() => self.fail_asks_to_silent_peers(),
                 () = &mut refresh => {
                     // No known peer yet is not an error: mDNS or a redial may bring one.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -106,6 +111,10 @@ impl Task {
         let behaviour = self.swarm.behaviour_mut();
         match command {
             Command::Ask { peer, request, reply } => {
+                if let Some(quiet) = self.liveness.silence(&peer, Instant::now()) {
+                    let _ = reply.send(Err(P2pError::Silent { peer, quiet }));
+                    return;
+                }
                 let id = behaviour.owner.send_request(&peer, request);
                 self.asks.insert(id, (peer, reply));
             }
@@ -126,6 +135,24 @@ impl Task {
             }
             Command::Dial(addr) => self.dial_addr(addr),
             Command::Shutdown => {}
+        }
+    }
+
+    /// Answers the requests waiting on a peer that has gone silent, so that their callers can
+    /// go elsewhere now; a late answer is dropped.
+    fn fail_asks_to_silent_peers(&mut self) {
+        let now = Instant::now();
+        let silent: Vec<(OutboundRequestId, PeerId, Duration)> = self
+            .asks
+            .iter()
+            .filter_map(|(id, (peer, _))| {
+                self.liveness.silence(peer, now).map(|quiet| (*id, *peer, quiet))
+            })
+            .collect();
+        for (id, peer, quiet) in silent {
+            if let Some((_, reply)) = self.asks.remove(&id) {
+                let _ = reply.send(Err(P2pError::Silent { peer, quiet }));
+            }
         }
     }
 

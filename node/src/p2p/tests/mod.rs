@@ -3,6 +3,7 @@
 mod cluster;
 mod owner_requests;
 mod private_network;
+mod silence;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
