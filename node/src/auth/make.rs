@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
-use rand::RngCore;
+use rand::Rng;
 
 use super::{Htpasswd, Tokens};
 

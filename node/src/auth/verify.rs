@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use rand::RngCore;
+use rand::Rng;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
 

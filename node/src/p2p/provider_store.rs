@@ -19,8 +19,7 @@ use std::borrow::Cow;
 use libp2p::PeerId;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore, Result};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
-use rand::Rng;
-use rand::SeedableRng;
+use rand::RngExt;
 use rand::rngs::SmallRng;
 
 pub(crate) struct SampledStore {
@@ -37,7 +36,7 @@ impl SampledStore {
             inner: MemoryStore::with_config(local, config),
             local,
             max_per_key,
-            rng: SmallRng::from_os_rng(),
+            rng: rand::make_rng(),
         }
     }
 }

@@ -25,7 +25,7 @@
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use shoal_protocol::peer::{PieceSet, PieceStatus, piece_count};
 
 pub(crate) type SourceId = usize;

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rand::Rng;
+use rand::RngExt;
 use shoal_protocol::peer::{PieceStatus, piece_range};
 
 use super::super::{Failure, Limits, Role, SourceId, provider_refresh};

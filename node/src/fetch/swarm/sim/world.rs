@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::seq::index;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use shoal_protocol::Digest;
 use shoal_protocol::peer::{Have, PieceSet, PieceStatus, piece_count, piece_range};
 
