@@ -153,6 +153,26 @@ async fn the_push_api_refuses_bad_input_and_cleans_up() {
     let status = http.get(&location).send().await.unwrap();
     assert_eq!(status.status(), StatusCode::NO_CONTENT);
     assert_eq!(status.headers()["range"], "0-4");
+    // So does a closing PUT whose last chunk does not continue it: 416, nothing appended,
+    // nothing stored, and the upload is still there to ask about (the spec's rule for a last
+    // chunk sent out of order).
+    let rest = Digest::of(b"helloworld");
+    let closing = http
+        .put(with_digest(&location, &rest))
+        .header("content-range", "10-14")
+        .body(&b"world"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closing.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let status = http.get(&location).send().await.unwrap();
+    assert_eq!(status.status(), StatusCode::NO_CONTENT, "the upload is still open");
+    assert_eq!(status.headers()["range"], "0-4", "nothing of the refused chunk was kept");
+    let head = http.head(format!("{base}/v2/local/app/blobs/{rest}")).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    let get = http.get(format!("{base}/v2/local/app/blobs/{rest}")).send().await.unwrap();
+    assert_eq!(get.status(), StatusCode::NOT_FOUND);
+    assert!(get.text().await.unwrap().contains("BLOB_UNKNOWN"), "a hosted name's miss");
     // An upload id is good only under the name it was started for.
     let elsewhere = location.replace("/local/app/", "/local/other/");
     assert_eq!(http.get(&elsewhere).send().await.unwrap().status(), StatusCode::NOT_FOUND);
@@ -193,6 +213,25 @@ async fn the_push_api_refuses_bad_input_and_cleans_up() {
     let refused = put("v1".into(), manifest(&missing, "")).await.unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     assert!(refused.text().await.unwrap().contains("MANIFEST_BLOB_UNKNOWN"));
+
+    // Content named with sha512, which this node does not hold content under: an upload that
+    // asks for it is refused (400), a mount of it becomes a plain upload (202), and a blob
+    // under it is unknown (404).
+    let sha512 = format!("sha512:{}", "ab".repeat(64));
+    let asked = http.post(format!("{uploads}?digest-algorithm=sha512")).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::BAD_REQUEST);
+    assert!(asked.text().await.unwrap().contains("DIGEST_INVALID"));
+    let mount = http.post(format!("{uploads}?mount={sha512}&from=local/other")).send();
+    assert_eq!(mount.await.unwrap().status(), StatusCode::ACCEPTED);
+    let blob = format!("{base}/v2/local/app/blobs/{sha512}");
+    assert_eq!(http.get(&blob).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(http.delete(&blob).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+
+    // A manifest PUT under a reference that is neither a tag nor a digest: 400, as for any
+    // malformed digest (a GET of it is 404 MANIFEST_UNKNOWN: no such manifest).
+    let bad = put("sha256:baddigeststring".into(), manifest(&config_digest, "")).await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.unwrap().contains("DIGEST_INVALID"));
 
     // A 5 MiB manifest is refused before it is read.
     let huge = format!(r#"{{"schemaVersion":2,"annotations":{{"x":"{}"}}}}"#, "a".repeat(5 << 20));

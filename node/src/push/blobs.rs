@@ -108,12 +108,15 @@ impl Pusher {
     }
 
     /// `PUT .../blobs/uploads/<id>?digest=`: appends the last chunk (maybe empty), checks the
-    /// digest and stores the blob. The upload ends either way.
+    /// digest and stores the blob. A last chunk whose `Content-Range` does not begin where the
+    /// upload stands is refused before a byte is read, and the upload stays open for the
+    /// client to ask where it stands; past that check the upload ends either way.
     pub async fn finish(
         &self,
         target: &Target,
         id: &str,
         digest: Option<Digest>,
+        range: Option<(u64, u64)>,
         body: BodyStream,
     ) -> Result<Digest, PushError> {
         let session = self.sessions.get(id, target)?;
@@ -122,9 +125,27 @@ impl Pusher {
                 "the closing PUT of an upload needs ?digest=sha256:...".to_owned(),
             ));
         };
-        self.sessions.close(id);
-        let mut file = session.lock().await.take(id)?;
-        append(&mut file, body).await?;
+        let mut file = {
+            let mut session = session.lock().await;
+            let have = session.file(id)?.written();
+            if let Some((start, _)) = range
+                && start != have
+            {
+                session.touch();
+                return Err(PushError::OutOfOrder { have, got: start });
+            }
+            self.sessions.close(id);
+            session.take(id)?
+        };
+        let sent = append(&mut file, body).await?;
+        if let Some((start, end)) = range
+            && sent != end - start
+        {
+            return Err(PushError::SizeInvalid(format!(
+                "Content-Range announced {} bytes but {sent} arrived; the upload is abandoned",
+                end - start
+            )));
+        }
         self.commit(target, file, &digest).await?;
         Ok(digest)
     }

@@ -21,7 +21,11 @@ pub enum ApiError {
     #[error("invalid repository name: {0}")]
     NameInvalid(String),
     #[error("invalid manifest reference: {0}")]
-    ReferenceInvalid(String),
+    ReferenceInvalid(shoal_protocol::ReferenceError),
+    #[error("invalid tag: {0}")]
+    TagInvalid(String),
+    #[error("blob unknown: {0}")]
+    BlobAlgorithm(shoal_protocol::DigestError),
     #[error("the request target is longer than {0} bytes")]
     UriTooLong(usize),
     #[error("{0}")]
@@ -94,6 +98,8 @@ impl ApiError {
                 mapped(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "UNSUPPORTED")
             }
             ApiError::DigestInvalid(_) => mapped(StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+            ApiError::TagInvalid(_) => mapped(StatusCode::BAD_REQUEST, "TAG_INVALID"),
+            ApiError::BlobAlgorithm(_) => mapped(StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
             ApiError::QueryInvalid(_) => {
                 mapped(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID")
             }

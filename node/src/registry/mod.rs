@@ -26,6 +26,7 @@ pub(crate) use range::parse as parse_range;
 pub use route::{Endpoint, PINS_PATH, Routing, TagsQuery};
 
 use shoal_protocol::peer::{PeerAuthError, SignedRequest};
+use shoal_protocol::{DigestError, ReferenceError};
 
 use crate::auth::{Action, ClientAuth};
 use crate::fetch::{FetchError, Fetcher};
@@ -92,10 +93,33 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     response
 }
 
+/// A reference that is neither a tag nor a digest names no manifest to read (404, the spec's
+/// endpoint table), but is a malformed argument to a write (400).
+fn reference_for_write(e: ApiError, method: &Method) -> ApiError {
+    let ApiError::ReferenceInvalid(reference) = e else { return e };
+    match (reference, method) {
+        (ReferenceError::Tag(e), &Method::PUT | &Method::DELETE) => {
+            ApiError::TagInvalid(e.to_string())
+        }
+        // Well formed with an algorithm this node holds nothing under: nothing can be stored
+        // under it (400, the spec's answer), and there is nothing to delete (404).
+        (ReferenceError::Digest(DigestError::UnsupportedAlgorithm(a)), &Method::DELETE) => {
+            ApiError::ReferenceInvalid(DigestError::UnsupportedAlgorithm(a).into())
+        }
+        (ReferenceError::Digest(e), &Method::PUT | &Method::DELETE) => {
+            ApiError::DigestInvalid(e.to_string())
+        }
+        (reference, _) => ApiError::ReferenceInvalid(reference),
+    }
+}
+
 async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     check_size(&parts)?;
-    let endpoint = state.routing.endpoint(parts.uri.path(), parts.uri.query())?;
+    let endpoint = state
+        .routing
+        .endpoint(parts.uri.path(), parts.uri.query())
+        .map_err(|e| reference_for_write(e, &parts.method))?;
     seen.note(&endpoint, &parts.method);
     let method = &parts.method;
     let writes = !matches!(*method, Method::GET | Method::HEAD)
@@ -203,7 +227,16 @@ async fn serve_push(
                 push::patch(pusher, &target, names(&client_name), &id, &parts.headers, body).await
             }
             Method::PUT => {
-                push::finish(pusher, &target, names(&client_name), &id, digest, body).await
+                push::finish(
+                    pusher,
+                    &target,
+                    names(&client_name),
+                    &id,
+                    digest,
+                    &parts.headers,
+                    body,
+                )
+                .await
             }
             Method::GET | Method::HEAD => {
                 push::status(pusher, &target, names(&client_name), &id).await
@@ -254,7 +287,10 @@ fn client_name<'a>(path: &'a str, marker: &str) -> &'a str {
 /// is `unknown` (given for hosted names only), not an unknown registry.
 fn hosted_unknown(e: ApiError, unknown: Option<FetchError>) -> ApiError {
     match (e, unknown) {
-        (ApiError::Fetch(FetchError::UnknownRegistry(_)), Some(unknown)) => {
+        // Also when the miss was joined to another request's download, which wraps it.
+        (ApiError::Fetch(e), Some(unknown))
+            if matches!(e.root(), FetchError::UnknownRegistry(_)) =>
+        {
             ApiError::Fetch(unknown)
         }
         (other, _) => other,

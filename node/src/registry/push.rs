@@ -61,6 +61,29 @@ pub async fn patch(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let range = chunk_range(headers)?;
+    let state = pusher.patch(target, id, range, body_stream(body)).await?;
+    Ok(in_progress(&names, &state, StatusCode::ACCEPTED))
+}
+
+/// The closing `PUT`, whose body is the last chunk: with a `Content-Range`, it must begin
+/// where the upload stands, as a `PATCH` must.
+pub async fn finish(
+    pusher: &Pusher,
+    target: &Target,
+    names: Names<'_>,
+    id: &str,
+    digest: Option<Digest>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let range = chunk_range(headers)?;
+    let digest = pusher.finish(target, id, digest, range, body_stream(body)).await?;
+    Ok(stored(&names, &digest))
+}
+
+/// A chunk's `Content-Range`, checked against its `Content-Length` when both are sent.
+fn chunk_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     let range = content_range(headers)?;
     if let (Some((start, end)), Some(len)) = (range, content_length(headers)?)
         && end - start != len
@@ -71,20 +94,7 @@ pub async fn patch(
         ))
         .into());
     }
-    let state = pusher.patch(target, id, range, body_stream(body)).await?;
-    Ok(in_progress(&names, &state, StatusCode::ACCEPTED))
-}
-
-pub async fn finish(
-    pusher: &Pusher,
-    target: &Target,
-    names: Names<'_>,
-    id: &str,
-    digest: Option<Digest>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let digest = pusher.finish(target, id, digest, body_stream(body)).await?;
-    Ok(stored(&names, &digest))
+    Ok(range)
 }
 
 pub async fn status(

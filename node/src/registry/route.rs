@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use shoal_protocol::{Digest, Reference, RepositoryName};
+use shoal_protocol::{Digest, DigestError, Reference, RepositoryName};
 
 use super::error::ApiError;
 use shoal_protocol::is_registry_host;
@@ -111,6 +111,9 @@ struct RawUploadQuery {
     digest: Option<String>,
     mount: Option<String>,
     from: Option<String>,
+    /// The algorithm a client means to name the blob with (the spec's `digest-algorithm`).
+    #[serde(rename = "digest-algorithm")]
+    digest_algorithm: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -140,6 +143,28 @@ fn upload_id(id: &str) -> Result<String, ApiError> {
 
 fn digest_param(value: Option<String>) -> Result<Option<Digest>, ApiError> {
     value.map(|d| Digest::parse(&d).map_err(|e| ApiError::DigestInvalid(e.to_string()))).transpose()
+}
+
+/// A digest under one of the image spec's other registered algorithms (`sha512`, `blake3`), in
+/// its canonical form: content that exists elsewhere, which this node does not hold.
+fn other_registered_algorithm(digest: &str) -> bool {
+    let hex = |encoded: &str, len: usize| {
+        encoded.len() == len && encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    match digest.split_once(':') {
+        Some(("sha512", encoded)) => hex(encoded, 128),
+        Some(("blake3", encoded)) => hex(encoded, 64),
+        _ => false,
+    }
+}
+
+/// A mount of a blob named with an algorithm this node does not hold content under cannot
+/// succeed: the spec's answer to a mount that cannot be made is a plain upload (`202`).
+fn mount_param(value: Option<String>) -> Result<Option<Digest>, ApiError> {
+    match value.as_deref().map(Digest::parse) {
+        Some(Err(DigestError::UnsupportedAlgorithm(_))) => Ok(None),
+        _ => digest_param(value),
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -228,9 +253,15 @@ impl Routing {
                             (from.registry == target.registry).then_some(from.repo)
                         }
                     };
+                    if let Some(algorithm) = raw.digest_algorithm
+                        && algorithm != "sha256"
+                    {
+                        let unsupported = DigestError::UnsupportedAlgorithm(algorithm);
+                        return Err(ApiError::DigestInvalid(unsupported.to_string()));
+                    }
                     let query = UploadQuery {
                         digest: digest_param(raw.digest)?,
-                        mount: digest_param(raw.mount)?,
+                        mount: mount_param(raw.mount)?,
                         from,
                     };
                     Ok(Endpoint::UploadStart { target, client_name, query })
@@ -251,14 +282,18 @@ impl Routing {
         }
         if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
             let target = self.target(name, query_text)?;
-            let reference = Reference::parse(reference)
-                .map_err(|e| ApiError::ReferenceInvalid(e.to_string()))?;
+            let reference = Reference::parse(reference).map_err(ApiError::ReferenceInvalid)?;
             return Ok(Endpoint::Manifest { target, reference });
         }
         if let Some((name, digest)) = rest.rsplit_once("/blobs/") {
             let target = self.target(name, query_text)?;
-            let digest =
-                Digest::parse(digest).map_err(|e| ApiError::DigestInvalid(e.to_string()))?;
+            let digest = Digest::parse(digest).map_err(|e| match e {
+                // A valid digest, but no blob is held under that algorithm: not here.
+                DigestError::UnsupportedAlgorithm(_) if other_registered_algorithm(digest) => {
+                    ApiError::BlobAlgorithm(e)
+                }
+                e => ApiError::DigestInvalid(e.to_string()),
+            })?;
             return Ok(Endpoint::Blob { target, digest });
         }
         Err(ApiError::NotFound)
@@ -273,8 +308,7 @@ impl Routing {
     ) -> Result<Endpoint, ApiError> {
         let (name, reference) = rest.rsplit_once("/manifests/").ok_or(ApiError::NotFound)?;
         let target = self.target(name, query)?;
-        let reference =
-            Reference::parse(reference).map_err(|e| ApiError::ReferenceInvalid(e.to_string()))?;
+        let reference = Reference::parse(reference).map_err(ApiError::ReferenceInvalid)?;
         let q: PlaceQuery = serde_urlencoded_query(query)?;
         let platform = q
             .platform
@@ -451,6 +485,10 @@ mod tests {
             r.endpoint("/v2/app/blobs/sha256:ABC", None),
             Err(ApiError::DigestInvalid(_))
         ));
+        let sha512 = format!("/v2/app/blobs/sha512:{}", "ab".repeat(64));
+        assert!(matches!(r.endpoint(&sha512, None), Err(ApiError::BlobAlgorithm(_))));
+        let short = format!("/v2/app/blobs/sha512:{}", "ab".repeat(32));
+        assert!(matches!(r.endpoint(&short, None), Err(ApiError::DigestInvalid(_))));
         assert!(matches!(
             r.endpoint("/v2/app/blobs/md5:abc", None),
             Err(ApiError::DigestInvalid(_))

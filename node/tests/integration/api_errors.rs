@@ -133,7 +133,7 @@ fn bad_digests() -> Vec<String> {
     let hex = &EMPTY_SHA256["sha256:".len()..];
     vec![
         format!("md5:{}", &hex[..32]),
-        format!("sha512:{hex}{hex}"),
+        format!("sha512:{hex}"),
         format!("sha256:{}", &hex[..63]),
         format!("sha256:{hex}0"),
         format!("sha256:{}", hex.to_ascii_uppercase()),
@@ -152,6 +152,13 @@ async fn bad_blob_digests_are_digest_invalid() {
         let resp = raw_get(&node, &path).await;
         assert_eq!((resp.status, resp.oci_code().as_str()), (400, "DIGEST_INVALID"), "GET {path}");
     }
+    // A valid sha512 digest names content this node holds nothing under: unknown, not invalid,
+    // and no reason to ask the upstream.
+    let hex = &EMPTY_SHA256["sha256:".len()..];
+    let path = format!("/v2/{HEALTH_REPO}/blobs/sha512:{hex}{hex}");
+    let resp = raw_get(&node, &path).await;
+    assert_eq!((resp.status, resp.oci_code().as_str()), (404, "BLOB_UNKNOWN"), "GET {path}");
+    assert_eq!(fake.requests_to(&path), 0, "GET {path} reached the upstream");
     node.assert_serves(&fake, &image).await;
 }
 
