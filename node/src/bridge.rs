@@ -9,13 +9,13 @@ use futures_util::future::BoxFuture;
 use shoal_protocol::peer::{
     ErrorCode, HoldState, ImageHold, ImageRelease, OwnerRequest, OwnerResponse,
 };
-use shoal_protocol::{Digest, RepositoryName, Tag};
+use shoal_protocol::{Digest, Manifest, RepositoryName, Tag};
 
 use crate::fetch::{
     FetchError, Fetcher, Fleet, FleetError, ManifestData, Owner, PeerRef, Served, Target,
 };
 use crate::metrics::Metrics;
-use crate::p2p::{self, OwnerService, P2p, PeerInfo, ResolvedTag};
+use crate::p2p::{self, OwnerService, P2p, PeerInfo};
 use crate::placement::Placement;
 use crate::upstream::UpstreamError;
 
@@ -141,12 +141,10 @@ impl Fleet for P2pFleet {
                 tag: tag.clone(),
             };
             match self.ask(owner, request).await? {
-                OwnerResponse::TagResolved { digest, media_type, manifest } => Ok(ManifestData {
-                    digest,
-                    media_type,
-                    bytes: manifest.into(),
-                    source: Served::Peer,
-                }),
+                OwnerResponse::TagResolved { digest, media_type, manifest } => {
+                    let manifest = Manifest { digest, media_type, bytes: manifest.into() };
+                    Ok(ManifestData::new(manifest, Served::Peer))
+                }
                 OwnerResponse::Error(code) => Err(refusal(owner, code)),
                 OwnerResponse::FetchAccepted { .. } | OwnerResponse::Hold(_) => {
                     Err(unexpected(owner))
@@ -287,18 +285,14 @@ impl OwnerService for FetcherService {
         registry: String,
         repo: RepositoryName,
         tag: Tag,
-    ) -> BoxFuture<'static, Result<ResolvedTag, ErrorCode>> {
+    ) -> BoxFuture<'static, Result<Manifest, ErrorCode>> {
         self.metrics.owner_requests.inc();
         let fetcher = self.fetcher();
         Box::pin(async move {
             let fetcher = fetcher?;
             let target = Target { registry, repo };
             match fetcher.resolve_tag_for_peer(&target, &tag).await {
-                Ok(m) => Ok(ResolvedTag {
-                    digest: m.digest,
-                    media_type: m.media_type,
-                    manifest: m.bytes.to_vec(),
-                }),
+                Ok(m) => Ok(m.manifest),
                 Err(e) => {
                     tracing::warn!(%tag, error = %e, "owner request for a tag failed");
                     Err(code(&e))

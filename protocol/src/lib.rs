@@ -12,5 +12,6 @@ pub mod peer;
 pub mod reference;
 
 pub use digest::{Digest, DigestError, DigestMismatch, DigestVerifier};
+pub use manifest::Manifest;
 pub use name::{NameError, RepositoryName, is_registry_host};
 pub use reference::{Reference, ReferenceError, Tag, TagError};

@@ -5,10 +5,20 @@
 //! the node holds. Only the fields those uses need are read; everything else in the JSON is
 //! kept byte for byte by whoever stores the manifest, never re-serialized.
 
+use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::Digest;
 use crate::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+
+/// A manifest's exact bytes with its digest and media type, wherever it came from (an upstream,
+/// a peer, the store, a node's API). Whoever builds one has checked the bytes against the digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
 
 /// A content descriptor as a manifest writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use shoal_protocol::media_type::MANIFEST_ACCEPT;
-use shoal_protocol::{Digest, Reference};
+use shoal_protocol::{Digest, Manifest, Reference};
 
 use super::ArchiveError;
 
@@ -19,14 +19,6 @@ pub struct NodeClient {
     base: String,
     http: reqwest::Client,
     login: Option<(String, String)>,
-}
-
-/// A manifest as the node serves it.
-#[derive(Debug, Clone)]
-pub struct FetchedManifest {
-    pub digest: Digest,
-    pub media_type: String,
-    pub bytes: Bytes,
 }
 
 impl NodeClient {
@@ -105,7 +97,7 @@ impl NodeClient {
         &self,
         name: &str,
         reference: &Reference,
-    ) -> Result<FetchedManifest, ArchiveError> {
+    ) -> Result<Manifest, ArchiveError> {
         let (url, request) = self.request(Method::GET, &format!("{name}/manifests/{reference}"));
         let request = request.header(reqwest::header::ACCEPT, MANIFEST_ACCEPT.join(", "));
         let response = self.send(&url, request, &[StatusCode::OK]).await?;
@@ -125,7 +117,7 @@ impl NodeClient {
         {
             return Err(ArchiveError::Corrupt { what: "manifest", digest: *expected });
         }
-        Ok(FetchedManifest { digest, media_type, bytes })
+        Ok(Manifest { digest, media_type, bytes })
     }
 
     /// The referrers the node lists for `subject` under `name` (what was pushed with it as

@@ -23,9 +23,9 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use shoal_protocol::manifest::ManifestRefs;
 use shoal_protocol::media_type::OCI_INDEX;
-use shoal_protocol::{Digest, Reference};
+use shoal_protocol::{Digest, Manifest, Reference};
 
-use super::client::{FetchedManifest, NodeClient};
+use super::client::NodeClient;
 use super::layout::{ArchiveWriter, blob_path};
 use super::progress::Progress;
 use super::{ArchiveError, ImageRef};
@@ -36,7 +36,7 @@ const REFERRER_DEPTH: u8 = 2;
 /// What one exported name holds.
 struct Exported {
     image: ImageRef,
-    root: FetchedManifest,
+    root: Manifest,
 }
 
 /// What an export wrote.
@@ -59,7 +59,7 @@ pub async fn export(
 ) -> Result<ExportReport, ArchiveError> {
     // First every manifest (small), so the size of the whole is known before the blobs flow.
     let mut roots = Vec::new();
-    let mut manifests: Vec<FetchedManifest> = Vec::new();
+    let mut manifests: Vec<Manifest> = Vec::new();
     let mut blobs: Vec<(String, Digest, u64)> = Vec::new();
     let mut referrers: Vec<serde_json::Value> = Vec::new();
     let mut referrer_seen = HashSet::new();
@@ -204,9 +204,9 @@ async fn copy_blob(
 async fn pick_platform(
     client: &NodeClient,
     image: &ImageRef,
-    root: FetchedManifest,
+    root: Manifest,
     platform: &str,
-) -> Result<FetchedManifest, ArchiveError> {
+) -> Result<Manifest, ArchiveError> {
     #[derive(serde::Deserialize)]
     struct Index {
         #[serde(default)]

@@ -9,34 +9,25 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use shoal_protocol::media_type::{MAX_MANIFEST_SIZE, OCI_MANIFEST, sniff_manifest_media_type};
-use shoal_protocol::{Digest, Reference, Tag};
+use shoal_protocol::{Digest, Manifest, Reference, Tag};
 
 use super::fleet::{FleetError, Owner, tag_key};
 use super::provenance::Kind;
 use super::{FetchError, Fetcher, Served, Target};
 use crate::store::{StoreError, TagRecord};
-use crate::upstream::{Manifest, UpstreamError};
+use crate::upstream::UpstreamError;
 
-/// A manifest as served: the upstream's exact bytes and media type.
+/// A manifest as served, and where this node got it (for the metrics and the log).
 #[derive(Debug, Clone)]
 pub struct ManifestData {
-    pub digest: Digest,
-    pub media_type: String,
-    pub bytes: Bytes,
-    /// Where this node got the bytes, for the metrics and the log.
+    pub manifest: Manifest,
     pub source: Served,
 }
 
-impl From<Manifest> for ManifestData {
-    fn from(m: Manifest) -> Self {
-        Self {
-            digest: m.digest,
-            media_type: m.media_type,
-            bytes: m.bytes,
-            source: Served::Upstream,
-        }
+impl ManifestData {
+    pub fn new(manifest: Manifest, source: Served) -> Self {
+        Self { manifest, source }
     }
 }
 
@@ -56,7 +47,7 @@ impl Fetcher {
         // What it lists is in this repository too: the client's next requests. Not knowing it
         // costs those requests a HEAD upstream each, not this one its answer.
         if let Err(e) = self.record_manifest(target, &manifest).await {
-            tracing::warn!(registry = %target.registry, repo = %target.repo, digest = %manifest.digest, error = %e, "cannot record where the manifest's blobs are");
+            tracing::warn!(registry = %target.registry, repo = %target.repo, digest = %manifest.manifest.digest, error = %e, "cannot record where the manifest's blobs are");
         }
         Ok(manifest)
     }
@@ -152,7 +143,13 @@ impl Fetcher {
             // Never seen: one GET by tag gives the digest and the bytes at once.
             let manifest = self.upstream_manifest(target, &Reference::Tag(tag.clone())).await?;
             self.keep_manifest(&manifest).await?;
-            self.remember_tag(target, tag, &manifest.digest, &manifest.media_type).await?;
+            self.remember_tag(
+                target,
+                tag,
+                &manifest.manifest.digest,
+                &manifest.manifest.media_type,
+            )
+            .await?;
             return Ok(manifest);
         };
 
@@ -172,10 +169,16 @@ impl Fetcher {
                             m
                         }
                     };
-                if manifest.digest != known.digest {
-                    tracing::info!(registry = %target.registry, repo = %target.repo, %tag, old = %known.digest, new = %manifest.digest, "tag moved");
+                if manifest.manifest.digest != known.digest {
+                    tracing::info!(registry = %target.registry, repo = %target.repo, %tag, old = %known.digest, new = %manifest.manifest.digest, "tag moved");
                 }
-                self.remember_tag(target, tag, &manifest.digest, &manifest.media_type).await?;
+                self.remember_tag(
+                    target,
+                    tag,
+                    &manifest.manifest.digest,
+                    &manifest.manifest.media_type,
+                )
+                .await?;
                 Ok(manifest)
             }
             Err(e) if stale_if_error(&e) => {
@@ -203,18 +206,18 @@ impl Fetcher {
         let Some(fleet) = &self.fleet else { return Ok(None) };
         let Owner::Remote(owner) = fleet.owner(&tag_key(target, tag)) else { return Ok(None) };
         match fleet.ask_tag(&owner, target, tag).await {
-            Ok(m) if deleted_here(&self.store, target, &m.digest)? => {
-                tracing::info!(owner = %owner.id, %tag, digest = %m.digest, "tag owner names an image this node knows was deleted; resolving here");
+            Ok(m) if deleted_here(&self.store, target, &m.manifest.digest)? => {
+                tracing::info!(owner = %owner.id, %tag, digest = %m.manifest.digest, "tag owner names an image this node knows was deleted; resolving here");
                 Ok(None)
             }
-            Ok(m) if Digest::of(&m.bytes) == m.digest => {
+            Ok(m) if Digest::of(&m.manifest.bytes) == m.manifest.digest => {
                 let m = self.check_owner_answer(target, tag, &owner.id, m).await?;
                 self.keep_manifest(&m).await?;
-                self.remember_tag(target, tag, &m.digest, &m.media_type).await?;
+                self.remember_tag(target, tag, &m.manifest.digest, &m.manifest.media_type).await?;
                 Ok(Some(m))
             }
             Ok(m) => {
-                tracing::warn!(owner = %owner.id, %tag, claimed = %m.digest, "tag owner sent a manifest that does not match its digest; resolving here");
+                tracing::warn!(owner = %owner.id, %tag, claimed = %m.manifest.digest, "tag owner sent a manifest that does not match its digest; resolving here");
                 Ok(None)
             }
             Err(FleetError::NotFound { .. }) => Err(FetchError::ManifestUnknown {
@@ -252,16 +255,17 @@ impl Fetcher {
         let key = Digest::from_raw(tag_key(target, tag));
         for peer in fleet.providers(&key).await {
             match fleet.ask_tag(&peer, target, tag).await {
-                Ok(m) if deleted_here(&self.store, target, &m.digest)? => {
-                    tracing::info!(peer = %peer.id, %tag, digest = %m.digest, "member still serves a pushed tag this node knows was deleted; ignored");
+                Ok(m) if deleted_here(&self.store, target, &m.manifest.digest)? => {
+                    tracing::info!(peer = %peer.id, %tag, digest = %m.manifest.digest, "member still serves a pushed tag this node knows was deleted; ignored");
                 }
-                Ok(m) if Digest::of(&m.bytes) == m.digest => {
+                Ok(m) if Digest::of(&m.manifest.bytes) == m.manifest.digest => {
                     self.keep_manifest(&m).await?;
-                    self.remember_tag(target, tag, &m.digest, &m.media_type).await?;
+                    self.remember_tag(target, tag, &m.manifest.digest, &m.manifest.media_type)
+                        .await?;
                     return Ok(Some(m));
                 }
                 Ok(m) => {
-                    tracing::warn!(peer = %peer.id, %tag, claimed = %m.digest, "member sent a pushed tag's manifest that does not match its digest");
+                    tracing::warn!(peer = %peer.id, %tag, claimed = %m.manifest.digest, "member sent a pushed tag's manifest that does not match its digest");
                 }
                 Err(e) => {
                     tracing::debug!(peer = %peer.id, %tag, error = %e, "member announcing a pushed tag did not answer for it");
@@ -286,25 +290,25 @@ impl Fetcher {
         let Some(known) = self.store.get_tag(&target.registry, &target.repo, tag)? else {
             return Ok(answer);
         };
-        if known.digest == answer.digest {
+        if known.digest == answer.manifest.digest {
             return Ok(answer);
         }
         let upstream = self.upstreams.get(&target.registry)?;
         let result = upstream.head_manifest(&target.repo, &Reference::Tag(tag.clone())).await;
         match self.upstreams.counted(&target.registry, "manifest", result) {
-            Ok(head) if head.digest == answer.digest => {
-                tracing::info!(registry = %target.registry, repo = %target.repo, %tag, old = %known.digest, new = %answer.digest, "tag moved (owner's answer confirmed upstream)");
+            Ok(head) if head.digest == answer.manifest.digest => {
+                tracing::info!(registry = %target.registry, repo = %target.repo, %tag, old = %known.digest, new = %answer.manifest.digest, "tag moved (owner's answer confirmed upstream)");
                 Ok(answer)
             }
             Ok(head) => {
-                tracing::warn!(%owner, registry = %target.registry, repo = %target.repo, %tag, claimed = %answer.digest, upstream = %head.digest, "tag owner's answer contradicts the upstream; believing the upstream");
+                tracing::warn!(%owner, registry = %target.registry, repo = %target.repo, %tag, claimed = %answer.manifest.digest, upstream = %head.digest, "tag owner's answer contradicts the upstream; believing the upstream");
                 match self.stored_manifest(&head.digest, Some(&head.media_type)).await? {
                     Some(stored) => Ok(stored),
                     None => self.upstream_manifest(target, &Reference::Digest(head.digest)).await,
                 }
             }
             Err(UpstreamError::NotFound { .. }) => {
-                tracing::warn!(%owner, registry = %target.registry, repo = %target.repo, %tag, claimed = %answer.digest, "tag owner names a digest for a tag the upstream does not have; believing the upstream");
+                tracing::warn!(%owner, registry = %target.registry, repo = %target.repo, %tag, claimed = %answer.manifest.digest, "tag owner names a digest for a tag the upstream does not have; believing the upstream");
                 Err(FetchError::ManifestUnknown {
                     registry: target.registry.clone(),
                     repo: target.repo.to_string(),
@@ -314,7 +318,7 @@ impl Fetcher {
             // The owner may well reach an upstream this node cannot: its word is the best
             // there is, and its bytes match its digest.
             Err(e) => {
-                tracing::info!(%owner, %tag, claimed = %answer.digest, error = %e, "cannot check the tag owner's new digest upstream; taking it");
+                tracing::info!(%owner, %tag, claimed = %answer.manifest.digest, error = %e, "cannot check the tag owner's new digest upstream; taking it");
                 Ok(answer)
             }
         }
@@ -332,12 +336,8 @@ impl Fetcher {
                     let media_type = media_type
                         .or_else(|| sniff_manifest_media_type(&bytes))
                         .unwrap_or_else(|| OCI_MANIFEST.to_owned());
-                    return Some(ManifestData {
-                        digest: *digest,
-                        media_type,
-                        bytes,
-                        source: Served::Peer,
-                    });
+                    let manifest = Manifest { digest: *digest, media_type, bytes };
+                    return Some(ManifestData::new(manifest, Served::Peer));
                 }
                 Ok(None) => {}
                 Err(e) => tracing::debug!(%digest, error = %e, "manifest provider failed"),
@@ -400,7 +400,8 @@ impl Fetcher {
             .or_else(|| media_type.map(str::to_owned))
             .or_else(|| sniff_manifest_media_type(&bytes))
             .unwrap_or_else(|| OCI_MANIFEST.to_owned());
-        Ok(Some(ManifestData { digest: *digest, media_type, bytes, source: Served::Local }))
+        let manifest = Manifest { digest: *digest, media_type, bytes };
+        Ok(Some(ManifestData::new(manifest, Served::Local)))
     }
 
     async fn upstream_manifest(
@@ -411,7 +412,7 @@ impl Fetcher {
         let upstream = self.upstreams.get(&target.registry)?;
         let result = upstream.get_manifest(&target.repo, reference).await;
         match self.upstreams.counted(&target.registry, "manifest", result) {
-            Ok(m) => Ok(m.into()),
+            Ok(m) => Ok(ManifestData::new(m, Served::Upstream)),
             Err(UpstreamError::NotFound { .. }) => Err(FetchError::ManifestUnknown {
                 registry: target.registry.clone(),
                 repo: target.repo.to_string(),
@@ -422,9 +423,11 @@ impl Fetcher {
     }
 
     async fn keep_manifest(&self, m: &ManifestData) -> Result<(), FetchError> {
-        self.store.put_small(&m.digest, Some(&m.media_type), &m.bytes).await?;
+        self.store
+            .put_small(&m.manifest.digest, Some(&m.manifest.media_type), &m.manifest.bytes)
+            .await?;
         if let Some(fleet) = &self.fleet {
-            fleet.provide(&m.digest);
+            fleet.provide(&m.manifest.digest);
         }
         Ok(())
     }

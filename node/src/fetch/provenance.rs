@@ -57,8 +57,8 @@ impl Fetcher {
         target: &Target,
         manifest: &ManifestData,
     ) -> Result<(), FetchError> {
-        let mut digests = vec![manifest.digest];
-        digests.extend(references(&manifest.bytes));
+        let mut digests = vec![manifest.manifest.digest];
+        digests.extend(references(&manifest.manifest.bytes));
         let unseen = self.store.unseen_in(&digests, &target.registry, &target.repo)?;
         if unseen.is_empty() {
             return Ok(());

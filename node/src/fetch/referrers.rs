@@ -152,7 +152,7 @@ impl Fetcher {
             FetchError::Upstream(UpstreamError::Config { detail: e.to_string() })
         })?;
         match self.manifest(target, &Reference::Tag(tag)).await {
-            Ok(index) => parse_index(&index.bytes).map_err(|detail| {
+            Ok(index) => parse_index(&index.manifest.bytes).map_err(|detail| {
                 FetchError::Upstream(UpstreamError::BadResponse {
                     registry: target.registry.clone(),
                     detail: format!(

@@ -207,7 +207,7 @@ impl Task {
                         Ok(t) => OwnerResponse::TagResolved {
                             digest: t.digest,
                             media_type: t.media_type,
-                            manifest: t.manifest,
+                            manifest: t.bytes.to_vec(),
                         },
                         Err(code) => OwnerResponse::Error(known(code)),
                     }

@@ -36,15 +36,7 @@ pub use shoal_protocol::peer::{
 };
 
 use futures_util::future::BoxFuture;
-use shoal_protocol::{Digest, RepositoryName, Tag};
-
-/// A tag as its owner resolved it: the manifest's digest, media type and exact bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedTag {
-    pub digest: Digest,
-    pub media_type: String,
-    pub manifest: Vec<u8>,
-}
+use shoal_protocol::{Digest, Manifest, RepositoryName, Tag};
 
 /// What this node does when a peer asks it, as the owner of a key, to do something.
 ///
@@ -69,7 +61,7 @@ pub trait OwnerService: Send + Sync + 'static {
         registry: String,
         repo: RepositoryName,
         tag: Tag,
-    ) -> BoxFuture<'static, Result<ResolvedTag, ErrorCode>>;
+    ) -> BoxFuture<'static, Result<Manifest, ErrorCode>>;
 
     /// Keep an image this node is a placement of: record it and start bringing in what it
     /// lacks; answers at once with where it stands.

@@ -178,8 +178,9 @@ impl Placement {
             Err(e) if e.is_unknown() => return Err(PlacementError::Missing(*digest)),
             Err(e) => return Err(PlacementError::Fetch(e)),
         };
-        let refs = ManifestRefs::parse(&m.bytes).ok_or(PlacementError::NotAManifest(*digest))?;
-        Ok((m.media_type, refs))
+        let refs =
+            ManifestRefs::parse(&m.manifest.bytes).ok_or(PlacementError::NotAManifest(*digest))?;
+        Ok((m.manifest.media_type, refs))
     }
 
     async fn local_manifest(&self, digest: &Digest) -> Option<(String, ManifestRefs)> {

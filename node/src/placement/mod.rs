@@ -204,7 +204,7 @@ impl Placement {
             return Ok(here);
         }
         if let Some(pushed) = self.fetcher.pushed_tag_in_fleet(target, tag).await? {
-            return Ok(vec![pushed.digest]);
+            return Ok(vec![pushed.manifest.digest]);
         }
         Ok(vec![self.resolve(target, &Reference::Tag(tag.clone())).await?])
     }
@@ -269,7 +269,9 @@ impl Placement {
     ) -> Result<Digest, PlacementError> {
         match reference {
             Reference::Digest(d) => Ok(*d),
-            Reference::Tag(_) => Ok(self.fetcher.manifest(target, reference).await?.digest),
+            Reference::Tag(_) => {
+                Ok(self.fetcher.manifest(target, reference).await?.manifest.digest)
+            }
         }
     }
 

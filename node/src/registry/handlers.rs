@@ -31,19 +31,19 @@ pub async fn manifest(
     tally: Option<Tally>,
 ) -> Result<Response, ApiError> {
     let m = fetcher.manifest(target, reference).await?;
-    let len = m.bytes.len() as u64;
+    let len = m.manifest.bytes.len() as u64;
     if let Some(tally) = tally {
         tally.manifest_sent(m.source, len);
     }
-    let body = if head { Body::empty() } else { Body::from(m.bytes) };
+    let body = if head { Body::empty() } else { Body::from(m.manifest.bytes) };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Ok(v) = HeaderValue::from_str(&m.media_type) {
+    if let Ok(v) = HeaderValue::from_str(&m.manifest.media_type) {
         headers.insert(header::CONTENT_TYPE, v);
     }
-    insert_digest(headers, &m.digest);
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", m.digest)) {
+    insert_digest(headers, &m.manifest.digest);
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", m.manifest.digest)) {
         headers.insert(header::ETAG, v);
     }
     Ok(response)

@@ -3,11 +3,12 @@
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use shoal_protocol::media_type::{MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, sniff_manifest_media_type};
-use shoal_protocol::{Digest, DigestError, DigestMismatch, Reference, RepositoryName};
+use shoal_protocol::{Digest, DigestError, DigestMismatch, Manifest, Reference, RepositoryName};
 
 use super::read::{content_length, read_limited};
 use super::transport::Request;
-use super::{Inner, Manifest, ManifestHead, Upstream, UpstreamError, pull_scope};
+
+use super::{Inner, ManifestHead, Upstream, UpstreamError, pull_scope};
 
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 

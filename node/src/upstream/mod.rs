@@ -46,14 +46,6 @@ pub struct ManifestHead {
     pub size: Option<u64>,
 }
 
-/// A manifest's exact bytes, checked against its digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
-    pub digest: Digest,
-    pub media_type: String,
-    pub bytes: Bytes,
-}
-
 /// A blob's bytes as they arrive; the stream ends with an error if the body is cut short.
 pub struct BlobStream {
     /// The total size of the blob, when the upstream told it.

@@ -182,7 +182,7 @@ async fn a_silent_provider_costs_the_header_timeout_then_the_next_one_serves() {
         .expect("the manifest miss completes");
     let elapsed = started.elapsed();
     eprintln!("manifest miss past a silent provider took {elapsed:?}");
-    assert_eq!(manifest.bytes, image.manifest_bytes);
+    assert_eq!(manifest.manifest.bytes, image.manifest_bytes);
     assert!(elapsed >= DEFAULT_PEER_HEADER_TIMEOUT, "the silent provider was asked first");
     assert!(elapsed < OLD_COST / 3, "one silent provider cost {elapsed:?}");
     assert_eq!(fake.count("GET", &manifest_path), 1, "only the holder's own fetch");

@@ -34,12 +34,12 @@ struct TagOwner {
 
 impl TagOwner {
     fn answers(&self, manifest: &[u8]) {
-        let answer = ManifestData {
+        let manifest = shoal_protocol::Manifest {
             digest: Digest::of(manifest),
             media_type: OCI_MANIFEST.to_owned(),
             bytes: bytes::Bytes::copy_from_slice(manifest),
-            source: shoal::fetch::Served::Peer,
         };
+        let answer = ManifestData::new(manifest, shoal::fetch::Served::Peer);
         *self.answer.lock().unwrap() = Some(answer);
     }
 
@@ -140,9 +140,9 @@ async fn an_owner_can_move_a_tag_only_where_the_upstream_moved_it() {
 
     // Never seen here: the owner's word, and no upstream request.
     owner.answers(&v1);
-    assert_eq!(resolve().await.expect("first answer").digest, Digest::of(&v1));
+    assert_eq!(resolve().await.expect("first answer").manifest.digest, Digest::of(&v1));
     // The owner agrees with the record: still none.
-    assert_eq!(resolve().await.expect("same answer").digest, Digest::of(&v1));
+    assert_eq!(resolve().await.expect("same answer").manifest.digest, Digest::of(&v1));
     assert_eq!(fake.requests_to(&tag_path), 0, "agreeing answers cost the upstream nothing");
     assert_eq!(*owner.asked.lock().unwrap(), 2);
 
@@ -150,19 +150,19 @@ async fn an_owner_can_move_a_tag_only_where_the_upstream_moved_it() {
     let forged = manifest("forged");
     owner.answers(&forged);
     let served = resolve().await.expect("checked answer");
-    assert_eq!(served.digest, Digest::of(&v1), "the upstream's digest, not the owner's");
-    assert_eq!(served.bytes, v1);
+    assert_eq!(served.manifest.digest, Digest::of(&v1), "the upstream's digest, not the owner's");
+    assert_eq!(served.manifest.bytes, v1);
     assert_eq!(fake.count("HEAD", &tag_path), 1);
     // The record still names v1: an owner back to the truth costs nothing again.
     owner.answers(&v1);
-    assert_eq!(resolve().await.expect("honest again").digest, Digest::of(&v1));
+    assert_eq!(resolve().await.expect("honest again").manifest.digest, Digest::of(&v1));
     assert_eq!(fake.requests_to(&tag_path), 1);
 
     // The tag really moves upstream: the owner's new answer is confirmed and taken.
     let v2 = manifest("v2");
     fake.put_manifest(REPO, Some("latest"), &v2, OCI_MANIFEST);
     owner.answers(&v2);
-    assert_eq!(resolve().await.expect("moved").digest, Digest::of(&v2));
+    assert_eq!(resolve().await.expect("moved").manifest.digest, Digest::of(&v2));
     assert_eq!(fake.count("HEAD", &tag_path), 2);
     assert_eq!(fake.count("GET", &tag_path), 0, "the owner's bytes, not the upstream's");
 
@@ -170,7 +170,7 @@ async fn an_owner_can_move_a_tag_only_where_the_upstream_moved_it() {
     fake.set_fault(&tag_path, Fault::ServerError { times: 100 });
     let v3 = manifest("v3");
     owner.answers(&v3);
-    assert_eq!(resolve().await.expect("unchecked").digest, Digest::of(&v3));
+    assert_eq!(resolve().await.expect("unchecked").manifest.digest, Digest::of(&v3));
     fake.clear_faults();
 
     // A digest for a tag the upstream does not have: not believed.

@@ -12,10 +12,10 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use libp2p::Multiaddr;
 use shoal_protocol::peer::{HoldState, ImageHold, ImageRelease};
-use shoal_protocol::{Digest, RepositoryName, Tag};
+use shoal_protocol::{Digest, Manifest, RepositoryName, Tag};
 use tokio::task::JoinHandle;
 
-use super::{ClusterKey, ErrorCode, OwnerService, P2p, P2pConfig, ResolvedTag};
+use super::{ClusterKey, ErrorCode, OwnerService, P2p, P2pConfig};
 
 /// An owner service that records what it was asked and answers from fixed rules:
 /// repository `missing` is NOT_FOUND, repository `slow` never answers in time.
@@ -61,13 +61,13 @@ impl OwnerService for FakeOwner {
         _registry: String,
         _repo: RepositoryName,
         _tag: Tag,
-    ) -> BoxFuture<'static, Result<ResolvedTag, ErrorCode>> {
+    ) -> BoxFuture<'static, Result<Manifest, ErrorCode>> {
         let manifest = self.manifest();
         Box::pin(async move {
-            Ok(ResolvedTag {
+            Ok(Manifest {
                 digest: Digest::of(&manifest),
                 media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-                manifest,
+                bytes: manifest.into(),
             })
         })
     }
