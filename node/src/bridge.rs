@@ -11,11 +11,9 @@ use shoal_protocol::peer::{
 };
 use shoal_protocol::{Digest, Manifest, RepositoryName, Tag};
 
-use crate::fetch::{
-    FetchError, Fetcher, Fleet, FleetError, ManifestData, Owner, PeerRef, Served, Target,
-};
+use crate::fetch::{FetchError, Fetcher, Fleet, FleetError, ManifestData, Served, Target};
 use crate::metrics::Metrics;
-use crate::p2p::{self, OwnerService, P2p, PeerInfo};
+use crate::p2p::{self, Owner, OwnerService, P2p, PeerInfo};
 use crate::placement::Placement;
 use crate::upstream::UpstreamError;
 
@@ -40,26 +38,18 @@ impl P2pFleet {
 
     async fn ask(
         &self,
-        peer: &PeerRef,
+        peer: &PeerInfo,
         request: OwnerRequest,
     ) -> Result<OwnerResponse, FleetError> {
-        let id = peer.id.parse().map_err(|_| FleetError::Internal {
-            peer: peer.id.clone(),
-            detail: "not a peer id".to_owned(),
-        })?;
-        self.p2p.ask(id, request, self.owner_timeout).await.map_err(|e| match e {
-            p2p::P2pError::Timeout { .. } => FleetError::Timeout { peer: peer.id.clone() },
-            other => FleetError::Unreachable { peer: peer.id.clone(), detail: other.to_string() },
+        self.p2p.ask(peer.id, request, self.owner_timeout).await.map_err(|e| match e {
+            p2p::P2pError::Timeout { .. } => FleetError::Timeout { peer: peer.id },
+            other => FleetError::Unreachable { peer: peer.id, detail: other.to_string() },
         })
     }
 }
 
-fn peer_ref(info: PeerInfo) -> PeerRef {
-    PeerRef { id: info.id.to_string(), http_url: info.http_url, site: info.site }
-}
-
-fn refusal(peer: &PeerRef, code: ErrorCode) -> FleetError {
-    let peer = peer.id.clone();
+fn refusal(peer: &PeerInfo, code: ErrorCode) -> FleetError {
+    let peer = peer.id;
     match code {
         ErrorCode::NotFound => FleetError::NotFound { peer },
         ErrorCode::UpstreamUnavailable => FleetError::UpstreamUnavailable { peer },
@@ -70,43 +60,34 @@ fn refusal(peer: &PeerRef, code: ErrorCode) -> FleetError {
     }
 }
 
-fn unexpected(peer: &PeerRef) -> FleetError {
-    FleetError::Internal {
-        peer: peer.id.clone(),
-        detail: "answered a different question".to_owned(),
-    }
+fn unexpected(peer: &PeerInfo) -> FleetError {
+    FleetError::Internal { peer: peer.id, detail: "answered a different question".to_owned() }
 }
 
 impl Fleet for P2pFleet {
-    fn providers<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Vec<PeerRef>> {
+    fn providers<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Vec<PeerInfo>> {
         Box::pin(async move {
             let started = std::time::Instant::now();
             let found = self.p2p.find_providers(digest, self.provider_budget).await;
             self.metrics.dht_lookup_seconds.observe(started.elapsed().as_secs_f64());
-            found.into_iter().map(peer_ref).collect()
+            found
         })
     }
 
     fn owner(&self, key: &[u8]) -> Owner {
-        match self.p2p.owner(key) {
-            p2p::Owner::Local => Owner::Local,
-            p2p::Owner::Remote(info) => Owner::Remote(peer_ref(info)),
-        }
+        self.p2p.owner(key)
     }
 
     fn site_owner(&self, key: &[u8]) -> Owner {
         if self.site.is_none() {
             return self.owner(key);
         }
-        match self.p2p.site_owner(key, &self.site) {
-            p2p::Owner::Local => Owner::Local,
-            p2p::Owner::Remote(info) => Owner::Remote(peer_ref(info)),
-        }
+        self.p2p.site_owner(key, &self.site)
     }
 
     fn ask_fetch<'a>(
         &'a self,
-        owner: &'a PeerRef,
+        owner: &'a PeerInfo,
         target: &'a Target,
         digest: &'a Digest,
         into_site: bool,
@@ -130,7 +111,7 @@ impl Fleet for P2pFleet {
 
     fn ask_tag<'a>(
         &'a self,
-        owner: &'a PeerRef,
+        owner: &'a PeerInfo,
         target: &'a Target,
         tag: &'a Tag,
     ) -> BoxFuture<'a, Result<ManifestData, FleetError>> {
@@ -171,20 +152,16 @@ impl Fleet for P2pFleet {
     }
 
     fn placement(&self, key: &[u8], n: usize) -> Vec<Owner> {
-        let to_owner = |o| match o {
-            p2p::Owner::Local => Owner::Local,
-            p2p::Owner::Remote(info) => Owner::Remote(peer_ref(info)),
-        };
-        self.p2p.closest(key, n).into_iter().map(to_owner).collect()
+        self.p2p.closest(key, n)
     }
 
-    fn members(&self) -> Vec<PeerRef> {
-        self.p2p.peers().into_iter().map(peer_ref).collect()
+    fn members(&self) -> Vec<PeerInfo> {
+        self.p2p.peers()
     }
 
     fn ask_hold<'a>(
         &'a self,
-        peer: &'a PeerRef,
+        peer: &'a PeerInfo,
         hold: &'a ImageHold,
     ) -> BoxFuture<'a, Result<HoldState, FleetError>> {
         Box::pin(async move { self.ask_placement(peer, OwnerRequest::Hold(hold.clone())).await })
@@ -192,7 +169,7 @@ impl Fleet for P2pFleet {
 
     fn ask_release<'a>(
         &'a self,
-        peer: &'a PeerRef,
+        peer: &'a PeerInfo,
         release: &'a ImageRelease,
     ) -> BoxFuture<'a, Result<HoldState, FleetError>> {
         Box::pin(
@@ -204,7 +181,7 @@ impl Fleet for P2pFleet {
 impl P2pFleet {
     async fn ask_placement(
         &self,
-        peer: &PeerRef,
+        peer: &PeerInfo,
         request: OwnerRequest,
     ) -> Result<HoldState, FleetError> {
         match self.ask(peer, request).await? {

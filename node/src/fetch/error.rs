@@ -40,7 +40,7 @@ pub enum FetchError {
     #[error(transparent)]
     Peer(#[from] FleetError),
     #[error("owner {owner} cannot serve {digest} and upstream fallback is off")]
-    FallbackForbidden { digest: Digest, owner: String },
+    FallbackForbidden { digest: Digest, owner: crate::p2p::PeerId },
     #[error("the download of {digest} failed unexpectedly (a bug); ask again")]
     Panicked { digest: Digest },
     #[error("reading {digest} from the store failed: {source}")]

@@ -9,45 +9,32 @@ use shoal_protocol::peer::{HoldState, ImageHold, ImageRelease};
 use shoal_protocol::{Digest, Tag};
 
 use super::{ManifestData, Target};
-
-/// A peer as the data plane reaches it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerRef {
-    /// The peer's libp2p id, printed.
-    pub id: String,
-    /// Base URL of its registry API, e.g. `http://10.0.0.5:5000`.
-    pub http_url: String,
-    pub site: Option<String>,
-}
-
-/// The live member closest to a key: the one that fetches it upstream for everyone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
-    Local,
-    Remote(PeerRef),
-}
+use crate::p2p::{Owner, PeerId, PeerInfo};
 
 /// Why a question to a peer got no useful answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FleetError {
     #[error("peer {peer} is unreachable: {detail}")]
-    Unreachable { peer: String, detail: String },
+    Unreachable { peer: PeerId, detail: String },
     #[error("peer {peer} did not answer in time")]
-    Timeout { peer: String },
+    Timeout { peer: PeerId },
     #[error("peer {peer} reports the content unknown upstream")]
-    NotFound { peer: String },
+    NotFound { peer: PeerId },
     #[error("peer {peer} cannot reach the upstream")]
-    UpstreamUnavailable { peer: String },
+    UpstreamUnavailable { peer: PeerId },
     #[error("peer {peer} refused the request")]
-    Refused { peer: String },
+    Refused { peer: PeerId },
     #[error("peer {peer} failed: {detail}")]
-    Internal { peer: String, detail: String },
+    Internal { peer: PeerId, detail: String },
+    /// No source, of several, could finish a transfer.
+    #[error("the swarm is stuck on {0}")]
+    Stuck(String),
 }
 
 pub trait Fleet: Send + Sync + 'static {
     /// Peers that hold the digest or are fetching it now; never this node. Bounded by the
     /// fleet's own short time budget.
-    fn providers<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Vec<PeerRef>>;
+    fn providers<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Vec<PeerInfo>>;
 
     /// The owner of a key (see `shoal_protocol::peer` for the keys of blobs and tags).
     fn owner(&self, key: &[u8]) -> Owner;
@@ -60,7 +47,7 @@ pub trait Fleet: Send + Sync + 'static {
     /// site; on success, the URL to read it from while it arrives.
     fn ask_fetch<'a>(
         &'a self,
-        owner: &'a PeerRef,
+        owner: &'a PeerInfo,
         target: &'a Target,
         digest: &'a Digest,
         into_site: bool,
@@ -69,7 +56,7 @@ pub trait Fleet: Send + Sync + 'static {
     /// Asks `owner` to resolve a tag; the answer carries the manifest.
     fn ask_tag<'a>(
         &'a self,
-        owner: &'a PeerRef,
+        owner: &'a PeerInfo,
         target: &'a Target,
         tag: &'a Tag,
     ) -> BoxFuture<'a, Result<ManifestData, FleetError>>;
@@ -91,28 +78,28 @@ pub trait Fleet: Send + Sync + 'static {
     }
 
     /// Every live member but this node.
-    fn members(&self) -> Vec<PeerRef> {
+    fn members(&self) -> Vec<PeerInfo> {
         Vec::new()
     }
 
     /// Asks `peer` to hold an image it is placed on.
     fn ask_hold<'a>(
         &'a self,
-        peer: &'a PeerRef,
+        peer: &'a PeerInfo,
         hold: &'a ImageHold,
     ) -> BoxFuture<'a, Result<HoldState, FleetError>> {
         let _ = hold;
-        Box::pin(async move { Err(FleetError::Refused { peer: peer.id.clone() }) })
+        Box::pin(async move { Err(FleetError::Refused { peer: peer.id }) })
     }
 
     /// Tells `peer` that an image was released.
     fn ask_release<'a>(
         &'a self,
-        peer: &'a PeerRef,
+        peer: &'a PeerInfo,
         release: &'a ImageRelease,
     ) -> BoxFuture<'a, Result<HoldState, FleetError>> {
         let _ = release;
-        Box::pin(async move { Err(FleetError::Refused { peer: peer.id.clone() }) })
+        Box::pin(async move { Err(FleetError::Refused { peer: peer.id }) })
     }
 }
 

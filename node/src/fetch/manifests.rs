@@ -12,9 +12,10 @@ use std::time::{Duration, SystemTime};
 use shoal_protocol::media_type::{MAX_MANIFEST_SIZE, OCI_MANIFEST, sniff_manifest_media_type};
 use shoal_protocol::{Digest, Manifest, Reference, Tag};
 
-use super::fleet::{FleetError, Owner, tag_key};
+use super::fleet::{FleetError, tag_key};
 use super::provenance::Kind;
 use super::{FetchError, Fetcher, Served, Target};
+use crate::p2p::{Owner, PeerId};
 use crate::store::{StoreError, TagRecord};
 use crate::upstream::UpstreamError;
 
@@ -284,7 +285,7 @@ impl Fetcher {
         &self,
         target: &Target,
         tag: &Tag,
-        owner: &str,
+        owner: &PeerId,
         answer: ManifestData,
     ) -> Result<ManifestData, FetchError> {
         let Some(known) = self.store.get_tag(&target.registry, &target.repo, tag)? else {

@@ -36,7 +36,7 @@ pub use body::BlobBody;
 pub use buffers::BufferBudget;
 pub use download::Plan;
 pub use error::FetchError;
-pub use fleet::{Fleet, FleetError, Owner, PeerRef, tag_key};
+pub use fleet::{Fleet, FleetError, tag_key};
 pub use manifests::ManifestData;
 pub use peer_client::{PeerClient, PeerTimeouts, peer_blob_path};
 pub use range::RangeSpec;

@@ -19,9 +19,10 @@ use shoal_protocol::Digest;
 use shoal_protocol::peer::{PIECES_HEADER, PieceStatus};
 use tokio::sync::mpsc;
 
-use super::fleet::{FleetError, PeerRef};
+use super::fleet::FleetError;
 use super::swarm::Failure;
 use crate::metrics::Metrics;
+use crate::p2p::{PeerId, PeerInfo};
 use crate::peer_auth::{PEER_AUTH_HEADER, RequestSigner};
 
 /// The data-plane path of a blob on a peer.
@@ -53,7 +54,7 @@ pub struct PeerClient {
     header_timeout: Duration,
     stall_timeout: Duration,
     /// Peers that sent wrong bytes for a digest: never asked for that digest again.
-    distrusted: Mutex<HashSet<(Digest, String)>>,
+    distrusted: Mutex<HashSet<(Digest, PeerId)>>,
 }
 
 impl PeerClient {
@@ -84,18 +85,18 @@ impl PeerClient {
         }
     }
 
-    pub fn trusted(&self, digest: &Digest, peer: &str) -> bool {
-        !self.lock_distrusted().contains(&(*digest, peer.to_owned()))
+    pub fn trusted(&self, digest: &Digest, peer: &PeerId) -> bool {
+        !self.lock_distrusted().contains(&(*digest, *peer))
     }
 
-    fn lock_distrusted(&self) -> std::sync::MutexGuard<'_, HashSet<(Digest, String)>> {
+    fn lock_distrusted(&self) -> std::sync::MutexGuard<'_, HashSet<(Digest, PeerId)>> {
         self.distrusted.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn get(
         &self,
         method: reqwest::Method,
-        peer: &PeerRef,
+        peer: &PeerInfo,
         digest: &Digest,
         range: Option<String>,
     ) -> reqwest::RequestBuilder {
@@ -107,7 +108,7 @@ impl PeerClient {
     fn request(
         &self,
         method: reqwest::Method,
-        peer: &PeerRef,
+        peer: &PeerInfo,
         path: &str,
         range: Option<String>,
     ) -> reqwest::RequestBuilder {
@@ -125,25 +126,27 @@ impl PeerClient {
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
-        peer: &PeerRef,
+        peer: &PeerInfo,
     ) -> Result<reqwest::Response, FleetError> {
         match tokio::time::timeout(self.header_timeout, request.send()).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => {
-                Err(FleetError::Unreachable { peer: peer.id.clone(), detail: e.to_string() })
-            }
-            Err(_) => Err(FleetError::Timeout { peer: peer.id.clone() }),
+            Ok(Err(e)) => Err(FleetError::Unreachable { peer: peer.id, detail: e.to_string() }),
+            Err(_) => Err(FleetError::Timeout { peer: peer.id }),
         }
     }
 
     /// What a peer holds of `digest`.
-    pub async fn status(&self, peer: &PeerRef, digest: &Digest) -> Result<StatusReply, FleetError> {
+    pub async fn status(
+        &self,
+        peer: &PeerInfo,
+        digest: &Digest,
+    ) -> Result<StatusReply, FleetError> {
         let response = self.send(self.get(reqwest::Method::HEAD, peer, digest, None), peer).await?;
         let status = pieces_header(&response);
         match (response.status(), status) {
             (reqwest::StatusCode::OK, Some(status)) => Ok(StatusReply::Has(status)),
             (reqwest::StatusCode::OK, None) => Err(FleetError::Internal {
-                peer: peer.id.clone(),
+                peer: peer.id,
                 detail: format!("no valid {PIECES_HEADER} header"),
             }),
             (
@@ -153,10 +156,9 @@ impl PeerClient {
             ) => Ok(StatusReply::Has(status)),
             (reqwest::StatusCode::SERVICE_UNAVAILABLE, None) => Ok(StatusReply::NotYet),
             (reqwest::StatusCode::NOT_FOUND, _) => Ok(StatusReply::Nothing),
-            (other, _) => Err(FleetError::Unreachable {
-                peer: peer.id.clone(),
-                detail: format!("answered {other}"),
-            }),
+            (other, _) => {
+                Err(FleetError::Unreachable { peer: peer.id, detail: format!("answered {other}") })
+            }
         }
     }
 
@@ -164,7 +166,7 @@ impl PeerClient {
     /// arrive. Returns the peer's status when it sent one, and whether every byte came.
     pub async fn piece(
         &self,
-        peer: &PeerRef,
+        peer: &PeerInfo,
         digest: &Digest,
         start: u64,
         end: u64,
@@ -187,7 +189,7 @@ impl PeerClient {
                 Err(PieceError::NotHeld)
             }
             other => Err(PieceError::Peer(FleetError::Unreachable {
-                peer: peer.id.clone(),
+                peer: peer.id,
                 detail: format!("answered {other} to a piece request"),
             })),
         };
@@ -197,7 +199,7 @@ impl PeerClient {
     /// The sha256 of bytes `[start, end)` of `digest` as a peer serves them now.
     pub async fn piece_digest(
         &self,
-        peer: &PeerRef,
+        peer: &PeerInfo,
         digest: &Digest,
         start: u64,
         end: u64,
@@ -221,15 +223,14 @@ impl PeerClient {
     async fn receive(
         &self,
         response: reqwest::Response,
-        peer: &PeerRef,
+        peer: &PeerInfo,
         digest: &Digest,
         start: u64,
         end: u64,
         sink: &mpsc::Sender<(u64, Bytes)>,
     ) -> Result<(), PieceError> {
-        let broken = |detail: String| {
-            PieceError::Peer(FleetError::Unreachable { peer: peer.id.clone(), detail })
-        };
+        let broken =
+            |detail: String| PieceError::Peer(FleetError::Unreachable { peer: peer.id, detail });
         let range =
             response.headers().get(reqwest::header::CONTENT_RANGE).and_then(|v| v.to_str().ok());
         let expected = format!("bytes {start}-{}/", end - 1);
@@ -267,12 +268,11 @@ impl PeerClient {
     /// and verified; with the media type the peer stored it with.
     pub async fn fetch_small(
         &self,
-        peer: &PeerRef,
+        peer: &PeerInfo,
         digest: &Digest,
         max: u64,
     ) -> Result<Option<(Option<String>, bytes::Bytes)>, FleetError> {
-        let unreachable =
-            |detail: String| FleetError::Unreachable { peer: peer.id.clone(), detail };
+        let unreachable = |detail: String| FleetError::Unreachable { peer: peer.id, detail };
         let response = self.send(self.get(reqwest::Method::GET, peer, digest, None), peer).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -301,7 +301,7 @@ impl PeerClient {
         if Digest::of(&body) != *digest {
             tracing::warn!(%digest, peer = %peer.id, "peer sent a manifest that does not match its digest");
             self.metrics.peer_corrupt.inc();
-            self.lock_distrusted().insert((*digest, peer.id.clone()));
+            self.lock_distrusted().insert((*digest, peer.id));
             return Ok(None);
         }
         Ok(Some((media_type, body.into())))
@@ -311,11 +311,11 @@ impl PeerClient {
     /// does not hold it (yet).
     pub async fn piece_digests(
         &self,
-        peer: &PeerRef,
+        peer: &PeerInfo,
         digest: &Digest,
         count: u32,
     ) -> Result<Option<Vec<Digest>>, FleetError> {
-        let broken = |detail: String| FleetError::Internal { peer: peer.id.clone(), detail };
+        let broken = |detail: String| FleetError::Internal { peer: peer.id, detail };
         let request = self.request(reqwest::Method::GET, peer, &peer_pieces_path(digest), None);
         let response = self.send(request, peer).await?;
         match response.status() {
@@ -329,7 +329,7 @@ impl PeerClient {
         }
         let body = tokio::time::timeout(self.stall_timeout, response.bytes())
             .await
-            .map_err(|_| FleetError::Timeout { peer: peer.id.clone() })?
+            .map_err(|_| FleetError::Timeout { peer: peer.id })?
             .map_err(|e| broken(e.to_string()))?;
         if body.len() as u64 != expected {
             return Err(broken(format!(
@@ -346,11 +346,11 @@ impl PeerClient {
 
     /// The peers that sent the pieces of a download that failed verification: none of them is
     /// asked for this digest again.
-    pub fn distrust(&self, digest: &Digest, peers: &[String]) {
+    pub fn distrust(&self, digest: &Digest, peers: &[PeerId]) {
         for peer in peers {
             tracing::warn!(%digest, %peer, "peer sent bytes of a blob that failed verification; not asking it again");
             self.metrics.peer_corrupt.inc();
-            self.lock_distrusted().insert((*digest, peer.clone()));
+            self.lock_distrusted().insert((*digest, *peer));
         }
     }
 }

@@ -11,10 +11,11 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, StreamExt};
 use shoal_protocol::Digest;
 
-use super::fleet::{Fleet, Owner};
+use super::fleet::Fleet;
 use super::{FetchError, Target, Upstreams};
 use crate::config::UpstreamFallback;
 use crate::metrics::Metrics;
+use crate::p2p::Owner;
 use crate::upstream::UpstreamError;
 
 /// A blob's bytes from some offset on, and the blob's total size when the source knows it.

@@ -96,7 +96,7 @@ impl Placement {
                 Owner::Local => ("this node".to_owned(), Ok(self.on_hold(hold.clone()).await)),
                 Owner::Remote(peer) => {
                     let fleet = self.fleet.as_ref().expect("remote members come from a fleet");
-                    (peer.id.clone(), fleet.ask_hold(&peer, hold).await)
+                    (peer.id.to_string(), fleet.ask_hold(&peer, hold).await)
                 }
             }
         });

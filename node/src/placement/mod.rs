@@ -31,7 +31,8 @@ use shoal_protocol::{Digest, Reference, RepositoryName, Tag};
 
 pub use error::PlacementError;
 
-use crate::fetch::{Fetcher, Fleet, Owner, Target, tag_key};
+use crate::fetch::{Fetcher, Fleet, Target, tag_key};
+use crate::p2p::Owner;
 use crate::store::{ImagePin, PinState, Store};
 
 /// An image this node keeps, as `shoal pins` lists it.

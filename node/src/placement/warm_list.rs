@@ -12,7 +12,8 @@ use shoal_protocol::peer::blob_key;
 
 use super::{Copies, Placement};
 use crate::config::WarmConfig;
-use crate::fetch::{Owner, Target, tag_key};
+use crate::fetch::{Target, tag_key};
+use crate::p2p::Owner;
 
 impl Placement {
     /// Warms the list after `first` (time for the fleet to gather), then every `every`.

@@ -15,10 +15,11 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use shoal::config::{Config, DEFAULT_PEER_HEADER_TIMEOUT, FileConfig, Overrides, UpstreamFallback};
 use shoal::fetch::{
-    BlobSource, Fetcher, Fleet, FleetError, ManifestData, Owner, PeerClient, PeerRef, PeerTimeouts,
-    Sources, Swarm, Target, UpstreamSource, Upstreams,
+    BlobSource, Fetcher, Fleet, FleetError, ManifestData, PeerClient, PeerTimeouts, Sources, Swarm,
+    Target, UpstreamSource, Upstreams,
 };
 use shoal::metrics::Metrics;
+use shoal::p2p::{Owner, PeerId, PeerInfo};
 use shoal::store::{Store, StoreConfig};
 use shoal_protocol::{Digest, Reference, RepositoryName, Tag};
 use tokio::net::TcpListener;
@@ -28,10 +29,10 @@ use support::fake_upstream::FakeUpstream;
 
 /// The fleet as the miss path sees it: these providers for every digest, and this node owns
 /// everything (so nothing is asked of an owner).
-struct FixedProviders(Vec<PeerRef>);
+struct FixedProviders(Vec<PeerInfo>);
 
 impl Fleet for FixedProviders {
-    fn providers<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Vec<PeerRef>> {
+    fn providers<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Vec<PeerInfo>> {
         Box::pin(async move { self.0.clone() })
     }
 
@@ -45,21 +46,21 @@ impl Fleet for FixedProviders {
 
     fn ask_fetch<'a>(
         &'a self,
-        owner: &'a PeerRef,
+        owner: &'a PeerInfo,
         _target: &'a Target,
         _digest: &'a Digest,
         _into_site: bool,
     ) -> BoxFuture<'a, Result<String, FleetError>> {
-        Box::pin(async move { Err(FleetError::Refused { peer: owner.id.clone() }) })
+        Box::pin(async move { Err(FleetError::Refused { peer: owner.id }) })
     }
 
     fn ask_tag<'a>(
         &'a self,
-        owner: &'a PeerRef,
+        owner: &'a PeerInfo,
         _target: &'a Target,
         _tag: &'a Tag,
     ) -> BoxFuture<'a, Result<ManifestData, FleetError>> {
-        Box::pin(async move { Err(FleetError::Refused { peer: owner.id.clone() }) })
+        Box::pin(async move { Err(FleetError::Refused { peer: owner.id }) })
     }
 
     fn provide(&self, _digest: &Digest) {}
@@ -92,7 +93,7 @@ struct Asker {
 
 /// A fetcher whose providers are `providers`, in that order, then the upstream at `fake`; it
 /// signs its peer requests with `key`.
-fn asker(fake: &FakeUpstream, providers: Vec<PeerRef>, key: &TestKey) -> Asker {
+fn asker(fake: &FakeUpstream, providers: Vec<PeerInfo>, key: &TestKey) -> Asker {
     let dir = tempfile::tempdir().expect("temp dir");
     let store =
         Store::open(StoreConfig { root: dir.path().to_owned(), max_size: None }).expect("store");
@@ -127,8 +128,14 @@ fn asker(fake: &FakeUpstream, providers: Vec<PeerRef>, key: &TestKey) -> Asker {
     Asker { fetcher, metrics, _dir: dir }
 }
 
-fn peer(id: &str, http_url: String) -> PeerRef {
-    PeerRef { id: id.to_owned(), http_url, site: None }
+fn peer(http_url: String) -> PeerInfo {
+    PeerInfo {
+        id: PeerId::random(),
+        http_url,
+        site: None,
+        addrs: Vec::new(),
+        version: String::new(),
+    }
 }
 
 /// The old cost of one silent provider: the connection's own timeouts, about half a minute.
@@ -151,7 +158,7 @@ async fn a_silent_provider_costs_the_header_timeout_then_the_next_one_serves() {
     holder.get_ok(&manifest_path).await.bytes().await.expect("manifest");
     assert_eq!(fake.count("GET", &blob_path), 1);
 
-    let providers = vec![peer("silent", silent_peer().await), peer("holder", holder.url.clone())];
+    let providers = vec![peer(silent_peer().await), peer(holder.url.clone())];
     let asker = asker(&fake, providers, &key);
     let target = Target {
         registry: "docker.io".to_owned(),

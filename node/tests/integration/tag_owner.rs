@@ -13,10 +13,11 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use shoal::config::{Config, FileConfig, Overrides, UpstreamFallback};
 use shoal::fetch::{
-    BlobSource, FetchError, Fetcher, Fleet, FleetError, ManifestData, Owner, PeerRef, Sources,
-    Target, UpstreamSource, Upstreams,
+    BlobSource, FetchError, Fetcher, Fleet, FleetError, ManifestData, Sources, Target,
+    UpstreamSource, Upstreams,
 };
 use shoal::metrics::Metrics;
+use shoal::p2p::{Owner, PeerId, PeerInfo};
 use shoal::store::{Store, StoreConfig};
 use shoal_protocol::media_type::OCI_MANIFEST;
 use shoal_protocol::{Digest, Reference, RepositoryName, Tag};
@@ -43,13 +44,19 @@ impl TagOwner {
         *self.answer.lock().unwrap() = Some(answer);
     }
 
-    fn peer() -> PeerRef {
-        PeerRef { id: "owner".to_owned(), http_url: "http://127.0.0.1:1".to_owned(), site: None }
+    fn peer() -> PeerInfo {
+        PeerInfo {
+            id: PeerId::random(),
+            http_url: "http://127.0.0.1:1".to_owned(),
+            site: None,
+            addrs: Vec::new(),
+            version: String::new(),
+        }
     }
 }
 
 impl Fleet for TagOwner {
-    fn providers<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Vec<PeerRef>> {
+    fn providers<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Vec<PeerInfo>> {
         Box::pin(async { Vec::new() })
     }
 
@@ -63,23 +70,23 @@ impl Fleet for TagOwner {
 
     fn ask_fetch<'a>(
         &'a self,
-        owner: &'a PeerRef,
+        owner: &'a PeerInfo,
         _target: &'a Target,
         _digest: &'a Digest,
         _into_site: bool,
     ) -> BoxFuture<'a, Result<String, FleetError>> {
-        Box::pin(async move { Err(FleetError::Refused { peer: owner.id.clone() }) })
+        Box::pin(async move { Err(FleetError::Refused { peer: owner.id }) })
     }
 
     fn ask_tag<'a>(
         &'a self,
-        owner: &'a PeerRef,
+        owner: &'a PeerInfo,
         _target: &'a Target,
         _tag: &'a Tag,
     ) -> BoxFuture<'a, Result<ManifestData, FleetError>> {
         *self.asked.lock().unwrap() += 1;
         let answer = self.answer.lock().unwrap().clone();
-        Box::pin(async move { answer.ok_or(FleetError::Refused { peer: owner.id.clone() }) })
+        Box::pin(async move { answer.ok_or(FleetError::Refused { peer: owner.id }) })
     }
 
     fn provide(&self, _digest: &Digest) {}

@@ -26,11 +26,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::fleet::{Fleet, FleetError, PeerRef};
+use super::fleet::{Fleet, FleetError};
 use super::inflight::Progress;
 use super::peer_client::{PeerClient, PieceError, StatusReply};
 use super::{FetchError, Target};
 use crate::metrics::Metrics;
+use crate::p2p::{PeerId, PeerInfo};
 
 pub(crate) use scheduler::{Failure, Limits, Role, Scheduler, SourceId};
 use sites::Reach;
@@ -63,19 +64,19 @@ pub(crate) enum Outcome {
 pub(crate) struct Contributions {
     /// Per piece, the peers asked for it: the one that completed it, and any whose request
     /// was cancelled or failed after writing part of it.
-    pub senders: Vec<Vec<String>>,
+    pub senders: Vec<Vec<PeerId>>,
     /// Every peer the swarm used as a source: candidates for a verified copy.
-    pub sources: Vec<PeerRef>,
+    pub sources: Vec<PeerInfo>,
     /// The first holder, when it was among them: the digest's owner (which fetched it from
     /// the upstream), or for a member of a site its site's owner (which brought it in). Its
     /// verified copy is the one to compare with.
-    pub owner: Option<String>,
+    pub owner: Option<PeerId>,
 }
 
 impl Contributions {
     /// Every peer that sent anything.
-    pub(crate) fn peers(&self) -> Vec<String> {
-        let mut peers: Vec<String> = self.senders.iter().flatten().cloned().collect();
+    pub(crate) fn peers(&self) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = self.senders.iter().flatten().cloned().collect();
         peers.sort();
         peers.dedup();
         peers
@@ -104,7 +105,7 @@ enum Event {
         status: Option<PieceStatus>,
         result: Result<(), PieceError>,
     },
-    Providers(Vec<PeerRef>),
+    Providers(Vec<PeerInfo>),
 }
 
 impl Swarm {
@@ -154,7 +155,7 @@ impl Swarm {
 }
 
 struct Source {
-    peer: PeerRef,
+    peer: PeerInfo,
     role: Role,
     same_site: bool,
     /// A status request is out.
@@ -180,7 +181,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Adds peers not seen yet (and trusted for this digest), and asks each what it holds.
-    fn add_peers(&mut self, found: Vec<PeerRef>) {
+    fn add_peers(&mut self, found: Vec<PeerInfo>) {
         let site = self.swarm.fleet.site();
         for peer in found {
             if !self.reach.admits(&peer) {
@@ -217,7 +218,7 @@ impl Run<'_> {
             match self.swarm.fleet.ask_fetch(&owner, target, &self.digest, into_site).await {
                 Ok(url) => {
                     let before = self.sources.len();
-                    self.add_peers(vec![PeerRef { http_url: url, ..owner }]);
+                    self.add_peers(vec![PeerInfo { http_url: url, ..owner }]);
                     if self.sources.len() > before {
                         return Ok(true);
                     }
@@ -405,9 +406,9 @@ impl Run<'_> {
         let senders = self
             .piece_senders
             .iter()
-            .map(|ids| ids.iter().map(|&id| self.sources[id].peer.id.clone()).collect())
+            .map(|ids| ids.iter().map(|&id| self.sources[id].peer.id).collect())
             .collect();
-        let owner = self.sources.iter().find(|s| s.role == Role::Owner).map(|s| s.peer.id.clone());
+        let owner = self.sources.iter().find(|s| s.role == Role::Owner).map(|s| s.peer.id);
         let sources = self.sources.iter().map(|s| s.peer.clone()).collect();
         Contributions { senders, sources, owner }
     }
@@ -467,8 +468,5 @@ impl Run<'_> {
 }
 
 fn stuck(digest: Digest, why: &str) -> FetchError {
-    FetchError::Peer(FleetError::Internal {
-        peer: "swarm".to_owned(),
-        detail: format!("{digest}: {why}"),
-    })
+    FetchError::Peer(FleetError::Stuck(format!("{digest}: {why}")))
 }

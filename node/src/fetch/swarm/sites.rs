@@ -12,7 +12,8 @@
 
 use shoal_protocol::Digest;
 
-use crate::fetch::fleet::{Fleet, Owner, PeerRef};
+use crate::fetch::fleet::Fleet;
+use crate::p2p::{Owner, PeerId, PeerInfo};
 
 /// How one download reaches the blob.
 pub(crate) struct Reach {
@@ -21,10 +22,10 @@ pub(crate) struct Reach {
     pub gateway: bool,
     pub site: Option<String>,
     /// Whom to ask to fetch the blob when no provider serves it, in order, with `into_site`.
-    pub escalations: Vec<(PeerRef, bool)>,
+    pub escalations: Vec<(PeerInfo, bool)>,
     /// The peer that is asked only for pieces no one else serves: the one that gets the blob
     /// first (the site's owner for a member of a site, else the fleet's owner).
-    pub first_holder: Option<String>,
+    pub first_holder: Option<PeerId>,
 }
 
 impl Reach {
@@ -53,12 +54,12 @@ impl Reach {
         {
             escalations.push((owner.clone(), false));
         }
-        let first_holder = escalations.first().map(|(p, _)| p.id.clone());
+        let first_holder = escalations.first().map(|(p, _)| p.id);
         Self { gateway, site, escalations, first_holder }
     }
 
     /// Whether a provider may serve this download: a member of a site reads only its site.
-    pub(crate) fn admits(&self, peer: &PeerRef) -> bool {
+    pub(crate) fn admits(&self, peer: &PeerInfo) -> bool {
         self.gateway || peer.site == self.site
     }
 }

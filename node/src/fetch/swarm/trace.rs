@@ -14,6 +14,7 @@ use shoal_protocol::peer::{piece_count, piece_range};
 
 use super::Contributions;
 use crate::fetch::PeerClient;
+use crate::p2p::PeerId;
 use crate::store::TempBlob;
 
 /// A reference that is still committing its own copy is asked again this many times.
@@ -26,7 +27,7 @@ pub(crate) async fn liars(
     client: &PeerClient,
     contributions: &Contributions,
     digest: Digest,
-) -> Vec<String> {
+) -> Vec<PeerId> {
     let everyone = contributions.peers();
     let size = temp.written();
     let count = piece_count(size);
@@ -49,7 +50,7 @@ pub(crate) async fn liars(
     for &piece in &bad {
         let senders = &contributions.senders[piece];
         if let [only] = senders.as_slice() {
-            liars.push(only.clone());
+            liars.push(*only);
             continue;
         }
         // Several peers were asked for this piece (a hedge, a request that failed midway) and
@@ -62,7 +63,7 @@ pub(crate) async fn liars(
             };
             let copy = client.piece_digest(peer, &digest, start, end).await;
             if copy.is_ok_and(|d| d != good[piece]) {
-                liars.push(sender.clone());
+                liars.push(*sender);
             }
         }
     }
@@ -84,8 +85,8 @@ async fn reference(
     contributions: &Contributions,
     digest: Digest,
     count: u32,
-) -> Option<(String, Vec<Digest>)> {
-    let mut seen: Vec<(String, Vec<Digest>)> = Vec::new();
+) -> Option<(PeerId, Vec<Digest>)> {
+    let mut seen: Vec<(PeerId, Vec<Digest>)> = Vec::new();
     for _ in 0..ROUNDS {
         for peer in &contributions.sources {
             if seen.iter().any(|(id, _)| id == &peer.id) {
@@ -95,12 +96,13 @@ async fn reference(
                 continue;
             };
             if contributions.owner.as_ref() == Some(&peer.id) {
-                return Some((peer.id.clone(), list));
+                return Some((peer.id, list));
             }
             if let Some((other, _)) = seen.iter().find(|(_, l)| *l == list) {
-                return Some((format!("{} and {other}", peer.id), list));
+                tracing::debug!(%digest, peer = %peer.id, %other, "two sources agree on the pieces");
+                return Some((peer.id, list));
             }
-            seen.push((peer.id.clone(), list));
+            seen.push((peer.id, list));
         }
         if seen.len() == contributions.sources.len() {
             break;
