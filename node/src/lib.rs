@@ -17,7 +17,7 @@
 
 pub mod archive;
 pub mod auth;
-pub mod bridge;
+pub(crate) mod bridge;
 pub mod cli;
 pub mod client_config;
 pub mod config;
@@ -25,17 +25,17 @@ pub mod demo;
 pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod http_server;
+pub(crate) mod http_server;
 pub mod metrics;
 pub mod p2p;
 pub mod peer_auth;
 pub mod placement;
-pub mod pull_feed;
-pub mod push;
+pub(crate) mod pull_feed;
+pub(crate) mod push;
 pub mod registry;
 pub mod server;
 pub mod status;
 pub mod store;
 mod throttle;
-pub mod tls;
+pub(crate) mod tls;
 pub mod upstream;

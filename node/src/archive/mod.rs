@@ -16,9 +16,10 @@ mod offline;
 mod progress;
 
 pub use client::NodeClient;
-pub use export::{ExportReport, export};
+pub use export::export;
 pub use image_ref::ImageRef;
-pub use import::{ImportReport, import};
+pub(crate) use import::ImportReport;
+pub use import::import;
 pub use offline::import_into;
 
 use shoal_protocol::Digest;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use htpasswd::Htpasswd;
 pub use make::{add_token, htpasswd_line};
-pub use rules::{Action, EVERYTHING, Policy, Rule};
+pub(crate) use rules::{Action, EVERYTHING, Policy, Rule};
 pub use tokens::{Tokens, file_line as token_file_line};
 
 use verify::Verifier;

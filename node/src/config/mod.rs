@@ -13,11 +13,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use auth::{AuthConfig, AuthConfigError};
-pub use file::{AuthEntry, FileConfig, MetricsEntry, RuleEntry, ServerEntry, UpstreamEntry};
-pub use keep::{DEFAULT_LIFECYCLE_INTERVAL, LifecycleConfig, WarmConfig};
+pub(crate) use auth::{AuthConfig, AuthConfigError};
+pub use file::FileConfig;
+pub(crate) use file::{AuthEntry, RuleEntry, ServerEntry};
+pub(crate) use keep::{LifecycleConfig, WarmConfig};
 use keep::{resolve_lifecycle, resolve_warm};
-pub use units::{ByteSize, HumanDuration, UnitError};
+pub(crate) use units::{ByteSize, HumanDuration};
 
 use crate::http_server::ServerSettings;
 use crate::metrics::MetricsConfig;

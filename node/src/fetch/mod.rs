@@ -31,21 +31,22 @@ use std::time::{Duration, Instant};
 
 use shoal_protocol::{Digest, RepositoryName, Tag};
 
-pub use access::{Access, PassThrough};
-pub use body::BlobBody;
-pub use buffers::BufferBudget;
-pub use download::Plan;
+pub(crate) use access::{Access, PassThrough};
+pub(crate) use body::BlobBody;
+pub(crate) use buffers::BufferBudget;
+pub(crate) use download::Plan;
 pub use error::FetchError;
-pub use fleet::{Fleet, FleetError, tag_key};
+pub(crate) use fleet::tag_key;
+pub use fleet::{Fleet, FleetError};
 pub use manifests::ManifestData;
-pub use peer_client::{PeerClient, PeerTimeouts, peer_blob_path};
+pub use peer_client::{PeerClient, PeerTimeouts};
 pub use range::RangeSpec;
 pub(crate) use referrers::parse_index as parse_referrers_index;
-pub use served::{Origin, Served};
-pub use source::{BlobSource, SourceStream, UpstreamSource};
+pub(crate) use served::Origin;
+pub use served::Served;
+pub use source::{BlobSource, UpstreamSource};
 pub use swarm::Swarm;
 pub use swarm::sim as swarm_sim;
-pub use tags::TagList;
 pub use upstreams::Upstreams;
 
 use inflight::{InFlightBlobs, Joined};

@@ -20,7 +20,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use exposition::CONTENT_TYPE;
-pub use labels::{EndpointKind, OTHER, RegistryLabels, RepositoryLabels, RequestLabels};
+pub(crate) use labels::{EndpointKind, OTHER, RegistryLabels, RepositoryLabels, RequestLabels};
 
 use crate::fetch::Served;
 use crate::store::Store;

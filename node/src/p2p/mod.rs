@@ -24,16 +24,17 @@ mod task;
 mod tests;
 
 pub(crate) use codec::OwnerCodec;
-pub use config::P2pConfig;
-pub use error::P2pError;
-pub use handle::P2p;
-pub use identity::IdentityError;
-pub use key::{ClusterKey, KeyError};
-pub use libp2p::{Multiaddr, PeerId};
+pub(crate) use config::P2pConfig;
+pub(crate) use error::P2pError;
+pub(crate) use handle::P2p;
+pub(crate) use identity::IdentityError;
+pub use key::ClusterKey;
+pub(crate) use key::KeyError;
+pub(crate) use libp2p::Multiaddr;
+pub use libp2p::PeerId;
 pub use peers::{Owner, PeerInfo};
-pub use shoal_protocol::peer::{
-    ErrorCode, HoldState, ImageHold, ImageRelease, OwnerRequest, OwnerResponse,
-};
+pub use shoal_protocol::peer::{ErrorCode, HoldState, OwnerRequest, OwnerResponse};
+pub(crate) use shoal_protocol::peer::{ImageHold, ImageRelease};
 
 use futures_util::future::BoxFuture;
 use shoal_protocol::{Digest, Manifest, RepositoryName, Tag};

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use shoal_protocol::peer::{PeerAuth, PeerAuthError, RequestKey, SignedRequest};
 
-pub use replay::CAPACITY as REPLAY_CAPACITY;
+pub(crate) use replay::CAPACITY as REPLAY_CAPACITY;
 use replay::{Refusal, ReplayCache};
 
 use crate::throttle::LogThrottle;

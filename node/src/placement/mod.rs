@@ -29,7 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use shoal_protocol::peer::{ImageHold, blob_key};
 use shoal_protocol::{Digest, Reference, RepositoryName, Tag};
 
-pub use error::PlacementError;
+pub(crate) use error::PlacementError;
 
 use crate::fetch::{Fetcher, Fleet, Target, tag_key};
 use crate::p2p::Owner;

@@ -22,8 +22,6 @@ use futures_util::stream::BoxStream;
 use shoal_protocol::Digest;
 
 pub use error::PushError;
-pub use manifests::PushedManifest;
-pub use referrers::ReferrersList;
 
 use crate::fetch::{Fetcher, Target};
 use crate::placement::Placement;

@@ -21,9 +21,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 
-pub use error::ApiError;
+pub(crate) use error::ApiError;
 pub(crate) use range::parse as parse_range;
-pub use route::{Endpoint, PINS_PATH, Routing, TagsQuery};
+pub(crate) use route::PINS_PATH;
+pub use route::{Endpoint, Routing};
 
 use shoal_protocol::peer::{PeerAuthError, SignedRequest};
 use shoal_protocol::{DigestError, ReferenceError};

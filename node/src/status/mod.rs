@@ -11,14 +11,12 @@ mod errors;
 mod render;
 mod report;
 
-pub use client::{StatusError, fetch};
-pub use collect::{FleetView, StatusSource};
-pub use errors::{RECENT_ERRORS, RecentErrors};
+pub use client::fetch;
+pub(crate) use collect::{FleetView, StatusSource};
+pub(crate) use errors::RecentErrors;
 pub use render::render;
 pub(crate) use render::size as human_size;
-pub use report::{
-    Download, Member, NodeInfo, RecentError, ServedReport, StatusReport, StoreReport,
-};
+pub use report::StatusReport;
 
 /// Where a node serves its report: a client route like `/v2/...`, not the peers' data plane,
 /// so that whatever protects clients' requests protects it too.

@@ -62,7 +62,8 @@ impl ServerTls {
     }
 
     /// Reads the files again if they changed since they were last looked at; `true` when a
-    /// new pair is now served.
+    /// new pair is now served. The node's own reloads run in [`Self::spawn_reloads`].
+    #[cfg(test)]
     pub fn reload_if_changed(&self) -> bool {
         self.resolver.reload(false)
     }

@@ -28,12 +28,12 @@ use reqwest::Url;
 use reqwest::redirect::Policy;
 use shoal_protocol::{Digest, RepositoryName};
 
-pub use access::Probe;
+pub(crate) use access::Probe;
 pub(crate) use challenge::parse_challenges;
-pub use config::{ClientSettings, Credentials, UpstreamConfig, load_docker_config};
+pub(crate) use config::load_docker_config;
+pub use config::{ClientSettings, Credentials, UpstreamConfig};
 pub use error::UpstreamError;
-pub use public_only::is_public as is_public_address;
-pub use referrers::ReferrersPage;
+pub(crate) use public_only::is_public as is_public_address;
 
 use auth::Auth;
 pub(crate) use realm::RealmPolicy;

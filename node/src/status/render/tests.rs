@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::fetch::Served;
-use crate::status::{Download, Member, NodeInfo, RecentError, ServedReport, StoreReport};
+use crate::status::report::{Download, Member, NodeInfo, RecentError, ServedReport, StoreReport};
 
 fn report() -> StatusReport {
     StatusReport {
