@@ -16,7 +16,8 @@ use crate::config::{
 pub const DEFAULT_LOG_FILTER: &str = "info,libp2p_kad=error";
 
 /// The version and the commit the binary was built from: `0.1.0 (3f2a9c1d0b7e)`.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SHOAL_COMMIT"), ")");
+pub(crate) const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (", env!("SHOAL_COMMIT"), ")");
 
 /// A peer-to-peer pull-through cache for OCI container registries.
 ///

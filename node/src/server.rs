@@ -87,7 +87,7 @@ pub async fn run(
 
 /// [`run`], publishing every finished client pull to `pulls`: for a program that runs nodes
 /// in its own process and shows what they do (`shoal demo`).
-pub async fn run_with_feed(
+pub(crate) async fn run_with_feed(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -27,7 +27,7 @@ use crate::store::StoreConfig;
 use crate::upstream::{ClientSettings, Credentials, UpstreamConfig};
 
 /// Registries a fresh node knows without configuration, as clients spell them → where to fetch.
-pub const BUILTIN_UPSTREAMS: &[(&str, &str)] = &[
+pub(crate) const BUILTIN_UPSTREAMS: &[(&str, &str)] = &[
     ("docker.io", "https://registry-1.docker.io"),
     ("ghcr.io", "https://ghcr.io"),
     ("quay.io", "https://quay.io"),
@@ -39,27 +39,27 @@ pub const BUILTIN_UPSTREAMS: &[(&str, &str)] = &[
 
 /// Token services of built-in upstreams on another host than the registry: credentials for
 /// the registry may go there (see `upstream/realm.rs`).
-pub const BUILTIN_TOKEN_REALMS: &[(&str, &str)] = &[("docker.io", "auth.docker.io")];
+pub(crate) const BUILTIN_TOKEN_REALMS: &[(&str, &str)] = &[("docker.io", "auth.docker.io")];
 
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
-pub const DEFAULT_DATA_DIR: &str = "./shoal-data";
-pub const DEFAULT_UPSTREAM: &str = "docker.io";
-pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(5 * 60);
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
+pub(crate) const DEFAULT_DATA_DIR: &str = "./shoal-data";
+pub(crate) const DEFAULT_UPSTREAM: &str = "docker.io";
+pub(crate) const DEFAULT_TAG_TTL: Duration = Duration::from_secs(5 * 60);
 /// An upload untouched this long is abandoned: its session and bytes are removed.
-pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+pub(crate) const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
-pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/5001";
-pub const DEFAULT_PROVIDER_BUDGET: Duration = Duration::from_millis(300);
-pub const DEFAULT_OWNER_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_PEER_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/5001";
+pub(crate) const DEFAULT_PROVIDER_BUDGET: Duration = Duration::from_millis(300);
+pub(crate) const DEFAULT_OWNER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_PEER_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer that accepted the connection and sent no answer head in this long is given up on:
 /// a silent peer costs a miss a moment, not a download.
 pub const DEFAULT_PEER_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
-pub const DEFAULT_PEER_UPLOAD_SLOTS: usize = 3;
+pub(crate) const DEFAULT_PEER_UPLOAD_SLOTS: usize = 3;
 /// Members that keep each pinned (pushed, imported) image: any one node may be lost.
-pub const DEFAULT_REPLICAS: u32 = 2;
+pub(crate) const DEFAULT_REPLICAS: u32 = 2;
 /// How often a node checks the copies of the images it keeps.
-pub const DEFAULT_PLACEMENT_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_PLACEMENT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The fully resolved configuration of a node.
 #[derive(Debug, Clone)]

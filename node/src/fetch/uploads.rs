@@ -80,7 +80,7 @@ impl Uploads {
 
 /// Why an upload was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// Every slot for the digest is taken: ask another node, or this one in a moment.
     Busy,
     /// This piece was sent often enough just now: the nodes that got it pass it on. Other

@@ -20,4 +20,4 @@ pub use report::StatusReport;
 
 /// Where a node serves its report: a client route like `/v2/...`, not the peers' data plane,
 /// so that whatever protects clients' requests protects it too.
-pub const STATUS_PATH: &str = "/_shoal/status";
+pub(crate) const STATUS_PATH: &str = "/_shoal/status";

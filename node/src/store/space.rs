@@ -50,7 +50,7 @@ pub(crate) fn disk(path: &Path) -> Result<Disk, StoreError> {
 
 /// Why room for a blob was refused; kept so the temp blob's next write fails the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     NoRoom { size: u64, usable: u64 },
     OverCap { size: u64, max: u64 },
 }
