@@ -268,6 +268,12 @@ async fn fetch(
             let stream = match source.open(target, &digest, received).await {
                 Ok(Some(stream)) => stream,
                 Ok(None) => break,
+                // A hosted name has no upstream: its miss is an answer (404), not a failure.
+                Err(e @ FetchError::UnknownRegistry(_)) => {
+                    tracing::debug!(%digest, source = source.describe(), error = %e, "no such source");
+                    last_error = Some(e);
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(%digest, source = source.describe(), offset = received, error = %e, "source failed");
                     last_error = Some(e);

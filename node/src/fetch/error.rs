@@ -17,7 +17,7 @@ pub enum FetchError {
     PrivateRegistry(String),
     #[error("manifest {reference} is unknown to {registry}/{repo}")]
     ManifestUnknown { registry: String, repo: String, reference: String },
-    #[error("blob {0} is unknown upstream")]
+    #[error("blob {0} is unknown")]
     BlobUnknown(Digest),
     #[error("range not satisfiable for a blob of {size} bytes")]
     RangeNotSatisfiable { size: u64 },

@@ -214,7 +214,12 @@ impl InFlightBlobs {
                         tx.send_modify(|p| p.state = FetchState::Committed);
                     }
                     Err(e) => {
-                        tracing::warn!(%digest, error = %e, "blob fetch failed; nothing stored");
+                        if matches!(e, FetchError::UnknownRegistry(_)) {
+                            // A hosted name's miss: the answer is a 404, nothing went wrong.
+                            tracing::debug!(%digest, error = %e, "blob not held; no upstream to ask");
+                        } else {
+                            tracing::warn!(%digest, error = %e, "blob fetch failed; nothing stored");
+                        }
                         if let Some(fleet) = &this.fleet {
                             fleet.unprovide(&digest);
                         }
