@@ -256,7 +256,9 @@ impl Routing {
                     if let Some(algorithm) = raw.digest_algorithm
                         && algorithm != "sha256"
                     {
-                        let unsupported = DigestError::UnsupportedAlgorithm(algorithm);
+                        // Echoed in the error: bounded, as `Digest::parse` bounds its own.
+                        let named = algorithm.chars().take(32).collect();
+                        let unsupported = DigestError::UnsupportedAlgorithm(named);
                         return Err(ApiError::DigestInvalid(unsupported.to_string()));
                     }
                     let query = UploadQuery {
