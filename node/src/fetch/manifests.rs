@@ -144,13 +144,7 @@ impl Fetcher {
             // Never seen: one GET by tag gives the digest and the bytes at once.
             let manifest = self.upstream_manifest(target, &Reference::Tag(tag.clone())).await?;
             self.keep_manifest(&manifest).await?;
-            self.remember_tag(
-                target,
-                tag,
-                &manifest.manifest.digest,
-                &manifest.manifest.media_type,
-            )
-            .await?;
+            self.remember_tag(target, tag, &manifest.manifest).await?;
             return Ok(manifest);
         };
 
@@ -173,13 +167,7 @@ impl Fetcher {
                 if manifest.manifest.digest != known.digest {
                     tracing::info!(registry = %target.registry, repo = %target.repo, %tag, old = %known.digest, new = %manifest.manifest.digest, "tag moved");
                 }
-                self.remember_tag(
-                    target,
-                    tag,
-                    &manifest.manifest.digest,
-                    &manifest.manifest.media_type,
-                )
-                .await?;
+                self.remember_tag(target, tag, &manifest.manifest).await?;
                 Ok(manifest)
             }
             Err(e) if stale_if_error(&e) => {
@@ -214,7 +202,7 @@ impl Fetcher {
             Ok(m) if Digest::of(&m.manifest.bytes) == m.manifest.digest => {
                 let m = self.check_owner_answer(target, tag, &owner.id, m).await?;
                 self.keep_manifest(&m).await?;
-                self.remember_tag(target, tag, &m.manifest.digest, &m.manifest.media_type).await?;
+                self.remember_tag(target, tag, &m.manifest).await?;
                 Ok(Some(m))
             }
             Ok(m) => {
@@ -261,8 +249,7 @@ impl Fetcher {
                 }
                 Ok(m) if Digest::of(&m.manifest.bytes) == m.manifest.digest => {
                     self.keep_manifest(&m).await?;
-                    self.remember_tag(target, tag, &m.manifest.digest, &m.manifest.media_type)
-                        .await?;
+                    self.remember_tag(target, tag, &m.manifest).await?;
                     return Ok(Some(m));
                 }
                 Ok(m) => {
@@ -433,16 +420,16 @@ impl Fetcher {
         Ok(())
     }
 
+    /// Records that `tag` now names `manifest`, as of now.
     async fn remember_tag(
         &self,
         target: &Target,
         tag: &Tag,
-        digest: &Digest,
-        media_type: &str,
+        manifest: &Manifest,
     ) -> Result<(), FetchError> {
         let record = TagRecord {
-            digest: *digest,
-            media_type: media_type.to_owned(),
+            digest: manifest.digest,
+            media_type: manifest.media_type.clone(),
             fetched_at: SystemTime::now(),
         };
         // A durable commit: off the async threads.
