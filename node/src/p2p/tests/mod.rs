@@ -15,7 +15,7 @@ use shoal_protocol::peer::{HoldState, ImageHold, ImageRelease};
 use shoal_protocol::{Digest, Manifest, RepositoryName, Tag};
 use tokio::task::JoinHandle;
 
-use super::{ClusterKey, ErrorCode, OwnerService, P2p, P2pConfig};
+use super::{ClusterKey, ErrorCode, OwnerRequest, OwnerService, P2p, P2pConfig};
 
 /// An owner service that records what it was asked and answers from fixed rules:
 /// repository `missing` is NOT_FOUND, repository `slow` never answers in time.
@@ -111,6 +111,16 @@ pub(super) async fn start_with(config: P2pConfig, owner: FakeOwner) -> TestNode 
 
 pub(super) fn first_addr(node: &TestNode) -> Multiaddr {
     node.p2p.listen_addrs().into_iter().next().expect("a listen address")
+}
+
+/// A `FetchBlob` owner request for `repo` (the fake owner answers by repository name).
+pub(super) fn fetch(repo: &str) -> OwnerRequest {
+    OwnerRequest::FetchBlob {
+        registry: "docker.io".into(),
+        repo: RepositoryName::parse(repo).unwrap(),
+        digest: Digest::of(b"layer"),
+        into_site: false,
+    }
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.

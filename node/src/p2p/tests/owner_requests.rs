@@ -21,15 +21,6 @@ async fn pair(dir: &Path, owner: FakeOwner) -> (TestNode, TestNode) {
     (a, b)
 }
 
-fn fetch(repo: &str) -> OwnerRequest {
-    OwnerRequest::FetchBlob {
-        registry: "docker.io".into(),
-        repo: RepositoryName::parse(repo).unwrap(),
-        digest: Digest::of(b"layer"),
-        into_site: false,
-    }
-}
-
 fn resolve() -> OwnerRequest {
     OwnerRequest::ResolveTag {
         registry: "ghcr.io".into(),

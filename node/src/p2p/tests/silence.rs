@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::p2p::{OwnerRequest, P2pError};
+use crate::p2p::P2pError;
 
 /// Forwards every connection it accepts to `target` until frozen; then it reads on and drops
 /// what it reads, holding every socket open.
@@ -72,15 +72,6 @@ fn tcp_addr(addr: &Multiaddr) -> String {
         }
     }
     format!("{}:{}", ip.unwrap(), port.unwrap())
-}
-
-fn fetch(repo: &str) -> OwnerRequest {
-    OwnerRequest::FetchBlob {
-        registry: "docker.io".into(),
-        repo: RepositoryName::parse(repo).unwrap(),
-        digest: Digest::of(b"layer"),
-        into_site: false,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
