@@ -11,15 +11,17 @@
 //! `bridge` joins it to the miss path both ways, and `peer_auth` signs and checks the data
 //! plane's peer requests; `metrics` and `status` are what an operator reads, and `pull_feed`
 //! hands each finished pull to a program that runs nodes in-process; `server` wires them all;
-//! `config` and `cli` feed it. `demo` runs a small fleet of such nodes on one machine and shows
-//! where each pull came from; `tls` serves HTTPS and trusts private CAs; `client_config` writes
-//! the runtimes' mirror files; `fuzzing` opens the parsers to the fuzz targets.
+//! `config` and `cli` feed it, and `clock` is what its TTLs and lifetimes are counted on.
+//! `demo` runs a small fleet of such nodes on one machine and shows where each pull came
+//! from; `tls` serves HTTPS and trusts private CAs; `client_config` writes the runtimes'
+//! mirror files; `fuzzing` opens the parsers to the fuzz targets.
 
 pub mod archive;
 pub mod auth;
 pub(crate) mod bridge;
 pub mod cli;
 pub mod client_config;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod fetch;

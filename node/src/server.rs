@@ -58,7 +58,7 @@ pub enum ServerError {
 /// [`run`] does, without opening the store or the network, and says what the node would run
 /// as: `shoal run --check-config` for deployment pipelines and init containers.
 pub fn check(config: &Config) -> Result<String, ServerError> {
-    Upstreams::new(&config.routing, &config.client)?;
+    Upstreams::new(&config.routing, &config.client, &config.clock)?;
     let tls = config.server.tls.as_ref().map(ServerTls::load).transpose()?;
     config.fleet.peer_ca.as_deref().map(crate::tls::client_roots).transpose()?;
     let key = config.fleet.cluster_key.as_deref().map(ClusterKey::load).transpose()?;
@@ -97,7 +97,8 @@ pub(crate) async fn run_with_feed(
     let tls = config.server.tls.as_ref().map(ServerTls::load).transpose()?;
     let peer_roots = config.fleet.peer_ca.as_deref().map(crate::tls::client_roots).transpose()?;
     let store_config = config.store.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(store_config))
+    let store_clock = config.clock.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_on(store_config, store_clock))
         .await
         .map_err(ServerError::Setup)??;
     let address = listener.local_addr().map_err(ServerError::Address)?;
@@ -105,8 +106,10 @@ pub(crate) async fn run_with_feed(
         Metrics::new(&config.metrics, config.routing.upstreams.keys().map(String::as_str));
     metrics.watch_store(store.clone());
     let metrics = Arc::new(metrics);
-    let upstreams =
-        Arc::new(Upstreams::new(&config.routing, &config.client)?.with_metrics(metrics.clone()));
+    let upstreams = Arc::new(
+        Upstreams::new(&config.routing, &config.client, &config.clock)?
+            .with_metrics(metrics.clone()),
+    );
 
     let fleet_config = &config.fleet;
     let advertised = advertise_url(fleet_config, address, tls.is_some());
@@ -185,10 +188,12 @@ pub(crate) async fn run_with_feed(
     warn_if_open(&config, address);
     let fetcher = Arc::new(
         Fetcher::new(store.clone(), upstreams, sources, fleet.clone(), config.tag_ttl)
+            .with_clock(config.clock.clone())
             .with_repo_check(auth.restricts_names())
             .with_pass_through(PassThrough::new(
                 config.auth.pass_through.clone(),
                 config.auth.pass_through_ttl,
+                config.clock.clone(),
             ))
             .with_buffer_budget(BufferBudget::new(
                 config.server.buffer_memory,

@@ -24,6 +24,7 @@ pub(crate) use keep::{LifecycleConfig, WarmConfig};
 use keep::{resolve_lifecycle, resolve_warm};
 pub(crate) use units::{ByteSize, HumanDuration};
 
+use crate::clock::Clock;
 use crate::http_server::ServerSettings;
 use crate::metrics::MetricsConfig;
 use crate::store::StoreConfig;
@@ -83,6 +84,9 @@ pub struct Config {
     pub warm: WarmConfig,
     /// Rules that expire or cap what a prefix holds (`[lifecycle]`).
     pub lifecycle: LifecycleConfig,
+    /// What TTLs and token lifetimes are counted on: the system's clock, unless a test that
+    /// runs the node in-process hands it one it moves forward.
+    pub clock: Clock,
 }
 
 /// Which upstream a request's repository name belongs to.
@@ -441,6 +445,7 @@ impl Config {
             auth,
             warm: resolve_warm(file.warm, fleet_replicas)?,
             lifecycle: resolve_lifecycle(file.lifecycle)?,
+            clock: Clock::system(),
         })
     }
 }

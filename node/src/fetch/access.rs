@@ -18,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::keyed_lock::KeyedLock;
 use super::{FetchError, Fetcher, Target};
+use crate::clock::Clock;
 use crate::upstream::{Credentials, Probe, UpstreamError};
 
 /// Answers kept at once; past it the expired ones go, and if none has, all do.
@@ -30,6 +31,8 @@ pub struct PassThrough {
     /// Per process, so that the keys of the cache say nothing outside it.
     salt: [u8; 32],
     verdicts: Mutex<HashMap<[u8; 32], (bool, Instant)>>,
+    /// What `ttl` is counted on.
+    clock: Clock,
     /// One question per client and repository at a time: a pull asks for its blobs in
     /// parallel, and the first answer serves them all.
     asking: KeyedLock<[u8; 32]>,
@@ -48,7 +51,7 @@ pub enum Access {
 }
 
 impl PassThrough {
-    pub fn new(registries: BTreeSet<String>, ttl: Duration) -> Self {
+    pub fn new(registries: BTreeSet<String>, ttl: Duration, clock: Clock) -> Self {
         let mut salt = [0u8; 32];
         rand::rng().fill_bytes(&mut salt);
         Self {
@@ -56,6 +59,7 @@ impl PassThrough {
             ttl,
             salt,
             verdicts: Mutex::new(HashMap::new()),
+            clock,
             asking: KeyedLock::new(),
         }
     }
@@ -86,11 +90,12 @@ impl PassThrough {
 
     fn remembered(&self, key: &[u8; 32]) -> Option<bool> {
         let verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-        verdicts.get(key).filter(|(_, until)| *until > Instant::now()).map(|(allowed, _)| *allowed)
+        let now = self.clock.instant();
+        verdicts.get(key).filter(|(_, until)| *until > now).map(|(allowed, _)| *allowed)
     }
 
     fn remember(&self, key: [u8; 32], allowed: bool) {
-        let now = Instant::now();
+        let now = self.clock.instant();
         let mut verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
         if verdicts.len() >= MAX_VERDICTS {
             verdicts.retain(|_, (_, until)| *until > now);
@@ -171,7 +176,9 @@ mod tests {
 
     #[test]
     fn verdicts_are_kept_per_client_and_repository_for_the_ttl() {
-        let pass = PassThrough::new(["ghcr.io".to_owned()].into(), Duration::from_millis(50));
+        let clock = Clock::adjustable();
+        let ttl = Duration::from_secs(600);
+        let pass = PassThrough::new(["ghcr.io".to_owned()].into(), ttl, clock.clone());
         let alice = Credentials::Basic { username: "alice".into(), password: "pw".into() };
         let other = Credentials::Basic { username: "alice".into(), password: "other".into() };
         let key = pass.key(Some(&alice), &target("acme/app"));
@@ -180,13 +187,19 @@ mod tests {
         assert_eq!(pass.remembered(&pass.key(Some(&other), &target("acme/app"))), None);
         assert_eq!(pass.remembered(&pass.key(Some(&alice), &target("acme/other"))), None);
         assert_eq!(pass.remembered(&pass.key(None, &target("acme/app"))), None);
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(ttl - Duration::from_secs(1));
+        assert_eq!(pass.remembered(&key), Some(true));
+        clock.advance(Duration::from_secs(2));
         assert_eq!(pass.remembered(&key), None, "past the TTL the upstream is asked again");
     }
 
     #[test]
     fn the_cache_is_bounded() {
-        let pass = PassThrough::new(["ghcr.io".to_owned()].into(), Duration::from_secs(60));
+        let pass = PassThrough::new(
+            ["ghcr.io".to_owned()].into(),
+            Duration::from_secs(60),
+            Clock::system(),
+        );
         for i in 0..MAX_VERDICTS + 10 {
             pass.remember(pass.key(None, &target(&format!("org/repo-{i}"))), false);
         }

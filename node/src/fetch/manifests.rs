@@ -7,8 +7,6 @@
 //! upstream. An owner can therefore never move a tag this node has seen to content the
 //! upstream does not name; it can still answer first for a tag this node has never seen.
 
-use std::time::{Duration, SystemTime};
-
 use shoal_protocol::media_type::{MAX_MANIFEST_SIZE, OCI_MANIFEST, sniff_manifest_media_type};
 use shoal_protocol::{Digest, Manifest, Reference, Tag};
 
@@ -343,8 +341,7 @@ impl Fetcher {
         let Some(record) = self.store.get_tag(&target.registry, &target.repo, tag)? else {
             return Ok(None);
         };
-        let age = SystemTime::now().duration_since(record.fetched_at).unwrap_or(Duration::MAX);
-        if age > self.tag_ttl {
+        if self.clock.age(record.fetched_at) > self.tag_ttl {
             return Ok(None);
         }
         self.stored_manifest(&record.digest, Some(&record.media_type)).await
@@ -430,7 +427,7 @@ impl Fetcher {
         let record = TagRecord {
             digest: manifest.digest,
             media_type: manifest.media_type.clone(),
-            fetched_at: SystemTime::now(),
+            fetched_at: self.clock.now(),
         };
         // A durable commit: off the async threads.
         let (store, target, tag) = (self.store.clone(), target.clone(), tag.clone());

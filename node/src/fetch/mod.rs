@@ -54,6 +54,7 @@ use keyed_lock::KeyedLock;
 use shoal_protocol::peer::PieceStatus;
 use uploads::{Refusal, Uploads};
 
+use crate::clock::Clock;
 use crate::store::{Store, Writable};
 use crate::upstream::UpstreamError;
 
@@ -102,6 +103,8 @@ pub struct Fetcher {
     /// One upstream referrers question at a time per subject and filter.
     referrer_locks: KeyedLock<referrers::ReferrersKey>,
     tag_ttl: Duration,
+    /// What `tag_ttl` is counted on.
+    clock: Clock,
     /// Serve a digest under a name only once it is known to be there (`provenance.rs`).
     repo_check: bool,
     /// Registries whose clients' own credentials decide what they may pull (`access.rs`).
@@ -171,10 +174,17 @@ impl Fetcher {
             tag_locks: KeyedLock::new(),
             referrer_locks: KeyedLock::new(),
             tag_ttl,
+            clock: Clock::system(),
             repo_check: false,
             pass_through: None,
             buffers: BufferBudget::new(BufferBudget::DEFAULT_LIMIT, Default::default()),
         }
+    }
+
+    /// Counts tag and referrers TTLs on `clock` rather than the system's.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Bounds the memory that response bodies hold (`[server] buffer_memory`).

@@ -9,8 +9,6 @@
 //! asked again only once it is older than the tag TTL; an unfiltered answer serves filtered
 //! requests too. While the upstream is down the last answer is served, or none.
 
-use std::time::{Duration, SystemTime};
-
 use serde::Deserialize;
 use shoal_protocol::media_type::OCI_INDEX;
 use shoal_protocol::{Digest, Reference, Tag};
@@ -53,7 +51,7 @@ impl Fetcher {
             Ok(referrers) => {
                 let answer = UpstreamReferrers {
                     referrers: referrers.clone(),
-                    fetched_at: SystemTime::now(),
+                    fetched_at: self.clock.now(),
                 };
                 let (store, target, subject) = (self.store.clone(), target.clone(), *subject);
                 let wanted = artifact_type.map(str::to_owned);
@@ -91,12 +89,7 @@ impl Fetcher {
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Referrer>>, StoreError> {
         let known = self.known_referrers(target, subject, artifact_type)?;
-        Ok(known
-            .filter(|k| {
-                let age = SystemTime::now().duration_since(k.fetched_at).unwrap_or(Duration::MAX);
-                age <= self.tag_ttl
-            })
-            .map(|k| k.referrers))
+        Ok(known.filter(|k| self.clock.age(k.fetched_at) <= self.tag_ttl).map(|k| k.referrers))
     }
 
     /// The last answer for this filter, else the last unfiltered one, whichever is newer: the

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use crate::clock::Clock;
 use crate::config::RoutingConfig;
 use crate::metrics::Metrics;
 use crate::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, UpstreamError};
@@ -22,16 +23,25 @@ pub struct Upstreams {
     allow_private: bool,
     extra_credentials: BTreeMap<String, Credentials>,
     settings: ClientSettings,
+    /// What the clients' tokens live on.
+    clock: Clock,
     /// Counts requests by registry, kind and outcome.
     metrics: Arc<Metrics>,
 }
 
 impl Upstreams {
-    pub fn new(routing: &RoutingConfig, settings: &ClientSettings) -> Result<Self, UpstreamError> {
+    pub fn new(
+        routing: &RoutingConfig,
+        settings: &ClientSettings,
+        clock: &Clock,
+    ) -> Result<Self, UpstreamError> {
         let configured = routing
             .upstreams
             .iter()
-            .map(|(name, config)| Ok((name.clone(), Upstream::new(config.clone(), settings)?)))
+            .map(|(name, config)| {
+                let upstream = Upstream::with_clock(config.clone(), settings, clock.clone())?;
+                Ok((name.clone(), upstream))
+            })
             .collect::<Result<_, UpstreamError>>()?;
         Ok(Self {
             configured,
@@ -40,6 +50,7 @@ impl Upstreams {
             allow_private: routing.allow_private_upstreams,
             extra_credentials: routing.extra_credentials.clone(),
             settings: settings.clone(),
+            clock: clock.clone(),
             metrics: Arc::new(Metrics::default()),
         })
     }
@@ -94,7 +105,7 @@ impl Upstreams {
             public_only: !self.allow_private,
             ..Default::default()
         };
-        let upstream = Upstream::new(config, &self.settings)?;
+        let upstream = Upstream::with_clock(config, &self.settings, self.clock.clone())?;
         if dynamic.len() >= MAX_DYNAMIC_UPSTREAMS {
             // Clients choose these names. Starting afresh costs the busy registries a new
             // connection and token each; keeping every name ever asked for costs memory for good.
@@ -124,7 +135,8 @@ mod tests {
             allow_private_upstreams: false,
             extra_credentials: Default::default(),
         };
-        let upstreams = Upstreams::new(&routing, &ClientSettings::default()).unwrap();
+        let upstreams =
+            Upstreams::new(&routing, &ClientSettings::default(), &Clock::system()).unwrap();
         for i in 0..MAX_DYNAMIC_UPSTREAMS * 3 {
             upstreams.get(&format!("registry-{i}.example")).unwrap();
             assert!(upstreams.dynamic.lock().unwrap().len() <= MAX_DYNAMIC_UPSTREAMS);

@@ -10,14 +10,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use shoal_protocol::Digest;
 use tracing::info;
 
 use super::evict::{finish_removal, move_out};
 use super::state::Entry;
-use super::tables::to_millis;
 use super::{Store, StoreError, blocking, human_size};
 
 /// One rule: what it applies to and what it removes.
@@ -111,7 +110,7 @@ impl Store {
             }
             best.map(|(_, i)| i)
         };
-        let now = to_millis(SystemTime::now());
+        let now = self.inner.state().now_ms();
         let capacity =
             if rules.iter().any(|r| r.max_share.is_some()) { capacity(self)? } else { 0 };
         let mut chosen: HashMap<Digest, (Entry, String, RemovalReason)> = HashMap::new();
@@ -202,7 +201,8 @@ fn humantime(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_util::{content, fresh, put};
+    use crate::clock::Clock;
+    use crate::store::test_util::{content, fresh, fresh_on, put};
 
     fn rule(prefix: &str, expire: Option<u64>, max: Option<u64>) -> LifecycleRule {
         LifecycleRule {
@@ -230,7 +230,8 @@ mod tests {
 
     #[tokio::test]
     async fn unused_blobs_expire_and_a_prefix_is_kept_under_its_cap() {
-        let (_dir, store) = fresh(None);
+        let clock = Clock::adjustable();
+        let (_dir, store) = fresh_on(None, clock.clone());
         let old = put(&store, &content(1, 100)).await;
         let pinned = put(&store, &content(2, 100)).await;
         store.pin(&[pinned], "push:x").unwrap();
@@ -242,13 +243,13 @@ mod tests {
         for d in [&a, &b, &c] {
             seen(&store, d, "ghcr.io/team/app").await;
         }
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        clock.advance(Duration::from_secs(2 * 3600));
         // Read again: not unused.
         let kept = put(&store, &content(6, 100)).await;
         seen(&store, &kept, "docker.io/library/alpine").await;
 
         let rules = vec![
-            rule("docker.io/library", Some(50), None),
+            rule("docker.io/library", Some(3600 * 1000), None),
             // ghcr.io/team holds 300 bytes; 150 allowed: the two oldest go.
             rule("ghcr.io/team", None, Some(150)),
             rule("*", None, None),

@@ -59,6 +59,7 @@ pub(crate) use temp::TempBlob;
 pub(crate) use upload::UploadFile;
 pub(crate) use upstream_referrers::UpstreamReferrers;
 
+use crate::clock::Clock;
 use index::Index;
 use layout::Paths;
 use state::State;
@@ -176,11 +177,17 @@ impl Store {
     /// from the files. Evicts down to `max_size` if the store is over it. Blocking: call it from
     /// `spawn_blocking` or before the runtime serves.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        Self::open_on(config, Clock::system())
+    }
+
+    /// [`Store::open`], keeping access times on `clock`.
+    pub fn open_on(config: StoreConfig, clock: Clock) -> Result<Store, StoreError> {
         let paths = Paths::new(config.root);
         paths.create_dirs()?;
         // The index is opened first: redb's file lock keeps a second node off this directory
         // before it can delete the first one's temp files.
-        let (db, state) = open::open_index(&paths)?;
+        let (db, mut state) = open::open_index(&paths)?;
+        state.clock = clock;
         layout::remove_stale_temps(&paths)?;
         let inner = Arc::new(Inner {
             index: Index::new(paths.index.clone(), db),

@@ -6,12 +6,12 @@
 //! be atomic against eviction — "is it there, and mark it in use" — is taken under this one lock.
 
 use std::collections::{HashMap, HashSet};
-use std::time::SystemTime;
 
 use shoal_protocol::Digest;
 
 use super::space::Claims;
 use super::tables::to_millis;
+use crate::clock::Clock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
@@ -32,14 +32,21 @@ pub(crate) struct State {
     pub claims: Claims,
     /// Blobs that eviction must never choose (see `pins.rs`); may name blobs not held yet.
     pinned: HashSet<Digest>,
+    /// What access times are read from; lifecycle rules' "unused for" is counted on it.
+    pub clock: Clock,
 }
 
 impl State {
     /// A wall-clock stamp in milliseconds, strictly greater than every earlier one, so that LRU
     /// order is exact even for accesses within the same millisecond.
     pub fn stamp(&mut self) -> u64 {
-        self.clock_ms = to_millis(SystemTime::now()).max(self.clock_ms + 1);
+        self.clock_ms = self.now_ms().max(self.clock_ms + 1);
         self.clock_ms
+    }
+
+    /// Now on the store's clock, in the milliseconds access times are kept in.
+    pub fn now_ms(&self) -> u64 {
+        to_millis(self.clock.now())
     }
 
     /// Makes the clock at least `ms`, so stamps loaded from the index never compare newer.

@@ -6,14 +6,21 @@ use shoal_protocol::Digest;
 use tempfile::TempDir;
 
 use super::{Store, StoreConfig};
+use crate::clock::Clock;
 
 pub(crate) fn open(dir: &Path, max_size: Option<u64>) -> Store {
     Store::open(StoreConfig { root: dir.to_owned(), max_size }).expect("open store")
 }
 
 pub(crate) fn fresh(max_size: Option<u64>) -> (TempDir, Store) {
+    fresh_on(max_size, Clock::system())
+}
+
+/// A fresh store whose access times are read from `clock`.
+pub(crate) fn fresh_on(max_size: Option<u64>, clock: Clock) -> (TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(dir.path(), max_size);
+    let config = StoreConfig { root: dir.path().to_owned(), max_size };
+    let store = Store::open_on(config, clock).expect("open store");
     (dir, store)
 }
 

@@ -53,7 +53,12 @@ impl Upstream {
                 what: format!("tags of {repo}"),
             },
         };
-        let auth = Auth::new(inner.name.clone(), credentials, inner.realms.clone());
+        let auth = Auth::new(
+            inner.name.clone(),
+            credentials,
+            inner.realms.clone(),
+            inner.auth.clock().clone(),
+        );
         match inner.execute_as(&request, &auth).await {
             Ok(_) => Ok(true),
             Err(UpstreamError::NotFound { .. }) => Ok(false),

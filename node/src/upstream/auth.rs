@@ -20,6 +20,7 @@ use super::challenge::{Challenge, parse_challenges};
 use super::read::read_limited;
 use super::realm::RealmPolicy;
 use super::{Credentials, UpstreamError};
+use crate::clock::Clock;
 
 /// Token responses are a few KiB; anything far larger is not a token service.
 const MAX_TOKEN_RESPONSE: u64 = 1024 * 1024;
@@ -44,6 +45,8 @@ pub(crate) struct Auth {
     tokens: Mutex<HashMap<String, CachedToken>>,
     /// Set once the registry asked for basic auth: later requests send it up front.
     basic_learned: AtomicBool,
+    /// What tokens' lifetimes are counted on.
+    clock: Clock,
 }
 
 struct CachedToken {
@@ -75,14 +78,25 @@ fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
 }
 
 impl Auth {
-    pub fn new(registry: String, credentials: Option<Credentials>, realms: RealmPolicy) -> Self {
+    pub fn new(
+        registry: String,
+        credentials: Option<Credentials>,
+        realms: RealmPolicy,
+        clock: Clock,
+    ) -> Self {
         Self {
             registry,
             credentials,
             realms,
             tokens: Mutex::new(HashMap::new()),
             basic_learned: AtomicBool::new(false),
+            clock,
         }
+    }
+
+    /// What this cache's tokens live on.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The `Authorization` for a first attempt in `scope`, if one is known to be needed.
@@ -92,7 +106,7 @@ impl Auth {
         }
         let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         let token = tokens.get(scope)?;
-        (token.renew_at > Instant::now()).then(|| token.header.clone())
+        (token.renew_at > self.clock.instant()).then(|| token.header.clone())
     }
 
     /// Answers a 401's challenge with the `Authorization` to retry with.
@@ -230,7 +244,7 @@ impl Auth {
         let Some(usable) = lifetime.checked_sub(margin).filter(|d| !d.is_zero()) else {
             return;
         };
-        let now = Instant::now();
+        let now = self.clock.instant();
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         tokens.retain(|_, t| t.renew_at > now);
         if tokens.len() >= MAX_CACHED_TOKENS && !tokens.contains_key(scope) {
@@ -290,7 +304,12 @@ mod tests {
     #[test]
     fn the_token_cache_holds_a_bounded_number_whatever_names_clients_ask_for() {
         let url = Url::parse("https://registry.example").unwrap();
-        let auth = Auth::new("registry.example".to_owned(), None, RealmPolicy::new(&url, &[]));
+        let auth = Auth::new(
+            "registry.example".to_owned(),
+            None,
+            RealmPolicy::new(&url, &[]),
+            Clock::system(),
+        );
         let header = HeaderValue::from_static("Bearer t");
         let hour = Duration::from_secs(3600);
         auth.remember("repository:kept:pull", header.clone(), hour * 2);

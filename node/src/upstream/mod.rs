@@ -28,6 +28,7 @@ use reqwest::Url;
 use reqwest::redirect::Policy;
 use shoal_protocol::{Digest, RepositoryName};
 
+use crate::clock::Clock;
 pub(crate) use access::Probe;
 pub(crate) use challenge::parse_challenges;
 pub(crate) use config::load_docker_config;
@@ -81,9 +82,19 @@ pub(crate) struct Inner {
 }
 
 impl Upstream {
+    /// A client on the system's clock.
     pub fn new(
         config: UpstreamConfig,
         settings: &ClientSettings,
+    ) -> Result<Upstream, UpstreamError> {
+        Self::with_clock(config, settings, Clock::system())
+    }
+
+    /// A client whose tokens live and die on `clock`.
+    pub fn with_clock(
+        config: UpstreamConfig,
+        settings: &ClientSettings,
+        clock: Clock,
     ) -> Result<Upstream, UpstreamError> {
         let mut base = Url::parse(&config.url).map_err(|e| UpstreamError::Config {
             detail: format!("upstream {}: URL {:?} is invalid: {e}", config.name, config.url),
@@ -123,7 +134,7 @@ impl Upstream {
             origin: base.origin().ascii_serialization(),
             base,
             client,
-            auth: Auth::new(config.name.clone(), config.credentials, realms.clone()),
+            auth: Auth::new(config.name.clone(), config.credentials, realms.clone(), clock),
             realms,
             settings: settings.clone(),
             public_only: config.public_only,

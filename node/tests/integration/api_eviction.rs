@@ -68,7 +68,7 @@ async fn least_recently_used_blobs_are_evicted_to_stay_under_the_cap() {
 async fn lifecycle_rules_remove_what_their_prefix_left_unused_and_nothing_else() {
     let (fake, _health) = fake_with_health().await;
     let rules = "[lifecycle]\ninterval = \"1s\"\n\n[[lifecycle.rule]]\n\
-                 prefix = \"docker.io/library/stale\"\nexpire_unused = \"2s\"\n";
+                 prefix = \"docker.io/library/stale\"\nexpire_unused = \"1h\"\n";
     let options = NodeOptions { extra_toml: Some(rules.to_owned()), ..NodeOptions::default() };
     let node = Node::start(&fake.url(), options).await;
     // Pulled as clients pull: the manifest first, which says which repository its blobs are in.
@@ -89,6 +89,7 @@ async fn lifecycle_rules_remove_what_their_prefix_left_unused_and_nothing_else()
     }
 
     // Unread for longer than its rule allows, the stale blob goes; the other has no rule.
+    node.clock.advance(std::time::Duration::from_secs(2 * 3600));
     let mut removed = false;
     for _ in 0..100 {
         if !node.blob_file(&stale_digest).exists() {

@@ -100,7 +100,9 @@ fn asker(fake: &FakeUpstream, providers: Vec<PeerInfo>, key: &TestKey) -> Asker 
     let overrides =
         Overrides { upstreams: vec![format!("docker.io={}", fake.url())], ..Default::default() };
     let config = Config::resolve(FileConfig::default(), overrides).expect("config");
-    let upstreams = Arc::new(Upstreams::new(&config.routing, &config.client).expect("upstreams"));
+    let upstreams = Arc::new(
+        Upstreams::new(&config.routing, &config.client, &config.clock).expect("upstreams"),
+    );
     let metrics = Arc::new(Metrics::default());
     let timeouts = PeerTimeouts {
         connect: Duration::from_secs(1),

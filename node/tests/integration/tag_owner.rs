@@ -108,7 +108,9 @@ fn fetcher(fake: &FakeUpstream, fleet: Arc<TagOwner>) -> (Fetcher, tempfile::Tem
     let overrides =
         Overrides { upstreams: vec![format!("docker.io={}", fake.url())], ..Default::default() };
     let config = Config::resolve(file, overrides).expect("config");
-    let upstreams = Arc::new(Upstreams::new(&config.routing, &config.client).expect("upstreams"));
+    let upstreams = Arc::new(
+        Upstreams::new(&config.routing, &config.client, &config.clock).expect("upstreams"),
+    );
     let fleet: Arc<dyn Fleet> = fleet;
     let upstream: Arc<dyn BlobSource> = Arc::new(UpstreamSource::new(
         upstreams.clone(),

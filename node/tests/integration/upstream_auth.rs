@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
+use shoal::clock::Clock;
 use shoal::upstream::{ClientSettings, Credentials, Upstream, UpstreamConfig, UpstreamError};
 use shoal_protocol::{Reference, RepositoryName};
 use support::fake_upstream::FakeUpstream;
@@ -24,13 +25,18 @@ fn settings() -> ClientSettings {
 }
 
 fn client(fake: &FakeUpstream, credentials: Option<Credentials>) -> Upstream {
+    client_on(fake, credentials, Clock::system())
+}
+
+/// A client whose tokens age on `clock`, which the test moves instead of sleeping.
+fn client_on(fake: &FakeUpstream, credentials: Option<Credentials>, clock: Clock) -> Upstream {
     let config = UpstreamConfig {
         name: "fake.io".into(),
         url: fake.url(),
         credentials,
         ..Default::default()
     };
-    Upstream::new(config, &settings()).unwrap()
+    Upstream::with_clock(config, &settings(), clock).unwrap()
 }
 
 fn basic(username: &str, password: &str) -> Option<Credentials> {
@@ -76,11 +82,16 @@ async fn expired_and_revoked_tokens_are_replaced() {
     // 5 s is the shortest lifetime the client believes.
     let fake = FakeUpstream::builder().token_auth().token_expires_in(Some(5)).start().await;
     fake.put_image("library/app", "v1", &[b"layer"]);
-    let up = client(&fake, None);
+    let clock = Clock::adjustable();
+    let up = client_on(&fake, None, clock.clone());
     up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
     assert_eq!(fake.count("GET", TOKEN), 1);
-    // Renewed shortly before the expiry, not after it.
-    tokio::time::sleep(Duration::from_millis(4100)).await;
+    // Renewed shortly before the expiry (a tenth of the lifetime, at least a second), not
+    // after it.
+    clock.advance(Duration::from_millis(3500));
+    up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.count("GET", TOKEN), 1, "still alive for more than a second");
+    clock.advance(Duration::from_millis(600));
     up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
     assert_eq!(fake.count("GET", TOKEN), 2);
 
@@ -108,11 +119,19 @@ async fn any_expires_in_is_survived_and_bounded() {
 async fn token_without_expiry_lives_sixty_seconds() {
     let fake = FakeUpstream::builder().token_auth().token_expires_in(None).start().await;
     fake.put_image("library/app", "v1", &[b"layer"]);
-    let up = client(&fake, None);
+    let clock = Clock::adjustable();
+    let up = client_on(&fake, None, clock.clone());
     for _ in 0..3 {
         up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
     }
     assert_eq!(fake.count("GET", TOKEN), 1);
+    // Renewed a tenth of the lifetime early: kept at 50 s, replaced at 55 s.
+    clock.advance(Duration::from_secs(50));
+    up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.count("GET", TOKEN), 1);
+    clock.advance(Duration::from_secs(5));
+    up.head_manifest(&repo("library/app"), &tag("v1")).await.unwrap();
+    assert_eq!(fake.count("GET", TOKEN), 2);
 }
 
 #[tokio::test]

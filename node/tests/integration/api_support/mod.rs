@@ -6,6 +6,7 @@ pub mod tmpfs;
 use std::path::{Path, PathBuf};
 
 use reqwest::{Method, Response, StatusCode};
+use shoal::clock::Clock;
 use shoal::config::{Config, FileConfig, Overrides};
 use shoal::p2p::ClusterKey;
 use shoal::peer_auth::{PEER_AUTH_HEADER, RequestSigner};
@@ -82,6 +83,8 @@ pub struct Node {
     pub url: String,
     pub data_dir: PathBuf,
     pub client: reqwest::Client,
+    /// What the node's TTLs are counted on: a test moves it forward rather than sleeping.
+    pub clock: Clock,
     _temp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -133,7 +136,9 @@ impl Node {
             allow_private_upstreams: options.allow_private_upstreams,
             ..Default::default()
         };
-        let config = Config::resolve(file, overrides).expect("test config resolves");
+        let mut config = Config::resolve(file, overrides).expect("test config resolves");
+        let clock = Clock::adjustable();
+        config.clock = clock.clone();
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the node");
         let url = format!("http://{}", listener.local_addr().expect("node address"));
@@ -150,7 +155,7 @@ impl Node {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("client");
-        let node = Node { url, data_dir, client, _temp: temp, stop: Some(stop), task };
+        let node = Node { url, data_dir, client, clock, _temp: temp, stop: Some(stop), task };
         node.wait_ready().await;
         node
     }
