@@ -23,6 +23,7 @@ pub mod registry;
 pub mod require;
 pub mod shoal;
 pub mod token_server;
+pub mod token_service;
 
 mod access_log;
 mod jwt;
@@ -39,7 +40,8 @@ pub use shoal::{
     ClusterKeyChoice, ShoalNode, ShoalOptions, generate_cluster_key, shoal_command,
     write_client_config,
 };
-pub use token_server::{Tenant, TokenServer, TokenServerOptions};
+pub use token_server::TokenServer;
+pub use token_service::{Tenant, TokenServerOptions, TokenService};
 
 /// Result type of the harness.
 pub type Result<T, E = HarnessError> = std::result::Result<T, E>;

@@ -151,6 +151,7 @@ async fn tenants_pull_with_their_own_credentials_and_never_see_each_others_image
         credentials: Some(fleet.clone()),
         anonymous_pull: false,
         tenants: vec![tenant(&alice, "acme/"), tenant(&bob, "bobco/")],
+        ..Default::default()
     })
     .await
     .expect("token server");

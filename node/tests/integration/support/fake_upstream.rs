@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use shoal_cluster_tests::{Credentials, TokenServerOptions, TokenService};
 use shoal_protocol::Digest;
 use shoal_protocol::media_type::OCI_MANIFEST;
 use tokio::task::JoinHandle;
@@ -62,7 +63,10 @@ pub struct FakeImage {
     pub layers: Vec<Digest>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// The `service` the fake's challenges name and its token service insists on.
+const SERVICE: &str = "fake-registry";
+
+#[derive(Debug, Default)]
 pub(crate) enum AuthMode {
     #[default]
     Anonymous,
@@ -70,7 +74,7 @@ pub(crate) enum AuthMode {
         username: String,
         password: String,
     },
-    Token(token::TokenService),
+    Token(Box<TokenService>),
 }
 
 #[derive(Default)]
@@ -90,7 +94,6 @@ pub(crate) struct State {
     /// (method, path) → (requests, requests carrying `Authorization`).
     pub counts: HashMap<(String, String), (usize, usize)>,
     pub auth: AuthMode,
-    pub tokens: token::Issued,
     pub registry_url: String,
     /// Where challenges send clients for tokens; the registry itself unless set.
     pub realm_url: Option<String>,
@@ -107,6 +110,8 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 #[derive(Default)]
 pub struct FakeUpstreamBuilder {
     state: State,
+    /// Set by the token options: the token service starts with the fake.
+    token: Option<TokenServerOptions>,
     blob_storage: bool,
     realm_host: Option<String>,
 }
@@ -115,32 +120,32 @@ impl FakeUpstreamBuilder {
     /// Docker Hub's scheme: 401 with a `Bearer` challenge; tokens from `<url>/token`,
     /// anonymous unless [`Self::token_credentials`] or [`Self::refresh_token`] say otherwise.
     pub fn token_auth(mut self) -> Self {
-        self.state.auth = AuthMode::Token(token::TokenService::default());
+        self.token_options();
         self
     }
 
     /// The token service wants these as basic auth on its `GET`.
     pub fn token_credentials(mut self, username: &str, password: &str) -> Self {
-        self.token_service().basic = Some((username.to_owned(), password.to_owned()));
+        self.token_options().credentials = Some(Credentials::new(username, password));
         self
     }
 
     /// The token service accepts this refresh token in an OAuth2 `POST`.
     pub fn refresh_token(mut self, token: &str) -> Self {
-        self.token_service().refresh_token = Some(token.to_owned());
+        self.token_options().refresh_token = Some(token.to_owned());
         self
     }
 
     /// `expires_in` of issued tokens (`None`: left out of the response); tokens die then.
     pub fn token_expires_in(mut self, seconds: Option<u64>) -> Self {
-        self.token_service().expires_in = seconds.map(serde_json::Value::from);
+        self.token_options().expires_in = seconds.map(serde_json::Value::from);
         self
     }
 
     /// `expires_in` exactly as given, however odd (`-1`, `1e300`, `"300"`); tokens live for
     /// the number of seconds (at most a year) when it is a positive number, else 60 s.
     pub fn token_expires_in_json(mut self, value: serde_json::Value) -> Self {
-        self.token_service().expires_in = Some(value);
+        self.token_options().expires_in = Some(value);
         self
     }
 
@@ -155,6 +160,7 @@ impl FakeUpstreamBuilder {
     pub fn basic_auth(mut self, username: &str, password: &str) -> Self {
         let (username, password) = (username.to_owned(), password.to_owned());
         self.state.auth = AuthMode::Basic { username, password };
+        self.token = None;
         self
     }
 
@@ -165,17 +171,20 @@ impl FakeUpstreamBuilder {
         self
     }
 
-    fn token_service(&mut self) -> &mut token::TokenService {
-        if !matches!(self.state.auth, AuthMode::Token(_)) {
-            self.state.auth = AuthMode::Token(token::TokenService::default());
-        }
-        match &mut self.state.auth {
-            AuthMode::Token(service) => service,
-            _ => unreachable!("set just above"),
-        }
+    /// Docker Hub's anonymous tokens, unless credentials are set: then the service wants them.
+    fn token_options(&mut self) -> &mut TokenServerOptions {
+        self.token.get_or_insert_with(|| TokenServerOptions {
+            anonymous_refused: true,
+            service: SERVICE.to_owned(),
+            ..Default::default()
+        })
     }
 
-    pub async fn start(self) -> FakeUpstream {
+    pub async fn start(mut self) -> FakeUpstream {
+        if let Some(options) = self.token {
+            let service = TokenService::new(options).expect("the fake's token service");
+            self.state.auth = AuthMode::Token(Box::new(service));
+        }
         let shared: Shared = Arc::new(Mutex::new(self.state));
         let (addr, registry) = serve::spawn(shared.clone()).await;
         lock(&shared).registry_url = format!("http://{addr}");
@@ -287,7 +296,9 @@ impl FakeUpstream {
 
     /// Makes every issued token invalid, as if they had expired.
     pub fn revoke_tokens(&self) {
-        lock(&self.shared).tokens.clear();
+        if let AuthMode::Token(service) = &lock(&self.shared).auth {
+            service.revoke_all();
+        }
     }
 
     /// Requests seen with this method (`"GET"`, `"HEAD"`, `"POST"`) and exact path.

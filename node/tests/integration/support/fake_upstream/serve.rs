@@ -1,4 +1,5 @@
-//! The fake's HTTP side: one handler for the registry API, the token service and blob storage.
+//! The fake's HTTP side: one handler for the registry API, the token service and blob storage,
+//! so that every request is counted in one place.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,8 +19,8 @@ use shoal_protocol::media_type::OCI_INDEX;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::token::{check, token_endpoint};
-use super::{FakeUpstream, Fault, Shared, State, lock};
+use super::token::check;
+use super::{AuthMode, FakeUpstream, Fault, Shared, State, lock};
 
 pub(crate) async fn spawn(shared: Shared) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the fake upstream");
@@ -90,10 +91,13 @@ fn respond(
     body: &[u8],
     fault: Option<Fault>,
 ) -> Response {
-    let mut state = lock(shared);
+    let state = lock(shared);
     let path = uri.path();
     if path == FakeUpstream::TOKEN_PATH {
-        return token_endpoint(&mut state, method, uri, headers, body);
+        return match &state.auth {
+            AuthMode::Token(service) => service.answer(method, uri.query(), headers, body),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        };
     }
     if let Some(hex) = path.strip_prefix("/storage/sha256/") {
         if headers.contains_key(AUTHORIZATION) {
