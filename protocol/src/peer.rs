@@ -1,6 +1,6 @@
 //! What peers say to each other: DHT keys, the owner distance, the advert every node
-//! publishes about itself, the owner request/response messages, and the signature on
-//! data-plane requests.
+//! publishes about itself, the owner request/response messages, the signature on data-plane
+//! requests, and the pieces and peers its answers name.
 //!
 //! The wire form of the messages is protobuf through `prost`'s derive (no `.proto` file, no
 //! code generation step); their version lives in the protocol name (`/shoal/owner/1`), so a
@@ -12,6 +12,7 @@ mod auth;
 mod keys;
 mod message;
 mod pieces;
+mod referrals;
 pub mod wire;
 
 pub use advert::{AdvertError, PeerAdvert};
@@ -28,6 +29,7 @@ pub use pieces::{
     Have, MAX_PIECES, MIN_PIECE_SIZE, PIECES_HEADER, PieceSet, PieceStatus, PiecesError,
     piece_count, piece_range, piece_size,
 };
+pub use referrals::{MAX_REFERRALS, PEERS_HEADER, format_referrals, parse_referrals};
 
 /// The libp2p protocol name of owner requests.
 pub const OWNER_PROTOCOL: &str = "/shoal/owner/1";

@@ -30,6 +30,10 @@ struct Args {
     /// How flows share a link: `equal` shares at both ends, or `max-min` (slow past ~100 nodes).
     #[arg(long, default_value = "equal")]
     sharing: String,
+    /// Whether answers name the nodes their source sent pieces to (`on`, as the node does, or
+    /// `off`: only lookups find sources), comma-separated to run both.
+    #[arg(long, value_delimiter = ',', default_value = "on")]
+    referrals: Vec<String>,
     /// Stop taking new sources past this many per node (a variant: the node has no limit).
     #[arg(long)]
     max_sources: Option<usize>,
@@ -70,30 +74,44 @@ fn main() -> Result<(), String> {
         other => return Err(format!("unknown sharing {other:?}")),
     };
     let mut runs = Vec::new();
-    for serving_name in &args.serving {
-        for discovery_name in &args.discovery {
-            for &slow in &args.slow {
-                for &nodes in &args.nodes {
-                    let config = Config {
-                        nodes,
-                        size: args.size_mib << 20,
-                        link_rate: args.link_gbit * 125e6,
-                        slow_fraction: slow,
-                        sharing,
-                        discovery: discovery(discovery_name)?,
-                        serving: serving(serving_name)?,
-                        poll: Duration::from_secs_f64(args.poll_ms / 1e3),
-                        max_sources: args.max_sources,
-                        seed: args.seed,
-                        progress: args.progress,
-                        ..Config::default()
-                    };
-                    let report = swarm_sim::run(&config);
-                    eprintln!(
-                        "done: {nodes} nodes, {}",
-                        labels(&report, discovery_name, serving_name)
-                    );
-                    runs.push((report, discovery_name.clone(), serving_name.clone()));
+    for referrals in &args.referrals {
+        let referrals = match referrals.as_str() {
+            "on" => true,
+            "off" => false,
+            other => return Err(format!("--referrals takes on or off, not {other:?}")),
+        };
+        for serving_name in &args.serving {
+            // The variants are told apart by this label in the tables.
+            let label = if referrals {
+                serving_name.clone()
+            } else {
+                format!("{serving_name}, no referrals")
+            };
+            for discovery_name in &args.discovery {
+                for &slow in &args.slow {
+                    for &nodes in &args.nodes {
+                        let config = Config {
+                            nodes,
+                            size: args.size_mib << 20,
+                            link_rate: args.link_gbit * 125e6,
+                            slow_fraction: slow,
+                            sharing,
+                            discovery: discovery(discovery_name)?,
+                            serving: serving(serving_name)?,
+                            poll: Duration::from_secs_f64(args.poll_ms / 1e3),
+                            max_sources: args.max_sources,
+                            referrals,
+                            seed: args.seed,
+                            progress: args.progress,
+                            ..Config::default()
+                        };
+                        let report = swarm_sim::run(&config);
+                        eprintln!(
+                            "done: {nodes} nodes, {}",
+                            labels(&report, discovery_name, &label)
+                        );
+                        runs.push((report, discovery_name.clone(), label.clone()));
+                    }
                 }
             }
         }

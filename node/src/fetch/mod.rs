@@ -284,13 +284,18 @@ impl Fetcher {
     /// streams in order from the upstream, bytes from the live edge on as they arrive. Anything
     /// else is refused with what this node does hold: a peer waiting on this node for a piece
     /// this node waits for from someone else could wait in a circle.
+    ///
+    /// `asker` is the peer that asked (its signed id): a piece sent to it is remembered, and
+    /// it is named to later askers (see [`Fetcher::referrals`]).
     pub async fn local_blob(
         &self,
         digest: &Digest,
         range: Option<RangeSpec>,
+        asker: &str,
     ) -> Result<PeerAnswer, FetchError> {
+        let now = Instant::now();
         let slot = match range {
-            Some(range) => match self.uploads.acquire(digest, range.start(), Instant::now()) {
+            Some(range) => match self.uploads.acquire(digest, range.start(), now) {
                 Ok(slot) => Some(slot),
                 Err(Refusal::Busy) => return Ok(PeerAnswer::Busy(self.piece_status(digest).await)),
                 Err(Refusal::Spread) => {
@@ -303,6 +308,9 @@ impl Fetcher {
             let status = PieceStatus::complete(reader.size);
             let mut response = respond_stored(digest, reader, range, &self.buffers)?;
             response.body = uploads::hold(response.body, slot);
+            if range.is_some() {
+                self.uploads.sent_to(digest, asker, now);
+            }
             return Ok(PeerAnswer::Blob(response, Some(status)));
         }
         let Some(inflight) = self.inflight.get(digest).await else {
@@ -330,10 +338,19 @@ impl Fetcher {
             return Ok(PeerAnswer::NotHeld(status));
         };
         let body = uploads::hold(body, slot);
+        if range.is_some() {
+            self.uploads.sent_to(digest, asker, now);
+        }
         Ok(PeerAnswer::Blob(
             BlobResponse { size, range: range.map(|_| (start, end)), body, origin },
             status,
         ))
+    }
+
+    /// The peers this node sent pieces of `digest` to lately, `asker` left out: named in its
+    /// answers to `asker`, which can take those pieces from them.
+    pub fn referrals(&self, digest: &Digest, asker: &str) -> Vec<String> {
+        self.uploads.recipients(digest, asker, Instant::now())
     }
 
     /// The piece digests of a stored blob, for a peer whose copy failed verification.

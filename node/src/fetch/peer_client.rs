@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 use shoal_protocol::Digest;
-use shoal_protocol::peer::{PIECES_HEADER, PieceStatus};
+use shoal_protocol::peer::{PEERS_HEADER, PIECES_HEADER, PieceStatus, parse_referrals};
 use tokio::sync::mpsc;
 
 use super::fleet::FleetError;
@@ -140,10 +140,11 @@ impl PeerClient {
         &self,
         peer: &PeerInfo,
         digest: &Digest,
-    ) -> Result<StatusReply, FleetError> {
+    ) -> Result<(StatusReply, Referrals), FleetError> {
         let response = self.send(self.get(reqwest::Method::HEAD, peer, digest, None), peer).await?;
         let status = pieces_header(&response);
-        match (response.status(), status) {
+        let referrals = referrals(&response);
+        let reply = match (response.status(), status) {
             (reqwest::StatusCode::OK, Some(status)) => Ok(StatusReply::Has(status)),
             (reqwest::StatusCode::OK, None) => Err(FleetError::Internal {
                 peer: peer.id,
@@ -159,11 +160,13 @@ impl PeerClient {
             (other, _) => {
                 Err(FleetError::Unreachable { peer: peer.id, detail: format!("answered {other}") })
             }
-        }
+        };
+        reply.map(|reply| (reply, referrals))
     }
 
     /// Bytes `[start, end)` of `digest` from a peer, handed to `sink` with their offsets as they
-    /// arrive. Returns the peer's status when it sent one, and whether every byte came.
+    /// arrive. Returns the peer's status when it sent one, the peers it named, and whether
+    /// every byte came.
     pub async fn piece(
         &self,
         peer: &PeerInfo,
@@ -171,14 +174,15 @@ impl PeerClient {
         start: u64,
         end: u64,
         sink: &mpsc::Sender<(u64, Bytes)>,
-    ) -> (Option<PieceStatus>, Result<(), PieceError>) {
+    ) -> (Option<PieceStatus>, Referrals, Result<(), PieceError>) {
         let range = format!("bytes={start}-{}", end - 1);
         let request = self.get(reqwest::Method::GET, peer, digest, Some(range));
         let response = match self.send(request, peer).await {
             Ok(response) => response,
-            Err(e) => return (None, Err(PieceError::Peer(e))),
+            Err(e) => return (None, Vec::new(), Err(PieceError::Peer(e))),
         };
         let status = pieces_header(&response);
+        let referrals = referrals(&response);
         let result = match response.status() {
             reqwest::StatusCode::PARTIAL_CONTENT => {
                 self.receive(response, peer, digest, start, end, sink).await
@@ -193,7 +197,7 @@ impl PeerClient {
                 detail: format!("answered {other} to a piece request"),
             })),
         };
-        (status, result)
+        (status, referrals, result)
     }
 
     /// The sha256 of bytes `[start, end)` of `digest` as a peer serves them now.
@@ -213,7 +217,7 @@ impl PeerClient {
             Digest::from_raw(hasher.finalize().into())
         };
         let fetch = async move {
-            let (_, result) = self.piece(peer, digest, start, end, &sink).await;
+            let (_, _, result) = self.piece(peer, digest, start, end, &sink).await;
             result
         };
         let (result, hashed) = tokio::join!(fetch, hash);
@@ -388,6 +392,16 @@ impl PieceError {
             PieceError::Stopped | PieceError::Peer(_) => Failure::Error,
         }
     }
+}
+
+/// The members a peer named in `x-shoal-peers`: nodes it sent pieces of the blob to lately.
+pub(crate) type Referrals = Vec<PeerId>;
+
+fn referrals(response: &reqwest::Response) -> Referrals {
+    let Some(value) = response.headers().get(PEERS_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Vec::new();
+    };
+    parse_referrals(value).into_iter().filter_map(|id| id.parse().ok()).collect()
 }
 
 fn pieces_header(response: &reqwest::Response) -> Option<PieceStatus> {

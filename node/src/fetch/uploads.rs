@@ -9,13 +9,18 @@
 //! instead of leaving every node's first holder (the owner) once per node. That refusal names
 //! the piece, not the node ([`Refusal::Spread`], `429` on the wire): the asker takes other
 //! pieces from it meanwhile. The window ends the refusal in case those nodes went away.
+//!
+//! It also remembers who it sent pieces of each digest to lately, and names them to the next
+//! askers (`x-shoal-peers`): the askers learn of the nodes that can pass the pieces on at
+//! once, not at their next DHT lookup, and stop coming back to the owner for want of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use shoal_protocol::Digest;
+use shoal_protocol::peer::MAX_REFERRALS;
 
 use super::BlobBody;
 
@@ -24,12 +29,19 @@ const COPIES: u32 = 2;
 const COPY_WINDOW: Duration = Duration::from_secs(2);
 /// Pieces remembered at most; older ones are forgotten first.
 const MAX_REMEMBERED: usize = 16_384;
+/// Recipients remembered per digest, and for how long one is worth naming.
+const RECIPIENTS: usize = 16;
+const RECIPIENT_FRESH: Duration = Duration::from_secs(30);
+/// Digests whose recipients are remembered at once.
+const MAX_DIGESTS: usize = 1024;
 
 pub(crate) struct Uploads {
     slots: usize,
     running: Arc<Mutex<HashMap<Digest, usize>>>,
     /// Per piece (by where it starts): how often it was sent since when.
     sent: Mutex<HashMap<(Digest, u64), (u32, Instant)>>,
+    /// Per digest, the peers pieces went to lately, most recent last.
+    recipients: Mutex<HashMap<Digest, VecDeque<(String, Instant)>>>,
 }
 
 /// One upload slot, given back when dropped (with the response body that holds it).
@@ -40,7 +52,12 @@ pub(crate) struct Slot {
 
 impl Uploads {
     pub(crate) fn new(slots: usize) -> Self {
-        Self { slots: slots.max(1), running: Arc::default(), sent: Mutex::default() }
+        Self {
+            slots: slots.max(1),
+            running: Arc::default(),
+            sent: Mutex::default(),
+            recipients: Mutex::default(),
+        }
     }
 
     /// A slot for an upload of `digest` (of the piece that starts at `start`, for a range), or
@@ -75,6 +92,38 @@ impl Uploads {
         }
         *running.entry(*digest).or_default() += 1;
         Ok(Slot { digest: *digest, running: self.running.clone() })
+    }
+
+    /// Notes that a piece of `digest` is being sent to `peer`.
+    pub(crate) fn sent_to(&self, digest: &Digest, peer: &str, now: Instant) {
+        let mut recipients = self.recipients.lock().unwrap_or_else(|e| e.into_inner());
+        if recipients.len() >= MAX_DIGESTS && !recipients.contains_key(digest) {
+            recipients.retain(|_, list| {
+                list.back().is_some_and(|(_, at)| now.duration_since(*at) < RECIPIENT_FRESH)
+            });
+            if recipients.len() >= MAX_DIGESTS {
+                recipients.clear();
+            }
+        }
+        let list = recipients.entry(*digest).or_default();
+        list.retain(|(p, _)| p != peer);
+        if list.len() >= RECIPIENTS {
+            list.pop_front();
+        }
+        list.push_back((peer.to_owned(), now));
+    }
+
+    /// The peers that got pieces of `digest` from here lately, most recent first, `asker`
+    /// left out: the ones to name to it.
+    pub(crate) fn recipients(&self, digest: &Digest, asker: &str, now: Instant) -> Vec<String> {
+        let recipients = self.recipients.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = recipients.get(digest) else { return Vec::new() };
+        list.iter()
+            .rev()
+            .filter(|(p, at)| p != asker && now.duration_since(*at) < RECIPIENT_FRESH)
+            .take(MAX_REFERRALS)
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 }
 
@@ -142,6 +191,27 @@ mod tests {
         assert_eq!(uploads.acquire(&a, Some(3), now).err(), Some(Refusal::Spread), "a third waits");
         assert!(uploads.acquire(&a, Some(4), now).is_ok(), "other pieces are not held up");
         assert!(uploads.acquire(&a, Some(3), now + COPY_WINDOW).is_ok(), "the window ends");
+    }
+
+    #[test]
+    fn recipients_are_named_most_recent_first_without_the_asker_and_forgotten() {
+        let uploads = Uploads::new(3);
+        let now = Instant::now();
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        uploads.sent_to(&a, "p1", now);
+        uploads.sent_to(&a, "p2", now);
+        uploads.sent_to(&a, "p1", now + Duration::from_secs(1));
+        assert_eq!(uploads.recipients(&a, "p9", now), ["p1", "p2"], "once each, latest first");
+        assert_eq!(uploads.recipients(&a, "p1", now), ["p2"], "not the asker itself");
+        assert!(uploads.recipients(&b, "p9", now).is_empty(), "per digest");
+        for i in 0..40 {
+            uploads.sent_to(&a, &format!("q{i}"), now);
+        }
+        let named = uploads.recipients(&a, "p9", now);
+        assert_eq!(named.len(), MAX_REFERRALS);
+        assert_eq!(named[0], "q39");
+        let later = now + RECIPIENT_FRESH + Duration::from_secs(2);
+        assert!(uploads.recipients(&a, "p9", later).is_empty(), "stale names are not given");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use shoal_protocol::media_type::OCTET_STREAM;
-use shoal_protocol::peer::PIECES_HEADER;
+use shoal_protocol::peer::{PEERS_HEADER, PIECES_HEADER, format_referrals};
 use shoal_protocol::{Digest, Reference};
 
 use super::error::ApiError;
@@ -107,16 +107,18 @@ fn blob_head_response(
     response
 }
 
-/// A blob, or a piece of it, for a peer: only what this node holds or is downloading, with
-/// what it holds in the `x-shoal-pieces` header of every answer.
+/// A blob, or a piece of it, for the peer `asker`: only what this node holds or is
+/// downloading, with what it holds in the `x-shoal-pieces` header of every answer, and in
+/// `x-shoal-peers` the peers it sent pieces of the blob to lately.
 pub async fn peer_blob(
     fetcher: &Fetcher,
     metrics: &Arc<Metrics>,
     digest: &Digest,
     range: Option<RangeSpec>,
     head: bool,
+    asker: &str,
 ) -> Result<Response, ApiError> {
-    let (mut response, status) = match fetcher.local_blob(digest, range).await? {
+    let (mut response, status) = match fetcher.local_blob(digest, range, asker).await? {
         PeerAnswer::Blob(mut blob, status) => {
             if !head {
                 metrics.peer_blob_serves.inc();
@@ -148,6 +150,12 @@ pub async fn peer_blob(
         && let Ok(v) = HeaderValue::from_str(&status.to_string())
     {
         response.headers_mut().insert(PIECES_HEADER, v);
+        let referrals = fetcher.referrals(digest, asker);
+        if !referrals.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&format_referrals(&referrals))
+        {
+            response.headers_mut().insert(PEERS_HEADER, v);
+        }
     }
     Ok(response)
 }

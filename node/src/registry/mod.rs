@@ -172,9 +172,9 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
             push::referrers(&state.pusher, &target, &digest, wanted, upstream, head).await
         }
         Endpoint::PeerBlob { digest } => {
-            check_peer(state, &parts)?;
+            let asker = check_peer(state, &parts)?;
             let range = range::parse(&parts.headers)?;
-            handlers::peer_blob(fetcher, &state.metrics, &digest, range, head).await
+            handlers::peer_blob(fetcher, &state.metrics, &digest, range, head, &asker).await
         }
         Endpoint::PeerPieces { digest } => {
             check_peer(state, &parts)?;
@@ -313,8 +313,8 @@ fn check_size(parts: &axum::http::request::Parts) -> Result<(), ApiError> {
 }
 
 /// Peer requests must be signed, by a member, for this method, target and range, recently,
-/// and only once (see `crate::peer_auth`).
-fn check_peer(state: &AppState, parts: &axum::http::request::Parts) -> Result<(), ApiError> {
+/// and only once (see `crate::peer_auth`); returns the peer id it is signed with.
+fn check_peer(state: &AppState, parts: &axum::http::request::Parts) -> Result<String, ApiError> {
     let Some(verifier) = &state.peer_auth else {
         return Err(ApiError::PeerAuth(PeerAuthFailure::NoFleet));
     };
@@ -330,7 +330,7 @@ fn check_peer(state: &AppState, parts: &axum::http::request::Parts) -> Result<()
         range,
     };
     let header = parts.headers.get(PEER_AUTH_HEADER).map(|v| v.as_bytes());
-    verifier.check(request, header).map(drop).map_err(ApiError::PeerAuth)
+    verifier.check(request, header).map_err(ApiError::PeerAuth)
 }
 
 /// The raw `ns=...` pair of a query, to carry it into the next page's link unchanged.

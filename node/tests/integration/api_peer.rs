@@ -5,10 +5,14 @@
 
 use crate::{api_support, support};
 
-use api_support::{TestKey, assert_oci_error, pattern, read_body, setup, setup_with};
+use api_support::{TEST_PEER_ID, TestKey, assert_oci_error, pattern, read_body, setup, setup_with};
 use reqwest::{Method, StatusCode};
-use shoal::peer_auth::PEER_AUTH_HEADER;
-use shoal_protocol::peer::SignedRequest;
+use shoal::peer_auth::{PEER_AUTH_HEADER, RequestSigner};
+use shoal_protocol::peer::{PEERS_HEADER, SignedRequest};
+
+/// Two more well-formed peer ids, for requests from other members.
+const OTHER_PEER_ID: &str = "12D3KooWGzh6ZkVrz8kC7aGTwYKKU6gXYbYe6H6tgfHmDHpD8xCo";
+const THIRD_PEER_ID: &str = "12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5STiGwxBhgFRcw3UERE";
 use support::fake_upstream::FakeUpstream;
 
 #[tokio::test]
@@ -41,6 +45,60 @@ async fn peer_endpoint_serves_held_blobs_and_never_fetches() {
 
     let bad = node.get_ok("/v2/_shoal/peer/blobs/sha256:nope").await;
     assert_oci_error(bad, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
+}
+
+#[tokio::test]
+async fn answers_name_the_peers_that_got_pieces_lately_but_never_the_asker() {
+    let key = TestKey::new();
+    let (fake, _health, node) = setup_with(key.options()).await;
+    let bytes = pattern(3 << 20, 9);
+    let digest = fake.put_blob("library/app", &bytes);
+    let (got, _) =
+        read_body(node.get_ok(&FakeUpstream::blob_path("library/app", &digest)).await).await;
+    assert_eq!(got, bytes);
+    node.assert_stored(&digest).await;
+
+    // Three members, told apart by the peer id each signs with.
+    let ids = [TEST_PEER_ID, OTHER_PEER_ID, THIRD_PEER_ID];
+    let signers: Vec<RequestSigner> =
+        ids.iter().map(|id| RequestSigner::new(key.key.request_key(), (*id).to_owned())).collect();
+    let path = format!("/v2/_shoal/peer/blobs/{digest}");
+    let named = |response: &reqwest::Response| -> Vec<String> {
+        response
+            .headers()
+            .get(PEERS_HEADER)
+            .map_or_else(Vec::new, |v| v.to_str().unwrap().split(',').map(str::to_owned).collect())
+    };
+    let status = |who: usize| node.peer_request(Method::HEAD, &path, None, Some(&signers[who]));
+    let piece_of =
+        |who: usize, range| node.peer_request(Method::GET, &path, range, Some(&signers[who]));
+    let piece = |who: usize| piece_of(who, Some("bytes=0-1048575"));
+
+    let first = status(0).send().await.expect("status");
+    assert_eq!(first.status(), StatusCode::OK);
+    assert!(named(&first).is_empty(), "no piece went anywhere yet");
+
+    // The first member takes a piece: the others are told of it, it is not told of itself.
+    let sent = piece(0).send().await.expect("piece");
+    assert_eq!(sent.status(), StatusCode::PARTIAL_CONTENT);
+    let (got, _) = read_body(sent).await;
+    assert_eq!(got, bytes[..1 << 20]);
+    assert_eq!(named(&status(1).send().await.expect("status")), [TEST_PEER_ID]);
+    assert!(named(&status(0).send().await.expect("status")).is_empty());
+
+    // The second takes it too, and is named first from then on; a status request names no one
+    // new.
+    let (got, _) = read_body(piece(1).send().await.expect("piece")).await;
+    assert_eq!(got.len(), 1 << 20);
+    assert_eq!(named(&status(2).send().await.expect("status")), [OTHER_PEER_ID, TEST_PEER_ID]);
+    // Sent twice just now, the piece is refused to the third, which is told who has it.
+    let refused = piece(2).send().await.expect("piece");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(named(&refused), [OTHER_PEER_ID, TEST_PEER_ID]);
+    let other = piece_of(2, Some("bytes=1048576-2097151")).send().await.expect("piece");
+    assert_eq!(other.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(read_body(other).await.0, bytes[1 << 20..2 << 20]);
+    assert_eq!(named(&status(0).send().await.expect("status")), [THIRD_PEER_ID, OTHER_PEER_ID]);
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! source says what it holds in every answer ([`PieceStatus`]); the [`Scheduler`] decides what
 //! to ask of whom; each piece is a `Range` request whose bytes go to the download's writer at
 //! their offset as they arrive. New providers are looked up while the download runs, so nodes
-//! that start receiving a moment later become sources for the rest.
+//! that start receiving a moment later become sources for the rest; and every source names
+//! the nodes it sent pieces to lately, which become sources at once.
 //!
 //! The swarm never goes upstream itself: when no peer can serve, it reports so and the
 //! download falls back to its sequential sources (see `download.rs`).
@@ -28,7 +29,7 @@ use tokio::time::Instant;
 
 use super::fleet::{Fleet, FleetError};
 use super::inflight::Progress;
-use super::peer_client::{PeerClient, PieceError, StatusReply};
+use super::peer_client::{PeerClient, PieceError, Referrals, StatusReply};
 use super::{FetchError, Target};
 use crate::metrics::Metrics;
 use crate::p2p::{PeerId, PeerInfo};
@@ -97,12 +98,13 @@ pub struct Swarm {
 enum Event {
     Status {
         source: SourceId,
-        status: Result<StatusReply, FleetError>,
+        status: Result<(StatusReply, Referrals), FleetError>,
     },
     Piece {
         source: SourceId,
         piece: u32,
         status: Option<PieceStatus>,
+        referrals: Referrals,
         result: Result<(), PieceError>,
     },
     Providers(Vec<PeerInfo>),
@@ -206,6 +208,18 @@ impl Run<'_> {
         }
     }
 
+    /// Adds the members a source named as having got pieces from it (`x-shoal-peers`): they
+    /// are asked what they hold like any provider, before the DHT names them.
+    fn add_referred(&mut self, referrals: &[PeerId]) {
+        let new: Vec<&PeerId> =
+            referrals.iter().filter(|id| !self.sources.iter().any(|s| s.peer.id == **id)).collect();
+        if new.is_empty() {
+            return;
+        }
+        let found = self.swarm.fleet.members().into_iter().filter(|m| new.contains(&&m.id));
+        self.add_peers(found.collect());
+    }
+
     /// Asks the next peer in line to fetch the blob (the site's owner to bring it into the
     /// site, or the fleet's owner to fetch it upstream); `false` when no one is left to ask
     /// (the download then goes upstream itself, as the owner or as a fallback).
@@ -279,9 +293,9 @@ impl Run<'_> {
                     );
                     let (source, piece) = (assignment.source, assignment.piece);
                     let handle = self.tasks.spawn(async move {
-                        let (status, result) =
+                        let (status, referrals, result) =
                             client.piece(&peer, &digest, start, end, &sink).await;
-                        Event::Piece { source, piece, status, result }
+                        Event::Piece { source, piece, status, referrals, result }
                     });
                     self.pieces_out.insert((source, piece), handle);
                     // Recorded when asked, not when done: a request that fails midway may
@@ -352,7 +366,10 @@ impl Run<'_> {
                 Event::Providers(found) => self.add_peers(found),
                 Event::Status { source, status } => {
                     self.sources[source].probing = false;
-                    match status {
+                    if let Ok((_, referrals)) = &status {
+                        self.add_referred(referrals);
+                    }
+                    match status.map(|(reply, _)| reply) {
                         Ok(StatusReply::Has(status)) => {
                             self.set_status(source, status, progress)?
                         }
@@ -368,8 +385,9 @@ impl Run<'_> {
                         }
                     }
                 }
-                Event::Piece { source, piece, status, result } => {
+                Event::Piece { source, piece, status, referrals, result } => {
                     self.pieces_out.remove(&(source, piece));
+                    self.add_referred(&referrals);
                     if let Some(status) = status {
                         self.set_status(source, status, progress)?;
                     }

@@ -75,7 +75,9 @@ impl World {
         download.probes += 1;
         let peer = download.sources[source].node;
         let status = self.status(peer, now + self.half_rtt());
-        self.queue.push(now + nanos(self.cfg.rtt), Event::Status { node, source, status });
+        let referred = self.referred(peer, node, self.instant(now + self.half_rtt()));
+        let event = Event::Status { node, source, status, referred };
+        self.queue.push(now + nanos(self.cfg.rtt), event);
     }
 
     fn start_drive(&mut self, now: Time, node: usize) {
@@ -95,12 +97,14 @@ impl World {
         node: usize,
         source: SourceId,
         status: PieceStatus,
+        referred: Vec<usize>,
     ) {
         let seed = self.rng.random();
         let download = &mut self.nodes[node].download;
         download.sources[source].probing = false;
         if download.running {
             download.set_status(source, status, seed);
+            self.add_peers(now, node, referred);
             self.drain(now, node);
         }
     }
@@ -139,6 +143,7 @@ impl World {
         let Some(failure) = request.refused else { return };
         let seed = self.rng.random();
         let at = self.instant(now);
+        self.add_peers(now, request.from, request.referred);
         let download = &mut self.nodes[request.from].download;
         download.out.remove(&(request.source, request.piece));
         if matches!(failure, Failure::Busy | Failure::Spread) {
@@ -157,6 +162,8 @@ impl World {
     pub(super) fn on_delivered(&mut self, now: Time, id: u64) {
         let Some(request) = self.requests.remove(&id) else { return };
         let (node, piece, source) = (request.from, request.piece, request.source);
+        // Named in the answer's head; taken here, when its body is in: a little late.
+        self.add_peers(now, node, request.referred);
         let seed = self.rng.random();
         let at = self.instant(now);
         let download = &mut self.nodes[node].download;
@@ -228,6 +235,7 @@ impl World {
                     flow: None,
                     status: None,
                     refused: None,
+                    referred: Vec::new(),
                 },
             );
             self.queue.push(now + self.half_rtt(), Event::Arrive(id));

@@ -28,6 +28,8 @@ pub(super) enum Event {
         node: usize,
         source: SourceId,
         status: PieceStatus,
+        /// The nodes the source named with it.
+        referred: Vec<usize>,
     },
     /// A piece request reaches its source.
     Arrive(u64),

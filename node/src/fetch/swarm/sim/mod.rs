@@ -84,6 +84,9 @@ pub struct Config {
     /// its first 20 sources keeps the nodes that were first to get pieces, as everyone else
     /// does, and the swarm starves as with [`Discovery::First`]).
     pub max_sources: Option<usize>,
+    /// Answers name the nodes their source sent pieces to lately (`x-shoal-peers`), and the
+    /// asker takes them as sources, as the node does; off, only lookups find sources.
+    pub referrals: bool,
     /// How often a spinning driver loop is looked at again.
     pub poll: Duration,
     /// Simulated time after which the run stops, complete or not.
@@ -111,6 +114,7 @@ impl Default for Config {
             serving: Serving::Node,
             stall: Duration::from_secs(10),
             max_sources: None,
+            referrals: true,
             // Backoffs end up to this much late; 1 ms gives the same results within the
             // spread between seeds (see docs/benchmarks.md), at twice the run time.
             poll: Duration::from_millis(10),

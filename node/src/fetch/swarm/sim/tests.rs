@@ -64,3 +64,23 @@ fn max_min_hands_on_what_a_slow_end_cannot_use() {
     assert_eq!(fast_flow_done(Sharing::Equal), 2000);
     assert_eq!(fast_flow_done(Sharing::MaxMin), 1112);
 }
+
+#[test]
+fn referrals_find_sources_that_lookups_leave_out() {
+    // Lookups that name only the first two nodes to announce, as libp2p-kad's own store would:
+    // without referrals, everyone else leans on the owner and those two.
+    let config = |referrals| Config {
+        nodes: 24,
+        size: 16 << 20,
+        link_rate: 50e6 / 8.0,
+        discovery: Discovery::First(2),
+        referrals,
+        ..Config::default()
+    };
+    let (with, without) = (run(&config(true)), run(&config(false)));
+    assert_eq!((with.complete, without.complete), (24, 24));
+    assert!(
+        with.owner_upload < without.owner_upload && with.ratio() < without.ratio(),
+        "with referrals: {with:?}\nwithout: {without:?}"
+    );
+}

@@ -33,6 +33,8 @@ pub(super) struct Request {
     pub status: Option<PieceStatus>,
     /// Why it was refused, if it was.
     pub refused: Option<Failure>,
+    /// The nodes the source named in its answer.
+    pub referred: Vec<usize>,
 }
 
 pub(super) struct World {
@@ -132,7 +134,9 @@ impl World {
             Event::Providers { node, first } => self.on_providers(now, node, first),
             Event::OwnerAccepted(node) => self.on_owner_accepted(now, node),
             Event::Announced(node) => self.dht.announce(node),
-            Event::Status { node, source, status } => self.on_status(now, node, source, status),
+            Event::Status { node, source, status, referred } => {
+                self.on_status(now, node, source, status, referred)
+            }
             Event::Arrive(id) => self.on_arrive(now, id),
             Event::Refused(id) => self.on_refused(now, id),
             Event::Delivered(id) => self.on_delivered(now, id),
@@ -213,6 +217,9 @@ impl World {
         let slot = self.nodes[to].server.acquire(self.cfg.serving, &self.digest, start, clock);
         let (flow, refused) = match slot {
             Ok(slot) if serves => {
+                if self.cfg.referrals {
+                    self.nodes[to].server.uploads.sent_to(&self.digest, &from.to_string(), clock);
+                }
                 let ready = if to == OWNER { self.owner_has(end) } else { now };
                 let (flow, changed) = self.net.start(now, (to, from), id, end - start, ready, slot);
                 self.completions(changed);
@@ -229,10 +236,23 @@ impl World {
         if refused.is_some() {
             self.queue.push(now + self.half_rtt(), Event::Refused(id));
         }
+        let referred = self.referred(to, from, clock);
         let request = self.requests.get_mut(&id).expect("looked up above");
+        request.referred = referred;
         request.status = Some(status);
         request.flow = flow;
         request.refused = refused;
+    }
+
+    /// The nodes `source` names to `asker` in an answer: those it sent pieces to lately, as the
+    /// node's `Uploads` remembers them.
+    pub(super) fn referred(&self, source: usize, asker: usize, at: Instant) -> Vec<usize> {
+        if !self.cfg.referrals {
+            return Vec::new();
+        }
+        let uploads = &self.nodes[source].server.uploads;
+        let named = uploads.recipients(&self.digest, &asker.to_string(), at);
+        named.iter().filter_map(|n| n.parse().ok()).collect()
     }
 
     /// Forgets a request the asker no longer waits for; its transfer, if any, stops.
