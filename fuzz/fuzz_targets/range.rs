@@ -1,16 +1,20 @@
-//! Fuzzes the two byte-range headers a node reads: a client's or peer's `Range` (each input
-//! line is one header) and a peer's `x-shoal-pieces` status (the whole input).
+//! Fuzzes the headers a node reads about a blob's bytes: a client's or peer's `Range` (each
+//! input line is one header), and a peer's `x-shoal-pieces` status and `x-shoal-peers`
+//! referrals (the whole input).
 //!
 //! A range that parses must select bytes inside the blob for every size, or nothing; a pieces
 //! status that parses must be the one spelling the node itself writes, and must never claim a
-//! piece past the end of the blob.
+//! piece past the end of the blob; referrals are a bounded list of plausible peer ids taken
+//! from the input, which the node's own spelling gives back unchanged.
 #![no_main]
 
 use http::header::RANGE;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use shoal::fetch::RangeSpec;
-use shoal_protocol::peer::{Have, PieceStatus, piece_count, piece_range};
+use shoal_protocol::peer::{
+    Have, MAX_REFERRALS, PieceStatus, format_referrals, parse_referrals, piece_count, piece_range,
+};
 
 /// Blob sizes around the edges: empty, one byte, one piece, and the largest.
 const SIZES: &[u64] = &[0, 1, 2, 99, 100, 1 << 20, (1 << 20) + 1, u64::MAX - 1, u64::MAX];
@@ -19,8 +23,19 @@ fuzz_target!(|data: &[u8]| {
     range(data);
     if let Ok(text) = std::str::from_utf8(data) {
         pieces(text);
+        referrals(text);
     }
 });
+
+fn referrals(text: &str) {
+    let named = parse_referrals(text);
+    assert!(named.len() <= MAX_REFERRALS);
+    for id in &named {
+        assert!(!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(text.contains(id), "{id:?} is not in the header");
+    }
+    assert_eq!(parse_referrals(&format_referrals(&named)), named, "the node's spelling");
+}
 
 fn range(data: &[u8]) {
     let mut headers = HeaderMap::new();
