@@ -1,4 +1,5 @@
-//! The clock that ages and lifetimes are counted on: tag and referrers TTLs, upstream tokens.
+//! The clock that ages and lifetimes are counted on: tag and referrers TTLs, upstream tokens,
+//! pass-through verdicts, and the access times that lifecycle rules expire by.
 //!
 //! A node runs on the system's clock. A test moves an adjustable one forward instead of
 //! sleeping through a TTL: both readings ([`Clock::now`] and [`Clock::instant`]) are the
