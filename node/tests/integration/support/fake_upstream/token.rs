@@ -4,8 +4,7 @@
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use shoal_cluster_tests::Credentials;
 
 use super::{AuthMode, State};
 
@@ -16,7 +15,7 @@ pub(crate) fn check(state: &State, headers: &HeaderMap, repo: &str) -> Option<Re
     match &state.auth {
         AuthMode::Anonymous => None,
         AuthMode::Basic { username, password } => {
-            let expected = format!("Basic {}", BASE64.encode(format!("{username}:{password}")));
+            let expected = Credentials::new(username, password).basic_header();
             if presented == Some(expected.as_str()) {
                 return None;
             }
