@@ -1,7 +1,8 @@
 //! Content digests (`sha256:<64 lowercase hex>`) and the streaming verifier that guards the store.
 //!
-//! Only sha256 is accepted: it is what every registry in the wild produces, and refusing the rest
-//! keeps one hash function on the hot path. The canonical form is strict — lowercase hex, exact
+//! sha256 is content's identity: it is what every registry in the wild produces, and one hash
+//! function stays on the hot path. Content a client names by sha512 is reached through an alias
+//! (`alias.rs`). The canonical form is strict — lowercase hex, exact
 //! length — because the digest string becomes a file name and a DHT key.
 
 use std::fmt;
@@ -22,7 +23,7 @@ pub struct Digest([u8; 32]);
 pub enum DigestError {
     #[error("digest has no algorithm prefix (expected \"sha256:<hex>\")")]
     MissingAlgorithm,
-    #[error("digest algorithm {0:?} is not supported (only sha256)")]
+    #[error("digest algorithm {0:?} is not supported (only sha256 and sha512)")]
     UnsupportedAlgorithm(String),
     #[error("sha256 digest must have {SHA256_HEX_LEN} hex characters, got {0}")]
     BadLength(usize),

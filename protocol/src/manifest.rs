@@ -8,7 +8,8 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::Digest;
+use crate::alias::{AnyDigest, Sha512Digest};
+use crate::digest::Digest;
 use crate::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 
 /// A manifest's exact bytes with its digest and media type, wherever it came from (an upstream,
@@ -99,7 +100,7 @@ pub enum ManifestError {
     MediaTypeMismatch { field: String, header: String },
     #[error("no media type: neither a Content-Type nor a mediaType field says what it is")]
     NoMediaType,
-    #[error("descriptor digest {0:?} is not a sha256 digest")]
+    #[error("descriptor digest {0:?} is not a sha256 or sha512 digest")]
     BadDigest(String),
     #[error("a descriptor's size {0} is negative")]
     BadSize(i64),
@@ -132,7 +133,7 @@ impl ManifestRefs {
     }
 
     /// Checks a pushed manifest strictly and returns its media type: schema version 2, a known
-    /// media type that agrees with the `Content-Type` it came with, sha256 digests and sizes
+    /// media type that agrees with the `Content-Type` it came with, sha256 or sha512 digests and sizes
     /// that are not negative in every descriptor.
     pub fn check_pushed(
         bytes: &[u8],
@@ -158,7 +159,7 @@ impl ManifestRefs {
             return Err(ManifestError::MediaType(media_type));
         }
         for d in refs.descriptors().chain(refs.subject.iter()) {
-            Digest::parse(&d.digest).map_err(|_| ManifestError::BadDigest(d.digest.clone()))?;
+            AnyDigest::parse(&d.digest).map_err(|_| ManifestError::BadDigest(d.digest.clone()))?;
             if let Some(size) = d.size.filter(|s| *s < 0) {
                 return Err(ManifestError::BadSize(size));
             }
@@ -166,9 +167,45 @@ impl ManifestRefs {
         Ok((refs, media_type))
     }
 
+    /// The sha512 digests the manifest names (descriptors and subject), each once: aliases to
+    /// resolve before the methods that read digests see that content.
+    pub fn aliases(&self) -> Vec<Sha512Digest> {
+        let mut found: Vec<Sha512Digest> = self
+            .descriptors()
+            .chain(self.subject.iter())
+            .filter_map(|d| match AnyDigest::parse(&d.digest) {
+                Ok(AnyDigest::Sha512(d)) => Some(d),
+                _ => None,
+            })
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    /// Rewrites each descriptor named by a sha512 that `resolve` knows to the sha256 it is an
+    /// alias of; the rest stay as they are (and the methods that read sha256 skip them).
+    pub fn resolve_aliases(&mut self, resolve: impl Fn(&Sha512Digest) -> Option<Digest>) {
+        let descriptors = self
+            .config
+            .iter_mut()
+            .chain(&mut self.layers)
+            .chain(&mut self.manifests)
+            .chain(&mut self.blobs)
+            .chain(self.subject.iter_mut());
+        for d in descriptors {
+            if let Ok(AnyDigest::Sha512(alias)) = AnyDigest::parse(&d.digest)
+                && let Some(digest) = resolve(&alias)
+            {
+                d.digest = digest.to_string();
+            }
+        }
+    }
+
     /// The digests a pushed manifest needs present: blobs for an image manifest (except
     /// foreign layers, which live elsewhere), manifests for an index. Call after
-    /// [`ManifestRefs::check_pushed`], which checked every digest.
+    /// [`ManifestRefs::check_pushed`], which checked every digest, and after resolving its
+    /// aliases: a sha512 left unresolved is not listed.
     pub fn required(&self, media_type: &str) -> (Vec<Digest>, Vec<Digest>) {
         let parse = |d: &Descriptor| Digest::parse(&d.digest).ok();
         if is_image_manifest(media_type) {
@@ -230,6 +267,27 @@ mod tests {
     }
 
     #[test]
+    fn sha512_descriptors_are_read_through_their_aliases() {
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let (a512, b512) = (Sha512Digest::of(b"a"), Sha512Digest::of(b"b"));
+        let image = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{a512}","size":1}},"layers":[{{"digest":"{b512}","size":1}},{{"digest":"{a512}","size":1}}]}}"#
+        );
+        let (mut refs, media_type) = ManifestRefs::check_pushed(image.as_bytes(), None).unwrap();
+        let mut sorted = vec![a512, b512];
+        sorted.sort();
+        assert_eq!(refs.aliases(), sorted);
+        assert_eq!(refs.required(&media_type), (vec![], vec![]));
+        // Only `a` is known: `b` stays unresolved and unlisted.
+        refs.resolve_aliases(|d| (*d == a512).then_some(a));
+        assert_eq!(refs.required(&media_type), (vec![a, a], vec![]));
+        assert_eq!(refs.aliases(), [b512]);
+        refs.resolve_aliases(|d| (*d == b512).then_some(b));
+        assert_eq!(refs.references(), [a, b, a]);
+        assert!(refs.aliases().is_empty());
+    }
+
+    #[test]
     fn an_index_lists_the_children_of_a_platform() {
         let (amd, arm, att) = (Digest::of(b"amd"), Digest::of(b"arm"), Digest::of(b"att"));
         let index = format!(
@@ -268,6 +326,13 @@ mod tests {
         );
 
         for (bad, why) in [
+            (
+                format!(
+                    r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[{{"digest":"blake3:{}"}}]}}"#,
+                    a.hex()
+                ),
+                "algorithm",
+            ),
             (r#"{"schemaVersion":1}"#.to_owned(), "schema 1"),
             ("[]".to_owned(), "not an object"),
             (r#"{"schemaVersion":2,"mediaType":"text/plain","layers":[]}"#.to_owned(), "type"),

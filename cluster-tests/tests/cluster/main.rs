@@ -18,6 +18,7 @@ mod pull_through;
 mod push;
 mod referrers;
 mod replicas;
+mod sha512;
 mod swarm_faults;
 mod tls;
 mod upstream_auth;

@@ -77,6 +77,11 @@ pub async fn export(
                 continue;
             }
             let refs = ManifestRefs::parse(&m.bytes).unwrap_or_default();
+            if let Some(named) = refs.aliases().first() {
+                // Skipped, it would leave the archive without content its manifest names.
+                let named = named.to_string();
+                return Err(ArchiveError::Sha512Content { manifest: m.digest, named });
+            }
             for child in &refs.manifests {
                 let digest = Digest::parse(&child.digest)
                     .map_err(|_| ArchiveError::Corrupt { what: "manifest", digest: m.digest })?;

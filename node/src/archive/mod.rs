@@ -44,6 +44,13 @@ pub enum ArchiveError {
     NotLayout { archive: String, detail: String },
     #[error("{archive} lacks {digest}, which {parent} names; make the archive again")]
     Missing { archive: String, digest: Digest, parent: String },
+    /// An archive names content by sha256 (`blobs/sha256/...`); content a manifest names only
+    /// by sha512 is not carried yet.
+    #[error(
+        "manifest {manifest} names {named}, a sha512 digest, which an export cannot carry yet; \
+         push that image with sha256 digests to export it"
+    )]
+    Sha512Content { manifest: Digest, named: String },
     #[error("no image of {image} is for platform {platform}")]
     NoPlatform { image: String, platform: String },
     #[error("{op} {path}: {source}")]

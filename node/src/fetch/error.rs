@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use shoal_protocol::{Digest, DigestMismatch};
+use shoal_protocol::{Digest, DigestMismatch, Sha512Digest};
 
 use super::fleet::FleetError;
 use crate::store::StoreError;
@@ -19,6 +19,9 @@ pub enum FetchError {
     ManifestUnknown { registry: String, repo: String, reference: String },
     #[error("blob {0} is unknown")]
     BlobUnknown(Digest),
+    /// No content this node or a member checked hashes to this sha512.
+    #[error("blob {0} is unknown")]
+    AliasUnknown(Sha512Digest),
     #[error("range not satisfiable for a blob of {size} bytes")]
     RangeNotSatisfiable { size: u64 },
     #[error("upstream sent more bytes than it announced for {digest} ({size} bytes)")]
@@ -74,6 +77,7 @@ impl FetchError {
             FetchError::UnknownRegistry(_)
                 | FetchError::ManifestUnknown { .. }
                 | FetchError::BlobUnknown(_)
+                | FetchError::AliasUnknown(_)
                 | FetchError::Upstream(UpstreamError::NotFound { .. })
         )
     }

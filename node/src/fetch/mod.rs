@@ -5,6 +5,7 @@
 //! arrive), tag lists, and the referrers an upstream lists (`referrers.rs`).
 
 mod access;
+mod aliases;
 mod body;
 mod buffers;
 mod coverage;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use shoal_protocol::{Digest, RepositoryName, Tag};
 
 pub(crate) use access::{Access, PassThrough};
+pub use aliases::AliasOf;
 pub(crate) use body::BlobBody;
 pub(crate) use buffers::BufferBudget;
 pub(crate) use download::Plan;

@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
-use shoal_protocol::Digest;
 use shoal_protocol::peer::{PEERS_HEADER, PIECES_HEADER, PieceStatus, parse_referrals};
+use shoal_protocol::{Digest, Sha512Digest};
 use tokio::sync::mpsc;
 
 use super::fleet::FleetError;
@@ -33,6 +33,11 @@ pub fn peer_blob_path(digest: &Digest) -> String {
 /// The data-plane path of a stored blob's piece digests on a peer.
 fn peer_pieces_path(digest: &Digest) -> String {
     format!("/v2/_shoal/peer/pieces/{digest}")
+}
+
+/// The data-plane path where a peer says which sha256 a sha512 digest names.
+fn peer_alias_path(alias: &Sha512Digest) -> String {
+    format!("/v2/_shoal/peer/aliases/{alias}")
 }
 
 /// How long a peer may keep a miss waiting, at each step of a data-plane request.
@@ -309,6 +314,39 @@ impl PeerClient {
             return Ok(None);
         }
         Ok(Some((media_type, body.into())))
+    }
+
+    /// The sha256 a peer says `alias` names (a lead: the caller checks the content); `None`
+    /// when it knows no such alias.
+    pub async fn alias(
+        &self,
+        peer: &PeerInfo,
+        alias: &Sha512Digest,
+    ) -> Result<Option<Digest>, FleetError> {
+        let request = self.request(reqwest::Method::HEAD, peer, &peer_alias_path(alias), None);
+        let response = self.send(request, peer).await?;
+        match response.status() {
+            reqwest::StatusCode::OK => {}
+            reqwest::StatusCode::NOT_FOUND => return Ok(None),
+            status => {
+                return Err(FleetError::Unreachable {
+                    peer: peer.id,
+                    detail: format!("answered {status} for alias {alias}"),
+                });
+            }
+        }
+        let named = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Digest::parse(v).ok());
+        match named {
+            Some(digest) => Ok(Some(digest)),
+            None => Err(FleetError::Unreachable {
+                peer: peer.id,
+                detail: format!("answered alias {alias} without a sha256 Docker-Content-Digest"),
+            }),
+        }
     }
 
     /// The piece digests of a blob the peer holds verified, `count` of them; `None` when it

@@ -58,7 +58,7 @@ impl Fetcher {
         manifest: &ManifestData,
     ) -> Result<(), FetchError> {
         let mut digests = vec![manifest.manifest.digest];
-        digests.extend(references(&manifest.manifest.bytes));
+        digests.extend(references(&self.store, &manifest.manifest.bytes));
         let unseen = self.store.unseen_in(&digests, &target.registry, &target.repo)?;
         if unseen.is_empty() {
             return Ok(());
@@ -91,7 +91,10 @@ fn unknown(target: &Target, digest: &Digest, kind: Kind) -> FetchError {
     }
 }
 
-/// The digests a manifest lists; nothing for what is not a manifest.
-fn references(bytes: &[u8]) -> Vec<Digest> {
-    ManifestRefs::parse(bytes).map(|m| m.references()).unwrap_or_default()
+/// The digests a manifest lists, sha512 descriptors through the aliases this node knows;
+/// nothing for what is not a manifest.
+fn references(store: &crate::store::Store, bytes: &[u8]) -> Vec<Digest> {
+    let Some(mut refs) = ManifestRefs::parse(bytes) else { return Vec::new() };
+    store.resolve_known_aliases(&mut refs);
+    refs.references()
 }

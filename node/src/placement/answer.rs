@@ -116,7 +116,11 @@ impl Placement {
             let digests = store.pinned_for(&reason)?;
             store.unpin(&digests, &reason)?;
             let mut withdrawn = Vec::new();
+            let mut unkept = false;
             if release.delete {
+                // A copy of the manifest this node holds only as a cache goes too: a member
+                // asked for the deleted digest must not serve it back.
+                unkept = store.pin_reasons(&row.digest)?.is_empty();
                 // The pushed tags that name the image, and the answers about them this node
                 // cached from the members it was pushed to.
                 for tag in store.any_tags_naming(&row.registry, &row.repo, &row.digest)? {
@@ -124,10 +128,14 @@ impl Placement {
                     withdrawn.push(tag);
                 }
             }
-            Ok(Some(withdrawn))
+            Ok(Some((withdrawn, unkept)))
         })
         .await?;
-        let Some(withdrawn) = withdrawn else { return Ok(false) };
+        let Some((withdrawn, unkept)) = withdrawn else { return Ok(false) };
+        if unkept && self.store.delete_blob(&release.digest).await? {
+            self.fetcher.withdraw(&release.digest);
+            tracing::info!(registry = %target.registry, repo = %target.repo, digest = %release.digest, "copy of a deleted manifest removed");
+        }
         if !withdrawn.is_empty() {
             tracing::info!(registry = %target.registry, repo = %target.repo, digest = %release.digest, tags = ?withdrawn, "tags of a deleted image removed");
         }

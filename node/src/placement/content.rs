@@ -47,6 +47,8 @@ impl Placement {
                 return Ok(());
             }
             store.pin(&digests, &row.reason())?;
+            // Kept as part of that repository: served and mounted under its name.
+            store.record_seen(&digests, &row.registry, &row.repo)?;
             if let (Some(tag), PinState::Pinned { at_ms }) = (&row.tag, row.state) {
                 // A push's tag record carries the push's time: the later push wins everywhere.
                 let pushed_at = UNIX_EPOCH + Duration::from_millis(at_ms);
@@ -178,14 +180,31 @@ impl Placement {
             Err(e) if e.is_unknown() => return Err(PlacementError::Missing(*digest)),
             Err(e) => return Err(PlacementError::Fetch(e)),
         };
-        let refs =
+        let mut refs =
             ManifestRefs::parse(&m.manifest.bytes).ok_or(PlacementError::NotAManifest(*digest))?;
+        self.fetcher.resolve_refs(target, &mut refs).await?;
+        if let Some(unknown) = refs.aliases().first() {
+            return Err(PlacementError::MissingAlias(*unknown));
+        }
         Ok((m.manifest.media_type, refs))
     }
 
     async fn local_manifest(&self, digest: &Digest) -> Option<(String, ManifestRefs)> {
         let (meta, bytes) = self.store.read_small(digest, MAX_MANIFEST_SIZE).await.ok()??;
-        let refs = ManifestRefs::parse(&bytes)?;
+        let mut refs = ManifestRefs::parse(&bytes)?;
+        if !refs.aliases().is_empty() {
+            let store = self.store.clone();
+            refs = crate::store::blocking("read aliases", move || {
+                store.resolve_known_aliases(&mut refs);
+                Ok(refs)
+            })
+            .await
+            .ok()?;
+            // Content named by an alias this node does not know is not held here either.
+            if !refs.aliases().is_empty() {
+                return None;
+            }
+        }
         let media_type = meta.media_type.or_else(|| refs.media_type.clone()).unwrap_or_default();
         Some((media_type, refs))
     }

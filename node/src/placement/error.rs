@@ -9,6 +9,8 @@ use crate::store::StoreError;
 pub enum PlacementError {
     #[error("{0} is not known to any member or to the upstream")]
     Missing(Digest),
+    #[error("{0} (a sha512 an image names) is not known to any member")]
+    MissingAlias(shoal_protocol::Sha512Digest),
     #[error("{0} is not an image manifest or index")]
     NotAManifest(Digest),
     #[error("the index {digest} has no image for platform {platform:?}")]

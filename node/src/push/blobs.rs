@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use shoal_protocol::{Digest, RepositoryName};
+use shoal_protocol::{AnyDigest, Digest, RepositoryName};
 
 use super::{BodyStream, PushError, Pusher, Started, UploadState, blocking, upload_pin};
 use crate::fetch::Target;
@@ -25,7 +25,7 @@ impl Pusher {
     pub async fn start_upload(
         &self,
         target: &Target,
-        digest: Option<Digest>,
+        digest: Option<AnyDigest>,
         body: BodyStream,
     ) -> Result<Started, PushError> {
         let mut file = self.store.begin_upload().await?;
@@ -46,13 +46,22 @@ impl Pusher {
     /// `POST ...?mount=<digest>[&from=<repo>]`: makes a blob this node holds part of `target`
     /// without sending it again. Only from a repository it is known to be in (the caller
     /// checked the client may pull that one); without `from`, only on a node where every client
-    /// may pull every name. `false`: not mounted, the client uploads it instead.
+    /// may pull every name. A sha512 mounts the blob it is a checked alias of. `false`: not
+    /// mounted, the client uploads it instead.
     pub async fn mount(
         &self,
         target: &Target,
-        digest: &Digest,
+        named: &AnyDigest,
         from: Option<&RepositoryName>,
     ) -> Result<bool, PushError> {
+        let digest = match named {
+            AnyDigest::Sha256(digest) => *digest,
+            AnyDigest::Sha512(alias) => match self.fetcher.local_alias(alias).await? {
+                Some(digest) => digest,
+                None => return Ok(false),
+            },
+        };
+        let digest = &digest;
         if !self.store.contains(digest) {
             return Ok(false);
         }
@@ -115,10 +124,10 @@ impl Pusher {
         &self,
         target: &Target,
         id: &str,
-        digest: Option<Digest>,
+        digest: Option<AnyDigest>,
         range: Option<(u64, u64)>,
         body: BodyStream,
-    ) -> Result<Digest, PushError> {
+    ) -> Result<AnyDigest, PushError> {
         let session = self.sessions.get(id, target)?;
         let Some(digest) = digest else {
             return Err(PushError::DigestInvalid(
@@ -166,12 +175,29 @@ impl Pusher {
         Ok(())
     }
 
+    /// Stores the upload as the blob `named`. A sha512 is checked by reading the upload back
+    /// (the bytes were hashed with sha256 on the way in); the blob is stored under its sha256
+    /// and the sha512 recorded as its alias.
     async fn commit(
         &self,
         target: &Target,
         file: UploadFile,
-        digest: &Digest,
+        named: &AnyDigest,
     ) -> Result<(), PushError> {
+        let (digest, alias) = match named {
+            AnyDigest::Sha256(digest) => (*digest, None),
+            AnyDigest::Sha512(alias) => {
+                let (digest, actual) = file.both_digests().await?;
+                if actual != *alias {
+                    return Err(PushError::DigestInvalid(format!(
+                        "the {} bytes uploaded hash to {actual}, not to {alias}",
+                        file.written()
+                    )));
+                }
+                (digest, Some(*alias))
+            }
+        };
+        let digest = &digest;
         file.finish(digest, None).await.map_err(|e| match e {
             crate::store::StoreError::DigestMismatch(m) => PushError::DigestInvalid(format!(
                 "the {} bytes uploaded hash to {}, not to {}",
@@ -179,6 +205,9 @@ impl Pusher {
             )),
             other => other.into(),
         })?;
+        if let Some(alias) = alias {
+            self.fetcher.record_alias(&alias, digest).await?;
+        }
         self.keep(target, *digest).await
     }
 

@@ -64,6 +64,11 @@ impl Pusher {
             for tag in &tags {
                 store.delete_tag(&t.registry, &t.repo, tag)?;
             }
+            let mut refs = refs;
+            if let Some(refs) = &mut refs {
+                // What it names by sha512 was pinned under the sha256 those name.
+                store.resolve_known_aliases(refs);
+            }
             let mut named = refs.as_ref().map(ManifestRefs::references).unwrap_or_default();
             named.push(digest);
             if let Some(subject) = refs.as_ref().and_then(ManifestRefs::subject) {

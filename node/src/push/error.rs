@@ -1,8 +1,8 @@
 //! Everything a push, a delete or a referrers query can fail with, before the HTTP layer maps
 //! it to a status and an OCI error code.
 
-use shoal_protocol::Digest;
 use shoal_protocol::manifest::ManifestError;
+use shoal_protocol::{AnyDigest, Digest};
 
 use crate::fetch::FetchError;
 use crate::store::StoreError;
@@ -27,7 +27,7 @@ pub enum PushError {
     ManifestTooLarge { size: u64, max: u64 },
     /// A pushed manifest names content this registry does not hold.
     #[error("the manifest names {0}, which was not pushed to this registry first")]
-    ManifestBlobUnknown(Digest),
+    ManifestBlobUnknown(AnyDigest),
     #[error("manifest {0} is unknown in this repository")]
     ManifestUnknown(String),
     #[error("blob {0} is unknown to this node")]
@@ -45,4 +45,15 @@ pub enum PushError {
     /// Bringing in content a pushed manifest names failed (the upstream is down, say).
     #[error(transparent)]
     Fetch(FetchError),
+}
+
+/// A failure to bring in or look up content that is not "it does not exist" (a manifest's
+/// missing content is `ManifestBlobUnknown`): the store's, or the upstream's while it is down.
+impl From<FetchError> for PushError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Store(s) => PushError::Store(s),
+            other => PushError::Fetch(other),
+        }
+    }
 }

@@ -14,11 +14,37 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use shoal_protocol::manifest::ManifestRefs;
 use shoal_protocol::media_type::MAX_MANIFEST_SIZE;
-use shoal_protocol::{Digest, Reference};
+use shoal_protocol::{AnyDigest, Digest, Reference, Tag};
 
 use super::{BodyStream, PushError, Pusher, blocking, manifest_pin, upload_pin};
-use crate::fetch::{FetchError, Target, tag_key};
+use crate::fetch::{Target, tag_key};
 use crate::store::{Referrer, TagRecord};
+
+/// What a manifest is pushed as: a tag, or the digest the client computed (sha256, or a
+/// sha512 that becomes an alias of the manifest's sha256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushedAs {
+    Tag(Tag),
+    Digest(AnyDigest),
+}
+
+impl From<Reference> for PushedAs {
+    fn from(reference: Reference) -> Self {
+        match reference {
+            Reference::Tag(tag) => Self::Tag(tag),
+            Reference::Digest(digest) => Self::Digest(digest.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for PushedAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tag(tag) => tag.fmt(f),
+            Self::Digest(digest) => digest.fmt(f),
+        }
+    }
+}
 
 /// What a manifest push stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +58,7 @@ impl Pusher {
     pub async fn put_manifest(
         &self,
         target: &Target,
-        reference: &Reference,
+        reference: &PushedAs,
         content_type: Option<&str>,
         body: BodyStream,
     ) -> Result<PushedManifest, PushError> {
@@ -40,27 +66,36 @@ impl Pusher {
         // A client that sends no Content-Type, or a generic one, leaves it to the field.
         let content_type =
             content_type.filter(|t| !t.is_empty() && *t != "application/octet-stream");
-        let (refs, media_type) = ManifestRefs::check_pushed(&bytes, content_type)?;
+        let (mut refs, media_type) = ManifestRefs::check_pushed(&bytes, content_type)?;
         let digest = Digest::of(&bytes);
-        if let Reference::Digest(named) = reference
-            && *named != digest
+        if let PushedAs::Digest(named) = reference
+            && !named.matches(&bytes)
         {
             return Err(PushError::DigestInvalid(format!(
                 "the manifest hashes to {digest}, not to the digest {named} it was pushed by"
             )));
         }
+        // Content named by sha512 must be known by that name, as content named by sha256
+        // must be held.
+        self.fetcher.resolve_refs(target, &mut refs).await?;
+        if let Some(unknown) = refs.aliases().first() {
+            return Err(PushError::ManifestBlobUnknown(AnyDigest::Sha512(*unknown)));
+        }
         let (blobs, manifests) = refs.required(&media_type);
         for blob in &blobs {
-            if !self.fetcher.hold_blob(target, blob).await.map_err(held_error)? {
-                return Err(PushError::ManifestBlobUnknown(*blob));
+            if !self.fetcher.hold_blob(target, blob).await? {
+                return Err(PushError::ManifestBlobUnknown((*blob).into()));
             }
         }
         for child in &manifests {
-            if !self.fetcher.hold_manifest(target, child).await.map_err(held_error)? {
-                return Err(PushError::ManifestBlobUnknown(*child));
+            if !self.fetcher.hold_manifest(target, child).await? {
+                return Err(PushError::ManifestBlobUnknown((*child).into()));
             }
         }
         self.store.put_small(&digest, Some(&media_type), &bytes).await?;
+        if let PushedAs::Digest(AnyDigest::Sha512(alias)) = reference {
+            self.fetcher.record_alias(alias, &digest).await?;
+        }
 
         let subject = refs.subject();
         let referrer = subject.map(|_| Referrer {
@@ -86,7 +121,7 @@ impl Pusher {
             if let (Some(subject), Some(referrer)) = (subject, referrer) {
                 store.add_referrer(registry, repo, &subject, &referrer)?;
             }
-            if let Reference::Tag(tag) = tag {
+            if let PushedAs::Tag(tag) = tag {
                 let record = TagRecord { digest, media_type, fetched_at: pushed_at };
                 store.put_pushed_tag(registry, repo, &tag, &record)?;
             }
@@ -94,7 +129,7 @@ impl Pusher {
         })
         .await?;
         self.fetcher.announce(&digest);
-        if let Reference::Tag(tag) = reference {
+        if let PushedAs::Tag(tag) = reference {
             // Members resolving the tag find this node through the tag's key.
             self.fetcher.announce(&Digest::from_raw(tag_key(target, tag)));
         }
@@ -102,8 +137,8 @@ impl Pusher {
         // A tagged image, or a signature or SBOM (found through its subject), is kept on its
         // members too; an untagged child of an index is kept with the index.
         let tag = match reference {
-            Reference::Tag(tag) => Some(tag.clone()),
-            Reference::Digest(_) => None,
+            PushedAs::Tag(tag) => Some(tag.clone()),
+            PushedAs::Digest(_) => None,
         };
         if tag.is_some() || subject.is_some() {
             let at_ms = pushed_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -112,15 +147,6 @@ impl Pusher {
             }
         }
         Ok(PushedManifest { digest, subject })
-    }
-}
-
-/// A failure to bring in named content that is not "it does not exist" (that is
-/// `ManifestBlobUnknown`): the store's, or the upstream's while it is down.
-fn held_error(e: FetchError) -> PushError {
-    match e {
-        FetchError::Store(s) => PushError::Store(s),
-        other => PushError::Fetch(other),
     }
 }
 

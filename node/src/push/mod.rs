@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use shoal_protocol::Digest;
+use shoal_protocol::{AnyDigest, Digest};
 
 pub use error::PushError;
+pub use manifests::PushedAs;
 
 use crate::fetch::{Fetcher, Target};
 use crate::placement::Placement;
@@ -42,8 +43,8 @@ pub struct UploadState {
 /// What a `POST .../blobs/uploads/` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
-    /// The blob is stored (a monolithic upload, or a mount).
-    Stored(Digest),
+    /// The blob is stored (a monolithic upload, or a mount), named as the client named it.
+    Stored(AnyDigest),
     /// An upload session is open.
     Open(UploadState),
 }

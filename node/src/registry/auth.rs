@@ -32,6 +32,7 @@ pub(super) async fn check(
         Endpoint::Base | Endpoint::Status | Endpoint::Pins => None,
         Endpoint::Manifest { target, .. }
         | Endpoint::Blob { target, .. }
+        | Endpoint::ByAlias { target, .. }
         | Endpoint::Tags { target, .. }
         | Endpoint::UploadStart { target, .. }
         | Endpoint::Upload { target, .. }
@@ -40,6 +41,7 @@ pub(super) async fn check(
         | Endpoint::Warm { target, .. } => Some(target),
         Endpoint::PeerBlob { .. }
         | Endpoint::PeerPieces { .. }
+        | Endpoint::PeerAlias { .. }
         | Endpoint::Metrics
         | Endpoint::Health
         | Endpoint::Ready

@@ -118,6 +118,7 @@ impl ApiError {
             ApiError::Fetch(e) => map_fetch(e.root()),
             ApiError::Placement(e) => match e {
                 PlacementError::Missing(_)
+                | PlacementError::MissingAlias(_)
                 | PlacementError::NoPlatform { .. }
                 | PlacementError::NotPinned(_) => mapped(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
                 PlacementError::NotAManifest(_) => {
@@ -230,7 +231,9 @@ fn map_fetch(e: &FetchError) -> Mapped {
         FetchError::UnknownRegistry(_) => mapped(StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
         FetchError::PrivateRegistry(_) => mapped(StatusCode::FORBIDDEN, "DENIED"),
         FetchError::ManifestUnknown { .. } => mapped(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
-        FetchError::BlobUnknown(_) => mapped(StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+        FetchError::BlobUnknown(_) | FetchError::AliasUnknown(_) => {
+            mapped(StatusCode::NOT_FOUND, "BLOB_UNKNOWN")
+        }
         FetchError::RangeNotSatisfiable { size } => Mapped {
             size: Some(*size),
             ..mapped(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID")

@@ -8,7 +8,7 @@ use axum::response::Response;
 use futures_util::StreamExt;
 use shoal_protocol::media_type::OCTET_STREAM;
 use shoal_protocol::peer::{PEERS_HEADER, PIECES_HEADER, format_referrals};
-use shoal_protocol::{Digest, Reference};
+use shoal_protocol::{Digest, Reference, Sha512Digest};
 
 use super::error::ApiError;
 use super::observe::Tally;
@@ -17,7 +17,7 @@ use crate::fetch::{BlobResponse, FetchError, Fetcher, PeerAnswer, RangeSpec, Tar
 use crate::metrics::Metrics;
 use crate::status::StatusSource;
 
-const DIGEST_HEADER: &str = "docker-content-digest";
+pub(super) const DIGEST_HEADER: &str = "docker-content-digest";
 
 pub fn base() -> Response {
     json_response(StatusCode::OK, Body::from("{}"), 2, false)
@@ -105,6 +105,18 @@ fn blob_head_response(
         headers.insert(header::CONTENT_RANGE, v);
     }
     response
+}
+
+/// Which sha256 the sha512 `alias` names, for a peer: `200` with it in `Docker-Content-Digest`
+/// when this node checked the alias and holds the content, `404` otherwise.
+pub async fn peer_alias(fetcher: &Fetcher, alias: &Sha512Digest) -> Result<Response, ApiError> {
+    let digest = fetcher
+        .local_alias(alias)
+        .await?
+        .ok_or(ApiError::Fetch(FetchError::AliasUnknown(*alias)))?;
+    let mut response = empty(StatusCode::OK);
+    insert_digest(response.headers_mut(), &digest);
+    Ok(response)
 }
 
 /// A blob, or a piece of it, for the peer `asker`: only what this node holds or is

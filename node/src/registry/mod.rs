@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;
 
 pub(crate) use error::ApiError;
@@ -27,15 +27,15 @@ pub(crate) use route::PINS_PATH;
 pub use route::{Endpoint, Routing};
 
 use shoal_protocol::peer::{PeerAuthError, SignedRequest};
-use shoal_protocol::{DigestError, ReferenceError};
+use shoal_protocol::{AnyDigest, DigestError, Reference, ReferenceError, Sha512Digest};
 
 use crate::auth::{Action, ClientAuth};
-use crate::fetch::{FetchError, Fetcher};
+use crate::fetch::{AliasOf, FetchError, Fetcher};
 use crate::metrics::Metrics;
 use crate::peer_auth::{PEER_AUTH_HEADER, PeerAuthFailure, RequestVerifier};
 use crate::placement::Placement;
 use crate::pull_feed::PullFeed;
-use crate::push::Pusher;
+use crate::push::{PushedAs, Pusher};
 use crate::status::{RecentErrors, StatusSource};
 use observe::Seen;
 
@@ -136,10 +136,73 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
     if matches!(endpoint, Endpoint::Pins | Endpoint::Pin { .. } | Endpoint::Warm { .. }) {
         return admin::serve(&state.placement, method, endpoint).await;
     }
-    if writes {
-        return serve_push(state, &parts, endpoint, who.as_deref(), body).await;
+    // Content named by sha512 is served and deleted as the content its alias names.
+    let (endpoint, alias) = match endpoint {
+        Endpoint::ByAlias { target, digest, of } if *method != Method::PUT => {
+            let resolved = by_alias(&state.fetcher, target, digest, of).await?;
+            // Counted and logged as the pull of the content it names.
+            seen.note(&resolved, method);
+            (resolved, Some(digest))
+        }
+        other => (other, None),
+    };
+    let mut response = if writes {
+        serve_push(state, &parts, endpoint, who.as_deref(), body).await?
+    } else {
+        serve_pull(state, &parts, endpoint, seen).await?
+    };
+    if let Some(alias) = alias
+        && response.status().is_success()
+    {
+        alias_headers(&mut response, &alias);
     }
-    let head = *method == Method::HEAD;
+    Ok(response)
+}
+
+/// The endpoint for the content `alias` names; unknown when no one checked that alias.
+async fn by_alias(
+    fetcher: &Fetcher,
+    target: crate::fetch::Target,
+    alias: Sha512Digest,
+    of: AliasOf,
+) -> Result<Endpoint, ApiError> {
+    let Some(digest) = fetcher.resolve_alias(&target, &alias, of).await? else {
+        return Err(ApiError::Fetch(match of {
+            AliasOf::Blob => FetchError::AliasUnknown(alias),
+            AliasOf::Manifest => FetchError::ManifestUnknown {
+                registry: target.registry,
+                repo: target.repo.to_string(),
+                reference: alias.to_string(),
+            },
+        }));
+    };
+    Ok(match of {
+        AliasOf::Blob => Endpoint::Blob { target, digest },
+        AliasOf::Manifest => Endpoint::Manifest { target, reference: Reference::Digest(digest) },
+    })
+}
+
+/// An answer about content the client named by sha512 names it that way back.
+fn alias_headers(response: &mut Response, alias: &Sha512Digest) {
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&alias.to_string()) {
+        headers.insert(handlers::DIGEST_HEADER, v);
+    }
+    if headers.contains_key(header::ETAG)
+        && let Ok(v) = HeaderValue::from_str(&format!("\"{alias}\""))
+    {
+        headers.insert(header::ETAG, v);
+    }
+}
+
+/// Reads: manifests, blobs, tags, referrers, the peer data plane and the node's own pages.
+async fn serve_pull(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    endpoint: Endpoint,
+    seen: &mut Seen,
+) -> Result<Response, ApiError> {
+    let head = parts.method == Method::HEAD;
     let tally = seen.tally(&state.metrics, &state.errors);
     let fetcher = &state.fetcher;
     let hosted = |target: &crate::fetch::Target| state.routing.is_hosted(&target.registry);
@@ -172,13 +235,17 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
             push::referrers(&state.pusher, &target, &digest, wanted, upstream, head).await
         }
         Endpoint::PeerBlob { digest } => {
-            let asker = check_peer(state, &parts)?;
+            let asker = check_peer(state, parts)?;
             let range = range::parse(&parts.headers)?;
             handlers::peer_blob(fetcher, &state.metrics, &digest, range, head, &asker).await
         }
         Endpoint::PeerPieces { digest } => {
-            check_peer(state, &parts)?;
+            check_peer(state, parts)?;
             handlers::peer_pieces(fetcher, &digest, head).await
+        }
+        Endpoint::PeerAlias { digest } => {
+            check_peer(state, parts)?;
+            handlers::peer_alias(fetcher, &digest).await
         }
         Endpoint::Metrics => Ok(handlers::metrics(&state.metrics)),
         Endpoint::Status => Ok(handlers::status(&state.status, head).await),
@@ -187,6 +254,7 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
         Endpoint::Unsupported(why) => Err(ApiError::Unsupported(why)),
         Endpoint::UploadStart { .. }
         | Endpoint::Upload { .. }
+        | Endpoint::ByAlias { .. }
         | Endpoint::Pins
         | Endpoint::Pin { .. }
         | Endpoint::Warm { .. } => Err(ApiError::MethodNotAllowed),
@@ -247,15 +315,15 @@ async fn serve_push(
         },
         Endpoint::Manifest { target, reference } if method == Method::PUT => {
             let client_name = client_name(parts.uri.path(), "/manifests/");
-            push::put_manifest(
-                pusher,
-                &target,
-                names(client_name),
-                &reference,
-                &parts.headers,
-                body,
-            )
-            .await
+            let reference = PushedAs::from(reference);
+            let headers = &parts.headers;
+            push::put_manifest(pusher, &target, names(client_name), &reference, headers, body).await
+        }
+        Endpoint::ByAlias { target, digest, of: AliasOf::Manifest } if method == Method::PUT => {
+            let client_name = client_name(parts.uri.path(), "/manifests/");
+            let reference = PushedAs::Digest(AnyDigest::Sha512(digest));
+            let headers = &parts.headers;
+            push::put_manifest(pusher, &target, names(client_name), &reference, headers, body).await
         }
         Endpoint::Manifest { target, reference } if method == Method::DELETE => {
             push::delete_manifest(pusher, &target, &reference).await
@@ -272,6 +340,7 @@ fn endpoint_target(endpoint: &Endpoint) -> Option<&crate::fetch::Target> {
     match endpoint {
         Endpoint::Manifest { target, .. }
         | Endpoint::Blob { target, .. }
+        | Endpoint::ByAlias { target, .. }
         | Endpoint::UploadStart { target, .. }
         | Endpoint::Upload { target, .. } => Some(target),
         _ => None,

@@ -88,7 +88,9 @@ impl Seen {
             Endpoint::Tags { .. } => EndpointKind::Tags,
             Endpoint::UploadStart { .. } | Endpoint::Upload { .. } => EndpointKind::Upload,
             Endpoint::Referrers { .. } => EndpointKind::Referrers,
-            Endpoint::PeerBlob { .. } | Endpoint::PeerPieces { .. } => EndpointKind::Peer,
+            Endpoint::PeerBlob { .. }
+            | Endpoint::PeerPieces { .. }
+            | Endpoint::PeerAlias { .. } => EndpointKind::Peer,
             _ => EndpointKind::Other,
         };
         if let Endpoint::Manifest { target, .. }

@@ -6,12 +6,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::{StreamExt, TryStreamExt};
 use shoal_protocol::media_type::MAX_MANIFEST_SIZE;
-use shoal_protocol::{Digest, Reference};
+use shoal_protocol::{AnyDigest, Digest, Reference};
 
 use super::error::ApiError;
 use super::route::UploadQuery;
 use crate::fetch::Target;
-use crate::push::{BodyStream, PushError, Pusher, Started, UploadState};
+use crate::push::{BodyStream, PushError, PushedAs, Pusher, Started, UploadState};
 
 const DIGEST_HEADER: &str = "docker-content-digest";
 const UPLOAD_UUID_HEADER: &str = "docker-upload-uuid";
@@ -73,7 +73,7 @@ pub async fn finish(
     target: &Target,
     names: Names<'_>,
     id: &str,
-    digest: Option<Digest>,
+    digest: Option<AnyDigest>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -116,7 +116,7 @@ pub async fn put_manifest(
     pusher: &Pusher,
     target: &Target,
     names: Names<'_>,
-    reference: &Reference,
+    reference: &PushedAs,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -130,10 +130,15 @@ pub async fn put_manifest(
     // Parameters (`; charset=utf-8`) are not part of the media type.
     let content_type = content_type.map(|t| t.split(';').next().unwrap_or(t).trim());
     let pushed = pusher.put_manifest(target, reference, content_type, body_stream(body)).await?;
+    // Named back as the client named it: a manifest pushed by sha512 is found by it.
+    let named = match reference {
+        PushedAs::Digest(named) => *named,
+        PushedAs::Tag(_) => pushed.digest.into(),
+    };
     let mut response = empty(StatusCode::CREATED);
     let h = response.headers_mut();
-    insert(h, header::LOCATION.as_str(), &names.url(&format!("manifests/{}", pushed.digest)));
-    insert(h, DIGEST_HEADER, &pushed.digest.to_string());
+    insert(h, header::LOCATION.as_str(), &names.url(&format!("manifests/{named}")));
+    insert(h, DIGEST_HEADER, &named.to_string());
     if let Some(subject) = pushed.subject {
         insert(h, SUBJECT_HEADER, &subject.to_string());
     }
@@ -194,7 +199,7 @@ async fn drain(body: Body) {
 }
 
 /// `201 Created` for a blob now stored.
-fn stored(names: &Names<'_>, digest: &Digest) -> Response {
+fn stored(names: &Names<'_>, digest: &AnyDigest) -> Response {
     let mut response = empty(StatusCode::CREATED);
     let h = response.headers_mut();
     insert(h, header::LOCATION.as_str(), &names.url(&format!("blobs/{digest}")));

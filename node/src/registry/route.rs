@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use shoal_protocol::{Digest, DigestError, Reference, RepositoryName};
+use shoal_protocol::{AnyDigest, Digest, DigestError, Reference, RepositoryName, Sha512Digest};
 
 use super::error::ApiError;
 use shoal_protocol::is_registry_host;
 
-use crate::fetch::Target;
+use crate::fetch::{AliasOf, Target};
 
 /// Names Docker clients use for Docker Hub besides `docker.io`.
 const DOCKER_HUB_SPELLINGS: &[&str] =
@@ -29,6 +29,13 @@ pub enum Endpoint {
     Blob {
         target: Target,
         digest: Digest,
+    },
+    /// A manifest or blob named by its sha512: served, deleted or (a manifest) pushed as the
+    /// content that digest is an alias of.
+    ByAlias {
+        target: Target,
+        digest: Sha512Digest,
+        of: AliasOf,
     },
     /// `client_name` is the name as the client wrote it, to build the next page's link.
     Tags {
@@ -47,7 +54,7 @@ pub enum Endpoint {
         target: Target,
         client_name: String,
         id: String,
-        digest: Option<Digest>,
+        digest: Option<AnyDigest>,
     },
     /// `GET /v2/<name>/referrers/<digest>`.
     Referrers {
@@ -62,6 +69,10 @@ pub enum Endpoint {
     /// The piece digests of a blob this node holds, for a peer whose copy failed verification.
     PeerPieces {
         digest: Digest,
+    },
+    /// Which sha256 a sha512 names, for a peer: only aliases this node checked.
+    PeerAlias {
+        digest: Sha512Digest,
     },
     /// Prometheus counters.
     Metrics,
@@ -99,9 +110,9 @@ pub enum Endpoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UploadQuery {
     /// The whole blob is in this request (a monolithic upload).
-    pub digest: Option<Digest>,
+    pub digest: Option<AnyDigest>,
     /// Mount this blob instead of uploading it...
-    pub mount: Option<Digest>,
+    pub mount: Option<AnyDigest>,
     /// ...from this repository of the same registry.
     pub from: Option<RepositoryName>,
 }
@@ -141,27 +152,27 @@ fn upload_id(id: &str) -> Result<String, ApiError> {
     }
 }
 
-fn digest_param(value: Option<String>) -> Result<Option<Digest>, ApiError> {
-    value.map(|d| Digest::parse(&d).map_err(|e| ApiError::DigestInvalid(e.to_string()))).transpose()
+fn digest_param(value: Option<String>) -> Result<Option<AnyDigest>, ApiError> {
+    value
+        .map(|d| AnyDigest::parse(&d).map_err(|e| ApiError::DigestInvalid(e.to_string())))
+        .transpose()
 }
 
-/// A digest under one of the image spec's other registered algorithms (`sha512`, `blake3`), in
-/// its canonical form: content that exists elsewhere, which this node does not hold.
+/// A digest under the image spec's other registered algorithm (`blake3`), in its canonical
+/// form: content that exists elsewhere, which this node cannot hold.
 fn other_registered_algorithm(digest: &str) -> bool {
-    let hex = |encoded: &str, len: usize| {
-        encoded.len() == len && encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    };
     match digest.split_once(':') {
-        Some(("sha512", encoded)) => hex(encoded, 128),
-        Some(("blake3", encoded)) => hex(encoded, 64),
+        Some(("blake3", encoded)) => {
+            encoded.len() == 64 && encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        }
         _ => false,
     }
 }
 
 /// A mount of a blob named with an algorithm this node does not hold content under cannot
 /// succeed: the spec's answer to a mount that cannot be made is a plain upload (`202`).
-fn mount_param(value: Option<String>) -> Result<Option<Digest>, ApiError> {
-    match value.as_deref().map(Digest::parse) {
+fn mount_param(value: Option<String>) -> Result<Option<AnyDigest>, ApiError> {
+    match value.as_deref().map(AnyDigest::parse) {
         Some(Err(DigestError::UnsupportedAlgorithm(_))) => Ok(None),
         _ => digest_param(value),
     }
@@ -222,6 +233,15 @@ impl Routing {
                 Digest::parse(digest).map_err(|e| ApiError::DigestInvalid(e.to_string()))?;
             return Ok(Endpoint::PeerBlob { digest });
         }
+        if let Some(digest) = rest.strip_prefix("_shoal/peer/aliases/") {
+            return match AnyDigest::parse(digest) {
+                Ok(AnyDigest::Sha512(digest)) => Ok(Endpoint::PeerAlias { digest }),
+                Ok(AnyDigest::Sha256(_)) => Err(ApiError::DigestInvalid(
+                    "an alias is asked for by its sha512 digest".to_owned(),
+                )),
+                Err(e) => Err(ApiError::DigestInvalid(e.to_string())),
+            };
+        }
         if let Some(digest) = rest.strip_prefix("_shoal/peer/pieces/") {
             let digest =
                 Digest::parse(digest).map_err(|e| ApiError::DigestInvalid(e.to_string()))?;
@@ -255,6 +275,7 @@ impl Routing {
                     };
                     if let Some(algorithm) = raw.digest_algorithm
                         && algorithm != "sha256"
+                        && algorithm != "sha512"
                     {
                         // Echoed in the error: bounded, as `Digest::parse` bounds its own.
                         let named = algorithm.chars().take(32).collect();
@@ -284,19 +305,33 @@ impl Routing {
         }
         if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
             let target = self.target(name, query_text)?;
+            match AnyDigest::parse(reference) {
+                Ok(AnyDigest::Sha512(digest)) => {
+                    return Ok(Endpoint::ByAlias { target, digest, of: AliasOf::Manifest });
+                }
+                Err(e) if reference.starts_with("sha512:") => {
+                    return Err(ApiError::ReferenceInvalid(e.into()));
+                }
+                _ => {}
+            }
             let reference = Reference::parse(reference).map_err(ApiError::ReferenceInvalid)?;
             return Ok(Endpoint::Manifest { target, reference });
         }
         if let Some((name, digest)) = rest.rsplit_once("/blobs/") {
             let target = self.target(name, query_text)?;
-            let digest = Digest::parse(digest).map_err(|e| match e {
+            let digest = AnyDigest::parse(digest).map_err(|e| match e {
                 // A valid digest, but no blob is held under that algorithm: not here.
                 DigestError::UnsupportedAlgorithm(_) if other_registered_algorithm(digest) => {
                     ApiError::BlobAlgorithm(e)
                 }
                 e => ApiError::DigestInvalid(e.to_string()),
             })?;
-            return Ok(Endpoint::Blob { target, digest });
+            return Ok(match digest {
+                AnyDigest::Sha256(digest) => Endpoint::Blob { target, digest },
+                AnyDigest::Sha512(digest) => {
+                    Endpoint::ByAlias { target, digest, of: AliasOf::Blob }
+                }
+            });
         }
         Err(ApiError::NotFound)
     }
@@ -487,10 +522,26 @@ mod tests {
             r.endpoint("/v2/app/blobs/sha256:ABC", None),
             Err(ApiError::DigestInvalid(_))
         ));
-        let sha512 = format!("/v2/app/blobs/sha512:{}", "ab".repeat(64));
-        assert!(matches!(r.endpoint(&sha512, None), Err(ApiError::BlobAlgorithm(_))));
-        let short = format!("/v2/app/blobs/sha512:{}", "ab".repeat(32));
-        assert!(matches!(r.endpoint(&short, None), Err(ApiError::DigestInvalid(_))));
+        let sha512 = format!("sha512:{}", "ab".repeat(64));
+        assert!(matches!(
+            r.endpoint(&format!("/v2/app/blobs/{sha512}"), None),
+            Ok(Endpoint::ByAlias { of: AliasOf::Blob, .. })
+        ));
+        assert!(matches!(
+            r.endpoint(&format!("/v2/app/manifests/{sha512}"), None),
+            Ok(Endpoint::ByAlias { of: AliasOf::Manifest, .. })
+        ));
+        let blake3 = format!("/v2/app/blobs/blake3:{}", "ab".repeat(32));
+        assert!(matches!(r.endpoint(&blake3, None), Err(ApiError::BlobAlgorithm(_))));
+        let short = format!("sha512:{}", "ab".repeat(32));
+        assert!(matches!(
+            r.endpoint(&format!("/v2/app/blobs/{short}"), None),
+            Err(ApiError::DigestInvalid(_))
+        ));
+        assert!(matches!(
+            r.endpoint(&format!("/v2/app/manifests/{short}"), None),
+            Err(ApiError::ReferenceInvalid(_))
+        ));
         assert!(matches!(
             r.endpoint("/v2/app/blobs/md5:abc", None),
             Err(ApiError::DigestInvalid(_))

@@ -11,6 +11,7 @@
 //! index taken out of service by a failed write is reopened once the disk takes writes again
 //! (`index.rs`).
 
+mod aliases;
 mod blob;
 #[cfg(test)]
 mod disk_full_tests;

@@ -16,7 +16,8 @@ use super::StoreError;
 use super::layout::{self, Paths};
 use super::state::{Entry, State};
 use super::tables::{
-    self, BLOBS, BlobRow, IMAGE_PINS, PINS, PUSHED_TAGS, REFERRERS, SEEN, TAGS, UPSTREAM_REFERRERS,
+    self, ALIASES, BLOBS, BlobRow, IMAGE_PINS, PINS, PUSHED_TAGS, REFERRERS, SEEN, TAGS,
+    UPSTREAM_REFERRERS,
 };
 
 /// Why an attempt to open the index failed: a damaged file is rebuilt, anything else is fatal.
@@ -105,6 +106,7 @@ fn reconcile(
         txn.open_table(IMAGE_PINS).map_err(|e| classify("open image pins table", paths, e))?;
         txn.open_table(UPSTREAM_REFERRERS)
             .map_err(|e| classify("open upstream referrers table", paths, e))?;
+        txn.open_table(ALIASES).map_err(|e| classify("open aliases table", paths, e))?;
         // Pins outlive the blobs they name: a pinned blob that is gone is fetched again.
         let pins = txn.open_table(PINS).map_err(|e| classify("open pins table", paths, e))?;
         for item in pins.iter().map_err(|e| classify("scan pins", paths, e))? {

@@ -47,6 +47,10 @@ pub(crate) const IMAGE_PINS: TableDefinition<(&str, &str, &[u8; 32]), &[u8]> =
 pub(crate) const UPSTREAM_REFERRERS: TableDefinition<UpstreamReferrersKey, &[u8]> =
     TableDefinition::new("upstream-referrers-1");
 
+/// sha512 digest (raw) → the sha256 [`shoal_protocol::Digest`] of the same content (see
+/// `aliases.rs`).
+pub(crate) const ALIASES: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("aliases-1");
+
 /// (registry, repository, subject digest, artifact type or "").
 pub(crate) type UpstreamReferrersKey =
     (&'static str, &'static str, &'static [u8; 32], &'static str);

@@ -15,8 +15,10 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
-use shoal_protocol::{Digest, DigestMismatch};
+use shoal_protocol::{Digest, DigestMismatch, Sha512Digest};
 
+use super::aliases::HASH_CHUNK;
+use super::read::read_into;
 use super::space::{INDEX_HEADROOM, disk};
 use super::temp::{commit_verified, remove_temp, remove_temp_off_thread, write_chunks_at};
 use super::{Inner, Store, StoreError, blocking};
@@ -48,7 +50,9 @@ impl Store {
         let seq = inner.temp_seq.fetch_add(1, Ordering::Relaxed);
         let path = inner.paths.tmp.join(format!("upload.{seq}.{:016x}", rand::random::<u64>()));
         let (file, path) = blocking("create upload file", move || {
+            // Readable too: a blob pushed by sha512 is hashed again from the file.
             let file = File::options()
+                .read(true)
                 .write(true)
                 .create_new(true)
                 .open(&path)
@@ -142,6 +146,32 @@ impl UploadFile {
         Some(Digest::from_raw(hasher.finalize().into()))
     }
 
+    /// The sha256 of what was received, and its sha512, read back from the file in constant
+    /// memory: a client names its blob's digest only at the end, and sha512 is rare enough
+    /// that hashing every upload twice on the way in would cost every push for a few.
+    pub async fn both_digests(&self) -> Result<(Digest, Sha512Digest), StoreError> {
+        let Some(sha256) = self.digest() else {
+            return Err(StoreError::IncompleteWrite { path: self.path.clone() });
+        };
+        let (file, path, size) = (Arc::clone(&self.file), self.path.clone(), self.written);
+        blocking("hash upload with sha512", move || {
+            let mut hasher = Sha512Digest::hasher();
+            let mut buf = vec![0u8; HASH_CHUNK];
+            let mut pos = 0u64;
+            while pos < size {
+                let n = read_into(&file, pos, &mut buf)
+                    .map_err(|e| StoreError::io("read upload", &path, e))?;
+                if n == 0 {
+                    return Err(StoreError::IncompleteWrite { path });
+                }
+                sha2::Digest::update(&mut hasher, &buf[..n]);
+                pos += n as u64;
+            }
+            Ok((sha256, Sha512Digest::finish(hasher)))
+        })
+        .await
+    }
+
     /// Checks the bytes against `expected` and, when they match, commits them as that blob
     /// (a no-op when the store holds it already). On a mismatch the file is removed.
     pub async fn finish(
@@ -188,6 +218,8 @@ mod tests {
         upload.append(chunks(&bytes[..1200])).await.unwrap();
         upload.append(chunks(&bytes[1200..])).await.unwrap();
         assert_eq!(upload.written(), 5000);
+        let both = (digest, shoal_protocol::Sha512Digest::of(&bytes));
+        assert_eq!(upload.both_digests().await.unwrap(), both);
         assert_eq!(upload.finish(&digest, None).await.unwrap(), 5000);
         assert!(store.contains(&digest));
         let reader = store.open_blob(&digest).await.unwrap().unwrap();

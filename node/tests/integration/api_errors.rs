@@ -152,8 +152,8 @@ async fn bad_blob_digests_are_digest_invalid() {
         let resp = raw_get(&node, &path).await;
         assert_eq!((resp.status, resp.oci_code().as_str()), (400, "DIGEST_INVALID"), "GET {path}");
     }
-    // A valid sha512 digest names content this node holds nothing under: unknown, not invalid,
-    // and no reason to ask the upstream.
+    // A valid sha512 digest that no content here or in the fleet is known by: unknown, not
+    // invalid, and no reason to ask the upstream (which is asked by sha256 only).
     let hex = &EMPTY_SHA256["sha256:".len()..];
     let path = format!("/v2/{HEALTH_REPO}/blobs/sha512:{hex}{hex}");
     let resp = raw_get(&node, &path).await;

@@ -6,6 +6,7 @@
 mod api_support;
 mod support;
 
+mod aliases;
 mod api_auth;
 mod api_cache;
 mod api_connections;

@@ -29,7 +29,7 @@ use support::fake_upstream::FakeUpstream;
 
 /// The fleet as the miss path sees it: these providers for every digest, and this node owns
 /// everything (so nothing is asked of an owner).
-struct FixedProviders(Vec<PeerInfo>);
+pub(crate) struct FixedProviders(Vec<PeerInfo>);
 
 impl Fleet for FixedProviders {
     fn providers<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Vec<PeerInfo>> {
@@ -85,15 +85,15 @@ async fn silent_peer() -> String {
     url
 }
 
-struct Asker {
-    fetcher: Fetcher,
+pub(crate) struct Asker {
+    pub(crate) fetcher: Fetcher,
     metrics: Arc<Metrics>,
     _dir: tempfile::TempDir,
 }
 
 /// A fetcher whose providers are `providers`, in that order, then the upstream at `fake`; it
 /// signs its peer requests with `key`.
-fn asker(fake: &FakeUpstream, providers: Vec<PeerInfo>, key: &TestKey) -> Asker {
+pub(crate) fn asker(fake: &FakeUpstream, providers: Vec<PeerInfo>, key: &TestKey) -> Asker {
     let dir = tempfile::tempdir().expect("temp dir");
     let store =
         Store::open(StoreConfig { root: dir.path().to_owned(), max_size: None }).expect("store");
@@ -130,7 +130,7 @@ fn asker(fake: &FakeUpstream, providers: Vec<PeerInfo>, key: &TestKey) -> Asker 
     Asker { fetcher, metrics, _dir: dir }
 }
 
-fn peer(http_url: String) -> PeerInfo {
+pub(crate) fn peer(http_url: String) -> PeerInfo {
     PeerInfo {
         id: PeerId::random(),
         http_url,
