@@ -13,7 +13,7 @@ use libfuzzer_sys::fuzz_target;
 use shoal::fetch::Target;
 use shoal::registry::{Endpoint, Routing};
 use shoal_protocol::peer::{MAX_REPLICAS, check_platform};
-use shoal_protocol::{Digest, Reference, RepositoryName, Tag, is_registry_host};
+use shoal_protocol::{AnyDigest, Digest, Reference, RepositoryName, Tag, is_registry_host};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(line) = std::str::from_utf8(data) else { return };
@@ -29,6 +29,10 @@ fn protocol_parsers(text: &str) {
     if let Ok(digest) = Digest::parse(text) {
         assert_eq!(digest.to_string(), text);
         assert_eq!(digest.hex(), &text["sha256:".len()..]);
+    }
+    if let Ok(digest) = AnyDigest::parse(text) {
+        assert_eq!(digest.to_string(), text);
+        assert_eq!(digest.sha256(), Digest::parse(text).ok());
     }
     if let Ok(tag) = Tag::parse(text) {
         assert_eq!(tag.as_str(), text);
@@ -94,7 +98,14 @@ fn route(method: &str, target: &str) {
             check_target(&target);
             assert!(path.ends_with(&format!("/referrers/{digest}")), "{path} → {digest}");
         }
+        Endpoint::ByAlias { target, digest, .. } => {
+            check_target(&target);
+            assert!(path.ends_with(&format!("/{digest}")), "{path} → {digest}");
+        }
         Endpoint::PeerBlob { digest } | Endpoint::PeerPieces { digest } => {
+            assert!(path.ends_with(&format!("/{digest}")), "{path} → {digest}");
+        }
+        Endpoint::PeerAlias { digest } => {
             assert!(path.ends_with(&format!("/{digest}")), "{path} → {digest}");
         }
         Endpoint::Tags { target, .. } => check_target(&target),
