@@ -362,6 +362,15 @@ async fn announce_store(store: Store, fleet: Arc<dyn Fleet>, stop: CancellationT
         }
         Err(e) => tracing::warn!(error = %e, "cannot list pushed tags to announce them"),
     }
+    // So are the sha512 aliases of held content (`fetch/aliases.rs`).
+    match store.held_aliases() {
+        Ok(aliases) => {
+            for alias in aliases {
+                fleet.provide(&shoal_protocol::Digest::from_raw(alias.dht_key()));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list sha512 aliases to announce them"),
+    }
     let held = store.digests();
     if !held.is_empty() {
         tracing::info!(blobs = held.len(), "announcing stored blobs to the fleet");

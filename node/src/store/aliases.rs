@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 use shoal_protocol::manifest::ManifestRefs;
 use shoal_protocol::{Digest, Sha512Digest};
 
@@ -50,6 +50,27 @@ impl Store {
                 .get(alias.as_bytes())
                 .map_err(|e| StoreError::index("read alias", index, e))?
                 .and_then(|v| tables::decode(v.value())))
+        })
+    }
+
+    /// Every alias whose content this node holds: what it answers members for, announced again
+    /// after a restart. Blocking (a scan of the aliases, which are few).
+    pub fn held_aliases(&self) -> Result<Vec<Sha512Digest>, StoreError> {
+        let index = self.inner.index.path();
+        self.inner.read_index(|db| {
+            let txn = db.begin_read().map_err(|e| StoreError::index("begin read", index, e))?;
+            let table = txn
+                .open_table(ALIASES)
+                .map_err(|e| StoreError::index("open aliases table", index, e))?;
+            let mut held = Vec::new();
+            for item in table.iter().map_err(|e| StoreError::index("scan aliases", index, e))? {
+                let (key, value) = item.map_err(|e| StoreError::index("scan aliases", index, e))?;
+                let digest: Option<Digest> = tables::decode(value.value());
+                if digest.is_some_and(|d| self.contains(&d)) {
+                    held.push(Sha512Digest::from_raw(*key.value()));
+                }
+            }
+            Ok(held)
         })
     }
 
@@ -100,6 +121,9 @@ mod tests {
         assert_eq!(alias, Sha512Digest::of(&bytes));
         assert_eq!(store.alias(&alias).unwrap(), None);
         store.put_alias(&alias, &digest).unwrap();
+        let gone = Sha512Digest::of(b"not held");
+        store.put_alias(&gone, &Digest::of(b"not held")).unwrap();
+        assert_eq!(store.held_aliases().unwrap(), [alias]);
         drop(store);
         let store = open(dir.path(), None);
         assert_eq!(store.alias(&alias).unwrap(), Some(digest));
