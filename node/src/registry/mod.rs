@@ -139,7 +139,9 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
     // Content named by sha512 is served and deleted as the content its alias names.
     let (endpoint, alias) = match endpoint {
         Endpoint::ByAlias { target, digest, of } if *method != Method::PUT => {
-            let resolved = by_alias(&state.fetcher, target, digest, of).await?;
+            // Nothing is brought in to be deleted: a delete knows only what is held here.
+            let local = *method == Method::DELETE;
+            let resolved = by_alias(&state.fetcher, target, digest, of, local).await?;
             // Counted and logged as the pull of the content it names.
             seen.note(&resolved, method);
             (resolved, Some(digest))
@@ -159,14 +161,21 @@ async fn serve(state: &AppState, request: Request, seen: &mut Seen) -> Result<Re
     Ok(response)
 }
 
-/// The endpoint for the content `alias` names; unknown when no one checked that alias.
+/// The endpoint for the content `alias` names; unknown when no one checked that alias (with
+/// `local`, when this node does not hold content it checked).
 async fn by_alias(
     fetcher: &Fetcher,
     target: crate::fetch::Target,
     alias: Sha512Digest,
     of: AliasOf,
+    local: bool,
 ) -> Result<Endpoint, ApiError> {
-    let Some(digest) = fetcher.resolve_alias(&target, &alias, of).await? else {
+    let found = if local {
+        fetcher.local_alias(&alias).await?
+    } else {
+        fetcher.resolve_alias(&target, &alias, of).await?
+    };
+    let Some(digest) = found else {
         return Err(ApiError::Fetch(match of {
             AliasOf::Blob => FetchError::AliasUnknown(alias),
             AliasOf::Manifest => FetchError::ManifestUnknown {
