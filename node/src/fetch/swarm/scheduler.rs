@@ -91,6 +91,9 @@ struct Source {
     role: Role,
     same_site: bool,
     status: Option<PieceStatus>,
+    /// The pieces its status serves, worked out once per status: `next` asks for every
+    /// source and missing piece, and [`PieceStatus::serves`] divides on each call.
+    served: Bits,
     active: usize,
     not_before: Option<Instant>,
     /// Pieces it refused to send again just now, and until when they are not asked of it.
@@ -142,6 +145,7 @@ impl Scheduler {
             role,
             same_site,
             status: None,
+            served: Bits::empty(self.done.len()),
             active: 0,
             not_before: None,
             refused: Vec::new(),
@@ -160,6 +164,7 @@ impl Scheduler {
         if status.size != self.size {
             source.dead = true;
         }
+        source.served = Bits::of(self.done.len(), |piece| status.serves(piece));
         source.status = Some(status);
     }
 
@@ -206,13 +211,15 @@ impl Scheduler {
             (src.role == Role::Owner, !src.same_site, src.active, j)
         });
         order = keyed.into_iter().map(|(s, _)| s).collect();
+        let mut fresh = Fresh::new(self);
         for &source in &order {
-            if let Some(piece) = self.pick_fresh(source) {
+            if let Some(piece) = self.pick_fresh(source, &mut fresh) {
                 return Some(self.assign(source, piece, false, now));
             }
         }
+        let stale = self.stale(now);
         for &source in &order {
-            if let Some(piece) = self.pick_hedge(source, now) {
+            if let Some(piece) = self.pick_hedge(source, &stale) {
                 self.sources[self.out[piece as usize][0].source].slow = true;
                 return Some(self.assign(source, piece, true, now));
             }
@@ -307,40 +314,27 @@ impl Scheduler {
 
     fn serves(&self, s: SourceId, piece: u32) -> bool {
         let src = &self.sources[s];
-        !src.dead
-            && src.status.as_ref().is_some_and(|st| st.serves(piece))
-            && !src.refused.iter().any(|&(p, _)| p == piece)
+        !src.dead && src.served.contains(piece) && !src.refused.iter().any(|&(p, _)| p == piece)
     }
 
-    fn pick_fresh(&mut self, source: SourceId) -> Option<u32> {
+    fn pick_fresh(&mut self, source: SourceId, fresh: &mut Fresh) -> Option<u32> {
         let is_owner = self.sources[source].role == Role::Owner;
         let mut window = Vec::with_capacity(self.limits.window);
-        for piece in 0..self.done.len() {
+        let Fresh { pieces, servers: known } = fresh;
+        for piece in pieces.common(&self.sources[source].served) {
             if window.len() == self.limits.window {
                 break;
-            }
-            if self.done.contains(piece) || !self.out[piece as usize].is_empty() {
-                continue;
             }
             if !self.serves(source, piece) {
                 continue;
             }
-            let others = (0..self.sources.len())
-                .filter(|&o| {
-                    let other = &self.sources[o];
-                    o != source && other.role != Role::Owner && self.serves(o, piece)
-                })
-                .count();
+            let servers = *known[piece as usize].get_or_insert_with(|| self.servers(piece));
             // The owner waits only for providers that keep a fair pace.
-            let fair = (0..self.sources.len())
-                .filter(|&o| {
-                    let other = &self.sources[o];
-                    o != source && other.role != Role::Owner && !other.slow && self.serves(o, piece)
-                })
-                .count();
-            if is_owner && fair > 0 {
+            if is_owner && servers.fair > 0 {
                 continue;
             }
+            // `servers` counts this source too, unless it is the owner.
+            let others = servers.providers - usize::from(!is_owner);
             window.push((piece, others));
         }
         let rarest = window.iter().map(|&(_, n)| n).min()?;
@@ -349,15 +343,33 @@ impl Scheduler {
         Some(candidates[self.rng.random_range(0..candidates.len())])
     }
 
-    fn pick_hedge(&self, source: SourceId, now: Instant) -> Option<u32> {
+    /// The pieces out to one source only, for long enough to be asked of a second.
+    fn stale(&self, now: Instant) -> Vec<u32> {
         let after = self.hedge_after();
-        (0..self.done.len()).find(|&piece| {
-            let out = &self.out[piece as usize];
-            out.len() == 1
-                && out[0].source != source
-                && now.saturating_duration_since(out[0].since) >= after
-                && self.serves(source, piece)
+        (0..self.done.len())
+            .filter(|&piece| {
+                let out = &self.out[piece as usize];
+                out.len() == 1 && now.saturating_duration_since(out[0].since) >= after
+            })
+            .collect()
+    }
+
+    fn pick_hedge(&self, source: SourceId, stale: &[u32]) -> Option<u32> {
+        stale.iter().copied().find(|&piece| {
+            self.out[piece as usize][0].source != source && self.serves(source, piece)
         })
+    }
+
+    /// How many providers serve `piece`, and how many of those keep a fair pace.
+    fn servers(&self, piece: u32) -> Servers {
+        let mut servers = Servers { providers: 0, fair: 0 };
+        for (id, src) in self.sources.iter().enumerate() {
+            if src.role != Role::Owner && self.serves(id, piece) {
+                servers.providers += 1;
+                servers.fair += usize::from(!src.slow);
+            }
+        }
+        servers
     }
 
     /// The piece time of the fastest live source.
@@ -374,6 +386,65 @@ impl Scheduler {
         self.out[piece as usize].push(Out { source, since: now });
         self.sources[source].active += 1;
         Assignment { source, piece, hedge }
+    }
+}
+
+/// What every source's pick of a fresh piece within one [`Scheduler::next`] call shares:
+/// nothing changes until a piece is assigned, and a scan of every source per piece, per
+/// source asked, is what made a large swarm's `next` slow.
+struct Fresh {
+    /// Missing pieces not out to any source.
+    pieces: Bits,
+    /// Per piece, once some source's window reached it.
+    servers: Vec<Option<Servers>>,
+}
+
+#[derive(Clone, Copy)]
+struct Servers {
+    providers: usize,
+    fair: usize,
+}
+
+impl Fresh {
+    fn new(scheduler: &Scheduler) -> Self {
+        let count = scheduler.done.len();
+        let pieces = Bits::of(count, |p| {
+            !scheduler.done.contains(p) && scheduler.out[p as usize].is_empty()
+        });
+        Self { pieces, servers: vec![None; count as usize] }
+    }
+}
+
+/// A set of pieces as 64-bit words, so a scan of every source in `next` can skip whole words.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn empty(count: u32) -> Self {
+        Self(vec![0; count.div_ceil(64) as usize])
+    }
+
+    fn of(count: u32, holds: impl Fn(u32) -> bool) -> Self {
+        let mut bits = Self::empty(count);
+        for piece in (0..count).filter(|&p| holds(p)) {
+            bits.0[piece as usize / 64] |= 1 << (piece % 64);
+        }
+        bits
+    }
+
+    fn contains(&self, piece: u32) -> bool {
+        self.0.get(piece as usize / 64).is_some_and(|w| w >> (piece % 64) & 1 == 1)
+    }
+
+    /// The pieces in both sets, in order.
+    fn common<'a>(&'a self, other: &'a Bits) -> impl Iterator<Item = u32> + 'a {
+        self.0.iter().zip(&other.0).enumerate().flat_map(|(at, (&a, &b))| {
+            let mut both = a & b;
+            std::iter::from_fn(move || {
+                let bit = (both != 0).then(|| both.trailing_zeros())?;
+                both &= both - 1;
+                Some(at as u32 * 64 + bit)
+            })
+        })
     }
 }
 
