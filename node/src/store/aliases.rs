@@ -5,7 +5,8 @@
 //! alias is a fact about content, not about what this node holds: it stays true when the blob is
 //! evicted or deleted (the blob is then simply not here), so it is never removed with it.
 
-use std::sync::Arc;
+use std::fs::File;
+use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable};
 use shoal_protocol::manifest::ManifestRefs;
@@ -16,7 +17,7 @@ use super::tables::{self, ALIASES};
 use super::{Store, StoreError, blocking};
 
 /// Bytes hashed per read when a stored blob's sha512 is computed.
-pub(super) const HASH_CHUNK: usize = 1024 * 1024;
+const HASH_CHUNK: usize = 1024 * 1024;
 
 impl Store {
     /// Records that `alias` names `digest`. Call only after checking the bytes hash to both.
@@ -86,24 +87,33 @@ impl Store {
     /// the store does not hold it.
     pub async fn sha512_of(&self, digest: &Digest) -> Result<Option<Sha512Digest>, StoreError> {
         let Some(reader) = self.open_blob(digest).await? else { return Ok(None) };
-        let path = Arc::new(self.inner.paths.blob(digest));
+        let path = self.inner.paths.blob(digest);
         blocking("hash blob with sha512", move || {
-            let mut hasher = Sha512Digest::hasher();
-            let mut buf = vec![0u8; HASH_CHUNK];
-            let mut pos = 0u64;
-            while pos < reader.size {
-                let n = read_into(&reader.file, pos, &mut buf)
-                    .map_err(|e| StoreError::io("read blob", &path, e))?;
-                if n == 0 {
-                    break;
-                }
-                sha2::Digest::update(&mut hasher, &buf[..n]);
-                pos += n as u64;
-            }
-            Ok(Some(Sha512Digest::finish(hasher)))
+            sha512_of_file(&reader.file, reader.size, &path).map(Some)
         })
         .await
     }
+}
+
+/// The sha512 of the first `size` bytes of `file`, read 1 MiB at a time. Blocking. A file
+/// shorter than `size` is an incomplete write, not a shorter blob.
+pub(super) fn sha512_of_file(
+    file: &File,
+    size: u64,
+    path: &Path,
+) -> Result<Sha512Digest, StoreError> {
+    let mut hasher = Sha512Digest::hasher();
+    let mut buf = vec![0u8; HASH_CHUNK];
+    let mut pos = 0u64;
+    while pos < size {
+        let n = read_into(file, pos, &mut buf).map_err(|e| StoreError::io("read", path, e))?;
+        if n == 0 {
+            return Err(StoreError::IncompleteWrite { path: path.to_owned() });
+        }
+        sha2::Digest::update(&mut hasher, &buf[..n.min((size - pos) as usize)]);
+        pos += n as u64;
+    }
+    Ok(Sha512Digest::finish(hasher))
 }
 
 #[cfg(test)]

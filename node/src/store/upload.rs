@@ -17,8 +17,7 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use shoal_protocol::{Digest, DigestMismatch, Sha512Digest};
 
-use super::aliases::HASH_CHUNK;
-use super::read::read_into;
+use super::aliases::sha512_of_file;
 use super::space::{INDEX_HEADROOM, disk};
 use super::temp::{commit_verified, remove_temp, remove_temp_off_thread, write_chunks_at};
 use super::{Inner, Store, StoreError, blocking};
@@ -155,19 +154,7 @@ impl UploadFile {
         };
         let (file, path, size) = (Arc::clone(&self.file), self.path.clone(), self.written);
         blocking("hash upload with sha512", move || {
-            let mut hasher = Sha512Digest::hasher();
-            let mut buf = vec![0u8; HASH_CHUNK];
-            let mut pos = 0u64;
-            while pos < size {
-                let n = read_into(&file, pos, &mut buf)
-                    .map_err(|e| StoreError::io("read upload", &path, e))?;
-                if n == 0 {
-                    return Err(StoreError::IncompleteWrite { path });
-                }
-                sha2::Digest::update(&mut hasher, &buf[..n]);
-                pos += n as u64;
-            }
-            Ok((sha256, Sha512Digest::finish(hasher)))
+            Ok((sha256, sha512_of_file(&file, size, &path)?))
         })
         .await
     }
