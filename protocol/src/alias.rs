@@ -11,28 +11,13 @@ use std::fmt;
 
 use sha2::{Digest as _, Sha512};
 
-use crate::digest::{Digest, DigestError};
-
-const SHA512_HEX_LEN: usize = 128;
+use crate::digest::{Digest, DigestError, decode_lower_hex};
 
 /// A validated sha512 digest: `sha512:<128 lowercase hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sha512Digest([u8; 64]);
 
 impl Sha512Digest {
-    /// Parses the hex part of `sha512:<hex>` (the prefix already split off).
-    fn parse_hex(encoded: &str) -> Result<Self, DigestError> {
-        if encoded.len() != SHA512_HEX_LEN {
-            return Err(DigestError::BadLength(encoded.len()));
-        }
-        if !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(DigestError::BadEncoding);
-        }
-        let mut raw = [0u8; 64];
-        hex::decode_to_slice(encoded, &mut raw).map_err(|_| DigestError::BadEncoding)?;
-        Ok(Self(raw))
-    }
-
     /// The digest of bytes held in memory (manifests).
     pub fn of(bytes: &[u8]) -> Self {
         Self(Sha512::digest(bytes).into())
@@ -90,7 +75,7 @@ impl AnyDigest {
     /// `UnsupportedAlgorithm`.
     pub fn parse(s: &str) -> Result<Self, DigestError> {
         match s.split_once(':') {
-            Some(("sha512", encoded)) => Ok(Self::Sha512(Sha512Digest::parse_hex(encoded)?)),
+            Some(("sha512", encoded)) => Ok(Self::Sha512(Sha512Digest(decode_lower_hex(encoded)?))),
             _ => Digest::parse(s).map(Self::Sha256),
         }
     }

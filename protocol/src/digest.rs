@@ -25,7 +25,7 @@ pub enum DigestError {
     MissingAlgorithm,
     #[error("digest algorithm {0:?} is not supported (only sha256 and sha512)")]
     UnsupportedAlgorithm(String),
-    #[error("sha256 digest must have {SHA256_HEX_LEN} hex characters, got {0}")]
+    #[error("digest has {0} hex characters; a sha256 has {SHA256_HEX_LEN}, a sha512 128")]
     BadLength(usize),
     #[error("digest hex must be lowercase 0-9a-f")]
     BadEncoding,
@@ -49,15 +49,7 @@ impl Digest {
         if algorithm != "sha256" {
             return Err(DigestError::UnsupportedAlgorithm(truncate(algorithm, 32)));
         }
-        if encoded.len() != SHA256_HEX_LEN {
-            return Err(DigestError::BadLength(encoded.len()));
-        }
-        if !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(DigestError::BadEncoding);
-        }
-        let mut raw = [0u8; 32];
-        hex::decode_to_slice(encoded, &mut raw).map_err(|_| DigestError::BadEncoding)?;
-        Ok(Self(raw))
+        decode_lower_hex(encoded).map(Self)
     }
 
     /// The digest of a byte slice held in memory (manifests; never blobs).
@@ -82,6 +74,20 @@ impl Digest {
     pub fn verifier(&self) -> DigestVerifier {
         DigestVerifier { expected: *self, hasher: Sha256::new(), len: 0 }
     }
+}
+
+/// The `N` bytes that exactly `2 * N` lowercase hex characters spell: the one canonical form, so
+/// that one digest has one spelling (it becomes a file name and a key).
+pub(crate) fn decode_lower_hex<const N: usize>(encoded: &str) -> Result<[u8; N], DigestError> {
+    if encoded.len() != 2 * N {
+        return Err(DigestError::BadLength(encoded.len()));
+    }
+    if !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(DigestError::BadEncoding);
+    }
+    let mut raw = [0u8; N];
+    hex::decode_to_slice(encoded, &mut raw).map_err(|_| DigestError::BadEncoding)?;
+    Ok(raw)
 }
 
 fn truncate(s: &str, max: usize) -> String {
