@@ -76,12 +76,17 @@ async fn get(http: &Client, node: &ShoalNode, path: &str) -> (StatusCode, String
     (status, digest, response.bytes().await.expect("body").to_vec())
 }
 
-/// [`get`], asked again for a few seconds until it is found: a pushed tag and an alias are
-/// found through their announcements, which take a moment to spread through the DHT.
-async fn get_soon(http: &Client, node: &ShoalNode, path: &str) -> (StatusCode, String, Vec<u8>) {
+/// [`get`], asked again for up to ten seconds while it answers `pending`: what spreads through
+/// the fleet (a pushed tag's and an alias's announcements, a delete's release) takes a moment.
+async fn get_while(
+    http: &Client,
+    node: &ShoalNode,
+    path: &str,
+    pending: StatusCode,
+) -> (StatusCode, String, Vec<u8>) {
     let mut answer = get(http, node, path).await;
     for _ in 0..50 {
-        if answer.0 != StatusCode::NOT_FOUND {
+        if answer.0 != pending {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -173,10 +178,12 @@ async fn content_pushed_by_sha512_is_served_by_that_name_on_every_member() {
 
     // Every other member serves all of it by sha512, learned from the fleet.
     for node in &nodes[1..] {
-        let (status, _, bytes) = get_soon(&http, node, "manifests/v1").await;
+        let (status, _, bytes) =
+            get_while(&http, node, "manifests/v1", StatusCode::NOT_FOUND).await;
         assert_eq!((status, bytes.as_slice()), (StatusCode::OK, manifest.as_bytes()));
         let (status, digest, bytes) =
-            get_soon(&http, node, &format!("manifests/{manifest512}")).await;
+            get_while(&http, node, &format!("manifests/{manifest512}"), StatusCode::NOT_FOUND)
+                .await;
         assert_eq!((status, bytes.as_slice()), (StatusCode::OK, manifest.as_bytes()));
         assert_eq!(digest, manifest512.to_string());
         let (status, digest, bytes) = get(&http, node, &format!("blobs/{layer512}")).await;
@@ -213,14 +220,8 @@ async fn content_pushed_by_sha512_is_served_by_that_name_on_every_member() {
         .expect("delete");
     assert_eq!(deleted.status(), StatusCode::ACCEPTED);
     // The release reaches the member that keeps a replica in a moment.
-    let mut status = StatusCode::OK;
-    for _ in 0..50 {
-        status = get(&http, c, &format!("manifests/{manifest512}")).await.0;
-        if status == StatusCode::NOT_FOUND {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let (status, _, _) =
+        get_while(&http, c, &format!("manifests/{manifest512}"), StatusCode::OK).await;
     let logs = logs(&[("b", &survivors[0]), ("c", c)]);
     assert_eq!(status, StatusCode::NOT_FOUND, "a deleted manifest is unknown by its sha512{logs}");
 }
