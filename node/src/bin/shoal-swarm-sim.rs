@@ -34,9 +34,10 @@ struct Args {
     /// `off`: only lookups find sources), comma-separated to run both.
     #[arg(long, value_delimiter = ',', default_value = "on")]
     referrals: Vec<String>,
-    /// Stop taking new sources past this many per node (a variant: the node has no limit).
-    #[arg(long)]
-    max_sources: Option<usize>,
+    /// How many sources a node asks at once: `node` (the node's roster), a number, or `all`
+    /// (every source it learns of, as the node did before the roster), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "node")]
+    sources: Vec<String>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// How often a spinning driver loop is looked at again, in milliseconds.
@@ -74,43 +75,55 @@ fn main() -> Result<(), String> {
         other => return Err(format!("unknown sharing {other:?}")),
     };
     let mut runs = Vec::new();
-    for referrals in &args.referrals {
-        let referrals = match referrals.as_str() {
-            "on" => true,
-            "off" => false,
-            other => return Err(format!("--referrals takes on or off, not {other:?}")),
+    for sources in &args.sources {
+        let source_cap = match sources.as_str() {
+            "node" => Config::default().source_cap,
+            "all" => None,
+            n => Some(
+                n.parse()
+                    .map_err(|_| format!("--sources takes node, all or a number, not {n:?}"))?,
+            ),
         };
-        for serving_name in &args.serving {
-            // The variants are told apart by this label in the tables.
-            let label = if referrals {
-                serving_name.clone()
-            } else {
-                format!("{serving_name}, no referrals")
+        for referrals in &args.referrals {
+            let referrals = match referrals.as_str() {
+                "on" => true,
+                "off" => false,
+                other => return Err(format!("--referrals takes on or off, not {other:?}")),
             };
-            for discovery_name in &args.discovery {
-                for &slow in &args.slow {
-                    for &nodes in &args.nodes {
-                        let config = Config {
-                            nodes,
-                            size: args.size_mib << 20,
-                            link_rate: args.link_gbit * 125e6,
-                            slow_fraction: slow,
-                            sharing,
-                            discovery: discovery(discovery_name)?,
-                            serving: serving(serving_name)?,
-                            poll: Duration::from_secs_f64(args.poll_ms / 1e3),
-                            max_sources: args.max_sources,
-                            referrals,
-                            seed: args.seed,
-                            progress: args.progress,
-                            ..Config::default()
-                        };
-                        let report = swarm_sim::run(&config);
-                        eprintln!(
-                            "done: {nodes} nodes, {}",
-                            labels(&report, discovery_name, &label)
-                        );
-                        runs.push((report, discovery_name.clone(), label.clone()));
+            for serving_name in &args.serving {
+                // The variants are told apart by this label in the tables.
+                let mut label = serving_name.clone();
+                if !referrals {
+                    label.push_str(", no referrals");
+                }
+                if sources != "node" {
+                    label.push_str(&format!(", {sources} sources"));
+                }
+                for discovery_name in &args.discovery {
+                    for &slow in &args.slow {
+                        for &nodes in &args.nodes {
+                            let config = Config {
+                                nodes,
+                                size: args.size_mib << 20,
+                                link_rate: args.link_gbit * 125e6,
+                                slow_fraction: slow,
+                                sharing,
+                                discovery: discovery(discovery_name)?,
+                                serving: serving(serving_name)?,
+                                poll: Duration::from_secs_f64(args.poll_ms / 1e3),
+                                source_cap,
+                                referrals,
+                                seed: args.seed,
+                                progress: args.progress,
+                                ..Config::default()
+                            };
+                            let report = swarm_sim::run(&config);
+                            eprintln!(
+                                "done: {nodes} nodes, {}",
+                                labels(&report, discovery_name, &label)
+                            );
+                            runs.push((report, discovery_name.clone(), label.clone()));
+                        }
                     }
                 }
             }

@@ -6,11 +6,13 @@
 //! to ask of whom; each piece is a `Range` request whose bytes go to the download's writer at
 //! their offset as they arrive. New providers are looked up while the download runs, so nodes
 //! that start receiving a moment later become sources for the rest; and every source names
-//! the nodes it sent pieces to lately, which become sources at once.
+//! the nodes it sent pieces to lately, which become sources at once. At most a
+//! [`Roster`]'s worth of them are asked at a time, rotating.
 //!
 //! The swarm never goes upstream itself: when no peer can serve, it reports so and the
 //! download falls back to its sequential sources (see `download.rs`).
 
+mod roster;
 mod scheduler;
 pub mod sim;
 mod sites;
@@ -33,6 +35,7 @@ use super::peer_client::{PeerClient, PieceError, Referrals, StatusReply};
 use super::{FetchError, Target};
 use crate::metrics::Metrics;
 use crate::p2p::{PeerId, PeerInfo};
+use roster::{Admitted, Candidate, Roster};
 
 pub(crate) use scheduler::{Failure, Limits, Role, Scheduler, SourceId};
 use sites::Reach;
@@ -141,10 +144,12 @@ impl Swarm {
             digest,
             sink,
             sources: Vec::new(),
+            roster: Roster::new(roster::DEFAULT_CAP),
             scheduler: None,
             tasks: JoinSet::new(),
             pieces_out: HashMap::new(),
             piece_senders: Vec::new(),
+            senders: Vec::new(),
             started: false,
         };
         let providers = self.fleet.providers(&digest).await;
@@ -170,49 +175,77 @@ struct Run<'a> {
     reach: Reach,
     digest: Digest,
     sink: &'a mpsc::Sender<(u64, Bytes)>,
-    /// Indexed by [`SourceId`], here and in the scheduler.
+    /// Indexed by [`SourceId`], here and in the scheduler; a retired source's id is given to
+    /// the next peer admitted.
     sources: Vec<Source>,
+    /// Which peers are sources now; the others wait their turn.
+    roster: Roster<PeerInfo>,
     /// Created once the first status tells the blob's size.
     scheduler: Option<Scheduler>,
     tasks: JoinSet<Event>,
     pieces_out: HashMap<(SourceId, u32), AbortHandle>,
-    /// Per piece, the sources asked for it (any of them may have written some of it).
-    piece_senders: Vec<Vec<SourceId>>,
+    /// Per piece, the peers asked for it (any of them may have written some of it).
+    piece_senders: Vec<Vec<PeerId>>,
+    /// Every peer asked for a piece, retired or not: where a verified copy may be found.
+    senders: Vec<PeerInfo>,
     started: bool,
 }
 
+impl Candidate for PeerInfo {
+    type Key = PeerId;
+    fn key(&self) -> PeerId {
+        self.id
+    }
+}
+
 impl Run<'_> {
-    /// Adds peers not seen yet (and trusted for this digest), and asks each what it holds.
+    /// Takes peers a lookup or an answer named (those this download may use and trusts for
+    /// this digest), and asks what it holds each one the roster admits now.
     fn add_peers(&mut self, found: Vec<PeerInfo>) {
-        let site = self.swarm.fleet.site();
         for peer in found {
-            if !self.reach.admits(&peer) {
-                continue;
+            if self.reach.admits(&peer) && self.swarm.client.trusted(&self.digest, &peer.id) {
+                self.roster.learn(peer);
             }
-            // The first holder is told apart by its id, whether the DHT named it or it was
-            // asked to fetch.
-            let first = self.reach.first_holder.as_ref() == Some(&peer.id);
-            let role = if first { Role::Owner } else { Role::Provider };
-            if self.sources.iter().any(|s| s.peer.id == peer.id)
-                || !self.swarm.client.trusted(&self.digest, &peer.id)
-            {
-                continue;
+        }
+        self.admit();
+    }
+
+    /// Sources for the free places of the roster.
+    fn admit(&mut self) {
+        while let Some(admitted) = self.roster.admit() {
+            self.place(admitted);
+        }
+    }
+
+    /// Makes an admitted peer a source, under the id the roster gave it, and asks it what it
+    /// holds.
+    fn place(&mut self, admitted: Admitted<PeerInfo>) {
+        let Admitted { id, peer, reused } = admitted;
+        // The first holder is told apart by its id, whether the DHT named it or it was asked
+        // to fetch.
+        let first = self.reach.first_holder.as_ref() == Some(&peer.id);
+        let role = if first { Role::Owner } else { Role::Provider };
+        let site = self.swarm.fleet.site();
+        let same_site = site.is_none() || peer.site == site;
+        let source = Source { peer, role, same_site, probing: false, dropped: false };
+        if reused {
+            self.sources[id] = source;
+            if let Some(scheduler) = &mut self.scheduler {
+                scheduler.replace_source(id, role, same_site);
             }
-            let same_site = site.is_none() || peer.site == site;
-            let id = self.sources.len();
+        } else {
+            self.sources.push(source);
             if let Some(scheduler) = &mut self.scheduler {
                 scheduler.add_source(role, same_site);
             }
-            self.sources.push(Source { peer, role, same_site, probing: false, dropped: false });
-            self.probe(id);
         }
+        self.probe(id);
     }
 
     /// Adds the members a source named as having got pieces from it (`x-shoal-peers`): they
     /// are asked what they hold like any provider, before the DHT names them.
     fn add_referred(&mut self, referrals: &[PeerId]) {
-        let new: Vec<&PeerId> =
-            referrals.iter().filter(|id| !self.sources.iter().any(|s| s.peer.id == **id)).collect();
+        let new: Vec<&PeerId> = referrals.iter().filter(|id| !self.roster.knows(id)).collect();
         if new.is_empty() {
             return;
         }
@@ -231,9 +264,11 @@ impl Run<'_> {
             }
             match self.swarm.fleet.ask_fetch(&owner, target, &self.digest, into_site).await {
                 Ok(url) => {
-                    let before = self.sources.len();
-                    self.add_peers(vec![PeerInfo { http_url: url, ..owner }]);
-                    if self.sources.len() > before {
+                    let owner = PeerInfo { http_url: url, ..owner };
+                    if self.reach.admits(&owner)
+                        && let Some(admitted) = self.roster.admit_kept(owner)
+                    {
+                        self.place(admitted);
                         return Ok(true);
                     }
                 }
@@ -300,9 +335,13 @@ impl Run<'_> {
                     self.pieces_out.insert((source, piece), handle);
                     // Recorded when asked, not when done: a request that fails midway may
                     // have written (and the hash taken in) some bytes of the piece.
+                    let peer = &self.sources[source].peer;
                     let senders = &mut self.piece_senders[piece as usize];
-                    if !senders.contains(&source) {
-                        senders.push(source);
+                    if !senders.contains(&peer.id) {
+                        senders.push(peer.id);
+                    }
+                    if !self.senders.iter().any(|p| p.id == peer.id) {
+                        self.senders.push(peer.clone());
                     }
                 }
             }
@@ -353,7 +392,9 @@ impl Run<'_> {
                     if now >= next_providers {
                         lookups += 1;
                         next_providers = now + provider_refresh(lookups);
-                        self.refresh_providers();
+                        if self.roster.wants_peers() {
+                            self.refresh_providers();
+                        }
                     }
                     if now >= next_status {
                         next_status = now + STATUS_REFRESH;
@@ -371,10 +412,12 @@ impl Run<'_> {
                     }
                     match status.map(|(reply, _)| reply) {
                         Ok(StatusReply::Has(status)) => {
-                            self.set_status(source, status, progress)?
+                            self.set_status(source, status, progress)?;
+                            self.review(source);
                         }
-                        // Asked again at the next status round.
-                        Ok(StatusReply::NotYet) => {}
+                        // Asked again at the next status round, unless another peer has its
+                        // place by then.
+                        Ok(StatusReply::NotYet) => self.review(source),
                         Ok(StatusReply::Nothing) => {
                             tracing::debug!(digest = %self.digest, peer = %self.sources[source].peer.id, "source holds nothing");
                             self.drop_source(source);
@@ -396,6 +439,7 @@ impl Run<'_> {
                     match result {
                         Ok(()) => {
                             last_piece = Instant::now();
+                            self.roster.delivered(source);
                             if !self.started {
                                 self.started = true;
                                 self.swarm.metrics.peer_blob_fetches.inc();
@@ -413,6 +457,9 @@ impl Run<'_> {
                                 tracing::debug!(digest = %self.digest, peer = %self.sources[source].peer.id, piece, error = %e, "piece failed");
                             }
                             scheduler.failed(source, piece, failure, now);
+                            if scheduler.is_dead(source) {
+                                self.drop_source(source);
+                            }
                         }
                     }
                 }
@@ -421,14 +468,24 @@ impl Run<'_> {
     }
 
     fn contributions(&self) -> Contributions {
-        let senders = self
-            .piece_senders
-            .iter()
-            .map(|ids| ids.iter().map(|&id| self.sources[id].peer.id).collect())
-            .collect();
         let owner = self.sources.iter().find(|s| s.role == Role::Owner).map(|s| s.peer.id);
-        let sources = self.sources.iter().map(|s| s.peer.clone()).collect();
-        Contributions { senders, sources, owner }
+        let mut sources = self.senders.clone();
+        for source in &self.sources {
+            if !sources.iter().any(|p| p.id == source.peer.id) {
+                sources.push(source.peer.clone());
+            }
+        }
+        Contributions { senders: self.piece_senders.clone(), sources, owner }
+    }
+
+    /// After an idle source's status: it keeps its place while it is of use, else it may give
+    /// it up to a peer in line (see `roster.rs`).
+    fn review(&mut self, source: SourceId) {
+        let Some(scheduler) = &mut self.scheduler else { return };
+        if self.roster.answered(source, scheduler.in_use(source)) {
+            scheduler.drop_source(source);
+            self.admit();
+        }
     }
 
     /// Asks again every source that is not done, has nothing out, and is not being asked.
@@ -479,9 +536,11 @@ impl Run<'_> {
 
     fn drop_source(&mut self, source: SourceId) {
         self.sources[source].dropped = true;
+        self.roster.drop_source(source);
         if let Some(scheduler) = &mut self.scheduler {
             scheduler.drop_source(source);
         }
+        self.admit();
     }
 }
 

@@ -106,6 +106,24 @@ struct Source {
     piece_time: Option<Duration>,
 }
 
+impl Source {
+    fn new(role: Role, same_site: bool, pieces: u32) -> Self {
+        Self {
+            role,
+            same_site,
+            status: None,
+            served: Bits::empty(pieces),
+            active: 0,
+            not_before: None,
+            refused: Vec::new(),
+            failures: 0,
+            dead: false,
+            slow: false,
+            piece_time: None,
+        }
+    }
+}
+
 struct Out {
     source: SourceId,
     since: Instant,
@@ -141,20 +159,25 @@ impl Scheduler {
     }
 
     pub(crate) fn add_source(&mut self, role: Role, same_site: bool) -> SourceId {
-        self.sources.push(Source {
-            role,
-            same_site,
-            status: None,
-            served: Bits::empty(self.done.len()),
-            active: 0,
-            not_before: None,
-            refused: Vec::new(),
-            failures: 0,
-            dead: false,
-            slow: false,
-            piece_time: None,
-        });
+        self.sources.push(Source::new(role, same_site, self.done.len()));
         self.sources.len() - 1
+    }
+
+    /// Gives a retired source's id to a new source (the roster reuses ids). The old source
+    /// was retired idle, so nothing is out to it.
+    pub(crate) fn replace_source(&mut self, id: SourceId, role: Role, same_site: bool) {
+        debug_assert_eq!(self.sources[id].active, 0, "a source retired with requests out");
+        self.sources[id] = Source::new(role, same_site, self.done.len());
+    }
+
+    /// Whether requests are out to the source.
+    pub(crate) fn in_use(&self, id: SourceId) -> bool {
+        self.sources[id].active > 0
+    }
+
+    /// Whether the source was dropped, by the caller or for failing too often.
+    pub(crate) fn is_dead(&self, id: SourceId) -> bool {
+        self.sources[id].dead
     }
 
     /// Records what a source holds. A status for a blob of another size is a lie or a bug on

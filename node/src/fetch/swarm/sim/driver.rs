@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::RngExt;
 use shoal_protocol::peer::{PieceStatus, piece_range};
 
-use super::super::{Failure, Limits, Role, SourceId, provider_refresh};
+use super::super::{Failure, Limits, SourceId, provider_refresh};
 use super::events::{Event, Time};
 use super::world::{OWNER, Request, World, nanos};
 
@@ -44,23 +44,15 @@ impl World {
     }
 
     pub(super) fn on_owner_accepted(&mut self, now: Time, node: usize) {
-        self.add_peers(now, node, vec![OWNER]);
+        if let Some(source) = self.nodes[node].download.admit_owner() {
+            self.probe(now, node, source);
+        }
         self.start_drive(now, node);
     }
 
     fn add_peers(&mut self, now: Time, node: usize, found: Vec<usize>) {
-        for peer in found {
-            if self
-                .cfg
-                .max_sources
-                .is_some_and(|max| self.nodes[node].download.sources.len() >= max)
-            {
-                break;
-            }
-            let role = if peer == OWNER { Role::Owner } else { Role::Provider };
-            if let Some(source) = self.nodes[node].download.add_source(peer, role) {
-                self.probe(now, node, source);
-            }
+        for source in self.nodes[node].download.learn(found) {
+            self.probe(now, node, source);
         }
     }
 
@@ -104,6 +96,7 @@ impl World {
         download.sources[source].probing = false;
         if download.running {
             download.set_status(source, status, seed);
+            download.review(source);
             self.add_peers(now, node, referred);
             self.drain(now, node);
         }
@@ -131,8 +124,10 @@ impl World {
         if download.running {
             download.lookups += 1;
             let next = now + nanos(provider_refresh(download.lookups));
-            let at = now + nanos(self.cfg.dht_latency);
-            self.queue.push(at, Event::Providers { node, first: false });
+            if download.roster.wants_peers() {
+                let at = now + nanos(self.cfg.dht_latency);
+                self.queue.push(at, Event::Providers { node, first: false });
+            }
             self.queue.push(next, Event::ProviderRound(node));
         }
     }
@@ -156,6 +151,8 @@ impl World {
         if let Some(scheduler) = &mut download.scheduler {
             scheduler.failed(request.source, request.piece, failure, at);
         }
+        download.forget_if_dead(request.source);
+        self.add_peers(now, request.from, Vec::new());
         self.drain(now, request.from);
     }
 
@@ -178,6 +175,7 @@ impl World {
             .filter_map(|other| download.out.remove(&(other, piece)))
             .collect();
         download.last_piece = now;
+        download.roster.delivered(source);
         let first = download.first_piece.is_none();
         download.first_piece.get_or_insert(now);
         self.nodes[node].held.insert(piece);

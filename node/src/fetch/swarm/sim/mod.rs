@@ -79,11 +79,10 @@ pub struct Config {
     pub serving: Serving,
     /// `peer_stall_timeout`: no piece for this long and a node goes upstream.
     pub stall: Duration,
-    /// A variant: a node stops taking new sources once it knows this many. The node keeps
-    /// every source a lookup names; capping them is not a neutral shortcut (a node that keeps
-    /// its first 20 sources keeps the nodes that were first to get pieces, as everyone else
-    /// does, and the swarm starves as with [`Discovery::First`]).
-    pub max_sources: Option<usize>,
+    /// How many sources a node asks at once, besides the owner (the node's roster,
+    /// `roster::DEFAULT_CAP`); `None`, a variant: every source it learns of, as the node did
+    /// before the roster.
+    pub source_cap: Option<usize>,
     /// Answers name the nodes their source sent pieces to lately (`x-shoal-peers`), and the
     /// asker takes them as sources, as the node does; off, only lookups find sources.
     pub referrals: bool,
@@ -113,7 +112,7 @@ impl Default for Config {
             upload_slots: 3,
             serving: Serving::Node,
             stall: Duration::from_secs(10),
-            max_sources: None,
+            source_cap: Some(super::roster::DEFAULT_CAP),
             referrals: true,
             // Backoffs end up to this much late; 1 ms gives the same results within the
             // spread between seeds (see docs/benchmarks.md), at twice the run time.

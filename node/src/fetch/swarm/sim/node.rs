@@ -5,9 +5,11 @@ use std::collections::HashMap;
 
 use shoal_protocol::peer::{Have, PieceSet, PieceStatus, piece_count};
 
+use super::super::roster::{Admitted, Roster};
 use super::super::{Role, Scheduler, SourceId};
 use super::events::Time;
 use super::serving::Server;
+use super::world::OWNER;
 
 pub(super) struct Node {
     pub held: Held,
@@ -18,12 +20,12 @@ pub(super) struct Node {
 }
 
 impl Node {
-    pub(super) fn new(size: u64, upload_slots: usize) -> Self {
+    pub(super) fn new(size: u64, upload_slots: usize, source_cap: usize) -> Self {
         Self {
             held: Held::new(size),
             server: Server::new(upload_slots),
             complete_at: None,
-            download: Download::default(),
+            download: Download::new(source_cap),
         }
     }
 
@@ -71,10 +73,10 @@ pub(super) struct Source {
 
 /// The driver's state for one download (`swarm/mod.rs`, `Run`), with the counters the report
 /// needs.
-#[derive(Default)]
 pub(super) struct Download {
     pub sources: Vec<Source>,
-    pub known: HashMap<usize, SourceId>,
+    /// Which peers are sources now; the others wait their turn.
+    pub roster: Roster<usize>,
     /// Created by the first status, which tells the size.
     pub scheduler: Option<Scheduler>,
     /// Piece requests out, by source and piece: the request's id.
@@ -100,18 +102,82 @@ pub(super) struct Download {
 }
 
 impl Download {
-    /// Adds a peer not seen yet; returns its id if it is new.
-    pub(super) fn add_source(&mut self, node: usize, role: Role) -> Option<SourceId> {
-        if self.known.contains_key(&node) {
-            return None;
+    fn new(source_cap: usize) -> Self {
+        Self {
+            sources: Vec::new(),
+            roster: Roster::new(source_cap),
+            scheduler: None,
+            out: HashMap::new(),
+            running: false,
+            first_piece: None,
+            began: 0,
+            last_piece: 0,
+            wake_at: None,
+            spinning_since: None,
+            spun: 0,
+            last_busy: None,
+            probes: 0,
+            lookups: 0,
+            requests: 0,
+            refused: 0,
         }
-        let id = self.sources.len();
-        if let Some(scheduler) = &mut self.scheduler {
-            scheduler.add_source(role, true);
+    }
+
+    /// Takes the peers a lookup or an answer named, and returns the sources the roster
+    /// admits now, to probe (the driver's `add_peers`).
+    pub(super) fn learn(&mut self, peers: Vec<usize>) -> Vec<SourceId> {
+        for peer in peers {
+            self.roster.learn(peer);
         }
-        self.sources.push(Source { node, role, probing: false });
-        self.known.insert(node, id);
-        Some(id)
+        self.admit()
+    }
+
+    /// Sources for the free places of the roster.
+    pub(super) fn admit(&mut self) -> Vec<SourceId> {
+        let mut admitted = Vec::new();
+        while let Some(a) = self.roster.admit() {
+            admitted.push(self.place(a));
+        }
+        admitted
+    }
+
+    /// The owner, once it accepted to fetch the blob for this node.
+    pub(super) fn admit_owner(&mut self) -> Option<SourceId> {
+        self.roster.admit_kept(OWNER).map(|a| self.place(a))
+    }
+
+    fn place(&mut self, admitted: Admitted<usize>) -> SourceId {
+        let Admitted { id, peer, reused } = admitted;
+        let role = if peer == OWNER { Role::Owner } else { Role::Provider };
+        let source = Source { node: peer, role, probing: false };
+        if reused {
+            self.sources[id] = source;
+            if let Some(scheduler) = &mut self.scheduler {
+                scheduler.replace_source(id, role, true);
+            }
+        } else {
+            self.sources.push(source);
+            if let Some(scheduler) = &mut self.scheduler {
+                scheduler.add_source(role, true);
+            }
+        }
+        id
+    }
+
+    /// After an idle source's status: it keeps its place if it has anything this node lacks,
+    /// else it may give it up to a peer in line.
+    pub(super) fn review(&mut self, source: SourceId) {
+        let Some(scheduler) = &mut self.scheduler else { return };
+        if self.roster.answered(source, scheduler.in_use(source)) {
+            scheduler.drop_source(source);
+        }
+    }
+
+    /// A source the scheduler gave up on (it failed too often) leaves the roster too.
+    pub(super) fn forget_if_dead(&mut self, source: SourceId) {
+        if self.scheduler.as_ref().is_some_and(|s| s.is_dead(source)) {
+            self.roster.drop_source(source);
+        }
     }
 
     /// Records a source's status, creating the scheduler at the first (the driver's

@@ -84,3 +84,23 @@ fn referrals_find_sources_that_lookups_leave_out() {
         "with referrals: {with:?}\nwithout: {without:?}"
     );
 }
+
+#[test]
+fn a_small_roster_rotates_its_sources_instead_of_starving() {
+    // Four sources at a time out of 31 peers. Kept for good, the first four found would be
+    // the same few early holders for every node, and the swarm would queue on them.
+    let config = |source_cap| Config {
+        nodes: 32,
+        size: 16 << 20,
+        link_rate: 50e6 / 8.0,
+        discovery: Discovery::Sample(8),
+        source_cap,
+        ..Config::default()
+    };
+    let (small, every) = (run(&config(Some(4))), run(&config(None)));
+    assert_eq!((small.complete, small.upstream_fetches), (32, 1), "{small:?}");
+    assert!(small.max_sources <= 4 + 1, "four sources and the owner at most: {small:?}");
+    assert!(every.max_sources > 16, "{every:?}");
+    assert!(small.ratio() <= 4.0 && small.ratio() < every.ratio() * 1.5, "{small:?}\n{every:?}");
+    assert!(small.owner_upload <= 3.0, "the owner sent {} copies", small.owner_upload);
+}

@@ -74,7 +74,9 @@ impl World {
             rates[i + 1] = fast / cfg.slow_factor;
             slow[i + 1] = true;
         }
-        let nodes = (0..n).map(|_| Node::new(cfg.size, cfg.upload_slots)).collect();
+        let nodes = (0..n)
+            .map(|_| Node::new(cfg.size, cfg.upload_slots, cfg.source_cap.unwrap_or(usize::MAX)))
+            .collect();
         let dht = Dht::new(cfg.discovery, rng.random());
         Self {
             nodes,
