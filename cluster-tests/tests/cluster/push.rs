@@ -302,6 +302,84 @@ async fn the_push_api_refuses_bad_input_and_cleans_up() {
     assert!(upload_files(&node).is_empty(), "its file is removed: {:?}", upload_files(&node));
 }
 
+#[tokio::test]
+async fn a_push_by_digest_creates_the_tags_its_parameters_name_fleet_wide() {
+    if !require_tools(&["docker-registry"]) {
+        return;
+    }
+    let registry = Registry::start(RegistryOptions::plain()).await.expect("registry");
+    let options = ShoalOptions::docker_io(registry.url())
+        .arg("--hosted")
+        .arg("local")
+        .arg("--config")
+        .arg(lab_config());
+    let nodes = start_fleet(2, options).await.expect("fleet");
+    wait_for_peers(&nodes, 1).await.expect("peers");
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let http = reqwest::Client::new();
+    let config = br#"{"architecture":"arm64","os":"linux"}"#;
+    let config_digest = Digest::of(config);
+    let uploads = format!("{}/v2/local/tagged/blobs/uploads/", a.url());
+    let pushed = http.post(format!("{uploads}?digest={config_digest}")).body(&config[..]).send();
+    assert_eq!(pushed.await.unwrap().status(), StatusCode::CREATED);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    let digest = Digest::of(manifest.as_bytes());
+    let put = |query: String| {
+        http.put(format!("{}/v2/local/tagged/manifests/{digest}?{query}", a.url()))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+    };
+
+    // A tag that is not one, or more tags than a push takes: refused whole, nothing stored.
+    let bad = put("tag=1.0&tag=no%20spaces".into()).await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.unwrap().contains("TAG_INVALID"));
+    let many: Vec<String> = (0..=100).map(|i| format!("tag=t{i}")).collect();
+    let too_many = put(many.join("&")).await.unwrap();
+    assert_eq!(too_many.status(), StatusCode::URI_TOO_LONG);
+    let by_digest = format!("{}/v2/local/tagged/manifests/{digest}", a.url());
+    assert_eq!(http.head(&by_digest).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        http.head(format!("{}/v2/local/tagged/manifests/1.0", a.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Three tags, one of them twice: each created once, and named in `OCI-Tag`.
+    let created = put("tag=1.0&tag=1&tag=latest&tag=1".into()).await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["oci-tag"], "1.0, 1, latest");
+    assert_eq!(created.headers()["docker-content-digest"], digest.to_string().as_str());
+    // Every tag resolves on the other member too, and is listed.
+    for tag in ["1.0", "1", "latest"] {
+        let url = format!("{}/v2/local/tagged/manifests/{tag}", b.url());
+        let got = http.get(&url).header("accept", "application/vnd.oci.image.manifest.v1+json");
+        let got = got.send().await.unwrap();
+        assert_eq!(got.status(), StatusCode::OK, "{tag} through the other member");
+        assert_eq!(got.headers()["docker-content-digest"], digest.to_string().as_str());
+    }
+    let listed: serde_json::Value = http
+        .get(format!("{}/v2/local/tagged/tags/list", a.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["tags"], serde_json::json!(["1", "1.0", "latest"]));
+    // A push with no tag parameter names none.
+    let plain = put(String::new()).await.unwrap();
+    assert_eq!(plain.status(), StatusCode::CREATED);
+    assert!(plain.headers().get("oci-tag").is_none());
+}
+
 /// Anonymous clients may pull and push everything: a lab node.
 fn lab_config() -> String {
     let dir = tempfile::Builder::new().prefix("shoal-lab-").tempdir().expect("tempdir");

@@ -59,6 +59,7 @@ impl Pusher {
         &self,
         target: &Target,
         reference: &PushedAs,
+        extra_tags: &[Tag],
         content_type: Option<&str>,
         body: BodyStream,
     ) -> Result<PushedManifest, PushError> {
@@ -111,8 +112,14 @@ impl Pusher {
         let mut named = blobs;
         named.extend(manifests);
         named.push(digest);
+        // The tag it was pushed by, and those its `tag` parameters name.
+        let mut tags: Vec<Tag> = match reference {
+            PushedAs::Tag(tag) => vec![tag.clone()],
+            PushedAs::Digest(_) => Vec::new(),
+        };
+        tags.extend(extra_tags.iter().filter(|t| !tags.contains(t)).cloned().collect::<Vec<_>>());
         let pushed_at = SystemTime::now();
-        let (store, target_c, tag) = (self.store.clone(), target.clone(), reference.clone());
+        let (store, target_c, tags_c) = (self.store.clone(), target.clone(), tags.clone());
         blocking("record pushed manifest", move || {
             let (registry, repo) = (&target_c.registry, &target_c.repo);
             store.record_seen(&named, registry, repo)?;
@@ -121,27 +128,29 @@ impl Pusher {
             if let (Some(subject), Some(referrer)) = (subject, referrer) {
                 store.add_referrer(registry, repo, &subject, &referrer)?;
             }
-            if let PushedAs::Tag(tag) = tag {
-                let record = TagRecord { digest, media_type, fetched_at: pushed_at };
-                store.put_pushed_tag(registry, repo, &tag, &record)?;
+            for tag in &tags_c {
+                let record =
+                    TagRecord { digest, media_type: media_type.clone(), fetched_at: pushed_at };
+                store.put_pushed_tag(registry, repo, tag, &record)?;
             }
             Ok(())
         })
         .await?;
         self.fetcher.announce(&digest);
-        if let PushedAs::Tag(tag) = reference {
+        for tag in &tags {
             // Members resolving the tag find this node through the tag's key.
             self.fetcher.announce(&Digest::from_raw(tag_key(target, tag)));
         }
         tracing::info!(registry = %target.registry, repo = %target.repo, reference = %reference, %digest, "manifest pushed");
         // A tagged image, or a signature or SBOM (found through its subject), is kept on its
         // members too; an untagged child of an index is kept with the index.
-        let tag = match reference {
-            PushedAs::Tag(tag) => Some(tag.clone()),
-            PushedAs::Digest(_) => None,
+        let at_ms = pushed_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let pins: Vec<Option<Tag>> = match (tags.is_empty(), subject.is_some()) {
+            (false, _) => tags.into_iter().map(Some).collect(),
+            (true, true) => vec![None],
+            (true, false) => Vec::new(),
         };
-        if tag.is_some() || subject.is_some() {
-            let at_ms = pushed_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        for tag in pins {
             if let Err(e) = self.placement.pushed(target, digest, tag, at_ms).await {
                 tracing::warn!(registry = %target.registry, repo = %target.repo, %digest, error = %e, "pushed image kept here only; the next placement check retries");
             }

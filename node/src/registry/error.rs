@@ -24,6 +24,8 @@ pub enum ApiError {
     ReferenceInvalid(shoal_protocol::ReferenceError),
     #[error("invalid tag: {0}")]
     TagInvalid(String),
+    #[error("more than {max} tag parameters in one manifest push; push the rest in another")]
+    TooManyTags { max: usize },
     #[error("blob unknown: {0}")]
     BlobAlgorithm(shoal_protocol::DigestError),
     #[error("the request target is longer than {0} bytes")]
@@ -99,6 +101,8 @@ impl ApiError {
             }
             ApiError::DigestInvalid(_) => mapped(StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
             ApiError::TagInvalid(_) => mapped(StatusCode::BAD_REQUEST, "TAG_INVALID"),
+            // The spec's answer for too many tags in one push.
+            ApiError::TooManyTags { .. } => mapped(StatusCode::URI_TOO_LONG, "TAG_INVALID"),
             ApiError::BlobAlgorithm(_) => mapped(StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
             ApiError::QueryInvalid(_) => {
                 mapped(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID")

@@ -24,6 +24,7 @@ use axum::response::Response;
 pub(crate) use error::ApiError;
 pub(crate) use range::parse as parse_range;
 pub(crate) use route::PINS_PATH;
+use route::push_tags;
 pub use route::{Endpoint, Routing};
 
 use shoal_protocol::peer::{PeerAuthError, SignedRequest};
@@ -324,15 +325,16 @@ async fn serve_push(
         },
         Endpoint::Manifest { target, reference } if method == Method::PUT => {
             let client_name = client_name(parts.uri.path(), "/manifests/");
-            let reference = PushedAs::from(reference);
-            let headers = &parts.headers;
-            push::put_manifest(pusher, &target, names(client_name), &reference, headers, body).await
+            let (reference, tags) = (PushedAs::from(reference), push_tags(parts.uri.query())?);
+            let (names, headers) = (names(client_name), &parts.headers);
+            push::put_manifest(pusher, &target, names, &reference, &tags, headers, body).await
         }
         Endpoint::ByAlias { target, digest, of: AliasOf::Manifest } if method == Method::PUT => {
             let client_name = client_name(parts.uri.path(), "/manifests/");
             let reference = PushedAs::Digest(AnyDigest::Sha512(digest));
-            let headers = &parts.headers;
-            push::put_manifest(pusher, &target, names(client_name), &reference, headers, body).await
+            let tags = push_tags(parts.uri.query())?;
+            let (names, headers) = (names(client_name), &parts.headers);
+            push::put_manifest(pusher, &target, names, &reference, &tags, headers, body).await
         }
         Endpoint::Manifest { target, reference } if method == Method::DELETE => {
             push::delete_manifest(pusher, &target, &reference).await

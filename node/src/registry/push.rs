@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::{StreamExt, TryStreamExt};
 use shoal_protocol::media_type::MAX_MANIFEST_SIZE;
-use shoal_protocol::{AnyDigest, Digest, Reference};
+use shoal_protocol::{AnyDigest, Digest, Reference, Tag};
 
 use super::error::ApiError;
 use super::route::UploadQuery;
@@ -16,6 +16,8 @@ use crate::push::{BodyStream, PushError, PushedAs, Pusher, Started, UploadState}
 const DIGEST_HEADER: &str = "docker-content-digest";
 const UPLOAD_UUID_HEADER: &str = "docker-upload-uuid";
 const SUBJECT_HEADER: &str = "oci-subject";
+/// The tags a push by digest created from its `tag` parameters.
+const TAG_HEADER: &str = "oci-tag";
 const FILTERS_HEADER: &str = "oci-filters-applied";
 
 /// Where the client's names live on this node: the path it used, and `?ns=` if it sent one.
@@ -117,6 +119,7 @@ pub async fn put_manifest(
     target: &Target,
     names: Names<'_>,
     reference: &PushedAs,
+    tags: &[Tag],
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -129,7 +132,8 @@ pub async fn put_manifest(
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     // Parameters (`; charset=utf-8`) are not part of the media type.
     let content_type = content_type.map(|t| t.split(';').next().unwrap_or(t).trim());
-    let pushed = pusher.put_manifest(target, reference, content_type, body_stream(body)).await?;
+    let pushed =
+        pusher.put_manifest(target, reference, tags, content_type, body_stream(body)).await?;
     // Named back as the client named it: a manifest pushed by sha512 is found by it.
     let named = match reference {
         PushedAs::Digest(named) => *named,
@@ -141,6 +145,11 @@ pub async fn put_manifest(
     insert(h, DIGEST_HEADER, &named.to_string());
     if let Some(subject) = pushed.subject {
         insert(h, SUBJECT_HEADER, &subject.to_string());
+    }
+    if !tags.is_empty() {
+        // Every tag asked for was taken, or the push failed as a whole.
+        let accepted: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+        insert(h, TAG_HEADER, &accepted.join(", "));
     }
     Ok(response)
 }

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use shoal_protocol::{AnyDigest, Digest, DigestError, Reference, RepositoryName, Sha512Digest};
+use shoal_protocol::{
+    AnyDigest, Digest, DigestError, Reference, RepositoryName, Sha512Digest, Tag,
+};
 
 use super::error::ApiError;
 use shoal_protocol::is_registry_host;
@@ -425,6 +427,27 @@ impl Routing {
 /// Docker's rule for "is this first component a registry host".
 fn is_host_like(component: &str) -> bool {
     component.contains('.') || component.contains(':') || component == "localhost"
+}
+
+/// Tags a manifest push by digest may carry, `?tag=1.2.3&tag=latest` (distribution spec 1.1+,
+/// a MAY): at most this many per request; the spec asks that at least 10 be taken.
+pub const MAX_PUSH_TAGS: usize = 100;
+
+/// The `tag` parameters of a manifest push, each checked, in order, without repeats.
+pub fn push_tags(query: Option<&str>) -> Result<Vec<Tag>, ApiError> {
+    let mut tags: Vec<Tag> = Vec::new();
+    let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes());
+    for value in pairs.filter(|(key, _)| key == "tag").map(|(_, value)| value) {
+        let tag =
+            Tag::parse(&value).map_err(|e| ApiError::TagInvalid(format!("tag {value:?}: {e}")))?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+        if tags.len() > MAX_PUSH_TAGS {
+            return Err(ApiError::TooManyTags { max: MAX_PUSH_TAGS });
+        }
+    }
+    Ok(tags)
 }
 
 fn serde_urlencoded_query<T: serde::de::DeserializeOwned + Default>(

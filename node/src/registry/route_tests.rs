@@ -167,3 +167,20 @@ fn tags_query() {
     assert_eq!(page, TagsQuery { n: Some(2), last: Some("v1".to_owned()) });
     assert_eq!(client_name, "app");
 }
+
+#[test]
+fn tag_parameters_of_a_push_are_checked_in_order_without_repeats() {
+    let tags = |q: &str| push_tags(Some(q)).map(|t| t.iter().map(|t| t.to_string()).collect());
+    assert_eq!(push_tags(None).unwrap(), Vec::<Tag>::new());
+    let taken: Vec<String> = tags("tag=1.2.3&ns=docker.io&tag=latest&tag=1.2.3").unwrap();
+    assert_eq!(taken, ["1.2.3", "latest"]);
+    // Encoded as a form would: decoded before the check.
+    assert_eq!(tags("tag=v%31").unwrap(), ["v1"]);
+    for bad in ["tag=", "tag=-lead", "tag=a%2Fb", &format!("tag={}", "x".repeat(129))] {
+        assert!(matches!(push_tags(Some(bad)), Err(ApiError::TagInvalid(_))), "{bad}");
+    }
+    let at_most: Vec<String> = (0..MAX_PUSH_TAGS).map(|i| format!("tag=t{i}")).collect();
+    assert_eq!(push_tags(Some(&at_most.join("&"))).unwrap().len(), MAX_PUSH_TAGS);
+    let over = format!("{}&tag=one-more", at_most.join("&"));
+    assert!(matches!(push_tags(Some(&over)), Err(ApiError::TooManyTags { .. })));
+}
