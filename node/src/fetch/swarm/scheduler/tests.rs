@@ -68,11 +68,12 @@ fn pieces_come_from_the_front_so_clients_keep_streaming() {
     let mut s = Scheduler::new(size, limits, 3);
     let a = s.add_source(Role::Provider, true);
     s.set_status(a, PieceStatus::complete(size));
-    let first: Vec<u32> = std::iter::from_fn(|| s.next(now)).take(16).map(|r| r.piece).collect();
+    let window = Limits::default().window as u32;
+    let first: Vec<u32> = std::iter::from_fn(|| s.next(now)).take(32).map(|r| r.piece).collect();
     // The window slides by one piece per request: the i-th request is among the first
     // window + i pieces.
     for (i, &piece) in first.iter().enumerate() {
-        assert!(piece < 8 + i as u32, "request {i} left the window: {first:?}");
+        assert!(piece < window + i as u32, "request {i} left the window: {first:?}");
     }
 }
 
