@@ -23,8 +23,9 @@ use super::SourceId;
 
 /// Sources asked at once, besides the owner. Eight requests out at most, two per source: 32
 /// leaves choice among sources that are busy or slow, and enough statuses to know who has
-/// the next pieces. In the simulation at 100 nodes (`docs/benchmarks.md`): 2.52 T1 with half
-/// the status probes of asking every source (2.25 T1); 16 gives 2.70, 48 gives 2.43.
+/// the next pieces. In the simulation at 100 nodes (`docs/benchmarks.md`): 2.25 T1 with half
+/// the status probes of asking every source (1.97 T1); 48 and 64 give 2.15 with 1.4 and 2
+/// times the probes of 32.
 pub(crate) const DEFAULT_CAP: usize = 32;
 
 /// Status rounds in a row that a source goes unused before it gives up its slot to a peer in
