@@ -30,7 +30,7 @@ pub(crate) const DEFAULT_CAP: usize = 32;
 
 /// Status rounds in a row that a source goes unused before it gives up its slot to a peer in
 /// line: with a round every 200 ms, about half a second. Fewer churns sources for little gain
-/// (2 measured the same makespan with a fifth more probes), more keeps useless ones longer.
+/// (2 measured the same makespan with a third more probes), more keeps unused ones longer.
 pub(crate) const RETIRE_AFTER: u32 = 3;
 
 /// Peers kept in line, besides the sources: the newest learnt first. Enough to replace every
@@ -45,7 +45,7 @@ pub(crate) trait Candidate: Clone {
 
 enum State {
     Active {
-        useless: u32,
+        idle_rounds: u32,
         keep: bool,
     },
     /// Retired: the slot is free for the next peer admitted.
@@ -119,7 +119,7 @@ impl<P: Candidate> Roster<P> {
     }
 
     fn place(&mut self, peer: P, keep: bool) -> Admitted<P> {
-        let state = State::Active { useless: 0, keep };
+        let state = State::Active { idle_rounds: 0, keep };
         let free = self.slots.iter().position(|s| matches!(s.state, State::Free));
         let (id, reused) = match free {
             Some(id) => {
@@ -141,9 +141,9 @@ impl<P: Candidate> Roster<P> {
     pub(crate) fn answered(&mut self, id: SourceId, in_use: bool) -> bool {
         let someone_waits = !self.waiting.is_empty();
         let slot = &mut self.slots[id];
-        let State::Active { useless, keep } = &mut slot.state else { return false };
-        *useless = if in_use { 0 } else { *useless + 1 };
-        if *keep || *useless < RETIRE_AFTER || !someone_waits {
+        let State::Active { idle_rounds, keep } = &mut slot.state else { return false };
+        *idle_rounds = if in_use { 0 } else { *idle_rounds + 1 };
+        if *keep || *idle_rounds < RETIRE_AFTER || !someone_waits {
             return false;
         }
         slot.state = State::Free;
@@ -153,8 +153,8 @@ impl<P: Candidate> Roster<P> {
 
     /// A piece came in from the source: it earns its place again.
     pub(crate) fn delivered(&mut self, id: SourceId) {
-        if let State::Active { useless, .. } = &mut self.slots[id].state {
-            *useless = 0;
+        if let State::Active { idle_rounds, .. } = &mut self.slots[id].state {
+            *idle_rounds = 0;
         }
     }
 
@@ -216,7 +216,7 @@ mod tests {
         let mut r = Roster::new(1);
         r.learn(10);
         assert_eq!(admit_all(&mut r), vec![(0, 10)]);
-        // Nobody in line: a useless source stays (it is better than none).
+        // Nobody in line: an unused source stays (it is better than none).
         for _ in 0..RETIRE_AFTER + 2 {
             assert!(!r.answered(0, false));
         }
@@ -228,7 +228,7 @@ mod tests {
         for _ in 1..RETIRE_AFTER {
             assert!(!r.answered(0, false));
         }
-        assert!(r.answered(0, false), "retired after {RETIRE_AFTER} useless statuses in a row");
+        assert!(r.answered(0, false), "retired after {RETIRE_AFTER} unused statuses in a row");
         let next = r.admit().expect("its slot is free");
         assert_eq!(next, Admitted { id: 0, peer: 20, reused: true });
         // The retired peer waits at the back of the line, and may come back.
