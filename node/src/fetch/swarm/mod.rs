@@ -220,7 +220,7 @@ impl Run<'_> {
     /// Makes an admitted peer a source, under the id the roster gave it, and asks it what it
     /// holds.
     fn place(&mut self, admitted: Admitted<PeerInfo>) {
-        let Admitted { id, peer, reused } = admitted;
+        let Admitted { id, peer } = admitted;
         // The first holder is told apart by its id, whether the DHT named it or it was asked
         // to fetch.
         let first = self.reach.first_holder.as_ref() == Some(&peer.id);
@@ -228,16 +228,9 @@ impl Run<'_> {
         let site = self.swarm.fleet.site();
         let same_site = site.is_none() || peer.site == site;
         let source = Source { peer, role, same_site, probing: false, dropped: false };
-        if reused {
-            self.sources[id] = source;
-            if let Some(scheduler) = &mut self.scheduler {
-                scheduler.replace_source(id, role, same_site);
-            }
-        } else {
-            self.sources.push(source);
-            if let Some(scheduler) = &mut self.scheduler {
-                scheduler.add_source(role, same_site);
-            }
+        roster::put_at(&mut self.sources, id, source);
+        if let Some(scheduler) = &mut self.scheduler {
+            scheduler.put_source(id, role, same_site);
         }
         self.probe(id);
     }

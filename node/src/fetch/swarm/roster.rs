@@ -58,13 +58,22 @@ struct Slot<P> {
     state: State,
 }
 
-/// A slot handed out by [`Roster::admit`].
+/// A slot handed out by [`Roster::admit`]: a retired source's id, or the next one.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Admitted<P> {
     pub id: SourceId,
     pub peer: P,
-    /// The id was a retired source's: the caller resets what it keeps under it.
-    pub reused: bool,
+}
+
+/// Puts what a caller keeps per source under the id the roster gave: in place of the retired
+/// source's, or at the end for a new id.
+pub(crate) fn put_at<T>(items: &mut Vec<T>, id: SourceId, item: T) {
+    if id < items.len() {
+        items[id] = item;
+    } else {
+        debug_assert_eq!(id, items.len(), "ids are handed out in order");
+        items.push(item);
+    }
 }
 
 pub(crate) struct Roster<P> {
@@ -121,17 +130,9 @@ impl<P: Candidate> Roster<P> {
     fn place(&mut self, peer: P, keep: bool) -> Admitted<P> {
         let state = State::Active { idle_rounds: 0, keep };
         let free = self.slots.iter().position(|s| matches!(s.state, State::Free));
-        let (id, reused) = match free {
-            Some(id) => {
-                self.slots[id] = Slot { peer: peer.clone(), state };
-                (id, true)
-            }
-            None => {
-                self.slots.push(Slot { peer: peer.clone(), state });
-                (self.slots.len() - 1, false)
-            }
-        };
-        Admitted { id, peer, reused }
+        let id = free.unwrap_or(self.slots.len());
+        put_at(&mut self.slots, id, Slot { peer: peer.clone(), state });
+        Admitted { id, peer }
     }
 
     /// An idle source's status came back (sources with requests out are not asked for one);
@@ -206,7 +207,7 @@ mod tests {
         r.learn(11);
         assert_eq!(r.waiting(), 1, "sources are not put in line again");
         let owner = r.admit_kept(1).expect("the owner joins whatever the cap");
-        assert_eq!((owner.id, owner.reused), (2, false));
+        assert_eq!(owner.id, 2, "a new slot");
         assert_eq!(r.active(), 2, "the owner is not counted against the cap");
         assert!(r.admit_kept(1).is_none(), "the owner is a source already");
     }
@@ -230,7 +231,7 @@ mod tests {
         }
         assert!(r.answered(0, false), "retired after {RETIRE_AFTER} unused statuses in a row");
         let next = r.admit().expect("its slot is free");
-        assert_eq!(next, Admitted { id: 0, peer: 20, reused: true });
+        assert_eq!(next, Admitted { id: 0, peer: 20 }, "the retired source's slot");
         // The retired peer waits at the back of the line, and may come back.
         assert_eq!(r.waiting(), 1);
         for _ in 0..RETIRE_AFTER {

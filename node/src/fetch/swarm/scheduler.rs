@@ -28,6 +28,8 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use shoal_protocol::peer::{PieceSet, PieceStatus, piece_count};
 
+use super::roster::put_at;
+
 pub(crate) type SourceId = usize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,11 +167,14 @@ impl Scheduler {
         self.sources.len() - 1
     }
 
-    /// Gives a retired source's id to a new source (the roster reuses ids). The old source
-    /// was retired idle, so nothing is out to it.
-    pub(crate) fn replace_source(&mut self, id: SourceId, role: Role, same_site: bool) {
-        debug_assert_eq!(self.sources[id].active, 0, "a source retired with requests out");
-        self.sources[id] = Source::new(role, same_site, self.done.len());
+    /// A source under the id the roster gave it: a retired source's (which was retired idle,
+    /// so nothing is out to it) or the next one.
+    pub(crate) fn put_source(&mut self, id: SourceId, role: Role, same_site: bool) {
+        debug_assert!(
+            self.sources.get(id).is_none_or(|s| s.active == 0),
+            "a source retired with requests out"
+        );
+        put_at(&mut self.sources, id, Source::new(role, same_site, self.done.len()));
     }
 
     /// Whether requests are out to the source.

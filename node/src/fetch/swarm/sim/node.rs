@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use shoal_protocol::peer::{Have, PieceSet, PieceStatus, piece_count};
 
-use super::super::roster::{Admitted, Roster};
+use super::super::roster::{Admitted, Roster, put_at};
 use super::super::{Role, Scheduler, SourceId};
 use super::events::Time;
 use super::serving::Server;
@@ -147,19 +147,11 @@ impl Download {
     }
 
     fn place(&mut self, admitted: Admitted<usize>) -> SourceId {
-        let Admitted { id, peer, reused } = admitted;
+        let Admitted { id, peer } = admitted;
         let role = if peer == OWNER { Role::Owner } else { Role::Provider };
-        let source = Source { node: peer, role, probing: false };
-        if reused {
-            self.sources[id] = source;
-            if let Some(scheduler) = &mut self.scheduler {
-                scheduler.replace_source(id, role, true);
-            }
-        } else {
-            self.sources.push(source);
-            if let Some(scheduler) = &mut self.scheduler {
-                scheduler.add_source(role, true);
-            }
+        put_at(&mut self.sources, id, Source { node: peer, role, probing: false });
+        if let Some(scheduler) = &mut self.scheduler {
+            scheduler.put_source(id, role, true);
         }
         id
     }
