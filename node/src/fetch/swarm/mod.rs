@@ -202,6 +202,7 @@ impl Run<'_> {
     /// Takes peers a lookup or an answer named (those this download may use and trusts for
     /// this digest), and asks what it holds each one the roster admits now.
     fn add_peers(&mut self, found: Vec<PeerInfo>) {
+        tracing::debug!(digest = %self.digest, peers = ?found.iter().map(|p| &p.id).collect::<Vec<_>>(), "peers named");
         for peer in found {
             if self.reach.admits(&peer) && self.swarm.client.trusted(&self.digest, &peer.id) {
                 self.roster.learn(peer);

@@ -7,7 +7,9 @@
 //!   than [`Limits::total`] requests out.
 //! - The owner is asked only for pieces no other live source serves at a fair pace: it is the
 //!   one node that has every piece first, and its uplink is the fleet's bottleneck if everyone
-//!   uses it; but a slow provider must not leave it idle.
+//!   uses it; but a slow provider must not leave it idle. Once a provider's pace is known, the
+//!   owner is asked for one piece to time it too, so that providers that are all slow show as
+//!   slow next to it.
 //! - A source is slow when its pieces take more than [`SLOW_FACTOR`] times as long as the
 //!   fastest source's (each source's piece time is a moving average), or when a piece of its
 //!   had to be asked elsewhere.
@@ -349,6 +351,7 @@ impl Scheduler {
 
     fn pick_fresh(&mut self, source: SourceId, fresh: &mut Fresh) -> Option<u32> {
         let is_owner = self.sources[source].role == Role::Owner;
+        let on_trial = is_owner && self.owner_on_trial(source);
         let mut window = Vec::with_capacity(self.limits.window);
         let Fresh { pieces, servers: known } = fresh;
         for piece in pieces.common(&self.sources[source].served) {
@@ -360,7 +363,7 @@ impl Scheduler {
             }
             let servers = *known[piece as usize].get_or_insert_with(|| self.servers(piece));
             // The owner waits only for providers that keep a fair pace.
-            if is_owner && servers.fair > 0 {
+            if is_owner && servers.fair > 0 && !on_trial {
                 continue;
             }
             // `servers` counts this source too, unless it is the owner.
@@ -371,6 +374,16 @@ impl Scheduler {
         let candidates: Vec<u32> =
             window.iter().filter(|&&(_, n)| n == rarest).map(|&(p, _)| p).collect();
         Some(candidates[self.rng.random_range(0..candidates.len())])
+    }
+
+    /// Whether the owner is asked for one piece whatever the providers serve, to time it:
+    /// a provider is slow only next to a faster source, so providers that are all slow, or
+    /// one alone, would keep the owner idle for good once their own pace set the bar. Once,
+    /// when a provider's pace is known and before the owner's is; a refused trial is asked
+    /// again after its backoff, like any request.
+    fn owner_on_trial(&self, owner: SourceId) -> bool {
+        let src = &self.sources[owner];
+        src.piece_time.is_none() && src.active == 0 && self.best_piece_time().is_some()
     }
 
     /// The pieces out to one source only, for long enough to be asked of a second.

@@ -160,6 +160,56 @@ fn a_slow_provider_does_not_leave_the_owner_idle() {
 }
 
 #[test]
+fn the_owner_is_timed_once_so_a_provider_alone_and_slow_shows_as_slow() {
+    // A provider on a slow link whose pieces never come late by its own pace: without a
+    // trial the owner would not be asked for anything it serves, however fast it is.
+    let start = Instant::now();
+    let size = 16 * MIB;
+    let mut s = Scheduler::new(size, Limits::default(), 9);
+    let owner = s.add_source(Role::Owner, true);
+    let slow = s.add_source(Role::Provider, true);
+    s.set_status(owner, PieceStatus::complete(size));
+    s.set_status(slow, PieceStatus::complete(size));
+    let first = drain(&mut s, start);
+    assert!(first.iter().all(|r| r.source == slow), "the provider goes first: {first:?}");
+    let mut at = start + Duration::from_millis(400);
+    s.completed(slow, first[0].piece, at);
+    let trial = drain(&mut s, at);
+    let asked: Vec<_> = trial.iter().filter(|r| r.source == owner).collect();
+    assert_eq!(asked.len(), 1, "one trial piece of the owner: {trial:?}");
+    assert!(!asked[0].hedge);
+    assert_eq!(drain(&mut s, at), vec![], "one trial at a time");
+    // The owner is ten times as fast; the provider's next piece marks it slow.
+    s.completed(owner, asked[0].piece, at + Duration::from_millis(40));
+    at += Duration::from_millis(800);
+    s.completed(slow, first[1].piece, at);
+    let next = drain(&mut s, at);
+    assert!(next.iter().filter(|r| r.source == owner).count() == 2, "{next:?}");
+    assert!(next.iter().filter(|r| r.source == slow).count() <= 1, "{next:?}");
+}
+
+#[test]
+fn an_owner_as_fast_as_its_providers_is_asked_for_nothing_more_after_its_trial() {
+    let start = Instant::now();
+    let size = 16 * MIB;
+    let mut s = Scheduler::new(size, Limits::default(), 10);
+    let owner = s.add_source(Role::Owner, true);
+    let peer = s.add_source(Role::Provider, true);
+    s.set_status(owner, PieceStatus::complete(size));
+    s.set_status(peer, PieceStatus::complete(size));
+    let first = drain(&mut s, start);
+    let at = start + Duration::from_millis(100);
+    s.completed(peer, first[0].piece, at);
+    let trial = drain(&mut s, at);
+    let asked = trial.iter().find(|r| r.source == owner).expect("a trial piece");
+    s.completed(owner, asked.piece, at + Duration::from_millis(100));
+    let later = at + Duration::from_millis(150);
+    s.completed(peer, first[1].piece, later);
+    let next = drain(&mut s, later);
+    assert!(next.iter().all(|r| r.source == peer), "timed, the owner waits: {next:?}");
+}
+
+#[test]
 fn a_piece_refused_to_spread_is_asked_elsewhere_and_the_source_keeps_serving() {
     let now = Instant::now();
     let size = 4 * MIB;
