@@ -38,6 +38,12 @@ struct Args {
     /// (every source it learns of, as the node did before the roster), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "node")]
     sources: Vec<String>,
+    /// Missing pieces a scheduler considers at once, from the front (the node's: 16).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Upload slots per node and digest (the node's `peer_upload_slots`: 4).
+    #[arg(long)]
+    slots: Option<usize>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// How often a spinning driver loop is looked at again, in milliseconds.
@@ -99,6 +105,12 @@ fn main() -> Result<(), String> {
                 if sources != "node" {
                     label.push_str(&format!(", {sources} sources"));
                 }
+                if let Some(window) = args.window {
+                    label.push_str(&format!(", window {window}"));
+                }
+                if let Some(slots) = args.slots {
+                    label.push_str(&format!(", {slots} slots"));
+                }
                 for discovery_name in &args.discovery {
                     for &slow in &args.slow {
                         for &nodes in &args.nodes {
@@ -115,6 +127,8 @@ fn main() -> Result<(), String> {
                                 referrals,
                                 seed: args.seed,
                                 progress: args.progress,
+                                window: args.window.unwrap_or(Config::default().window),
+                                upload_slots: args.slots.unwrap_or(Config::default().upload_slots),
                                 ..Config::default()
                             };
                             let report = swarm_sim::run(&config);

@@ -95,7 +95,7 @@ impl World {
         let download = &mut self.nodes[node].download;
         download.sources[source].probing = false;
         if download.running {
-            download.set_status(source, status, seed);
+            download.set_status(source, status, seed, self.cfg.window);
             download.review(source);
             self.add_peers(now, node, referred);
             self.drain(now, node);
@@ -146,7 +146,7 @@ impl World {
             download.last_busy = Some(now);
         }
         if let Some(status) = request.status {
-            download.set_status(request.source, status, seed);
+            download.set_status(request.source, status, seed, self.cfg.window);
         }
         if let Some(scheduler) = &mut download.scheduler {
             scheduler.failed(request.source, request.piece, failure, at);
@@ -166,7 +166,7 @@ impl World {
         let download = &mut self.nodes[node].download;
         download.out.remove(&(source, piece));
         if let Some(status) = request.status {
-            download.set_status(source, status, seed);
+            download.set_status(source, status, seed, self.cfg.window);
         }
         let Some(scheduler) = &mut download.scheduler else { return };
         let losers: Vec<u64> = scheduler

@@ -75,6 +75,8 @@ pub struct Config {
     pub discovery: Discovery,
     /// `peer_upload_slots`.
     pub upload_slots: usize,
+    /// Missing pieces a scheduler considers at once, from the front (`Limits::window`).
+    pub window: usize,
     /// The node's serving rule, or a variant of it.
     pub serving: Serving,
     /// `peer_stall_timeout`: no piece for this long and a node goes upstream.
@@ -109,7 +111,8 @@ impl Default for Config {
             // About four round trips of a lookup that asks the 20 closest peers, 3 at a time.
             dht_latency: Duration::from_millis(4),
             discovery: Discovery::First(20),
-            upload_slots: 3,
+            upload_slots: crate::config::DEFAULT_PEER_UPLOAD_SLOTS,
+            window: super::Limits::default().window,
             serving: Serving::Node,
             stall: Duration::from_secs(10),
             source_cap: Some(super::roster::DEFAULT_CAP),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use shoal_protocol::peer::{Have, PieceSet, PieceStatus, piece_count};
 
 use super::super::roster::{Admitted, Roster, put_at};
-use super::super::{Role, Scheduler, SourceId};
+use super::super::{Limits, Role, Scheduler, SourceId};
 use super::events::Time;
 use super::serving::Server;
 use super::world::OWNER;
@@ -174,9 +174,16 @@ impl Download {
 
     /// Records a source's status, creating the scheduler at the first (the driver's
     /// `set_status`; every simulated source names the right size).
-    pub(super) fn set_status(&mut self, source: SourceId, status: PieceStatus, seed: u64) {
+    pub(super) fn set_status(
+        &mut self,
+        source: SourceId,
+        status: PieceStatus,
+        seed: u64,
+        window: usize,
+    ) {
         let scheduler = self.scheduler.get_or_insert_with(|| {
-            let mut scheduler = Scheduler::new(status.size, Default::default(), seed);
+            let limits = Limits { window, ..Limits::default() };
+            let mut scheduler = Scheduler::new(status.size, limits, seed);
             for source in &self.sources {
                 scheduler.add_source(source.role, true);
             }

@@ -8,7 +8,7 @@ use crate::fetch::uploads::{Refusal, Slot, Uploads};
 /// The serving side's rule for a piece request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Serving {
-    /// The node's `Uploads`: 3 slots per digest (else `503`, the source is busy) and 2 copies
+    /// The node's `Uploads`: its slots per digest (else `503`, the source is busy) and 2 copies
     /// of a piece per 2 s, counted when sent (else `429`, that piece only).
     Node,
     /// A variant: the same limits, but a refused piece is answered `503`, as if the whole
