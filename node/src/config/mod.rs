@@ -60,7 +60,7 @@ pub(crate) const DEFAULT_PEER_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// a silent peer costs a miss a moment, not a download.
 pub const DEFAULT_PEER_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pieces of one blob sent to peers at once. In the swarm simulation 4 rather than 3 took 16
-/// nodes from 1.57 to 1.46 T1 on 200 Mbit/s links (seeds 1–4) and from 1.86 to 1.70 on 1 Gbit/s,
+/// nodes from 1.57 to 1.46 T1 on 200 Mbit/s links (seeds 1–4) and from 1.85 to 1.70 on 1 Gbit/s,
 /// 100 nodes unchanged, for the owner sending about 0.15 copies more; 2 and 6 were worse.
 pub(crate) const DEFAULT_PEER_UPLOAD_SLOTS: usize = 4;
 /// Members that keep each pinned (pushed, imported) image: any one node may be lost.

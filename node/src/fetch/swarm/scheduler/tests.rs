@@ -184,7 +184,7 @@ fn the_owner_is_timed_once_so_a_provider_alone_and_slow_shows_as_slow() {
     at += Duration::from_millis(800);
     s.completed(slow, first[1].piece, at);
     let next = drain(&mut s, at);
-    assert!(next.iter().filter(|r| r.source == owner).count() == 2, "{next:?}");
+    assert_eq!(next.iter().filter(|r| r.source == owner).count(), 2, "{next:?}");
     assert!(next.iter().filter(|r| r.source == slow).count() <= 1, "{next:?}");
 }
 
