@@ -67,6 +67,18 @@ pub async fn metric(node: &ShoalNode, name: &str) -> Result<u64> {
     value.ok_or_else(|| HarnessError::NoMetric { url, name: name.to_owned() })
 }
 
+/// The node that fetched a blob of `size` bytes from the upstream (its owner), by its
+/// `shoal_upstream_bytes_total`; the last such node if several did.
+pub async fn upstream_fetcher(nodes: &[ShoalNode], size: u64) -> Result<Option<usize>> {
+    let mut fetcher = None;
+    for (i, node) in nodes.iter().enumerate() {
+        if metric(node, "shoal_upstream_bytes_total").await? >= size {
+            fetcher = Some(i);
+        }
+    }
+    Ok(fetcher)
+}
+
 /// Where `node` stores the blob `digest` once it holds it.
 pub fn blob_file(node: &ShoalNode, digest: &Digest) -> PathBuf {
     let hex = digest.hex();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use shoal_cluster_tests::fleet::{
     blob_file, eventually, get_verified, metric, pull_on_every_host, start_on_hosts,
+    upstream_fetcher,
 };
 use shoal_cluster_tests::image;
 use shoal_cluster_tests::lan::{Lan, require_lan};
@@ -107,13 +108,10 @@ async fn a_slow_source_loses_its_pieces_to_a_fast_one() {
     // node 1 pulls too. The holder that is not the owner is slowed to a tenth; a node that
     // holds nothing pulls.
     get_verified(&nodes[0], "library/big", &layer).await.expect("a holder pulls");
-    let mut owner = None;
-    for (i, node) in nodes.iter().enumerate() {
-        if metric(node, "shoal_upstream_bytes_total").await.expect("metric") >= SLOW_LAYER {
-            owner = Some(i);
-        }
-    }
-    let owner = owner.expect("a node fetched the layer from the upstream");
+    let owner = upstream_fetcher(&nodes, SLOW_LAYER)
+        .await
+        .expect("metric")
+        .expect("a node fetched the layer from the upstream");
     let slow = if owner == 0 { 1 } else { 0 };
     if slow == 1 {
         get_verified(&nodes[1], "library/big", &layer).await.expect("a holder pulls");

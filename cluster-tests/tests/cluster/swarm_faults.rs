@@ -5,7 +5,9 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
-use shoal_cluster_tests::fleet::{blob_file, get_verified, logs, metric, start_fleet};
+use shoal_cluster_tests::fleet::{
+    blob_file, get_verified, logs, metric, start_fleet, upstream_fetcher,
+};
 use shoal_cluster_tests::image;
 use shoal_cluster_tests::{Registry, RegistryOptions, ShoalNode, ShoalOptions, require_tools};
 use shoal_protocol::Digest;
@@ -44,13 +46,10 @@ async fn a_peer_that_sends_wrong_pieces_is_traced_and_alone_distrusted() {
 
     // The first pull makes the layer's owner fetch it from the upstream.
     get_verified(&nodes[0], "library/big", &layer).await.expect("first pull");
-    let mut owner = None;
-    for (i, node) in nodes.iter().enumerate() {
-        if metric(node, "shoal_upstream_bytes_total").await.expect("metric") >= LAYER {
-            owner = Some(i);
-        }
-    }
-    let owner = owner.expect("one node fetched the layer upstream");
+    let owner = upstream_fetcher(&nodes, LAYER)
+        .await
+        .expect("metric")
+        .expect("one node fetched the layer upstream");
     // Two more holders that are not the owner: the honest one and the liar; the last pulls.
     let others: Vec<usize> = (0..nodes.len()).filter(|&i| i != owner).collect();
     for &i in &others[..2] {
