@@ -20,6 +20,16 @@ fn drain(s: &mut Scheduler, now: Instant) -> Vec<Assignment> {
     std::iter::from_fn(|| s.next(now)).collect()
 }
 
+/// A scheduler with the owner and one provider, both holding every piece.
+fn owner_and_provider(size: u64, seed: u64) -> (Scheduler, SourceId, SourceId) {
+    let mut s = Scheduler::new(size, Limits::default(), seed);
+    let owner = s.add_source(Role::Owner, true);
+    let provider = s.add_source(Role::Provider, true);
+    s.set_status(owner, PieceStatus::complete(size));
+    s.set_status(provider, PieceStatus::complete(size));
+    (s, owner, provider)
+}
+
 #[test]
 fn asks_a_source_only_for_what_it_has_and_within_its_limits() {
     let now = Instant::now();
@@ -135,11 +145,7 @@ fn a_status_for_another_size_drops_the_source() {
 fn a_slow_provider_does_not_leave_the_owner_idle() {
     let start = Instant::now();
     let size = 16 * MIB;
-    let mut s = Scheduler::new(size, Limits::default(), 7);
-    let owner = s.add_source(Role::Owner, true);
-    let slow = s.add_source(Role::Provider, true);
-    s.set_status(owner, PieceStatus::complete(size));
-    s.set_status(slow, PieceStatus::complete(size));
+    let (mut s, owner, slow) = owner_and_provider(size, 7);
     let first = drain(&mut s, start);
     assert!(first.iter().all(|r| r.source == slow), "the provider goes first: {first:?}");
     // One of its pieces is late: the owner takes it, quickly.
@@ -165,11 +171,7 @@ fn the_owner_is_timed_once_so_a_provider_alone_and_slow_shows_as_slow() {
     // trial the owner would not be asked for anything it serves, however fast it is.
     let start = Instant::now();
     let size = 16 * MIB;
-    let mut s = Scheduler::new(size, Limits::default(), 9);
-    let owner = s.add_source(Role::Owner, true);
-    let slow = s.add_source(Role::Provider, true);
-    s.set_status(owner, PieceStatus::complete(size));
-    s.set_status(slow, PieceStatus::complete(size));
+    let (mut s, owner, slow) = owner_and_provider(size, 9);
     let first = drain(&mut s, start);
     assert!(first.iter().all(|r| r.source == slow), "the provider goes first: {first:?}");
     let mut at = start + Duration::from_millis(400);
@@ -192,11 +194,7 @@ fn the_owner_is_timed_once_so_a_provider_alone_and_slow_shows_as_slow() {
 fn an_owner_as_fast_as_its_providers_is_asked_for_nothing_more_after_its_trial() {
     let start = Instant::now();
     let size = 16 * MIB;
-    let mut s = Scheduler::new(size, Limits::default(), 10);
-    let owner = s.add_source(Role::Owner, true);
-    let peer = s.add_source(Role::Provider, true);
-    s.set_status(owner, PieceStatus::complete(size));
-    s.set_status(peer, PieceStatus::complete(size));
+    let (mut s, owner, peer) = owner_and_provider(size, 10);
     let first = drain(&mut s, start);
     let at = start + Duration::from_millis(100);
     s.completed(peer, first[0].piece, at);
