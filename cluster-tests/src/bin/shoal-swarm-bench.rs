@@ -17,8 +17,10 @@
 //! and the mean upload of the other nodes (from `/metrics`).
 //!
 //! Needs root (namespaces, `tc`) and a release build: `SHOAL_BIN=target/release/shoal`.
-//! Usage: `shoal-swarm-bench [--nodes 4,8,16] [--size-mib 256] [--mbit 200] [--baselines no]`
-//! (`--baselines no` leaves out the distribution proxies, which take most of the run).
+//! Usage: `shoal-swarm-bench [--nodes 4,8,16] [--size-mib 256] [--mbit 200] [--baselines no]
+//! [--keep-logs DIR]` (`--baselines no` leaves out the distribution proxies, which take most of
+//! the run; `--keep-logs` keeps each node's log of the swarm run, every piece asked and
+//! received in it, and prints each host's time).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -61,24 +63,46 @@ fn getter() -> Result<PathBuf> {
 
 /// Every host GETs its URL at the same moment; returns the seconds until the last is done.
 async fn pull_all(hosts: &[LanHost], urls: &[String], digest: Digest) -> Result<f64> {
+    let each = pull_each(hosts, urls, digest).await?;
+    Ok(each.into_iter().fold(0.0, f64::max))
+}
+
+/// Every host GETs its URL at the same moment; returns the seconds each took.
+async fn pull_each(hosts: &[LanHost], urls: &[String], digest: Digest) -> Result<Vec<f64>> {
     let getter = getter()?;
     let start = Instant::now();
     let mut pulls = Vec::new();
     for (host, url) in hosts.iter().zip(urls) {
         let mut command = tokio::process::Command::from(host.command(&getter));
         command.arg(url).arg(digest.to_string());
-        pulls.push(tokio::spawn(async move { command.output().await }));
+        pulls.push(tokio::spawn(async move {
+            let output = command.output().await;
+            (output, start.elapsed().as_secs_f64())
+        }));
     }
+    let mut seconds = Vec::new();
     for (pull, url) in pulls.into_iter().zip(urls) {
-        let output = pull.await??;
+        let (output, took) = pull.await?;
+        let output = output?;
         if !output.status.success() {
             bail!("{url}: {}", String::from_utf8_lossy(&output.stderr).trim());
         }
+        seconds.push(took);
     }
-    Ok(start.elapsed().as_secs_f64())
+    Ok(seconds)
 }
 
-async fn run(n: usize, size_mib: u64, mbit: u32, seed: u64, baselines: bool) -> Result<Row> {
+/// What to run, besides the fleet size.
+struct Plan {
+    size_mib: u64,
+    mbit: u32,
+    baselines: bool,
+    /// Where to keep the nodes' logs of the swarm run, with the fetch path's trace on.
+    keep_logs: Option<PathBuf>,
+}
+
+async fn run(n: usize, plan: &Plan, seed: u64) -> Result<Row> {
+    let Plan { size_mib, mbit, baselines, .. } = *plan;
     let size = size_mib << 20;
     // Declared first, so that it goes last: the processes on it are stopped before it goes.
     let lan = Lan::create_capped(n, Some(mbit))?;
@@ -94,7 +118,10 @@ async fn run(n: usize, size_mib: u64, mbit: u32, seed: u64, baselines: bool) -> 
         pull_all(&hosts[..1], &[format!("{}{path}", node.url())], layer).await?
     };
 
-    let options = ShoalOptions::docker_io(origin.url());
+    let mut options = ShoalOptions::docker_io(origin.url());
+    if plan.keep_logs.is_some() {
+        options.env.push(("SHOAL_LOG".into(), "info,shoal::fetch::swarm=trace".into()));
+    }
     let first = ShoalNode::start(options.clone().on(&hosts[0])).await?;
     let seed_options = options.bootstrap(&first);
     let mut nodes = vec![first];
@@ -104,7 +131,17 @@ async fn run(n: usize, size_mib: u64, mbit: u32, seed: u64, baselines: bool) -> 
     wait_for_peers(&nodes, n - 1).await?;
     origin.reset_requests().await?;
     let urls: Vec<String> = nodes.iter().map(|node| format!("{}{path}", node.url())).collect();
-    let shoal = pull_all(&hosts, &urls, layer).await?;
+    let each = pull_each(&hosts, &urls, layer).await?;
+    let shoal = each.iter().copied().fold(0.0, f64::max);
+    if let Some(dir) = &plan.keep_logs {
+        let dir = dir.join(format!("{n}-hosts"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (i, (node, took)) in nodes.iter().zip(&each).enumerate() {
+            let to = dir.join(format!("host{i}.log"));
+            std::fs::copy(node.log_path(), &to).with_context(|| format!("{}", to.display()))?;
+            eprintln!("host {i}: {took:.1} s, log in {}", to.display());
+        }
+    }
     let shoal_gets = origin.count("GET", &path).await?;
     let (mut owner_copies, mut others) = (0.0, Vec::new());
     for node in &nodes {
@@ -149,6 +186,7 @@ async fn main() -> Result<()> {
     let mut size_mib = 256u64;
     let mut mbit = 200u32;
     let mut baselines = true;
+    let mut keep_logs = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
@@ -157,8 +195,9 @@ async fn main() -> Result<()> {
             "--size-mib" => size_mib = value.parse().context("--size-mib")?,
             "--mbit" => mbit = value.parse().context("--mbit")?,
             "--baselines" => baselines = value != "no",
+            "--keep-logs" => keep_logs = Some(PathBuf::from(value)),
             other => bail!(
-                "unknown flag {other}; use --nodes 4,8,16 --size-mib N --mbit N --baselines no"
+                "unknown flag {other}; use --nodes 4,8,16 --size-mib N --mbit N --baselines no --keep-logs DIR"
             ),
         }
     }
@@ -173,8 +212,9 @@ async fn main() -> Result<()> {
         "| hosts | T1 | lone node: T1 / time | shoal | owner uploads | other nodes upload (mean) | origin GETs | proxy per host | origin GETs | one central proxy |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    let plan = Plan { size_mib, mbit, baselines, keep_logs };
     for (i, &n) in counts.iter().enumerate() {
-        let row = run(n, size_mib, mbit, 700 + i as u64, baselines).await?;
+        let row = run(n, &plan, 700 + i as u64).await?;
         let (per_host, per_host_gets, central) = match &row.baselines {
             Some(b) => (
                 format!("{:.2}", b.per_host / row.t1),

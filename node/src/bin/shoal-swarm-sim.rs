@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use shoal::fetch::swarm_sim::{self, Config, Discovery, Report, Serving, Sharing};
+use shoal::fetch::swarm_sim::{self, Config, CopyLimit, Discovery, Report, Serving, Sharing};
 
 #[derive(Parser)]
 #[command(about = "Simulates a fleet pulling one blob at once through the node's piece scheduler.")]
@@ -44,6 +44,12 @@ struct Args {
     /// Upload slots per node and digest (the node's `peer_upload_slots`: 4).
     #[arg(long)]
     slots: Option<usize>,
+    /// Times a node sends one piece within `--copy-window-ms` (the node's: 2).
+    #[arg(long)]
+    copies: Option<u32>,
+    /// The window of `--copies`, in milliseconds (the node's: 2000).
+    #[arg(long)]
+    copy_window_ms: Option<u64>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// How often a spinning driver loop is looked at again, in milliseconds.
@@ -111,6 +117,15 @@ fn main() -> Result<(), String> {
                 if let Some(slots) = args.slots {
                     label.push_str(&format!(", {slots} slots"));
                 }
+                let mut copy_limit = CopyLimit::default();
+                if let Some(copies) = args.copies {
+                    copy_limit.copies = copies;
+                    label.push_str(&format!(", {copies} copies"));
+                }
+                if let Some(ms) = args.copy_window_ms {
+                    copy_limit.window = Duration::from_millis(ms);
+                    label.push_str(&format!(" per {ms} ms"));
+                }
                 for discovery_name in &args.discovery {
                     for &slow in &args.slow {
                         for &nodes in &args.nodes {
@@ -129,6 +144,7 @@ fn main() -> Result<(), String> {
                                 progress: args.progress,
                                 window: args.window.unwrap_or(Config::default().window),
                                 upload_slots: args.slots.unwrap_or(Config::default().upload_slots),
+                                copy_limit,
                                 ..Config::default()
                             };
                             let report = swarm_sim::run(&config);

@@ -4,7 +4,7 @@
 //! A node's uplink is shared by everything it sends; a source that takes every request serves
 //! each asker slower and becomes every node's only source (the owner, first of all). Past its
 //! slots a node answers "busy" with what it holds, and the asker takes the piece from another
-//! node that has it. A piece is also sent at most [`COPIES`] times in [`COPY_WINDOW`]: the
+//! node that has it. A piece is also sent at most [`CopyLimit::copies`] times in [`CopyLimit::window`]: the
 //! nodes that got it pass it on, so a piece spreads through the fleet like a broadcast tree
 //! instead of leaving every node's first holder (the owner) once per node. That refusal names
 //! the piece, not the node ([`Refusal::Spread`], `429` on the wire): the asker takes other
@@ -24,9 +24,18 @@ use shoal_protocol::peer::MAX_REFERRALS;
 
 use super::BlobBody;
 
-/// Times one piece is sent within [`COPY_WINDOW`].
-const COPIES: u32 = 2;
-const COPY_WINDOW: Duration = Duration::from_secs(2);
+/// How often one piece may be sent: at most `copies` times within `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyLimit {
+    pub copies: u32,
+    pub window: Duration,
+}
+
+impl Default for CopyLimit {
+    fn default() -> Self {
+        Self { copies: 2, window: Duration::from_secs(2) }
+    }
+}
 /// Pieces remembered at most; older ones are forgotten first.
 const MAX_REMEMBERED: usize = 16_384;
 /// Recipients remembered per digest, and for how long one is worth naming.
@@ -37,6 +46,7 @@ const MAX_DIGESTS: usize = 1024;
 
 pub(crate) struct Uploads {
     slots: usize,
+    copy_limit: CopyLimit,
     running: Arc<Mutex<HashMap<Digest, usize>>>,
     /// Per piece (by where it starts): how often it was sent since when.
     sent: Mutex<HashMap<(Digest, u64), (u32, Instant)>>,
@@ -52,8 +62,13 @@ pub(crate) struct Slot {
 
 impl Uploads {
     pub(crate) fn new(slots: usize) -> Self {
+        Self::with_copy_limit(slots, CopyLimit::default())
+    }
+
+    pub(crate) fn with_copy_limit(slots: usize, copy_limit: CopyLimit) -> Self {
         Self {
             slots: slots.max(1),
+            copy_limit,
             running: Arc::default(),
             sent: Mutex::default(),
             recipients: Mutex::default(),
@@ -74,18 +89,19 @@ impl Uploads {
             return Err(Refusal::Busy);
         }
         if let Some(piece) = start {
+            let CopyLimit { copies, window } = self.copy_limit;
             let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
             if sent.len() >= MAX_REMEMBERED {
-                sent.retain(|_, (_, since)| now.duration_since(*since) < COPY_WINDOW);
+                sent.retain(|_, (_, since)| now.duration_since(*since) < window);
                 if sent.len() >= MAX_REMEMBERED {
                     sent.clear();
                 }
             }
             let entry = sent.entry((*digest, piece)).or_insert((0, now));
-            if now.duration_since(entry.1) >= COPY_WINDOW {
+            if now.duration_since(entry.1) >= window {
                 *entry = (0, now);
             }
-            if entry.0 >= COPIES {
+            if entry.0 >= copies {
                 return Err(Refusal::Spread);
             }
             entry.0 += 1;
@@ -190,7 +206,10 @@ mod tests {
         assert!(uploads.acquire(&a, Some(3), now).is_ok());
         assert_eq!(uploads.acquire(&a, Some(3), now).err(), Some(Refusal::Spread), "a third waits");
         assert!(uploads.acquire(&a, Some(4), now).is_ok(), "other pieces are not held up");
-        assert!(uploads.acquire(&a, Some(3), now + COPY_WINDOW).is_ok(), "the window ends");
+        assert!(
+            uploads.acquire(&a, Some(3), now + CopyLimit::default().window).is_ok(),
+            "the window ends"
+        );
     }
 
     #[test]

@@ -321,6 +321,7 @@ impl Run<'_> {
                         self.sink.clone(),
                     );
                     let (source, piece) = (assignment.source, assignment.piece);
+                    tracing::trace!(digest = %self.digest, peer = %self.sources[source].peer.id, piece, hedge = assignment.hedge, "piece asked");
                     let handle = self.tasks.spawn(async move {
                         let (status, referrals, result) =
                             client.piece(&peer, &digest, start, end, &sink).await;
@@ -432,6 +433,7 @@ impl Run<'_> {
                     let Some(scheduler) = &mut self.scheduler else { continue };
                     match result {
                         Ok(()) => {
+                            tracing::trace!(digest = %self.digest, peer = %self.sources[source].peer.id, piece, "piece in");
                             last_piece = Instant::now();
                             self.roster.delivered(source);
                             if !self.started {
@@ -449,6 +451,8 @@ impl Run<'_> {
                             let failure = e.failure();
                             if failure == Failure::Error {
                                 tracing::debug!(digest = %self.digest, peer = %self.sources[source].peer.id, piece, error = %e, "piece failed");
+                            } else {
+                                tracing::trace!(digest = %self.digest, peer = %self.sources[source].peer.id, piece, ?failure, "piece refused");
                             }
                             scheduler.failed(source, piece, failure, now);
                             if scheduler.is_dead(source) {

@@ -49,6 +49,7 @@ mod tests;
 
 use std::time::Duration;
 
+pub use crate::fetch::uploads::CopyLimit;
 pub use dht::Discovery;
 pub use net::Sharing;
 pub use report::Report;
@@ -77,6 +78,8 @@ pub struct Config {
     pub upload_slots: usize,
     /// Missing pieces a scheduler considers at once, from the front (`Limits::window`).
     pub window: usize,
+    /// How often a node sends one piece (`fetch/uploads.rs`).
+    pub copy_limit: CopyLimit,
     /// The node's serving rule, or a variant of it.
     pub serving: Serving,
     /// `peer_stall_timeout`: no piece for this long and a node goes upstream.
@@ -113,6 +116,7 @@ impl Default for Config {
             discovery: Discovery::First(20),
             upload_slots: crate::config::DEFAULT_PEER_UPLOAD_SLOTS,
             window: super::Limits::default().window,
+            copy_limit: CopyLimit::default(),
             serving: Serving::Node,
             stall: Duration::from_secs(10),
             source_cap: Some(super::roster::DEFAULT_CAP),

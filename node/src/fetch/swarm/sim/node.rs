@@ -10,6 +10,7 @@ use super::super::{Limits, Role, Scheduler, SourceId};
 use super::events::Time;
 use super::serving::Server;
 use super::world::OWNER;
+use crate::fetch::uploads::CopyLimit;
 
 pub(super) struct Node {
     pub held: Held,
@@ -20,10 +21,15 @@ pub(super) struct Node {
 }
 
 impl Node {
-    pub(super) fn new(size: u64, upload_slots: usize, source_cap: usize) -> Self {
+    pub(super) fn new(
+        size: u64,
+        upload_slots: usize,
+        copy_limit: CopyLimit,
+        source_cap: usize,
+    ) -> Self {
         Self {
             held: Held::new(size),
-            server: Server::new(upload_slots),
+            server: Server::new(upload_slots, copy_limit),
             complete_at: None,
             download: Download::new(source_cap),
         }

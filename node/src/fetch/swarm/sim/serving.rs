@@ -3,7 +3,7 @@
 use shoal_protocol::Digest;
 
 use super::super::Failure;
-use crate::fetch::uploads::{Refusal, Slot, Uploads};
+use crate::fetch::uploads::{CopyLimit, Refusal, Slot, Uploads};
 
 /// The serving side's rule for a piece request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +23,8 @@ pub(super) struct Server {
 }
 
 impl Server {
-    pub(super) fn new(slots: usize) -> Self {
-        Self { uploads: Uploads::new(slots) }
+    pub(super) fn new(slots: usize, copy_limit: CopyLimit) -> Self {
+        Self { uploads: Uploads::with_copy_limit(slots, copy_limit) }
     }
 
     /// A slot to send the piece that starts at byte `start` now, or the failure the asker's

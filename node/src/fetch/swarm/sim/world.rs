@@ -75,7 +75,14 @@ impl World {
             slow[i + 1] = true;
         }
         let nodes = (0..n)
-            .map(|_| Node::new(cfg.size, cfg.upload_slots, cfg.source_cap.unwrap_or(usize::MAX)))
+            .map(|_| {
+                Node::new(
+                    cfg.size,
+                    cfg.upload_slots,
+                    cfg.copy_limit,
+                    cfg.source_cap.unwrap_or(usize::MAX),
+                )
+            })
             .collect();
         let dht = Dht::new(cfg.discovery, rng.random());
         Self {
