@@ -47,6 +47,9 @@ struct Args {
     /// Times a node sends one piece within `--copy-window-ms` (the node's: 2).
     #[arg(long)]
     copies: Option<u32>,
+    /// Times the owner sends one piece of the blob it fetches from the upstream (the node's: 1).
+    #[arg(long)]
+    first_hand_copies: Option<u32>,
     /// The window of `--copies`, in milliseconds (the node's: 2000).
     #[arg(long)]
     copy_window_ms: Option<u64>,
@@ -121,6 +124,10 @@ fn main() -> Result<(), String> {
                 if let Some(copies) = args.copies {
                     copy_limit.copies = copies;
                     label.push_str(&format!(", {copies} copies"));
+                }
+                if let Some(copies) = args.first_hand_copies {
+                    copy_limit.first_hand = copies;
+                    label.push_str(&format!(", owner {copies} copies"));
                 }
                 if let Some(ms) = args.copy_window_ms {
                     copy_limit.window = Duration::from_millis(ms);

@@ -296,6 +296,9 @@ impl Fetcher {
         asker: &str,
     ) -> Result<PeerAnswer, FetchError> {
         let now = Instant::now();
+        if range.is_some() && self.fetching_upstream(digest).await {
+            self.uploads.first_hand(digest, now);
+        }
         let slot = match range {
             Some(range) => match self.uploads.acquire(digest, range.start(), now) {
                 Ok(slot) => Some(slot),
@@ -358,6 +361,13 @@ impl Fetcher {
     /// The piece digests of a stored blob, for a peer whose copy failed verification.
     pub async fn piece_digests(&self, digest: &Digest) -> Result<Option<Vec<Digest>>, FetchError> {
         Ok(self.store.piece_digests(digest).await?)
+    }
+
+    /// Whether this node's download of `digest` is running from the upstream: it is the
+    /// blob's first holder, whose every piece the others wait for.
+    async fn fetching_upstream(&self, digest: &Digest) -> bool {
+        let Some(inflight) = self.inflight.get(digest).await else { return false };
+        inflight.subscribe().borrow().source == Served::Upstream
     }
 
     /// What this node holds of a digest, for a peer's status request.

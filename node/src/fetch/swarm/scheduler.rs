@@ -5,20 +5,22 @@
 //! - A source is asked only for pieces its last status says it can serve, never for more than
 //!   [`Limits::per_source`] at once (one once it has been slow), and a download never has more
 //!   than [`Limits::total`] requests out.
-//! - The owner is asked only for pieces no other live source serves at a fair pace: it is the
-//!   one node that has every piece first, and its uplink is the fleet's bottleneck if everyone
-//!   uses it; but a slow provider must not leave it idle. Once a provider's pace is known, the
+//! - The owner is asked only for pieces no other live source holds at a fair pace (one that
+//!   refused the piece a moment ago still counts): it is the one node that has every piece
+//!   first, and its uplink is the fleet's bottleneck if everyone uses it; but a slow provider
+//!   must not leave it idle. Once a provider's pace is known, the
 //!   owner is asked for one piece to time it too, so that providers that are all slow show as
 //!   slow next to it.
 //! - A source is slow when its pieces take more than [`SLOW_FACTOR`] times as long as the
 //!   fastest source's (each source's piece time is a moving average), or when a piece of its
-//!   had to be asked elsewhere.
+//!   had to be asked elsewhere; it is judged again with each piece it sends.
 //! - Pieces are taken from a window at the front of what is missing, so local clients, which
 //!   follow the contiguous prefix, keep streaming; inside the window the piece fewest sources
 //!   serve goes first, ties broken at random, so that nodes asking the same source spread over
 //!   different pieces and then trade them among themselves.
 //! - When nothing new is left to ask, a piece out for longer than a few typical piece times is
-//!   asked of a second source (a hedge); the first copy in wins and the other is cancelled.
+//!   asked of a second source (a hedge); the first copy in wins and the other is cancelled. A
+//!   piece out to the owner is late by the owner's own pace, which its many askers slow.
 //! - A busy source (its upload slots are full) is left alone for a moment; a failing one for
 //!   longer; after [`Limits::max_failures`] failures in a row it is dropped. A source that
 //!   refuses one piece because it sent it often enough just now is not asked for that piece
@@ -283,10 +285,11 @@ impl Scheduler {
             }
         }
         self.sources[source].failures = 0;
-        if let (Some(own), Some(best)) = (self.sources[source].piece_time, self.best_piece_time())
-            && own > best * SLOW_FACTOR
-        {
-            self.sources[source].slow = true;
+        // Judged again on every piece: a source slowed by a moment's load, or marked slow
+        // because one piece of it was late, is asked at its full pace once its pieces come
+        // at a fair pace again.
+        if let (Some(own), Some(best)) = (self.sources[source].piece_time, self.best_piece_time()) {
+            self.sources[source].slow = own > best * SLOW_FACTOR;
         }
         self.done.insert(piece);
         others
@@ -331,7 +334,14 @@ impl Scheduler {
         let backoffs = live.clone().filter_map(|s| s.not_before);
         let refusals = live.flat_map(|s| s.refused.iter().map(|&(_, until)| until));
         let hedge_after = self.hedge_after();
-        let hedges = self.out.iter().filter(|o| o.len() == 1).map(|o| o[0].since + hedge_after);
+        let owner_after = self.owner_hedge_after();
+        let hedges = self.out.iter().filter(|o| o.len() == 1).map(|o| {
+            let after = match self.sources[o[0].source].role {
+                Role::Owner => owner_after,
+                Role::Provider => hedge_after,
+            };
+            o[0].since + after
+        });
         backoffs.chain(refusals).chain(hedges).filter(|&t| t > now).min()
     }
 
@@ -389,9 +399,14 @@ impl Scheduler {
     /// The pieces out to one source only, for long enough to be asked of a second.
     fn stale(&self, now: Instant) -> Vec<u32> {
         let after = self.hedge_after();
+        let owner_after = self.owner_hedge_after();
         (0..self.done.len())
             .filter(|&piece| {
                 let out = &self.out[piece as usize];
+                let after = match self.sources[out.first().map_or(0, |o| o.source)].role {
+                    Role::Owner => owner_after,
+                    Role::Provider => after,
+                };
                 out.len() == 1 && now.saturating_duration_since(out[0].since) >= after
             })
             .collect()
@@ -403,14 +418,19 @@ impl Scheduler {
         })
     }
 
-    /// How many providers serve `piece`, and how many of those keep a fair pace.
+    /// How many providers serve `piece` now, and how many hold it and keep a fair pace. A
+    /// holder that refused the piece a moment ago (it sent it often enough just now) still
+    /// counts as fair: it serves it again within a backoff, and the nodes it sent it to are
+    /// about to; asking the owner meanwhile would spend the fleet's scarcest uplink on a copy
+    /// the swarm already has.
     fn servers(&self, piece: u32) -> Servers {
         let mut servers = Servers { providers: 0, fair: 0 };
         for (id, src) in self.sources.iter().enumerate() {
-            if src.role != Role::Owner && self.serves(id, piece) {
-                servers.providers += 1;
-                servers.fair += usize::from(!src.slow);
+            if src.role == Role::Owner || src.dead || !src.served.contains(piece) {
+                continue;
             }
+            servers.providers += usize::from(self.serves(id, piece));
+            servers.fair += usize::from(!src.slow);
         }
         servers
     }
@@ -418,6 +438,17 @@ impl Scheduler {
     /// The piece time of the fastest live source.
     fn best_piece_time(&self) -> Option<Duration> {
         self.sources.iter().filter(|s| !s.dead).filter_map(|s| s.piece_time).min()
+    }
+
+    /// When a piece out to the owner is late: by the owner's own pace, not the fastest
+    /// source's. The owner shares its uplink among every node it serves, so its pieces come
+    /// slower than a provider's without anything being wrong; a hedge that wins cancels
+    /// bytes the owner already sent, and its uplink is the fleet's scarcest. A stalled owner
+    /// is still hedged.
+    fn owner_hedge_after(&self) -> Duration {
+        let own = self.sources.iter().find(|s| s.role == Role::Owner).and_then(|s| s.piece_time);
+        let after = self.hedge_after();
+        own.map_or(after, |t| (t * SLOW_FACTOR).max(after))
     }
 
     fn hedge_after(&self) -> Duration {

@@ -255,3 +255,82 @@ fn providers_are_looked_up_soon_at_first_then_every_second() {
     assert_eq!(provider_refresh(0).as_millis(), 200);
     assert_eq!(provider_refresh(u32::MAX).as_millis(), 1000);
 }
+
+#[test]
+fn a_holder_that_refused_a_piece_just_now_still_keeps_the_owner_from_being_asked_for_it() {
+    let now = Instant::now();
+    let size = 16 * MIB;
+    let (mut s, owner, peer) = owner_and_provider(size, 12);
+    let first = drain(&mut s, now);
+    assert!(first.iter().all(|r| r.source == peer), "{first:?}");
+    // The provider sent the piece twice just now: it and its recipients serve it in a moment.
+    s.failed(peer, first[0].piece, Failure::Spread, now);
+    let next = drain(&mut s, now);
+    assert!(next.iter().all(|r| r.source != owner), "the owner was asked: {next:?}");
+    assert!(next.iter().all(|r| r.piece != first[0].piece), "{next:?}");
+}
+
+#[test]
+fn a_slow_source_is_asked_at_its_full_pace_again_once_its_pieces_come_fast() {
+    let start = Instant::now();
+    let size = 64 * MIB;
+    let mut s = Scheduler::new(size, Limits::default(), 13);
+    let fast = s.add_source(Role::Provider, true);
+    let other = s.add_source(Role::Provider, true);
+    s.set_status(fast, PieceStatus::complete(size));
+    s.set_status(other, PieceStatus::complete(size));
+    let first = drain(&mut s, start);
+    let step = Duration::from_millis(100);
+    for r in first.iter().filter(|r| r.source == fast) {
+        s.completed(fast, r.piece, start + step);
+    }
+    // A moment's load: its first pieces take ten times as long.
+    let mut at = start + Duration::from_secs(1);
+    for r in first.iter().filter(|r| r.source == other) {
+        s.completed(other, r.piece, at);
+    }
+    let asked_of = |asked: &[Assignment], id| asked.iter().filter(|r| r.source == id).count();
+    let mut asked = drain(&mut s, at);
+    assert_eq!(asked_of(&asked, other), 1, "slow: one at a time: {asked:?}");
+    // Then its pieces come as fast as the other's again.
+    for _ in 0..8 {
+        at += step;
+        for r in &asked {
+            s.completed(r.source, r.piece, at);
+        }
+        asked = drain(&mut s, at);
+    }
+    assert_eq!(asked_of(&asked, other), 2, "at its full pace again: {asked:?}");
+}
+
+#[test]
+fn a_piece_out_to_the_owner_is_hedged_only_when_late_by_the_owners_own_pace() {
+    let t0 = Instant::now();
+    let size = 6 * MIB;
+    let (mut s, owner, peer) = owner_and_provider(size, 14);
+    s.set_status(peer, partial(size, &[0, 1]));
+    let first = drain(&mut s, t0);
+    let owners: Vec<u32> = first.iter().filter(|r| r.source == owner).map(|r| r.piece).collect();
+    assert_eq!(owners.len(), 2, "{first:?}");
+    for r in first.iter().filter(|r| r.source == peer) {
+        s.completed(peer, r.piece, t0 + Duration::from_millis(100));
+    }
+    // The owner shares its uplink with every asker: a second a piece.
+    let at = t0 + Duration::from_secs(1);
+    s.completed(owner, owners[0], at);
+    s.set_status(peer, PieceStatus::complete(size));
+    let next = drain(&mut s, at);
+    assert!(next.iter().all(|r| r.source == peer && !r.hedge), "{next:?}");
+    let idle = at + Duration::from_millis(100);
+    for r in &next {
+        s.completed(peer, r.piece, idle);
+    }
+    let idle_asks = drain(&mut s, idle);
+    assert_eq!(idle_asks, vec![], "hedged at eleven times the provider's pace");
+    let stalled = t0 + Duration::from_millis(4500);
+    let hedges = drain(&mut s, stalled);
+    assert!(
+        hedges.iter().any(|r| r.hedge && r.piece == owners[1] && r.source == peer),
+        "a piece four times the owner's pace late is hedged: {hedges:?}"
+    );
+}

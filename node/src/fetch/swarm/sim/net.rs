@@ -39,7 +39,7 @@ struct Flow {
     /// The piece cannot be complete before its source holds all of it (the owner's live edge).
     ready_at: Time,
     /// The upload slot of the source, given back when the flow ends.
-    _slot: Slot,
+    slot: Slot,
 }
 
 pub(super) struct Net {
@@ -108,7 +108,7 @@ impl Net {
             since: now,
             version: 0,
             ready_at,
-            _slot: slot,
+            slot,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -127,13 +127,14 @@ impl Net {
 
     /// Ends a transfer, finished or cancelled; returns its request and the completion times of
     /// the flows that share its links, which changed.
-    pub(super) fn end(&mut self, now: Time, id: FlowId) -> (u64, Vec<Completion>) {
+    /// The source's upload slot comes back with it, for the caller to end on its clock.
+    pub(super) fn end(&mut self, now: Time, id: FlowId) -> (u64, Slot, Vec<Completion>) {
         self.advance(now, id);
         let flow = self.flows[id].take().expect("a live flow");
         self.free.push(id);
         self.ups[flow.from].retain(|&f| f != id);
         self.downs[flow.to].retain(|&f| f != id);
-        (flow.req, self.reshare(now, flow.from, flow.to))
+        (flow.req, flow.slot, self.reshare(now, flow.from, flow.to))
     }
 
     /// Whether `version` is still the flow's current one.

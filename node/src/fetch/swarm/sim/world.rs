@@ -151,7 +151,8 @@ impl World {
             Event::Delivered(id) => self.on_delivered(now, id),
             Event::Sent { flow, version } => {
                 if self.net.is_current(flow, version) {
-                    let (id, changed) = self.net.end(now, flow);
+                    let (id, slot, changed) = self.net.end(now, flow);
+                    slot.end(self.instant(now));
                     self.completions(changed);
                     if let Some(request) = self.requests.get_mut(&id) {
                         request.flow = None;
@@ -223,6 +224,10 @@ impl World {
         let status = self.status(to, now);
         let serves = status.serves(piece);
         let clock = self.instant(now);
+        // As the node does: while its upstream fetch runs, the owner marks the blob first-hand.
+        if to == OWNER && now < self.owner_has(self.cfg.size) {
+            self.nodes[to].server.uploads.first_hand(&self.digest, clock);
+        }
         let slot = self.nodes[to].server.acquire(self.cfg.serving, &self.digest, start, clock);
         let (flow, refused) = match slot {
             Ok(slot) if serves => {
@@ -269,7 +274,8 @@ impl World {
         if let Some(request) = self.requests.remove(&id)
             && let Some(flow) = request.flow
         {
-            let (_, changed) = self.net.end(now, flow);
+            let (_, slot, changed) = self.net.end(now, flow);
+            slot.end(self.instant(now));
             self.completions(changed);
         }
     }
