@@ -18,8 +18,9 @@
 //!   half a round trip after its source sent its last byte. A status is as of when the source
 //!   answers (for a piece, when the answer starts, as the header does in the node).
 //! - A source answers a piece request as `Fetcher::local_blob` does, with the real
-//!   `Uploads`: a slot (3 per digest, else `503`, which the scheduler hears as
-//!   `Failure::Busy`) and a copy (2 per piece per 2 s, else `429`, `Failure::Spread`); then
+//!   `Uploads`: a slot (4 per digest, else `503`, which the scheduler hears as
+//!   `Failure::Busy`) and a copy (2 per piece at once or within 2 s of their end, 1 from the
+//!   owner while it fetches the blob, else `429`, `Failure::Spread`); then
 //!   the piece if it is whole in its file or, on the owner, starts at or below the live edge.
 //! - Each node runs its own scheduler with the node's default limits, as the driver does
 //!   (`driver.rs`): a status probe per new source, a refresh every 200 ms of sources with

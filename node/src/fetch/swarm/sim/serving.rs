@@ -8,8 +8,9 @@ use crate::fetch::uploads::{CopyLimit, Refusal, Slot, Uploads};
 /// The serving side's rule for a piece request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Serving {
-    /// The node's `Uploads`: its slots per digest (else `503`, the source is busy) and 2 copies
-    /// of a piece per 2 s, counted when sent (else `429`, that piece only).
+    /// The node's `Uploads`: its slots per digest (else `503`, the source is busy) and its copy
+    /// limit (else `429`, that piece only): 2 copies of a piece at once or within 2 s of their
+    /// end, 1 from the owner while it fetches the blob.
     Node,
     /// A variant: the same limits, but a refused piece is answered `503`, as if the whole
     /// source were busy (the node's rule before `429`).

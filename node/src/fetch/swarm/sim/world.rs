@@ -54,7 +54,8 @@ pub(super) struct World {
     pub fallbacks: u32,
     /// Which nodes have slow links.
     pub slow: Vec<bool>,
-    /// `503`s answered with a slot free: the piece had been sent twice in the window.
+    /// Refusals answered with a slot free: the piece had been sent as often as the copy limit
+    /// allows.
     pub copy_refusals: u64,
     /// Time spent in the scheduler's `next`, and how often it was called.
     pub next_time: Duration,
