@@ -8,9 +8,8 @@
 //! - The owner is asked only for pieces no other live source holds at a fair pace (one that
 //!   refused the piece a moment ago still counts): it is the one node that has every piece
 //!   first, and its uplink is the fleet's bottleneck if everyone uses it; but a slow provider
-//!   must not leave it idle. Once a provider's pace is known, the
-//!   owner is asked for one piece to time it too, so that providers that are all slow show as
-//!   slow next to it.
+//!   must not leave it idle. Once a provider's pace is known, the owner is asked for one piece
+//!   to time it too, so that providers that are all slow show as slow next to it.
 //! - A source is slow when its pieces take more than [`SLOW_FACTOR`] times as long as the
 //!   fastest source's (each source's piece time is a moving average), or when a piece of its
 //!   had to be asked elsewhere; it is judged again with each piece it sends.
@@ -333,15 +332,9 @@ impl Scheduler {
         let live = self.sources.iter().filter(|s| !s.dead);
         let backoffs = live.clone().filter_map(|s| s.not_before);
         let refusals = live.flat_map(|s| s.refused.iter().map(|&(_, until)| until));
-        let hedge_after = self.hedge_after();
-        let owner_after = self.owner_hedge_after();
-        let hedges = self.out.iter().filter(|o| o.len() == 1).map(|o| {
-            let after = match self.sources[o[0].source].role {
-                Role::Owner => owner_after,
-                Role::Provider => hedge_after,
-            };
-            o[0].since + after
-        });
+        let after = self.hedge_after_by_source();
+        let hedges =
+            self.out.iter().filter(|o| o.len() == 1).map(|o| o[0].since + after(o[0].source));
         backoffs.chain(refusals).chain(hedges).filter(|&t| t > now).min()
     }
 
@@ -398,16 +391,12 @@ impl Scheduler {
 
     /// The pieces out to one source only, for long enough to be asked of a second.
     fn stale(&self, now: Instant) -> Vec<u32> {
-        let after = self.hedge_after();
-        let owner_after = self.owner_hedge_after();
+        let after = self.hedge_after_by_source();
         (0..self.done.len())
             .filter(|&piece| {
                 let out = &self.out[piece as usize];
-                let after = match self.sources[out.first().map_or(0, |o| o.source)].role {
-                    Role::Owner => owner_after,
-                    Role::Provider => after,
-                };
-                out.len() == 1 && now.saturating_duration_since(out[0].since) >= after
+                out.len() == 1
+                    && now.saturating_duration_since(out[0].since) >= after(out[0].source)
             })
             .collect()
     }
@@ -440,15 +429,19 @@ impl Scheduler {
         self.sources.iter().filter(|s| !s.dead).filter_map(|s| s.piece_time).min()
     }
 
-    /// When a piece out to the owner is late: by the owner's own pace, not the fastest
-    /// source's. The owner shares its uplink among every node it serves, so its pieces come
-    /// slower than a provider's without anything being wrong; a hedge that wins cancels
-    /// bytes the owner already sent, and its uplink is the fleet's scarcest. A stalled owner
-    /// is still hedged.
-    fn owner_hedge_after(&self) -> Duration {
-        let own = self.sources.iter().find(|s| s.role == Role::Owner).and_then(|s| s.piece_time);
+    /// How long a piece out to a given source waits before it is hedged. For the owner, by
+    /// its own pace as well as the fastest source's: it shares its uplink among every node it
+    /// serves, so its pieces come slower than a provider's without anything being wrong, and a
+    /// hedge that wins cancels bytes it already sent on the fleet's scarcest uplink. A stalled
+    /// owner is still hedged.
+    fn hedge_after_by_source(&self) -> impl Fn(SourceId) -> Duration + '_ {
         let after = self.hedge_after();
-        own.map_or(after, |t| (t * SLOW_FACTOR).max(after))
+        let owner = self.sources.iter().find(|s| s.role == Role::Owner).and_then(|s| s.piece_time);
+        let owner_after = owner.map_or(after, |t| (t * SLOW_FACTOR).max(after));
+        move |source| match self.sources[source].role {
+            Role::Owner => owner_after,
+            Role::Provider => after,
+        }
     }
 
     fn hedge_after(&self) -> Duration {
