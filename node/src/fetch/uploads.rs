@@ -35,7 +35,7 @@ pub struct CopyLimit {
     /// For a blob whose every piece this node has first (it fetches it from the upstream for
     /// the fleet): its uplink is what every other node waits on, so each piece leaves it
     /// once, and the nodes that get it spread it. In the simulation, one copy rather than
-    /// two took 16 nodes at 200 Mbit/s from 1.42–1.47 to 1.39–1.41 T1 and 100 nodes at
+    /// two took 16 nodes at 200 Mbit/s from 1.43–1.47 to 1.39–1.41 T1 and 100 nodes at
     /// 1 Gbit/s from 2.15 to 2.02, the owner sending about 1.0 copies instead of 1.25 and 1.74.
     pub first_hand: u32,
     pub window: Duration,
